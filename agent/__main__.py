@@ -1,0 +1,100 @@
+"""Command line of the agent: ``facts``, ``run JOB``, ``serve``.
+
+``serve`` is what the controller uses: one long-lived process per host that
+reads JSON requests line by line on stdin and answers each with one JSON line
+on stdout, so a job costs a round trip instead of a Python start-up.
+"""
+
+import json
+import sys
+
+from . import __version__
+from .bench import run_job
+from .facts import gather
+
+USAGE = """usage: farm-agent COMMAND
+  facts         print this device's facts as one JSON document
+  run JOB       run the job in file JOB (or - for stdin), print one JSON result
+  serve         answer JSON requests, one per line, on stdin/stdout
+  version       print the agent version
+"""
+
+
+def _print_json(doc, stream=None):
+    stream = stream or sys.stdout
+    stream.write(json.dumps(doc, sort_keys=True) + "\n")
+    stream.flush()
+
+
+def _read_job(source):
+    if source == "-":
+        text = sys.stdin.read()
+    else:
+        with open(source) as handle:
+            text = handle.read()
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise SystemExit("farm-agent: job {} is not valid JSON: {}".format(source, exc))
+
+
+def handle(request):
+    """Answer one serve-mode request; never raises for a bad request."""
+    if not isinstance(request, dict):
+        return {"ok": False, "error": "request must be a JSON object"}
+    op = request.get("op")
+    reply = {"id": request.get("id"), "ok": True}
+    if op == "ping":
+        reply["version"] = __version__
+    elif op == "facts":
+        reply["facts"] = gather()
+    elif op == "run":
+        reply["result"] = run_job(request.get("job"))
+    else:
+        reply = {"id": request.get("id"), "ok": False, "error": "unknown op {!r}".format(op)}
+    return reply
+
+
+def serve(stdin, stdout):
+    for line in stdin:
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            request = json.loads(line)
+        except ValueError as exc:
+            _print_json({"id": None, "ok": False, "error": "bad JSON: {}".format(exc)}, stdout)
+            continue
+        if isinstance(request, dict) and request.get("op") == "exit":
+            _print_json({"id": request.get("id"), "ok": True}, stdout)
+            return
+        try:
+            reply = handle(request)
+        except Exception as exc:  # noqa: BLE001 - the session must survive one bad job
+            reply = {"id": request.get("id"), "ok": False,
+                     "error": "{}: {}".format(type(exc).__name__, exc)}
+        _print_json(reply, stdout)
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        sys.stdout.write(USAGE)
+        return 0
+    command = argv[0]
+    if command == "facts":
+        _print_json(gather())
+    elif command == "run" and len(argv) == 2:
+        _print_json(run_job(_read_job(argv[1])))
+    elif command == "serve":
+        serve(sys.stdin, sys.stdout)
+    elif command == "version":
+        sys.stdout.write(__version__ + "\n")
+    else:
+        sys.stderr.write(USAGE)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,334 @@
+"""The conditions a result was measured under: temperatures, CPU clocks, throttling, power.
+
+``snapshot()`` reads them once (before and after a run); a ``PowerSampler``
+runs beside the timed loop and gives the average power and the energy per
+inference. Everything is read below the device root, and ``vcgencmd`` is the
+one found on PATH, so a simulated board answers through the same code.
+"""
+
+import glob
+import os
+import subprocess
+import threading
+import time
+
+from .facts import detect_board, read_text, root_path
+from .power import cpus_online, find_tool
+
+# vcgencmd get_throttled: bits 0-3 describe now, bits 16-19 the same events since boot.
+THROTTLE_BITS = ((0, "under-voltage"), (1, "arm-frequency-capped"), (2, "throttled"), (3, "soft-temperature-limit"))
+SINCE_BOOT_SHIFT = 16
+# A CPU this far below its frequency limit while a benchmark loads it counts as throttled.
+CLOCK_SLACK = 0.9
+# Jetson's PMIC-Die zone has no sensor behind it and always reads 100 °C: reported, never the maximum.
+PLACEHOLDER_ZONES = ("PMIC-Die",)
+
+
+def _int(text):
+    try:
+        return int(str(text).strip())
+    except (TypeError, ValueError):
+        return None
+
+
+def _read(path):
+    """A file by its path on this machine (already under the device root), stripped, or None."""
+    try:
+        with open(path) as handle:
+            return handle.read().strip()
+    except (OSError, IOError):
+        return None
+
+
+# --- temperatures and clocks --------------------------------------------------------------------------
+
+def _zones():
+    # /sys/class/thermal links to /sys/devices/virtual/thermal; either may be all a board (or a copy) has.
+    for pattern in ("sys/class/thermal/thermal_zone*", "sys/devices/virtual/thermal/thermal_zone*"):
+        found = sorted(glob.glob(root_path(pattern)), key=lambda p: _int(p.rsplit("zone", 1)[1]) or 0)
+        if found:
+            return found
+    return []
+
+
+def temperatures():
+    """{zone type: °C} from the thermal zones (millidegrees in sysfs); unreadable zones are left out."""
+    found = {}
+    for folder in _zones():
+        kind = _read(os.path.join(folder, "type")) or os.path.basename(folder)
+        millidegrees = _int(_read(os.path.join(folder, "temp")))
+        # A zone without a sensor reads an error or a sentinel such as -40000 or -125000.
+        if millidegrees is None or millidegrees <= -40000:
+            continue
+        key = kind if kind not in found else "{} ({})".format(kind, os.path.basename(folder))
+        found[key] = millidegrees / 1000.0
+    return found
+
+
+def cpu_frequencies():
+    """{cpu: {"cur_khz", "max_khz", "hw_max_khz"}} for the online CPUs that have cpufreq."""
+    found = {}
+    for cpu in cpus_online():
+        base = "sys/devices/system/cpu/cpu{}/cpufreq/".format(cpu)
+        current = _int(read_text(base + "scaling_cur_freq"))
+        if current is None:
+            continue
+        found[str(cpu)] = {"cur_khz": current, "max_khz": _int(read_text(base + "scaling_max_freq")),
+                           "hw_max_khz": _int(read_text(base + "cpuinfo_max_freq"))}
+    return found
+
+
+# --- throttling ---------------------------------------------------------------------------------------
+
+def decode_throttled(value):
+    """vcgencmd's flags: 0x50005 -> now under-voltage and throttled, and both since boot."""
+    now = [name for bit, name in THROTTLE_BITS if value & (1 << bit)]
+    since = [name for bit, name in THROTTLE_BITS if value & (1 << (bit + SINCE_BOOT_SHIFT))]
+    return {"raw": "0x{:x}".format(value), "now": now, "since_boot": since, "throttled": bool(now)}
+
+
+def _vcgencmd_throttled():
+    """decode_throttled of ``vcgencmd get_throttled``, None without vcgencmd, or {"error": ...}."""
+    # Only a Pi's firmware answers; a vcgencmd elsewhere (a shared tools folder) says nothing about this board.
+    tool = find_tool("vcgencmd")
+    if tool is None or "raspberry pi" not in (detect_board() or "").lower():
+        return None
+    try:
+        done = subprocess.run([tool, "get_throttled"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              universal_newlines=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return {"error": "vcgencmd get_throttled: {}".format(exc)}
+    text = done.stdout.strip()
+    if done.returncode != 0 or not text.startswith("throttled="):
+        # e.g. "VCHI initialization failed" when the user is not in the video group.
+        return {"error": "vcgencmd get_throttled: {}".format((text + " " + done.stderr.strip()).strip())}
+    try:
+        return decode_throttled(int(text.split("=", 1)[1], 16))
+    except ValueError:
+        return {"error": "vcgencmd get_throttled printed {!r}".format(text)}
+
+
+def _cooling_reasons():
+    """Thermal cooling devices that act on CPU clocks and are engaged (cur_state > 0)."""
+    reasons = []
+    for folder in sorted(glob.glob(root_path("sys/class/thermal/cooling_device*"))):
+        kind = _read(os.path.join(folder, "type")) or ""
+        state = _int(_read(os.path.join(folder, "cur_state")))
+        if "cpu" in kind.lower() and state:
+            reasons.append("cooling device {} ({}) at state {}/{}".format(
+                os.path.basename(folder), kind, state, _read(os.path.join(folder, "max_state")) or "?"))
+    return reasons
+
+
+def throttling(under_load=False):
+    """Is the board throttling? {"throttled": bool, "method": ..., "reasons": [...], ...}.
+
+    Raspberry Pi: the firmware's own flags (``vcgencmd get_throttled``), with
+    "now" and "since_boot" lists. Other boards: CPU cooling devices engaged, and,
+    only when ``under_load`` (during a run), CPUs running below 90% of their
+    frequency limit; a heuristic, since an idle core is slow by design and a run
+    that waits on an Edge TPU idles its CPU too.
+    """
+    firmware = _vcgencmd_throttled()
+    if firmware is not None and "error" not in firmware:
+        firmware.update(method="vcgencmd", reasons=list(firmware["now"]))
+        return firmware
+    reasons = _cooling_reasons()
+    if under_load:
+        for cpu, clock in sorted(cpu_frequencies().items()):
+            if clock["max_khz"] and clock["cur_khz"] < CLOCK_SLACK * clock["max_khz"]:
+                reasons.append("cpu{} at {} kHz, below its limit {} kHz under load".format(
+                    cpu, clock["cur_khz"], clock["max_khz"]))
+    result = {"method": "heuristic", "throttled": bool(reasons), "reasons": reasons}
+    if firmware is not None:
+        result["error"] = firmware["error"]
+    return result
+
+
+# --- power (INA3221) ----------------------------------------------------------------------------------
+
+def find_rails():
+    """(source, [(rail name, {"power"|"voltage"|"current": file})]) of the INA3221 rails, or (None, []).
+
+    JetPack 4 (Nano, TX1/TX2): the ina3221x IIO driver with ``rail_name_N`` and
+    ``in_powerN_input`` in mW. JetPack 5 and later: the upstream ina3221 hwmon
+    driver with ``inN_label``, ``inN_input`` in mV and ``currN_input`` in mA.
+    """
+    rails = []
+    for folder in sorted(glob.glob(root_path("sys/bus/i2c/drivers/ina3221x/*/iio:device*"))):
+        for channel in range(3):
+            name = _read(os.path.join(folder, "rail_name_{}".format(channel)))
+            if name:
+                rails.append((name, {kind: os.path.join(folder, "in_{}{}_input".format(kind, channel))
+                                     for kind in ("power", "voltage", "current")}))
+    if rails:
+        return "ina3221x", rails
+    for folder in sorted(glob.glob(root_path("sys/bus/i2c/drivers/ina3221/*/hwmon/hwmon*"))):
+        for channel in (1, 2, 3):
+            name = _read(os.path.join(folder, "in{}_label".format(channel)))
+            if name and name.upper() != "NC":
+                rails.append((name, {"voltage": os.path.join(folder, "in{}_input".format(channel)),
+                                     "current": os.path.join(folder, "curr{}_input".format(channel))}))
+    return ("ina3221", rails) if rails else (None, [])
+
+
+def _is_board_input(name):
+    # The rail that feeds the whole module (POM_5V_IN on a Nano, VDD_IN on later Jetsons) is the total.
+    upper = name.upper()
+    return upper.endswith("_IN") or upper.startswith("VDD_IN")
+
+
+def read_rails(rails):
+    """{rail: {"mw", "mv", "ma"}}; mW computed from mV x mA where the driver gives no power file."""
+    readings = {}
+    for name, files in rails:
+        millivolts, milliamps = _int(_read(files.get("voltage", ""))), _int(_read(files.get("current", "")))
+        milliwatts = _int(_read(files["power"])) if files.get("power") else None
+        if milliwatts is None and millivolts is not None and milliamps is not None:
+            milliwatts = round(millivolts * milliamps / 1000.0)
+        readings[name] = {"mw": milliwatts, "mv": millivolts, "ma": milliamps}
+    return readings
+
+
+def total_mw(readings):
+    """(mW, rail name) of the board's input rail, else the sum of all rails ("sum")."""
+    for name, reading in readings.items():
+        if _is_board_input(name) and reading["mw"] is not None:
+            return reading["mw"], name
+    values = [r["mw"] for r in readings.values() if r["mw"] is not None]
+    return (sum(values), "sum") if values else (None, None)
+
+
+def power():
+    """One reading of the power monitor, or None where the board has none."""
+    source, rails = find_rails()
+    if not rails:
+        return None
+    readings = read_rails(rails)
+    milliwatts, rail = total_mw(readings)
+    return {"source": source, "rails": readings, "total_mw": milliwatts, "total_rail": rail}
+
+
+# --- the snapshot --------------------------------------------------------------------------------------
+
+def snapshot(under_load=False):
+    """Everything above, once: put one in a result before the run and one after.
+
+    {"time": 1700000000.0, "temperatures_c": {"CPU-therm": 37.5, ...}, "max_temperature_c": 41.0,
+     "cpus_online": [0, 1, 2, 3], "cpu_freq_khz": {"0": {"cur_khz", "max_khz", "hw_max_khz"}},
+     "throttling": {...throttling()...}, "throttled": false, "power": {...power()...} or null}
+    """
+    temps = temperatures()
+    throttle = throttling(under_load)
+    return {
+        "time": time.time(),
+        "temperatures_c": temps,
+        "max_temperature_c": max([c for k, c in temps.items() if k not in PLACEHOLDER_ZONES] or [None]),
+        "cpus_online": cpus_online(),
+        "cpu_freq_khz": cpu_frequencies(),
+        "throttling": throttle,
+        "throttled": throttle["throttled"],
+        "power": power(),
+    }
+
+
+class PowerSampler(object):
+    """Samples total power every ``interval`` s in a background thread while a timed loop runs.
+
+    It also checks throttling every ``throttle_every`` s, since a board that
+    throttles mid-run produces numbers that are not comparable. ``cpu_bound``
+    (a CPU-delegate job) adds the clock heuristic: a loaded core below its limit.
+    Leave it off for Edge TPU jobs, whose CPU mostly waits and idles slow. Use::
+
+        with PowerSampler() as sampler:
+            ...timed loop...
+        summary = sampler.summary(inferences=len(samples))
+
+    Reading three small files takes microseconds, and the timed loop spends its
+    time in ``invoke()``, which releases the GIL, so sampling does not disturb it.
+    """
+
+    def __init__(self, interval=0.05, throttle_every=1.0, cpu_bound=False):
+        self.interval = interval
+        self.throttle_every = throttle_every
+        self.cpu_bound = cpu_bound
+        self.source, self.rails = None, []
+        self._samples = []  # (monotonic time, total mW, {rail: mW})
+        self._throttle_reasons = []
+        self._throttle_checks = 0
+        self._total_rail = None
+        self._stop = threading.Event()
+        self._thread = None
+        self.started = self.stopped = None
+
+    def start(self):
+        self.source, self.rails = find_rails()
+        self.started = time.monotonic()
+        self._thread = threading.Thread(target=self._run, name="farm-power-sampler")
+        self._thread.daemon = True
+        self._thread.start()
+        return self
+
+    def _run(self):
+        next_throttle = time.monotonic()
+        while True:
+            now = time.monotonic()
+            if self.rails:
+                readings = read_rails(self.rails)
+                milliwatts, self._total_rail = total_mw(readings)
+                if milliwatts is not None:
+                    self._samples.append((now, milliwatts, {k: v["mw"] for k, v in readings.items()}))
+            if now >= next_throttle:
+                next_throttle = now + self.throttle_every
+                self._throttle_checks += 1
+                for reason in throttling(under_load=self.cpu_bound)["reasons"]:
+                    if reason not in self._throttle_reasons:
+                        self._throttle_reasons.append(reason)
+            if self._stop.wait(self.interval):
+                return
+
+    def stop(self):
+        if self._thread is not None and self.stopped is None:
+            self._stop.set()
+            self._thread.join()
+            self.stopped = time.monotonic()
+        return self
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc_info):
+        self.stop()
+
+    def summary(self, inferences=None, seconds=None):
+        """Average power and energy over the sampled window.
+
+        Energy = average W x ``seconds`` (default: the sampler's own window), and
+        per inference = that energy in mJ / ``inferences``. Without a power
+        monitor, "available" is false and "reason" says why; throttling is
+        reported either way.
+        """
+        self.stop()
+        duration = seconds if seconds is not None else (self.stopped or time.monotonic()) - (self.started or 0)
+        out = {"interval_s": self.interval, "duration_s": duration, "samples": len(self._samples),
+               "throttled": bool(self._throttle_reasons), "throttle_reasons": list(self._throttle_reasons),
+               "throttle_checks": self._throttle_checks}
+        if not self._samples:
+            out.update(available=False, reason=(
+                "no INA3221 power monitor under {}".format(root_path("sys/bus/i2c/drivers"))
+                if not self.rails else "the power monitor gave no reading"))
+            return out
+        watts = [mw / 1000.0 for _, mw, _ in self._samples]
+        average = sum(watts) / len(watts)
+        energy = average * duration
+        rails = {}
+        for _, _, per_rail in self._samples:
+            for name, milliwatts in per_rail.items():
+                if milliwatts is not None:
+                    rails.setdefault(name, []).append(milliwatts / 1000.0)
+        out.update(available=True, source=self.source, rail=self._total_rail,
+                   average_w=average, min_w=min(watts), max_w=max(watts), energy_j=energy,
+                   rails_average_w={name: sum(v) / len(v) for name, v in rails.items()},
+                   inferences=inferences,
+                   energy_per_inference_mj=(energy * 1000.0 / inferences) if inferences else None)
+        return out

@@ -1,0 +1,1 @@
+"""Alembic migrations of the results database (``farm db upgrade`` applies them)."""

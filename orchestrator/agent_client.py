@@ -1,0 +1,87 @@
+"""Talk to the agent on one host: deploy it, keep one ``serve`` process, send jobs.
+
+One long-lived agent per host means a job costs one round trip, not a Python
+start-up; the model is loaded inside the job and reported as its init time.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from typing import Any
+
+from typing_extensions import Self
+
+from agent.schema import SchemaError, validate_result
+
+from .deploy import deploy_agent, ensure_file
+from .errors import TransportError
+from .transport.base import AgentChannel, Transport
+
+FACTS_TIMEOUT = 60.0
+# A job may run up to its max_seconds of timing plus warm-up and model load.
+JOB_SLACK_SECONDS = 120.0
+
+
+class AgentSession:
+    def __init__(self, transport: Transport) -> None:
+        self.transport = transport
+        self.host = transport.host
+        self._channel: AgentChannel | None = None
+        self._ids = itertools.count(1)
+        self.uploaded_agent = False
+
+    def open(self) -> AgentSession:
+        deployment = deploy_agent(self.transport)
+        self.uploaded_agent = deployment.uploaded
+        self._channel = self.transport.start([self.host.python, deployment.remote_path, "serve"])
+        self.request({"op": "ping"}, timeout=FACTS_TIMEOUT)
+        return self
+
+    def request(self, message: dict[str, Any], timeout: float | None) -> dict[str, Any]:
+        if self._channel is None:
+            raise TransportError(f"{self.host.name}: agent session is not open")
+        request_id = next(self._ids)
+        self._channel.send_line(json.dumps({**message, "id": request_id}))
+        line = self._channel.read_line(timeout=timeout)
+        try:
+            reply = json.loads(line)
+        except ValueError:
+            raise TransportError(f"{self.host.name}: agent answered something that is not JSON: "
+                                 f"{line[:200]!r}; {self._channel.stderr_tail()}") from None
+        if not isinstance(reply, dict) or reply.get("id") != request_id:
+            raise TransportError(f"{self.host.name}: agent answered out of turn: {line[:200]!r}")
+        if not reply.get("ok"):
+            raise TransportError(f"{self.host.name}: agent refused the request: {reply.get('error')}")
+        return reply
+
+    def facts(self) -> dict[str, Any]:
+        return self.request({"op": "facts"}, timeout=FACTS_TIMEOUT)["facts"]
+
+    def upload_model(self, local_path: Any, sha256: str) -> str:
+        remote = f"{self.host.workdir}/models/{sha256}.tflite"
+        ensure_file(self.transport, remote, local_path)
+        return remote
+
+    def run_job(self, job: dict[str, Any]) -> dict[str, Any]:
+        timeout = float(job["timing"]["max_seconds"]) * 2 + JOB_SLACK_SECONDS
+        result = self.request({"op": "run", "job": job}, timeout=timeout)["result"]
+        try:
+            return validate_result(result)
+        except SchemaError as exc:
+            raise TransportError(f"{self.host.name}: agent sent a malformed result: {exc}") from None
+
+    def close(self) -> None:
+        if self._channel is not None:
+            try:
+                self._channel.send_line(json.dumps({"op": "exit", "id": 0}))
+            except TransportError:
+                pass
+            self._channel.close()
+            self._channel = None
+
+    def __enter__(self) -> Self:
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,393 @@
+"""The ``farm`` command line."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .errors import FarmError
+
+app = typer.Typer(
+    help="farm: run edge-AI benchmark matrices on a farm of devices and keep every result.\n\n"
+         "Example: farm run --matrix all   (this machine, default SQLite database)",
+    no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
+)
+models_app = typer.Typer(help="Register, build and list models.", no_args_is_help=True)
+db_app = typer.Typer(help="Manage the results database.", no_args_is_help=True)
+inventory_app = typer.Typer(help="Inspect inventories of hosts.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+app.add_typer(db_app, name="db")
+app.add_typer(inventory_app, name="inventory")
+
+console = Console()
+err_console = Console(stderr=True)
+
+DbOption = Annotated[str | None, typer.Option(
+    "--db", help="Database URL, e.g. sqlite:///farm.db or postgresql+psycopg://user@host/db "
+                 "[default: $FARM_DB_URL, else SQLite in the user data dir]")]
+InventoryOption = Annotated[Path | None, typer.Option(
+    "--inventory", "-i", help="Inventory YAML file [default: this machine only]")]
+
+
+def _open(db: str | None):  # type: ignore[no-untyped-def]
+    from .store import open_store
+
+    return open_store(db)
+
+
+@app.command()
+def run(
+    matrix: Annotated[str, typer.Option("--matrix", "-m", help="Matrix name; 'all' needs no file")] = "all",
+    matrix_file: Annotated[Path | None, typer.Option("--matrix-file", help="YAML file of named matrices")] = None,
+    inventory: InventoryOption = None,
+    db: DbOption = None,
+    host: Annotated[list[str] | None, typer.Option("--host", help="Only these hosts (repeatable)")] = None,
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="Only hosts with this tag (repeatable)")] = None,
+    accept_new_host_keys: Annotated[bool, typer.Option(
+        "--accept-new-host-keys", help="Trust and remember SSH host keys never seen before")] = False,
+    known_hosts: Annotated[Path | None, typer.Option(
+        "--known-hosts", help="known_hosts file for SSH hosts [default: ~/.ssh/known_hosts]")] = None,
+) -> None:
+    """Run a benchmark matrix on the inventory's hosts and store every result.
+
+    Example: farm run --matrix all
+             farm run --matrix sweep --matrix-file matrices.yaml --inventory lab.yaml --db postgresql+psycopg://127.0.0.1/test
+    """
+    from .inventory import load_inventory
+    from .matrix import load_matrix
+    from .models import registry
+    from .progress import RichObserver
+    from .scheduler import Runner
+
+    inv = load_inventory(inventory)
+    spec = load_matrix(matrix, matrix_file)
+    hosts = inv.select(host, tag)
+    store = _open(db)
+    try:
+        if not registry.list_models(store):
+            console.print("No models registered yet: building the default suite "
+                          f"({', '.join(f'{f} {v}' for f, v in registry.DEFAULT_SUITE)}).")
+            registry.ensure_default_suite(store)
+        models = registry.find_models(store, spec.models)
+        options = _transport_options(accept_new_host_keys, known_hosts)
+        with RichObserver(console) as observer:
+            outcome = Runner(store, observer, options).run(spec, hosts, models, inv.path)
+        _print_run_summary(store, outcome.run_id)
+        for name, reason in outcome.unreachable.items():
+            err_console.print(f"[red]unreachable[/red] {name}: {reason}")
+        counts = ", ".join(f"{n} {s}" for s, n in sorted(outcome.counts.items()))
+        console.print(f"Run {outcome.run_id} stored in {store.url}: {counts}.")
+        if outcome.counts.get("failed"):
+            raise typer.Exit(1)
+    finally:
+        store.close()
+
+
+def _transport_options(accept_new_host_keys: bool, known_hosts: Path | None) -> dict:
+    options: dict = {"accept_new_host_keys": accept_new_host_keys}
+    if known_hosts is not None:
+        options["known_hosts"] = known_hosts
+    return options
+
+
+def _print_run_summary(store, run_id: int) -> None:  # type: ignore[no-untyped-def]
+    from .results import ResultFilter, results_frame
+
+    frame = results_frame(store, ResultFilter(runs=(run_id,), status="all"))
+    table = Table(title=f"Run {run_id}")
+    for column in ("host", "model", "delegate", "threads", "status", "median ms", "p90 ms", "GOPS", "samples"):
+        table.add_column(column, justify="right" if column[0].islower() and " " in column else "left")
+    for row in frame.itertuples():
+        if row.status == "succeeded":
+            cells = [f"{row.median_ms:.3f}", f"{row.p90_ms:.3f}", _fmt(row.gops), str(row.samples)]
+        else:
+            cells = [(row.reason or "")[:60], "", "", ""]
+        table.add_row(row.host, row.model, row.delegate, str(row.threads), row.status, *cells)
+    console.print(table)
+
+
+def _fmt(value: object) -> str:
+    try:
+        return f"{float(value):.2f}"  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return ""
+
+
+@app.command()
+def results(
+    db: DbOption = None,
+    host: Annotated[list[str] | None, typer.Option("--host", help="Filter by host (repeatable)")] = None,
+    model: Annotated[list[str] | None, typer.Option("--model", help="Filter by model name or family")] = None,
+    delegate: Annotated[list[str] | None, typer.Option("--delegate", help="cpu or edgetpu")] = None,
+    threads: Annotated[list[int] | None, typer.Option("--threads", help="Filter by thread count")] = None,
+    run_id: Annotated[list[int] | None, typer.Option("--run", help="Filter by run id")] = None,
+    latest: Annotated[bool, typer.Option("--latest", help="Only the newest run")] = False,
+    status: Annotated[str, typer.Option("--status", help="succeeded, failed, skipped, or all")] = "succeeded",
+    output_format: Annotated[str, typer.Option("--format", "-f", help="table, csv or json")] = "table",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file")] = None,
+) -> None:
+    """Show or export stored results, one row per job with its context.
+
+    Example: farm results --model conv_stack --threads 1 --format csv -o conv.csv
+    """
+    from .results import STATUSES, ResultFilter, results_frame
+
+    if status not in STATUSES:
+        raise FarmError(f"--status must be one of {', '.join(STATUSES)}, not '{status}'")
+    _check_format(output_format)
+    store = _open(db)
+    try:
+        frame = results_frame(store, ResultFilter(tuple(host or ()), tuple(model or ()), tuple(delegate or ()),
+                                                  tuple(threads or ()), tuple(run_id or ()), status, latest))
+    finally:
+        store.close()
+    columns = ["run", "host", "model", "delegate", "threads", "status", "median_ms", "p90_ms", "gops",
+               "samples", "runtime", "runtime_version", "python"]
+    _emit(frame[columns] if output_format == "table" and not frame.empty else frame, output_format, output)
+
+
+def _print_frame(frame, columns: list[str]) -> None:  # type: ignore[no-untyped-def]
+    if frame.empty:
+        console.print("No rows match.")
+        return
+    table = Table()
+    for column in columns:
+        table.add_column(column)
+    for _, row in frame[columns].iterrows():
+        table.add_row(*[_cell(row[c]) for c in columns])
+    console.print(table)
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return "" if math.isnan(value) else f"{value:.3f}"
+    return "" if value is None else str(value)
+
+
+@app.command()
+def query(
+    sql: Annotated[str, typer.Argument(help="A SELECT statement; name parameters as :name")],
+    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="NAME=VALUE, bound, never pasted")] = None,
+    db: DbOption = None,
+    output_format: Annotated[str, typer.Option("--format", "-f", help="table, csv or json")] = "table",
+) -> None:
+    """Run read-only SQL on the store (try the v_results view); writes are refused.
+
+    Example: farm query "SELECT host, threads, median_ms FROM v_results WHERE model = :m" -p m=conv_stack-l1
+    """
+    from .query import read_only_query
+
+    params = {}
+    for item in param or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name.isidentifier():
+            raise FarmError(f"--param must be NAME=VALUE, not '{item}'")
+        params[name] = value
+    _check_format(output_format)
+    store = _open(db)
+    try:
+        frame = read_only_query(store, sql, params)
+    finally:
+        store.close()
+    _emit(frame, output_format, None)
+
+
+def _check_format(output_format: str) -> None:
+    if output_format not in ("table", "csv", "json"):
+        raise FarmError(f"--format must be table, csv or json, not '{output_format}'")
+
+
+def _emit(frame, output_format: str, output: Path | None) -> None:  # type: ignore[no-untyped-def]
+    if output_format == "csv":
+        text = frame.to_csv(index=False)
+    elif output_format == "json":
+        text = frame.to_json(orient="records", date_format="iso", indent=1)
+    elif output_format == "table":
+        _print_frame(frame, list(frame.columns))
+        return
+    else:
+        raise FarmError(f"--format must be table, csv or json, not '{output_format}'")
+    if output:
+        output.write_text(text)
+        err_console.print(f"{len(frame)} rows written to {output}")
+    else:
+        sys.stdout.write(text + ("" if text.endswith("\n") else "\n"))
+
+
+@models_app.command("list")
+def models_list(db: DbOption = None) -> None:
+    """List registered models.
+
+    Example: farm models list
+    """
+    from .models import registry
+
+    store = _open(db)
+    try:
+        rows = registry.list_models(store)
+    finally:
+        store.close()
+    table = Table()
+    for column in ("name", "family", "source", "sha256", "size", "inputs", "GOP/inference", "Edge TPU"):
+        table.add_column(column)
+    for row in rows:
+        inputs = ", ".join(f"{t['dtype']}{t['shape']}" for t in row.inputs)
+        gop = f"{row.ops_per_inference / 1e9:.3f}" if row.ops_per_inference is not None else "?"
+        table.add_row(row.name, row.family, row.source, row.sha256[:16], f"{row.size_bytes:,}", inputs, gop,
+                      "yes" if row.needs_edgetpu else "")
+    console.print(table if rows else "No models registered: try `farm models build --family conv_stack`.")
+
+
+@models_app.command("build")
+def models_build(
+    family: Annotated[str, typer.Option("--family", help="conv_stack or dense_stack")],
+    layers: Annotated[str, typer.Option("--layers", help="Layer counts, comma separated, e.g. 10,75,300")] = "1",
+    size: Annotated[int | None, typer.Option("--size", help="conv_stack: internal height and width")] = None,
+    kernel: Annotated[int | None, typer.Option("--kernel", help="conv_stack: kernel size")] = None,
+    filters: Annotated[int | None, typer.Option("--filters", help="conv_stack: filters per layer")] = None,
+    units: Annotated[int | None, typer.Option("--units", help="dense_stack: units per layer")] = None,
+    db: DbOption = None,
+) -> None:
+    """Generate synthetic int8 models (SEEDS section 2) and register them.
+
+    Example: farm models build --family conv_stack --layers 10,75,300
+    """
+    from .models import registry
+
+    try:
+        counts = [int(v) for v in layers.split(",") if v.strip()]
+    except ValueError:
+        raise FarmError(f"--layers must be comma-separated whole numbers, not '{layers}'") from None
+    overrides = {k: v for k, v in {"size": size, "kernel": kernel, "filters": filters, "units": units}.items()
+                 if v is not None}
+    store = _open(db)
+    try:
+        for row, created in registry.build(store, family, counts, **overrides):
+            console.print(f"{'built' if created else 'already registered'}: {row.name} ({row.sha256[:16]}, "
+                          f"{row.size_bytes:,} bytes)")
+    finally:
+        store.close()
+
+
+@models_app.command("add")
+def models_add(
+    path: Annotated[Path, typer.Argument(help="A .tflite file")],
+    name: Annotated[str | None, typer.Option("--name", help="Name to register it under [default: file stem]")] = None,
+    db: DbOption = None,
+) -> None:
+    """Register your own .tflite file.
+
+    Example: farm models add ./mobilenet_v2_1.0_224_quant.tflite --name mobilenet_v2
+    """
+    from .models import registry
+
+    store = _open(db)
+    try:
+        row, created = registry.add_file(store, path, name=name)
+    finally:
+        store.close()
+    console.print(f"{'registered' if created else 'already registered'}: {row.name} ({row.sha256[:16]}, "
+                  f"{row.size_bytes:,} bytes{', Edge TPU' if row.needs_edgetpu else ''})")
+
+
+@db_app.command("upgrade")
+def db_upgrade(db: DbOption = None) -> None:
+    """Migrate the database to the schema this farm needs.
+
+    Example: farm db upgrade --db postgresql+psycopg://127.0.0.1:5432/test
+    """
+    from .store import db as store_db
+
+    url = db or store_db.default_db_url()
+    before, after = store_db.upgrade(url)
+    if before == after:
+        console.print(f"{store_db.safe_url(url)} is already at schema {after}.")
+    else:
+        console.print(f"{store_db.safe_url(url)} migrated from {before or 'empty'} to {after}.")
+
+
+@inventory_app.command("show")
+def inventory_show(inventory: InventoryOption = None) -> None:
+    """Validate an inventory and list its hosts.
+
+    Example: farm inventory show --inventory inventory/example.yaml
+    """
+    from .inventory import load_inventory
+
+    inv = load_inventory(inventory)
+    table = Table(title=inv.path)
+    for column in ("name", "transport", "address", "port", "user", "board", "python", "tags"):
+        table.add_column(column)
+    for h in inv.hosts:
+        table.add_row(h.name, h.transport, h.address, str(h.port), h.user or "", h.board or "", h.python,
+                      ", ".join(h.tags))
+    console.print(table)
+
+
+@inventory_app.command("check")
+def inventory_check(
+    inventory: InventoryOption = None,
+    db: DbOption = None,
+    accept_new_host_keys: Annotated[bool, typer.Option(
+        "--accept-new-host-keys", help="Trust and remember SSH host keys never seen before")] = False,
+    known_hosts: Annotated[Path | None, typer.Option(
+        "--known-hosts", help="known_hosts file for SSH hosts [default: ~/.ssh/known_hosts]")] = None,
+) -> None:
+    """Reach every host at once, deploy the agent, store and show its facts.
+
+    Example: farm inventory check --inventory lab.yaml
+    """
+    from .facts_check import check_hosts
+    from .inventory import load_inventory
+
+    inv = load_inventory(inventory)
+    store = _open(db)
+    try:
+        with console.status(f"checking {len(inv.hosts)} host(s)"):
+            checks = check_hosts(list(inv.hosts), _transport_options(accept_new_host_keys, known_hosts), store)
+    finally:
+        store.close()
+    table = Table(title=inv.path)
+    for column in ("host", "reachable", "board", "OS", "Python", "runtime", "CPUs", "agent", "notes"):
+        table.add_column(column)
+    for check in checks:
+        facts = check.facts
+        runtime = facts.get("runtime") or {}
+        runtime_text = f"{runtime.get('name')} {runtime.get('version')}" if runtime.get("name") else "[red]none[/red]"
+        if check.reachable:
+            table.add_row(check.host.name, "yes", facts.get("board") or f"({check.host.board or '?'})",
+                          facts.get("os") or "", (facts.get("python") or {}).get("version", ""), runtime_text,
+                          str(facts.get("cpu_count", "")), "uploaded" if check.uploaded_agent else "present",
+                          "; ".join(check.contradictions))
+        else:
+            table.add_row(check.host.name, "[red]no[/red]", check.host.board or "", "", "", "", "", "",
+                          check.error or "")
+    console.print(table)
+    down = [c for c in checks if not c.reachable]
+    console.print(f"{len(checks) - len(down)} of {len(checks)} host(s) reachable.")
+    if down:
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    try:
+        from .lab.cli import app as lab_app
+    except ImportError:  # the lab is optional tooling
+        lab_app = None
+    if lab_app is not None:
+        app.add_typer(lab_app, name="lab")
+    try:
+        app()
+    except FarmError as exc:
+        err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""Build the agent into one zipapp, named by its content hash, and put it on hosts.
+
+The archive is byte-for-byte reproducible (fixed timestamps, sorted entries), so
+its hash changes only when the agent's code does, and a host that already has
+that hash is sent nothing.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import agent
+
+from .transport.base import Transport
+
+AGENT_SOURCE = Path(agent.__file__).resolve().parent
+MAIN = "import sys\nfrom agent.__main__ import main\nsys.exit(main())\n"
+FIXED_TIME = (2020, 1, 1, 0, 0, 0)
+
+
+@dataclass(frozen=True)
+class AgentBundle:
+    data: bytes
+    sha256: str
+
+    @property
+    def file_name(self) -> str:
+        return f"agent-{self.sha256[:16]}.pyz"
+
+
+@functools.lru_cache(maxsize=1)
+def build_agent() -> AgentBundle:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        _add(archive, "__main__.py", MAIN.encode())
+        for path in sorted(AGENT_SOURCE.glob("*.py")):
+            _add(archive, f"agent/{path.name}", path.read_bytes())
+    data = b"#!/usr/bin/env python3\n" + buffer.getvalue()
+    return AgentBundle(data=data, sha256=hashlib.sha256(data).hexdigest())
+
+
+def _add(archive: zipfile.ZipFile, name: str, data: bytes) -> None:
+    info = zipfile.ZipInfo(name, date_time=FIXED_TIME)
+    info.compress_type = zipfile.ZIP_DEFLATED
+    info.external_attr = 0o644 << 16
+    archive.writestr(info, data)
+
+
+@dataclass(frozen=True)
+class Deployment:
+    remote_path: str
+    uploaded: bool
+
+
+def ensure_file(transport: Transport, remote: str, data_path: Path) -> bool:
+    """Upload ``data_path`` to ``remote`` unless it is there; atomic. True if sent."""
+    if transport.exists(remote):
+        return False
+    temporary = f"{remote}.tmp-{hashlib.sha256(remote.encode()).hexdigest()[:8]}"
+    transport.put(data_path, temporary)
+    transport.rename(temporary, remote)
+    return True
+
+
+def deploy_agent(transport: Transport) -> Deployment:
+    bundle = build_agent()
+    remote = f"{transport.host.workdir}/{bundle.file_name}"
+    if transport.exists(remote):
+        return Deployment(remote, uploaded=False)
+    with tempfile.TemporaryDirectory() as scratch:
+        local = Path(scratch) / bundle.file_name
+        local.write_bytes(bundle.data)
+        ensure_file(transport, remote, local)
+    return Deployment(remote, uploaded=True)

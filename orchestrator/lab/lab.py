@@ -1,0 +1,279 @@
+"""A simulated lab: N real sshd hosts on loopback addresses, each posing as one board.
+
+A lab lives in a directory private to whoever runs it (keys, sshd configs,
+pid files, the inventory, known_hosts). What the login user must read (its
+authorized_keys, the device roots) lives in a *public* directory: under the
+``farmlab`` home when run as root, else inside the lab directory. Every host
+shares that one login home, so each gets its own workdir in it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import ipaddress
+import json
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .account import Account, LabError, lab_account
+from .boards import BOARDS, DEFAULT_BOARDS, write_device_root
+from .pythons import PythonEnv, default_cache_dir, file_lock, prepare
+from .sshd import Sshd, generate_key, require_openssh
+
+STATE_VERSION = 1
+FIRST_ADDRESS = ipaddress.IPv4Address("127.0.0.2")
+LAST_ADDRESS = ipaddress.IPv4Address("127.255.255.254")
+# Root may take port 22 as real boards have it; anyone else gets an unprivileged port.
+ROOT_PORT, USER_PORT = 22, 2222
+# The lab key gets a shell, SFTP and TCP forwarding (so a lab host can serve as a ProxyJump
+# gateway, as a lab's bastion does); no agent or X11 forwarding, no ~/.ssh/rc.
+KEY_OPTIONS = "restrict,pty,port-forwarding"
+
+
+def default_lab_dir() -> Path:
+    # The same data dir as the results database (orchestrator.store.db.data_dir), without importing SQLAlchemy.
+    import platformdirs
+
+    return Path(os.environ.get("FARM_DATA_DIR") or platformdirs.user_data_dir("farm")) / "lab"
+
+
+def lab_known_hosts(lab_dir: Path | None = None) -> Path:
+    """The known_hosts file holding every host key of the lab in ``lab_dir``: give it to SshTransport."""
+    return Lab(lab_dir).known_hosts
+
+
+def lab_inventory(lab_dir: Path | None = None) -> Path:
+    return Lab(lab_dir).inventory_path
+
+
+@dataclass(frozen=True)
+class LabHost:
+    name: str
+    board: str
+    address: str
+    port: int
+    python: str = ""
+
+
+@dataclass(frozen=True)
+class HostStatus:
+    host: LabHost
+    pid: int | None
+    listening: bool
+
+    @property
+    def up(self) -> bool:
+        return self.pid is not None and self.listening
+
+
+def plan_hosts(count: int, boards: list[str] | None, port: int) -> list[LabHost]:
+    """Hosts 1..count, boards assigned round-robin; the same arguments always give the same lab."""
+    order = list(boards or DEFAULT_BOARDS)
+    unknown = [b for b in order if b not in BOARDS]
+    if unknown:
+        raise LabError(f"unknown board '{unknown[0]}': the lab simulates {', '.join(BOARDS)}.")
+    if count < 1:
+        raise LabError("a lab needs at least one host (--hosts 1 or more).")
+    if int(FIRST_ADDRESS) + count - 1 > int(LAST_ADDRESS):
+        raise LabError(f"a lab of {count} hosts does not fit in 127.0.0.0/8.")
+    hosts = []
+    for index in range(count):
+        board = order[index % len(order)]
+        # '+' (rpi3b+) is not allowed in inventory host names.
+        name = f"lab-{index + 1:02d}-{board.replace('+', 'plus')}"
+        hosts.append(LabHost(name, board, str(FIRST_ADDRESS + index), port))
+    return hosts
+
+
+class Lab:
+    def __init__(self, directory: Path | None = None, *, cache: Path | None = None) -> None:
+        self.dir = Path(directory or default_lab_dir()).expanduser().absolute()
+        self.cache = cache
+        # Names this lab's public files and workdirs apart from other labs' in the shared login home.
+        self.id = "lab-" + hashlib.sha256(str(self.dir.resolve()).encode()).hexdigest()[:10]
+
+    # -- where things are -----------------------------------------------------------------------------------
+
+    @property
+    def state_path(self) -> Path:
+        return self.dir / "lab.json"
+
+    @property
+    def client_key(self) -> Path:
+        return self.dir / "client" / "id_ed25519"
+
+    @property
+    def known_hosts(self) -> Path:
+        return self.dir / "known_hosts"
+
+    @property
+    def inventory_path(self) -> Path:
+        return self.dir / "inventory.yaml"
+
+    @property
+    def ssh_config_path(self) -> Path:
+        return self.dir / "ssh_config"
+
+    def public_dir(self, account: Account) -> Path:
+        return self.dir / "public" if account.is_self else account.home / "labs" / self.id
+
+    def workdir(self, host: LabHost) -> str:
+        return f".cache/farm-lab/{self.id}/{host.name}"
+
+    def state(self) -> dict[str, Any] | None:
+        try:
+            state = json.loads(self.state_path.read_text())
+        except (OSError, ValueError):
+            return None
+        return state if state.get("version") == STATE_VERSION else None
+
+    def hosts(self) -> list[LabHost]:
+        state = self.state() or {}
+        return [LabHost(**entry) for entry in state.get("hosts", [])]
+
+    def _sshd(self, host: LabHost, user: str, public: Path) -> Sshd:
+        return Sshd(host.name, host.address, host.port, self.dir / "hosts" / host.name,
+                    public / "authorized_keys", user)
+
+    def _saved_sshds(self) -> list[Sshd]:
+        state = self.state()
+        if state is None:
+            return []
+        public = Path(state["public_dir"])
+        return [self._sshd(host, state["user"], public) for host in self.hosts()]
+
+    # -- commands -------------------------------------------------------------------------------------------
+
+    def up(self, count: int, boards: list[str] | None = None, port: int | None = None,
+           say: Callable[[str], None] = print) -> Path:
+        """Make the lab exactly ``count`` hosts, all running; returns the inventory's path."""
+        require_openssh()
+        account = lab_account()
+        port = port or (ROOT_PORT if os.geteuid() == 0 else USER_PORT)
+        if port < 1024 and os.geteuid() != 0:
+            raise LabError(f"port {port} needs root; run as root, or choose --port {USER_PORT}.")
+        planned = plan_hosts(count, boards, port)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.dir.chmod(0o700)  # it holds the lab's private keys
+        with file_lock(self.dir / ".lock"):
+            planned = self._with_pythons(planned, account, say)
+            public = self._publish_client_key(account)
+            wanted = {h.name for h in planned}
+            for old in self._saved_sshds():
+                if old.name not in wanted and old.stop():
+                    say(f"{old.name}: stopped (no longer in the lab)")
+            # Saved before any sshd starts, so that `down` finds every one of them even if a later one fails.
+            self.state_path.write_text(json.dumps({
+                "version": STATE_VERSION, "id": self.id, "user": account.name, "home": str(account.home),
+                "public_dir": str(public), "hosts": [asdict(h) for h in planned]}, indent=2) + "\n")
+            host_keys = {host.name: self._start(host, account, public, say) for host in planned}
+            self._write_known_hosts(planned, host_keys)
+            self._write_ssh_config(planned, account)
+            self._write_inventory(planned, account, public)
+        return self.inventory_path
+
+    def _with_pythons(self, planned: list[LabHost], account: Account, say: Callable[[str], None]) -> list[LabHost]:
+        cache = self.cache or default_cache_dir(account)
+        envs = {h.name: PythonEnv(BOARDS[h.board].python, BOARDS[h.board].runtime) for h in planned}
+        pythons: dict[str, Path] = {}
+        for env in envs.values():
+            if env.key not in pythons:
+                pythons[env.key] = prepare(env, cache, account, say)
+        return [dataclasses.replace(h, python=str(pythons[envs[h.name].key])) for h in planned]
+
+    def _publish_client_key(self, account: Account) -> Path:
+        """The public directory, with the lab key in its authorized_keys; returns the directory."""
+        client_public = generate_key(self.client_key, f"farm lab client ({self.dir})")
+        public = self.public_dir(account)
+        public.mkdir(parents=True, exist_ok=True)
+        for directory in [public, *public.parents]:
+            if directory in (account.home, self.dir):
+                break
+            directory.chmod(0o755)  # the login user reads through these
+        authorized = public / "authorized_keys"
+        authorized.write_text(f"{KEY_OPTIONS} {client_public}\n")
+        authorized.chmod(0o644)
+        return public
+
+    def _start(self, host: LabHost, account: Account, public: Path, say: Callable[[str], None]) -> str:
+        """Bring one host up (if it is not, or runs an old config); returns its public host key."""
+        sshd = self._sshd(host, account.name, public)
+        host_key = sshd.ensure_host_key()
+        changed = sshd.write_config()
+        device_root = public / "devices" / host.name
+        running = sshd.pid() is not None
+        if running and not changed and device_root.is_dir():
+            say(f"{host.name}: already up on {host.address}:{host.port}")
+            return host_key
+        if running:
+            sshd.stop()
+        write_device_root(BOARDS[host.board], device_root)
+        account.chown(device_root)  # stand-in tools (nvpmodel, governors) may change its files
+        sshd.start()
+        say(f"{host.name}: up on {host.address}:{host.port} as {BOARDS[host.board].description}")
+        return host_key
+
+    def down(self, *, purge: bool = False) -> list[str]:
+        """Stop every sshd of the lab (and the sessions they serve); names of those that were running."""
+        if not self.dir.is_dir():
+            return []
+        with file_lock(self.dir / ".lock"):
+            stopped = [sshd.name for sshd in self._saved_sshds() if sshd.stop()]
+        if purge:
+            state = self.state()
+            if state is not None:
+                shutil.rmtree(state["public_dir"], ignore_errors=True)
+                shutil.rmtree(Path(state["home"]) / ".cache" / "farm-lab" / self.id, ignore_errors=True)
+            shutil.rmtree(self.dir, ignore_errors=True)
+        return stopped
+
+    def status(self) -> list[HostStatus]:
+        out = []
+        for host, sshd in zip(self.hosts(), self._saved_sshds(), strict=True):
+            pid = sshd.pid()
+            out.append(HostStatus(host, pid, pid is not None and sshd.listening(timeout=0.5)))
+        return out
+
+    # -- files for the controller and for people ------------------------------------------------------------
+
+    def _write_known_hosts(self, hosts: list[LabHost], keys: dict[str, str]) -> None:
+        lines = []
+        for host in hosts:
+            # OpenSSH's spelling for a non-default port, which paramiko looks up too.
+            name = host.address if host.port == 22 else f"[{host.address}]:{host.port}"
+            key_type, key_data = keys[host.name].split()[:2]
+            lines.append(f"{name} {key_type} {key_data}\n")
+        self.known_hosts.write_text("".join(lines))
+
+    def _write_ssh_config(self, hosts: list[LabHost], account: Account) -> None:
+        blocks = [f"# For people: ssh -F {self.ssh_config_path} {hosts[0].name}\n"]
+        for host in hosts:
+            blocks.append(f"Host {host.name}\n  HostName {host.address}\n  Port {host.port}\n"
+                          f"  User {account.name}\n  IdentityFile {self.client_key}\n  IdentitiesOnly yes\n"
+                          f"  UserKnownHostsFile {self.known_hosts}\n  StrictHostKeyChecking yes\n")
+        self.ssh_config_path.write_text("\n".join(blocks))
+
+    def _write_inventory(self, hosts: list[LabHost], account: Account, public: Path) -> None:
+        entries = [{
+            "name": host.name,
+            "address": host.address,
+            "port": host.port,
+            "user": account.name,
+            "identity_file": str(self.client_key),
+            "python": host.python,
+            "board": host.board,
+            "tags": ["lab", host.board],
+            "env": {"FARM_DEVICE_ROOT": str(public / "devices" / host.name)},
+            "workdir": self.workdir(host),
+        } for host in hosts]
+        header = (f"# The simulated lab in {self.dir}, written by 'farm lab up' (and rewritten by every 'up').\n"
+                  f"# Its host keys are in {self.known_hosts}: pass --known-hosts with that path.\n")
+        text = yaml.safe_dump({"hosts": entries}, sort_keys=False, default_flow_style=None, width=1000)
+        self.inventory_path.write_text(header + text)

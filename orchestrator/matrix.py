@@ -1,0 +1,282 @@
+"""Matrices: which models run on which hosts with which delegates and threads.
+
+A matrix file holds named matrices::
+
+    matrices:
+      threads-sweep:
+        models: [conv_stack-l1, family:dense_stack]   # names, sha256 prefixes, family:NAME or all
+        delegates: [cpu]                              # cpu, edgetpu
+        threads: [1, 2, 4]                            # or "all": 1 .. CPUs online on each host
+        hosts: [nano-1]                               # optional: host names
+        tags: [lab-a]                                 # optional: hosts with any of these tags
+        timing: {min_runs: 20, min_seconds: 0.5}      # optional: overrides benchmark_model's defaults
+
+``--matrix all`` needs no file: every registered model, with the delegate it is
+built for, at every thread count from 1 to the host's CPUs, on every host.
+Expansion is deterministic, and a cell a host cannot run is kept as *skipped*
+with its reason rather than dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agent.schema import DELEGATES, TIMING_DEFAULTS
+
+from .errors import InputError
+from .inventory import Host
+from .store.schema import ModelRow
+from .yamlfile import YamlDocument, load_yaml
+
+MATRIX_FIELDS = {
+    "models": "a list of model names, sha256 prefixes, family:NAME, or all",
+    "delegates": "a list drawn from " + ", ".join(DELEGATES),
+    "threads": "a list of positive integers, or all",
+    "hosts": "a list of host names",
+    "tags": "a list of host tags",
+    "timing": "a mapping of " + ", ".join(TIMING_DEFAULTS),
+    "power_modes": "a list of power mode names the hosts declare (e.g. [10W, 5W]), or all",
+    "usb_ports": "a list of USB port names or sysfs port paths for Edge TPU cells, or all",
+    "description": "a sentence",
+}
+# benchmark_model's defaults made quicker for the whole-lab `all` matrix: at least
+# 20 runs and half a second per cell keeps the default suite under two minutes.
+ALL_TIMING = {"warmup_min_runs": 1, "warmup_min_seconds": 0.2, "min_runs": 20, "min_seconds": 0.5}
+
+
+@dataclass(frozen=True)
+class MatrixSpec:
+    name: str
+    models: tuple[str, ...] = ("all",)
+    delegates: tuple[str, ...] | None = None  # None: the delegate each model is built for
+    threads: tuple[int, ...] | None = None  # None: 1 .. CPUs online
+    hosts: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    timing: dict[str, float] = field(default_factory=dict)
+    power_modes: tuple[str, ...] | None = ()  # (): leave the host as it is; None: every mode it declares
+    usb_ports: tuple[str, ...] | None = ()  # (): any Edge TPU; None: every port with one
+
+
+@dataclass(frozen=True)
+class Cell:
+    host: Host
+    model: ModelRow
+    delegate: str
+    threads: int
+    power_mode: str | None = None
+    usb_port: str | None = None
+    usb_speed: int | None = None
+    skip_reason: str | None = None
+
+    @property
+    def key(self) -> str:
+        return "|".join([self.host.name, self.model.sha256[:16], self.delegate, f"t{self.threads}",
+                         f"p{self.power_mode or '-'}", f"u{self.usb_port or '-'}"])
+
+
+def all_matrix() -> MatrixSpec:
+    return MatrixSpec(name="all", timing=dict(ALL_TIMING), power_modes=None, usb_ports=None)
+
+
+def load_matrix(name: str, path: str | Path | None) -> MatrixSpec:
+    if path is None:
+        if name == "all":
+            return all_matrix()
+        raise InputError(name, "a matrix other than 'all' needs a matrix file", field="--matrix",
+                         expected="--matrix-file PATH naming a file that defines it")
+    doc = load_yaml(path)
+    return parse_matrix(doc, name)
+
+
+def parse_matrix(doc: YamlDocument, name: str) -> MatrixSpec:
+    data = doc.data
+    if not isinstance(data, dict) or not isinstance(data.get("matrices"), dict):
+        raise doc.error((), "a matrix file must have a top-level 'matrices' mapping",
+                        expected="matrices: {NAME: {models: [...], ...}}")
+    for key in data:
+        if key != "matrices":
+            raise doc.error((key,), "unknown top-level key", field=str(key), expected="'matrices'")
+    matrices = data["matrices"]
+    if name not in matrices:
+        if name == "all":
+            return all_matrix()
+        raise doc.error(("matrices",), f"no matrix named '{name}'",
+                        expected="one of " + ", ".join(map(str, matrices)))
+    entry = matrices[name]
+    where = ("matrices", name)
+    if not isinstance(entry, dict):
+        raise doc.error(where, "a matrix must be a mapping", expected="models, delegates, threads, ...")
+    for key in entry:
+        if key not in MATRIX_FIELDS:
+            raise doc.error(where + (key,), "unknown field", field=str(key),
+                            expected="one of " + ", ".join(MATRIX_FIELDS))
+    return MatrixSpec(
+        name=name,
+        models=_strings(doc, where, entry, "models") or ("all",),
+        delegates=_delegates(doc, where, entry),
+        threads=_threads(doc, where, entry),
+        hosts=_strings(doc, where, entry, "hosts"),
+        tags=_strings(doc, where, entry, "tags"),
+        timing=_timing(doc, where, entry),
+        power_modes=_all_or_names(doc, where, entry, "power_modes"),
+        usb_ports=_all_or_names(doc, where, entry, "usb_ports"),
+    )
+
+
+def _all_or_names(doc: YamlDocument, where: tuple, entry: dict, key: str) -> tuple[str, ...] | None:
+    if entry.get(key) == "all":
+        return None
+    return _strings(doc, where, entry, key)
+
+
+def _strings(doc: YamlDocument, where: tuple, entry: dict, key: str) -> tuple[str, ...]:
+    value = entry.get(key)
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise doc.error(where + (key,), f"got {value!r}", field=key, expected=MATRIX_FIELDS[key])
+    return tuple(value)
+
+
+def _delegates(doc: YamlDocument, where: tuple, entry: dict) -> tuple[str, ...] | None:
+    values = _strings(doc, where, entry, "delegates")
+    for value in values:
+        if value not in DELEGATES:
+            raise doc.error(where + ("delegates",), f"unknown delegate '{value}'", field="delegates",
+                            expected=MATRIX_FIELDS["delegates"])
+    return values or None
+
+
+def _threads(doc: YamlDocument, where: tuple, entry: dict) -> tuple[int, ...] | None:
+    value = entry.get("threads")
+    if value is None or value == "all":
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value]
+    if (not isinstance(value, list) or not value
+            or not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 256 for v in value)):
+        raise doc.error(where + ("threads",), f"got {value!r}", field="threads", expected=MATRIX_FIELDS["threads"])
+    return tuple(sorted(set(value)))
+
+
+def _timing(doc: YamlDocument, where: tuple, entry: dict) -> dict[str, float]:
+    value = entry.get("timing") or {}
+    if not isinstance(value, dict):
+        raise doc.error(where + ("timing",), f"got {value!r}", field="timing", expected=MATRIX_FIELDS["timing"])
+    for key, number in value.items():
+        if key not in TIMING_DEFAULTS:
+            raise doc.error(where + ("timing", key), "unknown timing setting", field=f"timing.{key}",
+                            expected="one of " + ", ".join(TIMING_DEFAULTS))
+        if isinstance(number, bool) or not isinstance(number, (int, float)) or number < 0:
+            raise doc.error(where + ("timing", key), f"got {number!r}", field=f"timing.{key}",
+                            expected="a number >= 0")
+    return dict(value)
+
+
+def expand(spec: MatrixSpec, hosts: list[Host], models: list[ModelRow],
+           facts: dict[str, dict[str, Any] | None]) -> list[Cell]:
+    """Every cell of the matrix, in a stable order, with skip reasons where a host cannot run it."""
+    cells = []
+    for host in sorted(hosts, key=lambda h: h.name):
+        host_facts = facts.get(host.name)
+        for mode in _modes_for(spec, host):
+            for model in sorted(models, key=lambda m: (m.family, m.name, m.sha256)):
+                for delegate in _delegates_for(spec, model):
+                    ports = _ports_for(spec, host, host_facts) if delegate == "edgetpu" else [None]
+                    for port in ports:
+                        for threads in _threads_for(spec, host_facts):
+                            cells.append(_cell(host, host_facts, model, delegate, threads, mode, port))
+    return cells
+
+
+def _cell(host: Host, host_facts: dict[str, Any] | None, model: ModelRow, delegate: str, threads: int,
+          mode: str | None, port: str | None) -> Cell:
+    tpu = find_tpu(host, host_facts, port) if delegate == "edgetpu" else None
+    reason = skip_reason(host_facts, model, delegate, threads)
+    if reason is None and mode is not None and mode not in host.power_modes:
+        declared = ", ".join(host.power_modes) or "none"
+        reason = f"host declares no power mode '{mode}' (it has: {declared})"
+    if reason is None and delegate == "edgetpu":
+        reason = edgetpu_skip_reason(host_facts, port, tpu)
+    return Cell(host, model, delegate, threads, mode, port, (tpu or {}).get("speed"), reason)
+
+
+def _modes_for(spec: MatrixSpec, host: Host) -> list[str | None]:
+    if spec.power_modes is None:
+        return sorted(host.power_modes, key=_mode_order) or [None]
+    return list(spec.power_modes) or [None]
+
+
+def _mode_order(name: str) -> tuple[float, str]:
+    # Highest wattage first (10W before 5W), named modes after, alphabetically.
+    digits = "".join(c for c in name if c.isdigit() or c == ".")
+    try:
+        return (-float(digits), name)
+    except ValueError:
+        return (0.0, name)
+
+
+def _ports_for(spec: MatrixSpec, host: Host, host_facts: dict[str, Any] | None) -> list[str | None]:
+    if spec.usb_ports is None:
+        if host.usb_ports:
+            return sorted(host.usb_ports)
+        found = [t["port"] for t in ((host_facts or {}).get("edgetpu") or {}).get("devices", []) if t.get("port")]
+        return sorted(found) or [None]
+    return list(spec.usb_ports) or [None]
+
+
+def find_tpu(host: Host, host_facts: dict[str, Any] | None, port: str | None) -> dict[str, Any] | None:
+    """The Edge TPU a cell would use: by port name, by sysfs port path, or the first one."""
+    devices = ((host_facts or {}).get("edgetpu") or {}).get("devices") or []
+    if port is None:
+        return devices[0] if devices else None
+    path = (host.usb_ports.get(port) or {}).get("port", port)
+    return next((d for d in devices if d.get("port") == path), None)
+
+
+def edgetpu_skip_reason(host_facts: dict[str, Any] | None, port: str | None,
+                        tpu: dict[str, Any] | None) -> str | None:
+    if host_facts is None:
+        return None
+    edgetpu = host_facts.get("edgetpu") or {}
+    if tpu is None:
+        where = f" on port {port}" if port else ""
+        return f"no Edge TPU found on this host{where}"
+    library = edgetpu.get("library") or {}
+    if not library.get("path"):
+        return (f"libedgetpu.so.1 is not installed on this host; the job would have used {tpu.get('device')} "
+                f"on port {tpu.get('port')} at {tpu.get('speed')} Mb/s")
+    return None
+
+
+def _delegates_for(spec: MatrixSpec, model: ModelRow) -> tuple[str, ...]:
+    if spec.delegates is None:
+        return ("edgetpu",) if model.needs_edgetpu else ("cpu",)
+    return spec.delegates
+
+
+def _threads_for(spec: MatrixSpec, host_facts: dict[str, Any] | None) -> tuple[int, ...]:
+    if spec.threads is not None:
+        return spec.threads
+    cpus = int((host_facts or {}).get("cpu_count") or 1)
+    return tuple(range(1, cpus + 1))
+
+
+def skip_reason(host_facts: dict[str, Any] | None, model: ModelRow, delegate: str, threads: int) -> str | None:
+    if host_facts is None:
+        return None  # unreachable hosts fail at run time with the transport's reason
+    runtime = host_facts.get("runtime") or {}
+    if not runtime.get("name"):
+        return f"no TFLite runtime on this host: {runtime.get('error') or 'none found'}"
+    if model.needs_edgetpu and delegate != "edgetpu":
+        return "model is compiled for the Edge TPU (edgetpu-custom-op) and cannot run on the CPU delegate"
+    if delegate == "edgetpu" and not model.needs_edgetpu:
+        return "model is not compiled for the Edge TPU: compile it with edgetpu_compiler first"
+    cpus = int(host_facts.get("cpu_count") or 1)
+    if threads > cpus:
+        return f"host has {cpus} CPU(s) online, fewer than the {threads} threads asked for"
+    return None

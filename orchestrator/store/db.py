@@ -1,0 +1,167 @@
+"""Open the results database, check its schema is current, and migrate it.
+
+SQLite under the user's data directory is the default; PostgreSQL (or any URL
+SQLAlchemy knows) comes through ``--db URL`` or ``FARM_DB_URL``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import platformdirs
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+import migrations
+
+from ..errors import StoreError
+
+DB_URL_ENV = "FARM_DB_URL"
+MIGRATIONS_DIR = Path(migrations.__file__).resolve().parent
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get("FARM_DATA_DIR") or platformdirs.user_data_dir("farm"))
+
+
+def default_db_url() -> str:
+    return os.environ.get(DB_URL_ENV) or f"sqlite:///{data_dir() / 'farm.db'}"
+
+
+def safe_url(url: str) -> str:
+    """The URL with any password hidden, for messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
+
+
+def _alembic_config(url: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config
+
+
+def head_revision() -> str | None:
+    return ScriptDirectory.from_config(_alembic_config("sqlite://")).get_current_head()
+
+
+def create_db_engine(url: str) -> Engine:
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise StoreError(f"'{url}' is not a database URL (expected e.g. sqlite:///path/farm.db or "
+                         "postgresql+psycopg://user@host:5432/dbname)") from None
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() in ("psycopg2", "postgresql"):
+        # psycopg 3 is what farm installs; plain postgresql:// would look for psycopg2.
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    try:
+        connect_args = {"connect_timeout": 10} if parsed.get_backend_name() == "postgresql" else {}
+        engine = create_engine(parsed, pool_pre_ping=True, connect_args=connect_args)
+    except (NoSuchModuleError, ImportError) as exc:
+        raise StoreError(f"no database driver for {safe_url(url)}: {exc}") from None
+    if parsed.get_backend_name() == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+    cursor = dbapi_connection.cursor()
+    # WAL lets readers (farm results) run while a farm run writes; the busy
+    # timeout rides over the moments when two writers meet.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def upgrade(url: str) -> tuple[str | None, str | None]:
+    """Migrate to the newest schema; returns (revision before, revision after)."""
+    engine = create_db_engine(url)
+    try:
+        before = _guard(url, lambda: current_revision(engine))
+        with engine.begin() as connection:
+            config = _alembic_config(url)
+            config.attributes["connection"] = connection
+            _guard(url, lambda: command.upgrade(config, "head"))
+        return before, head_revision()
+    finally:
+        engine.dispose()
+
+
+def _guard(url: str, action):  # type: ignore[no-untyped-def]
+    try:
+        return action()
+    except OperationalError as exc:
+        reason = " ".join(str(exc.orig).split()) if exc.orig else str(exc)
+        raise StoreError(f"cannot use the database at {safe_url(url)}: {reason}. Check the URL given with "
+                         f"--db or {DB_URL_ENV}, and that the server is running.") from None
+    except SQLAlchemyError as exc:
+        raise StoreError(f"database error at {safe_url(url)}: {' '.join(str(exc).split())[:500]}") from None
+
+
+class Store:
+    """An open, schema-checked database; hands out sessions."""
+
+    def __init__(self, url: str, engine: Engine) -> None:
+        self.url = url
+        self.engine = engine
+        self.sessions = sessionmaker(engine, expire_on_commit=False)
+
+    def session(self) -> Session:
+        return self.sessions()
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def open_store(url: str | None = None) -> Store:
+    """Open the store, creating a brand-new database, refusing one whose schema is behind."""
+    url = url or default_db_url()
+    engine = create_db_engine(url)
+    try:
+        revision = _guard(url, lambda: current_revision(engine))
+        head = head_revision()
+        if revision is None:
+            tables = _guard(url, lambda: inspect(engine).get_table_names())
+            if tables:
+                raise StoreError(f"the database at {safe_url(url)} has tables but no farm schema version; "
+                                 "it is not a farm database (or predates migrations). Use another --db.")
+            # A brand-new database: creating it is not "running against an old schema".
+            engine.dispose()
+            upgrade(url)
+            engine = create_db_engine(url)
+        elif revision != head:
+            known = ScriptDirectory.from_config(_alembic_config(url)).get_revision(revision) \
+                if _is_known(revision) else None
+            if known is None:
+                raise StoreError(f"the database at {safe_url(url)} is at schema {revision}, which this "
+                                 "version of farm does not know: upgrade farm itself.")
+            raise StoreError(f"the database at {safe_url(url)} is at schema {revision} but farm needs "
+                             f"{head}. Run: farm db upgrade --db '{safe_url(url)}'")
+        return Store(url, engine)
+    except BaseException:
+        engine.dispose()
+        raise
+
+
+def _is_known(revision: str) -> bool:
+    try:
+        return ScriptDirectory.from_config(_alembic_config("sqlite://")).get_revision(revision) is not None
+    except Exception:  # noqa: BLE001 - alembic raises several kinds for an unknown revision
+        return False

@@ -1,0 +1,105 @@
+"""Writes to the store: hosts and their facts, runs, jobs and results with samples."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import insert, select
+
+from .. import __version__
+from ..inventory import Host
+from .db import Store
+from .schema import HostFactsRow, HostRow, JobRow, ResultRow, RunRow, SampleRow, utcnow
+
+
+def upsert_host(store: Store, host: Host) -> int:
+    with store.session() as session:
+        row = session.scalar(select(HostRow).where(HostRow.name == host.name))
+        if row is None:
+            row = HostRow(name=host.name, address=host.address, board=host.board, transport=host.transport)
+            session.add(row)
+        else:
+            row.address, row.transport, row.last_seen = host.address, host.transport, utcnow()
+            row.board = host.board or row.board
+        session.commit()
+        return row.id
+
+
+def add_facts(store: Store, host_id: int, facts: dict[str, Any]) -> int:
+    with store.session() as session:
+        row = HostFactsRow(host_id=host_id, facts=facts)
+        session.add(row)
+        host = session.get(HostRow, host_id)
+        if host is not None and not host.board and facts.get("board"):
+            host.board = facts["board"]
+        session.commit()
+        return row.id
+
+
+def create_run(store: Store, matrix: str, inventory: str, tags: list[str]) -> int:
+    with store.session() as session:
+        row = RunRow(matrix=matrix, inventory=inventory, controller_version=__version__, tags=tags)
+        session.add(row)
+        session.commit()
+        return row.id
+
+
+def finish_run(store: Store, run_id: int, status: str) -> None:
+    with store.session() as session:
+        row = session.get(RunRow, run_id)
+        assert row is not None
+        row.status, row.finished_at = status, utcnow()
+        session.commit()
+
+
+def add_jobs(store: Store, run_id: int, jobs: list[dict[str, Any]]) -> list[int]:
+    """Insert the run's jobs (one per cell) and return their ids in the same order."""
+    with store.session() as session:
+        rows = [JobRow(run_id=run_id, **job) for job in jobs]
+        session.add_all(rows)
+        session.commit()
+        return [row.id for row in rows]
+
+
+def mark_job(store: Store, job_id: int, status: str, *, reason: str | None = None,
+             error_kind: str | None = None) -> None:
+    with store.session() as session:
+        row = session.get(JobRow, job_id)
+        assert row is not None
+        row.status = status
+        if status == "running":
+            row.started_at = utcnow()
+            row.attempt += 1
+        else:
+            row.finished_at = utcnow()
+        row.reason, row.error_kind = reason, error_kind
+        session.commit()
+
+
+def store_result(store: Store, job_id: int, facts_id: int | None, python_version: str | None,
+                 result: dict[str, Any]) -> int:
+    """Store a succeeded result and its samples, and close the job, in one transaction."""
+    timing = result["timing"]
+    summary = timing["summary"]
+    samples = timing["samples_ns"]
+    detail = {**result, "timing": {k: v for k, v in timing.items() if k != "samples_ns"}}
+    runtime = result.get("runtime") or {}
+    with store.session() as session:
+        row = ResultRow(
+            job_id=job_id, facts_id=facts_id, runtime_name=runtime.get("name"),
+            runtime_version=runtime.get("version"), python_version=python_version,
+            init_ms=timing["init_ms"], first_inference_ms=timing["first_inference_ms"],
+            warmup_runs=timing["warmup_runs"], count=summary["count"], mean_ms=summary["mean_ms"],
+            median_ms=summary["median_ms"], p90_ms=summary["p90_ms"], p99_ms=summary["p99_ms"],
+            min_ms=summary["min_ms"], max_ms=summary["max_ms"], std_ms=summary["std_ms"], detail=detail,
+        )
+        session.add(row)
+        session.flush()
+        session.execute(insert(SampleRow), [
+            {"result_id": row.id, "idx": index, "duration_ns": value} for index, value in enumerate(samples)
+        ])
+        job = session.get(JobRow, job_id)
+        assert job is not None
+        job.status, job.finished_at, job.reason, job.error_kind = "succeeded", utcnow(), None, None
+        session.commit()
+        return row.id

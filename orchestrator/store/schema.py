@@ -1,0 +1,135 @@
+"""The results database: SQLAlchemy 2 tables for runs, jobs, results and samples.
+
+Every result keeps its context: the job (model, delegate, threads, timing
+settings), the host and a snapshot of its facts as they were when it ran, and
+every timed sample, so numbers can be re-summarised and compared later.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, ClassVar
+
+from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class HostRow(Base):
+    __tablename__ = "hosts"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    address: Mapped[str | None] = mapped_column(String(255))
+    board: Mapped[str | None] = mapped_column(String(128))
+    transport: Mapped[str] = mapped_column(String(16))
+    first_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class HostFactsRow(Base):
+    """A snapshot of what a host reported about itself at one moment."""
+
+    __tablename__ = "host_facts"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    host_id: Mapped[int] = mapped_column(ForeignKey("hosts.id"), index=True)
+    taken_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    facts: Mapped[dict[str, Any]]
+
+
+class ModelRow(Base):
+    __tablename__ = "models"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    family: Mapped[str] = mapped_column(String(64))
+    params: Mapped[dict[str, Any]]
+    source: Mapped[str] = mapped_column(String(32))  # generated | imported | compiled
+    path: Mapped[str] = mapped_column(Text)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    inputs: Mapped[list[Any]]
+    outputs: Mapped[list[Any]]
+    ops_per_inference: Mapped[int | None] = mapped_column(BigInteger)
+    needs_edgetpu: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class RunRow(Base):
+    __tablename__ = "runs"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    matrix: Mapped[str] = mapped_column(String(200))
+    inventory: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="running")  # running | finished | failed | interrupted
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    controller_version: Mapped[str] = mapped_column(String(32))
+    tags: Mapped[list[Any]] = mapped_column(default=list)
+    jobs: Mapped[list[JobRow]] = relationship(back_populates="run")
+
+
+class JobRow(Base):
+    """One matrix cell of one run: queued, then succeeded, failed or skipped."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (UniqueConstraint("run_id", "cell_key"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"), index=True)
+    host_id: Mapped[int] = mapped_column(ForeignKey("hosts.id"), index=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"), index=True)
+    cell_key: Mapped[str] = mapped_column(String(400))
+    delegate: Mapped[str] = mapped_column(String(16))
+    threads: Mapped[int] = mapped_column(Integer)
+    power_mode: Mapped[str | None] = mapped_column(String(64))  # the name the inventory gives it
+    usb_port: Mapped[str | None] = mapped_column(String(64))  # a port name or sysfs port path
+    usb_speed: Mapped[int | None] = mapped_column(Integer)  # Mb/s the host's facts showed when planned
+    timing: Mapped[dict[str, Any]]
+    status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    reason: Mapped[str | None] = mapped_column(Text)
+    error_kind: Mapped[str | None] = mapped_column(String(16))
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    run: Mapped[RunRow] = relationship(back_populates="jobs")
+
+
+class ResultRow(Base):
+    __tablename__ = "results"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), unique=True)
+    facts_id: Mapped[int | None] = mapped_column(ForeignKey("host_facts.id"))
+    runtime_name: Mapped[str | None] = mapped_column(String(32))
+    runtime_version: Mapped[str | None] = mapped_column(String(32))
+    python_version: Mapped[str | None] = mapped_column(String(32))
+    init_ms: Mapped[float] = mapped_column(Float)
+    first_inference_ms: Mapped[float] = mapped_column(Float)
+    warmup_runs: Mapped[int] = mapped_column(Integer)
+    count: Mapped[int] = mapped_column(Integer)
+    mean_ms: Mapped[float] = mapped_column(Float)
+    median_ms: Mapped[float] = mapped_column(Float)
+    p90_ms: Mapped[float] = mapped_column(Float)
+    p99_ms: Mapped[float] = mapped_column(Float)
+    min_ms: Mapped[float] = mapped_column(Float)
+    max_ms: Mapped[float] = mapped_column(Float)
+    std_ms: Mapped[float] = mapped_column(Float)
+    power_mode_measured: Mapped[str | None] = mapped_column(String(64))
+    usb_speed_measured: Mapped[int | None] = mapped_column(Integer)  # Mb/s: 480 is USB2, 5000 USB3
+    throttled: Mapped[bool | None]
+    avg_power_w: Mapped[float | None] = mapped_column(Float)
+    energy_mj: Mapped[float | None] = mapped_column(Float)  # per inference
+    detail: Mapped[dict[str, Any]]  # the agent's whole result document, samples left out
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class SampleRow(Base):
+    """Every timed invoke, in order, so any statistic can be recomputed later."""
+
+    __tablename__ = "samples"
+    result_id: Mapped[int] = mapped_column(ForeignKey("results.id"), primary_key=True)
+    idx: Mapped[int] = mapped_column(Integer, primary_key=True)
+    duration_ns: Mapped[int] = mapped_column(BigInteger)

@@ -1,0 +1,513 @@
+"""The SSH transport: one persistent connection per host, through fabric and paramiko.
+
+Fabric resolves the target the way OpenSSH would (``~/.ssh/config`` aliases,
+``HostName``, ``Port``, ``User``, ``IdentityFile``, ``ProxyJump``); paramiko then
+carries every command, the SFTP session and the agent's channel over the one
+connection, so a command costs a channel round trip, not a handshake.
+
+Only keys authenticate (the inventory's key file, ``ssh-agent``, or the default
+``~/.ssh/id_*`` when no key is named); passwords are never sent or asked for.
+Host keys are checked against a known_hosts file the way OpenSSH's
+``StrictHostKeyChecking accept-new`` does when the user opts in, and ``yes``
+otherwise: an unknown key is refused unless accepted, a changed key always.
+"""
+
+from __future__ import annotations
+
+import base64
+import errno
+import hashlib
+import logging
+import math
+import os
+import posixpath
+import queue
+import select
+import shlex
+import socket
+import stat
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import paramiko
+from fabric import Config, Connection
+
+from ..errors import TransportError
+from ..inventory import Host
+from .base import AgentChannel, CommandResult, Transport
+
+KEEPALIVE_SECONDS = 5
+# With keepalives flowing every 5 s, unacknowledged data for this long means the
+# link is dead: the kernel then fails the socket instead of retrying for minutes.
+TCP_USER_TIMEOUT_MS = 10_000
+READ_SIZE = 65536
+
+# Paramiko logs every failed handshake with a traceback from its own thread; with no logging
+# configured Python would print it on stderr. The failure reaches the user as one TransportError.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
+
+
+class SshTransport(Transport):
+    def __init__(self, host: Host, *, accept_new_host_keys: bool = False, known_hosts: Path | None = None,
+                 connect_timeout: float = 10.0) -> None:
+        super().__init__(host)
+        self.accept_new_host_keys = accept_new_host_keys
+        self.known_hosts = Path(known_hosts).expanduser() if known_hosts else Path("~/.ssh/known_hosts").expanduser()
+        self.connect_timeout = connect_timeout
+        self._lock = threading.RLock()
+        self._connection: Connection | None = None
+        self._sftp: paramiko.SFTPClient | None = None
+        self.target = host.address  # "addr:port" once resolved, for messages
+
+    # -- connection -------------------------------------------------------------------------------------------
+
+    def _transport(self) -> paramiko.Transport:
+        """The live paramiko transport, connecting on first use and after a dropped link."""
+        with self._lock:
+            connection = self._connection
+            if connection is not None and connection.transport is not None and connection.transport.is_active():
+                return connection.transport
+            self._drop()
+            self._connection = self._connect()
+            assert self._connection.transport is not None
+            return self._connection.transport
+
+    def _connect(self) -> Connection:
+        host = self.host
+        # Port 22 is also the inventory's default, so it must not override a Port from ~/.ssh/config.
+        try:
+            connection = Connection(host.address, user=host.user, port=host.port if host.port != 22 else None,
+                                    config=Config(), connect_timeout=max(1, math.ceil(self.connect_timeout)))
+        except (paramiko.SSHException, OSError, ValueError) as exc:
+            raise TransportError(f"{host.name}: cannot resolve '{host.address}' through your SSH configuration "
+                                 f"(~/.ssh/config, /etc/ssh/ssh_config): {exc}") from None
+        self.target = f"{connection.host}:{connection.port}"
+        if connection.host != host.address:
+            self.target += f" (ssh config alias {host.address})"
+        # OpenSSH skips an IdentityFile from ssh config that does not exist; paramiko would fail on it.
+        keys = [k for k in map(os.path.expanduser, connection.connect_kwargs.get("key_filename") or [])
+                if os.path.isfile(k)]
+        if host.identity_file:
+            identity = os.path.expanduser(host.identity_file)
+            if not os.path.isfile(identity):
+                raise TransportError(f"{host.name}: the identity file {identity} named in the inventory does not "
+                                     "exist; point identity_file at a private key, or remove it to use ssh-agent.")
+            keys.insert(0, identity)
+        connection.connect_kwargs.update(
+            key_filename=keys or None,
+            # OpenSSH tries the default ~/.ssh/id_* only when no IdentityFile is configured.
+            look_for_keys=not keys,
+            allow_agent=True,
+            banner_timeout=self.connect_timeout,
+            auth_timeout=self.connect_timeout,
+        )
+        connection.connect_kwargs.pop("password", None)
+        # Fabric trusts any host key (AutoAddPolicy); every hop, ProxyJump gateways included, must check ours.
+        hop: object = connection
+        while isinstance(hop, Connection):
+            self._check_host_keys(hop.client)
+            hop = hop.gateway
+        if not connection.gateway:
+            connection.connect_kwargs["sock"] = self._open_socket(connection.host, connection.port)
+        try:
+            connection.open()
+        except TransportError:
+            connection.close()
+            raise
+        except Exception as exc:  # noqa: BLE001 - paramiko and sockets raise many kinds; all mean "cannot connect"
+            connection.close()
+            raise self._connect_error(exc, connection) from None
+        hop = connection
+        while isinstance(hop, Connection) and hop.transport is not None:
+            hop.transport.set_keepalive(KEEPALIVE_SECONDS)
+            if isinstance(hop.transport.sock, socket.socket):  # behind a gateway it is a channel, not TCP
+                _tune_socket(hop.transport.sock)
+            hop = hop.gateway
+        return connection
+
+    def _check_host_keys(self, client: paramiko.SSHClient) -> None:
+        client.set_missing_host_key_policy(_KnownHostsPolicy(self))
+        try:
+            client.get_host_keys().load(str(self.known_hosts))
+        except FileNotFoundError:
+            pass
+        except (OSError, paramiko.SSHException) as exc:
+            raise TransportError(f"{self.host.name}: cannot read the known_hosts file {self.known_hosts}: "
+                                 f"{exc}") from None
+
+    def _open_socket(self, address: str, port: int) -> socket.socket:
+        """Our own TCP socket, so the connect timeout keeps its fractions of a second."""
+        try:
+            candidates = socket.getaddrinfo(address, port, type=socket.SOCK_STREAM)
+        except socket.gaierror as exc:
+            raise TransportError(f"{self.host.name}: cannot connect to {address}:{port}: unknown host name "
+                                 f"({exc.strerror}); check the inventory address or your ~/.ssh/config.") from None
+        last: OSError | None = None
+        for family, kind, proto, _, sockaddr in candidates:
+            sock = socket.socket(family, kind, proto)
+            sock.settimeout(self.connect_timeout)
+            try:
+                sock.connect(sockaddr)
+            except OSError as exc:
+                sock.close()
+                last = exc
+                continue
+            _tune_socket(sock)
+            return sock
+        assert last is not None
+        raise self._socket_error(last, f"{address}:{port}")
+
+    def _socket_error(self, exc: OSError, where: str) -> TransportError:
+        name = self.host.name
+        if isinstance(exc, ConnectionRefusedError) or exc.errno == errno.ECONNREFUSED:
+            return TransportError(f"{name}: cannot connect to {where}: connection refused; is sshd running "
+                                  "there and listening on that port?")
+        if isinstance(exc, TimeoutError):
+            return TransportError(f"{name}: cannot connect to {where}: no answer within {self.connect_timeout:g} s; "
+                                  "the host may be off, or a firewall drops the connection.")
+        if exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
+            return TransportError(f"{name}: cannot connect to {where}: no route to host; is it on this network?")
+        return TransportError(f"{name}: cannot connect to {where}: {exc.strerror or exc}")
+
+    def _connect_error(self, exc: BaseException, connection: Connection) -> TransportError:
+        name, where = self.host.name, self.target
+        if isinstance(exc, paramiko.BadHostKeyException):
+            return TransportError(
+                f"{name}: the SSH host key of {where} has CHANGED since it was saved in {self.known_hosts} "
+                f"(saved {fingerprint(exc.expected_key)}, now {fingerprint(exc.key)}). Either the device was "
+                "reinstalled or someone is intercepting the connection; farm refuses to connect. If the change "
+                f"is expected, remove the old entry with: ssh-keygen -R '{_known_hosts_name(connection)}' "
+                f"-f {self.known_hosts}, then connect again with --accept-new-host-keys.")
+        if isinstance(exc, paramiko.AuthenticationException):
+            tried = [f"identity file {k}" for k in connection.connect_kwargs.get("key_filename") or []]
+            tried += ["ssh-agent"] + ([] if tried else ["the default keys in ~/.ssh"])
+            return TransportError(
+                f"{name}: {connection.user}@{where} refused our SSH keys (tried {', '.join(tried)}). farm never "
+                "uses passwords: add the public key to that user's ~/.ssh/authorized_keys, or set identity_file "
+                "in the inventory.")
+        if isinstance(exc, paramiko.SSHException) and "No authentication methods available" in str(exc):
+            return TransportError(
+                f"{name}: no SSH key to offer {connection.user}@{where}: the inventory names no identity_file, "
+                "ssh-agent is not running (SSH_AUTH_SOCK) or holds no key, and ~/.ssh has no id_* key. farm never "
+                "uses passwords.")
+        if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError):
+            first = next(iter(exc.errors.values()))
+            return self._socket_error(first, where)
+        if isinstance(exc, OSError):
+            return self._socket_error(exc, where)
+        if isinstance(exc, paramiko.SSHException) and "banner" in str(exc):
+            return TransportError(f"{name}: {where} accepted the connection but did not answer as an SSH server "
+                                  f"within {self.connect_timeout:g} s; is that the right port, and is sshd healthy?")
+        return TransportError(f"{name}: SSH connection to {where} failed: {exc or type(exc).__name__}")
+
+    def _lost(self, exc: BaseException, doing: str) -> TransportError:
+        """A failure on an open connection: if the link itself is gone, drop it so the next call reconnects."""
+        detail = str(exc) or type(exc).__name__
+        if self._is_active():
+            # The server refused one channel (e.g. MaxSessions); the link and its other channels are fine.
+            return TransportError(f"{self.host.name}: {doing} on {self.target} failed: {detail}")
+        with self._lock:
+            self._drop()
+        return TransportError(f"{self.host.name}: SSH connection to {self.target} was lost while {doing}: {detail}")
+
+    def _drop(self) -> None:
+        if self._sftp is not None:
+            try:
+                self._sftp.close()
+            except Exception:  # noqa: BLE001, S110 - closing a broken session may fail in any way
+                pass
+            self._sftp = None
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop()
+
+    # -- commands ---------------------------------------------------------------------------------------------
+
+    def command_line(self, argv: list[str], env: dict[str, str] | None = None) -> str:
+        """The shell line for ``argv``: every word quoted, the environment as an ``env`` prefix.
+
+        An ``env`` prefix rather than SSH ``setenv`` requests because sshd drops
+        variables not listed in its ``AcceptEnv``, silently.
+        """
+        if not argv:
+            raise ValueError("empty command")
+        variables = {**self.host.env_dict, **(env or {})}
+        words = ["env", *(f"{k}={v}" for k, v in variables.items())] if variables else []
+        return shlex.join(words + list(argv))
+
+    def _open_channel(self, argv: list[str], env: dict[str, str] | None) -> paramiko.Channel:
+        transport = self._transport()
+        try:
+            channel = transport.open_session(timeout=self.connect_timeout)
+            channel.exec_command(self.command_line(argv, env))
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise self._lost(exc, f"starting {argv[0]}") from None
+        return channel
+
+    def run(self, argv: list[str], *, timeout: float | None = 60.0,
+            env: dict[str, str] | None = None) -> CommandResult:
+        channel = self._open_channel(argv, env)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        stdout: list[bytes] = []
+        stderr: list[bytes] = []
+        try:
+            channel.shutdown_write()  # the command's stdin is empty, as with the local transport
+            while True:
+                while channel.recv_ready():
+                    stdout.append(channel.recv(READ_SIZE))
+                while channel.recv_stderr_ready():
+                    stderr.append(channel.recv_stderr(READ_SIZE))
+                if channel.eof_received or channel.closed:
+                    if not channel.recv_ready() and not channel.recv_stderr_ready():
+                        break
+                    continue
+                wait = 1.0 if deadline is None else min(1.0, deadline - time.monotonic())
+                if wait <= 0:
+                    raise TransportError(f"{self.host.name}: command timed out after {timeout} s: {argv[0]}")
+                if not self._is_active():
+                    raise EOFError("connection closed")
+                select.select([channel], [], [], wait)
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not channel.status_event.wait(remaining):
+                raise TransportError(f"{self.host.name}: command timed out after {timeout} s: {argv[0]}")
+            code = channel.exit_status
+            if code == -1 and not self._is_active():
+                raise EOFError("connection closed before the exit status came")
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise self._lost(exc, f"running {argv[0]}") from None
+        finally:
+            channel.close()
+        return CommandResult(code, b"".join(stdout).decode("utf-8", "replace"),
+                             b"".join(stderr).decode("utf-8", "replace"))
+
+    def _is_active(self) -> bool:
+        connection = self._connection
+        return bool(connection and connection.transport and connection.transport.is_active())
+
+    def start(self, argv: list[str], *, env: dict[str, str] | None = None) -> AgentChannel:
+        return SshChannel(self._open_channel(argv, env), self.host.name)
+
+    # -- files ------------------------------------------------------------------------------------------------
+
+    def _sftp_client(self) -> paramiko.SFTPClient:
+        transport = self._transport()
+        with self._lock:
+            if self._sftp is None or self._sftp.sock.closed:
+                try:
+                    self._sftp = paramiko.SFTPClient.from_transport(transport)
+                except (paramiko.SSHException, OSError, EOFError) as exc:
+                    raise self._lost(exc, "opening SFTP") from None
+                if self._sftp is None:
+                    raise TransportError(f"{self.host.name}: {self.target} offers no SFTP subsystem; "
+                                         "enable 'Subsystem sftp' in its sshd_config.")
+            return self._sftp
+
+    @staticmethod
+    def _remote(path: str) -> str:
+        """SFTP starts in the login home: a relative path (or ``~/...``) is relative to it."""
+        if path == "~":
+            return "."
+        return path.removeprefix("~/")
+
+    def _file_error(self, exc: Exception, doing: str, path: str) -> Exception:
+        if isinstance(exc, FileNotFoundError) or getattr(exc, "errno", None) == errno.ENOENT:
+            # Same exception as the local transport, so callers need not care which one they hold.
+            return FileNotFoundError(errno.ENOENT, f"{self.host.name}: no such file: {path}", path)
+        if isinstance(exc, (EOFError, paramiko.SSHException)) or not self._is_active():
+            return self._lost(exc, f"{doing} {path}")
+        return TransportError(f"{self.host.name}: cannot {doing} {path} on {self.target}: {exc}")
+
+    def put(self, local: Path, remote: str) -> None:
+        sftp = self._sftp_client()
+        target = self._remote(remote)
+        try:
+            try:
+                sftp.put(str(local), target)
+            except FileNotFoundError:
+                if not Path(local).exists():
+                    raise
+                self._makedirs(sftp, posixpath.dirname(target))
+                sftp.put(str(local), target)
+        except FileNotFoundError:
+            raise
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            raise self._file_error(exc, "write", remote) from None
+
+    @staticmethod
+    def _makedirs(sftp: paramiko.SFTPClient, directory: str) -> None:
+        parts = [p for p in directory.split("/") if p]
+        path = "/" if directory.startswith("/") else ""
+        for part in parts:
+            path = posixpath.join(path, part) if path else part
+            try:
+                if not stat.S_ISDIR(sftp.stat(path).st_mode or 0):
+                    raise NotADirectoryError(errno.ENOTDIR, f"{path} is not a directory", path)
+            except FileNotFoundError:
+                sftp.mkdir(path)
+
+    def get(self, remote: str, local: Path) -> None:
+        sftp = self._sftp_client()
+        try:
+            sftp.get(self._remote(remote), str(local))
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            raise self._file_error(exc, "read", remote) from None
+
+    def exists(self, remote: str) -> bool:
+        sftp = self._sftp_client()
+        try:
+            sftp.stat(self._remote(remote))
+        except FileNotFoundError:
+            return False
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            error = self._file_error(exc, "look up", remote)
+            if isinstance(error, FileNotFoundError):
+                return False
+            raise error from None
+        return True
+
+    def rename(self, remote_from: str, remote_to: str) -> None:
+        sftp = self._sftp_client()
+        try:
+            # Plain SFTP rename fails when the target exists; the OpenSSH extension is rename(2): atomic, replaces.
+            sftp.posix_rename(self._remote(remote_from), self._remote(remote_to))
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            raise self._file_error(exc, "rename", remote_from) from None
+
+
+class _KnownHostsPolicy(paramiko.MissingHostKeyPolicy):
+    """A host key not in known_hosts: refuse it, or (when the user opted in) save and trust it."""
+
+    def __init__(self, transport: SshTransport) -> None:
+        self.transport = transport
+
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+        owner = self.transport
+        if not owner.accept_new_host_keys:
+            where = hostname[1:].replace("]:", ":", 1) if hostname.startswith("[") else f"{hostname}:22"
+            if not owner.target.startswith(where):
+                where += f" (a gateway to {owner.target})"
+            raise TransportError(
+                f"{owner.host.name}: the SSH host key of {where} is unknown: it is not in "
+                f"{owner.known_hosts} ({key.get_name()} {fingerprint(key)}). Check that fingerprint on the host "
+                "(ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub), then run again with --accept-new-host-keys to "
+                "trust it and save it.")
+        client.get_host_keys().add(hostname, key.get_name(), key)
+        path = owner.known_hosts
+        try:
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            with path.open("a", encoding="ascii") as handle:
+                handle.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
+        except OSError as exc:
+            raise TransportError(f"{owner.host.name}: cannot save the new host key of {hostname} in "
+                                 f"{path}: {exc.strerror or exc}") from None
+
+
+def fingerprint(key: paramiko.PKey) -> str:
+    """The SHA256 fingerprint as ``ssh-keygen -l`` prints it."""
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return "SHA256:" + base64.b64encode(digest).decode("ascii").rstrip("=")
+
+
+def _known_hosts_name(connection: Connection) -> str:
+    return connection.host if connection.port == 22 else f"[{connection.host}]:{connection.port}"
+
+
+def _tune_socket(sock: socket.socket) -> None:
+    # Small writes (a channel request, one JSON line) must leave at once: with Nagle
+    # they wait for the peer's delayed ACK, about 40 ms per round trip.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for name, value in (("TCP_KEEPIDLE", KEEPALIVE_SECONDS), ("TCP_KEEPINTVL", 2), ("TCP_KEEPCNT", 3),
+                        ("TCP_USER_TIMEOUT", TCP_USER_TIMEOUT_MS)):
+        option = getattr(socket, name, None)
+        if option is not None:  # Linux names; other systems keep their defaults
+            sock.setsockopt(socket.IPPROTO_TCP, option, value)
+
+
+class SshChannel(AgentChannel):
+    """A process on the host over one SSH exec channel; threads read so reads can time out."""
+
+    def __init__(self, channel: paramiko.Channel, host_name: str) -> None:
+        self.channel = channel
+        self.host_name = host_name
+        self._lines: queue.Queue[bytes | None] = queue.Queue()
+        self._stderr: deque[str] = deque(maxlen=50)
+        threading.Thread(target=self._pump_stdout, name=f"ssh-stdout-{host_name}", daemon=True).start()
+        threading.Thread(target=self._pump_stderr, name=f"ssh-stderr-{host_name}", daemon=True).start()
+
+    def _pump_stdout(self) -> None:
+        for line in _lines_of(self.channel.recv):
+            self._lines.put(line)
+        self._lines.put(None)
+
+    def _pump_stderr(self) -> None:
+        for line in _lines_of(self.channel.recv_stderr):
+            self._stderr.append(line.decode("utf-8", "replace").rstrip())
+
+    def send_line(self, line: str) -> None:
+        try:
+            self.channel.sendall(line.encode("utf-8") + b"\n")
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            raise TransportError(f"{self.host_name}: agent is gone ({exc}); {self.stderr_tail()}") from None
+
+    def read_line(self, timeout: float | None = None) -> str:
+        try:
+            line = self._lines.get(timeout=timeout)
+        except queue.Empty:
+            raise TransportError(f"{self.host_name}: no answer from the agent in {timeout} s; "
+                                 f"{self.stderr_tail()}") from None
+        if line is None:
+            self._lines.put(None)
+            # The exit status follows EOF closely; wait briefly so the message can say it.
+            self.channel.status_event.wait(2.0)
+            code = self.channel.exit_status if self.channel.status_event.is_set() else None
+            transport = self.channel.get_transport()
+            if code not in (None, -1):
+                how = f"agent exited with code {code}"
+            elif transport is not None and transport.is_active():
+                how = "agent was killed by a signal"  # sshd reports that without an exit status
+            else:
+                how = "the SSH connection was lost (the host stopped answering, rebooted or closed it)"
+            raise TransportError(f"{self.host_name}: {how}; {self.stderr_tail()}")
+        return line.decode("utf-8", "replace").rstrip("\r")
+
+    def stderr_tail(self) -> str:
+        return " | ".join(list(self._stderr)[-5:]) or "(nothing on stderr)"
+
+    def close(self) -> None:
+        if not self.channel.closed:
+            try:
+                self.channel.shutdown_write()  # EOF on stdin: the agent's serve loop ends by itself
+                self.channel.status_event.wait(5.0)
+            except (OSError, EOFError, paramiko.SSHException):
+                pass
+        self.channel.close()
+
+
+def _lines_of(receive: Callable[[int], bytes]) -> Iterator[bytes]:
+    """Lines from a channel stream until EOF; the last one may lack its newline.
+
+    Chunks of a long line are joined once, when its end arrives: a result line of
+    megabytes must not be rescanned for every 64 KiB that comes in.
+    """
+    partial: list[bytes] = []
+    try:
+        while data := receive(READ_SIZE):
+            *complete, rest = data.split(b"\n")
+            if complete:
+                complete[0] = b"".join([*partial, complete[0]])
+                partial = []
+                yield from complete
+            if rest:
+                partial.append(rest)
+    except (OSError, EOFError, paramiko.SSHException):
+        pass  # the connection died: what came before is all there is
+    if partial:
+        yield b"".join(partial)

@@ -1,0 +1,67 @@
+"""A real simulated lab for the SSH tests: six sshd hosts on loopback, one per board.
+
+Loaded with ``pytest_plugins`` by the test modules that need it (which import
+nothing from here at run time, so pytest can load it as a plugin), and the whole
+session shares one lab (starting it takes about a second once the Pythons are
+cached in /var/cache/farm-lab; the very first run builds them, a minute or two).
+"""
+
+from __future__ import annotations
+
+import random
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from orchestrator.inventory import Host, Inventory, load_inventory
+from orchestrator.lab import sshd as lab_sshd
+from orchestrator.lab.lab import Lab
+from tests.conftest import missing_service
+
+LAB_HOSTS = 6
+
+
+@dataclass(frozen=True)
+class RunningLab:
+    lab: Lab
+    inventory: Inventory
+    known_hosts: Path
+    port: int
+
+    def host(self, board: str) -> Host:
+        return next(h for h in self.inventory.hosts if h.board == board)
+
+    @staticmethod
+    def free_port(addresses: list[str]) -> int:
+        return free_port(addresses)
+
+
+def free_port(addresses: list[str]) -> int:
+    """A port free on every address, away from 22 so a lab of the user's own can keep running."""
+    for _ in range(200):
+        port = random.randint(20000, 45000)
+        try:
+            for address in addresses:
+                with socket.socket() as probe:
+                    probe.bind((address, port))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free port on the lab's loopback addresses")
+
+
+@pytest.fixture(scope="session")
+def running_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningLab]:
+    if not lab_sshd.SSHD.is_file():
+        missing_service(f"OpenSSH server is not installed ({lab_sshd.SSHD}): apt-get install openssh-server")
+    directory = tmp_path_factory.mktemp("lab")
+    port = free_port([f"127.0.0.{n}" for n in range(2, 2 + LAB_HOSTS)])
+    lab = Lab(directory)
+    try:
+        inventory = lab.up(LAB_HOSTS, port=port, say=print)
+        yield RunningLab(lab, load_inventory(inventory), lab.known_hosts, port)
+    finally:
+        lab.down(purge=True)
