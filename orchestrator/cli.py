@@ -25,6 +25,11 @@ app.add_typer(models_app, name="models")
 app.add_typer(db_app, name="db")
 app.add_typer(inventory_app, name="inventory")
 
+from .cli_nightly import baseline_app, nightly_app
+
+app.add_typer(nightly_app, name="nightly")
+app.add_typer(baseline_app, name="baseline")
+
 console = Console()
 err_console = Console(stderr=True)
 

@@ -133,3 +133,52 @@ class SampleRow(Base):
     result_id: Mapped[int] = mapped_column(ForeignKey("results.id"), primary_key=True)
     idx: Mapped[int] = mapped_column(Integer, primary_key=True)
     duration_ns: Mapped[int] = mapped_column(BigInteger)
+
+
+class NightlyRow(Base):
+    """One `farm nightly`: what triggered it, the runs it made (one per trial) and its outcome."""
+
+    __tablename__ = "nightly_runs"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    matrix: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16), default="running")  # running | finished | failed | idle
+    forced: Mapped[bool] = mapped_column(default=False)
+    triggers: Mapped[list[Any]] = mapped_column(default=list)  # toolchain changes that fired it
+    run_ids: Mapped[list[Any]] = mapped_column(default=list)
+    counts: Mapped[dict[str, Any]] = mapped_column(default=dict)  # verdict state -> cells
+    exit_code: Mapped[int | None] = mapped_column(Integer)
+    message: Mapped[str | None] = mapped_column(Text)
+
+
+class BaselineRow(Base):
+    """The accepted reference of one matrix cell: the runs whose results for that cell it compares against."""
+
+    __tablename__ = "baselines"
+    __table_args__ = (UniqueConstraint("lineage_key", name="uq_baselines_lineage_key"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # The cell key with the model's sha replaced by its source model's, so a model recompiled by a new
+    # compiler is compared with the same model compiled by the previous one.
+    lineage_key: Mapped[str] = mapped_column(String(400))
+    cell_key: Mapped[str] = mapped_column(String(400))
+    run_ids: Mapped[list[Any]] = mapped_column(default=list)
+    median_ms: Mapped[float | None] = mapped_column(Float)
+    accepted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    how: Mapped[str] = mapped_column(String(32))  # first-run | accepted | nightly-improved
+
+
+class CellVerdictRow(Base):
+    __tablename__ = "cell_verdicts"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    nightly_id: Mapped[int] = mapped_column(ForeignKey("nightly_runs.id"), index=True)
+    lineage_key: Mapped[str] = mapped_column(String(400))
+    cell_key: Mapped[str] = mapped_column(String(400))
+    state: Mapped[str] = mapped_column(String(16))
+    ratio: Mapped[float | None] = mapped_column(Float)
+    p_value: Mapped[float | None] = mapped_column(Float)
+    baseline_ms: Mapped[float | None] = mapped_column(Float)
+    current_ms: Mapped[float | None] = mapped_column(Float)
+    threshold: Mapped[float | None] = mapped_column(Float)
+    drift: Mapped[dict[str, Any] | None] = mapped_column()
+    detail: Mapped[str] = mapped_column(Text, default="")

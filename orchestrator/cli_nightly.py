@@ -1,0 +1,258 @@
+"""`farm nightly` and `farm baseline`: regression runs that fire on toolchain changes, and their references."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .errors import FarmError
+
+console = Console()
+err_console = Console(stderr=True)
+
+nightly_app = typer.Typer(
+    help="Nightly regression runs: probe toolchains, run the `nightly` matrix in trials, judge every cell "
+         "against its baseline.\n\nExample: farm nightly --matrix-file matrices.yaml --junit nightly.xml",
+    invoke_without_command=True, no_args_is_help=False)
+baseline_app = typer.Typer(help="Accept and list the baselines nightly runs compare against.", no_args_is_help=True)
+
+DbOption = Annotated[str | None, typer.Option("--db", help="Database URL [default: $FARM_DB_URL, else SQLite]")]
+STATE_STYLE = {"regressed": "red", "improved": "green", "invalid": "yellow", "missing": "yellow", "new": "cyan"}
+
+
+@nightly_app.callback()
+def nightly(
+    ctx: typer.Context,
+    matrix: Annotated[str, typer.Option("--matrix", "-m", help="Regression matrix [default: 'nightly' from "
+                                        "--matrix-file, else 'all']")] = "nightly",
+    matrix_file: Annotated[Path | None, typer.Option("--matrix-file", help="YAML file of named matrices")] = None,
+    inventory: Annotated[Path | None, typer.Option("--inventory", "-i", help="Inventory YAML file")] = None,
+    db: DbOption = None,
+    force: Annotated[bool, typer.Option("--force", help="Run even when no toolchain changed")] = False,
+    every_night: Annotated[bool, typer.Option(
+        "--every-night", help="Always run (for teams that want numbers every night); still records changes")] = False,
+    trials: Annotated[int, typer.Option("--trials", min=2, max=20,
+                                        help="Separate runs of the matrix; slow drifts between them count as noise")] = 3,
+    min_effect: Annotated[float, typer.Option("--min-effect", min=0.0, max=10.0,
+                                              help="Smallest relative change reported, e.g. 0.05 = 5%")] = 0.05,
+    alpha: Annotated[float, typer.Option("--alpha", min=1e-9, max=0.5,
+                                         help="Significance level of the Mann-Whitney U test")] = 0.002,
+    markdown: Annotated[Path | None, typer.Option("--markdown", help="Write a Markdown report here")] = None,
+    html_path: Annotated[Path | None, typer.Option("--html", help="Write a self-contained HTML report here")] = None,
+    junit: Annotated[Path | None, typer.Option("--junit", help="Write JUnit XML here (regressions fail)")] = None,
+    notify_url: Annotated[str | None, typer.Option("--notify", help="POST a JSON summary (Slack-compatible "
+                                                   "'text' field) to this URL; retried on failure")] = None,
+    accept_new_host_keys: Annotated[bool, typer.Option("--accept-new-host-keys",
+                                                       help="Trust SSH host keys never seen before")] = False,
+    known_hosts: Annotated[Path | None, typer.Option("--known-hosts", help="known_hosts file for SSH hosts")] = None,
+) -> None:
+    """Run the nightly regression check. Exit 0: nothing regressed; 1: something did; 2: the run failed.
+
+    Example: farm nightly --matrix-file matrices.yaml --junit out/nightly.xml --html out/nightly.html
+             farm nightly install --at 02:30
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from . import cli
+    from .inventory import load_inventory
+    from .matrix import load_matrix
+    from .models import registry
+    from .nightly import outputs
+    from .nightly.runner import EXIT_FAILED, Settings, run_nightly
+    from .nightly.triggers import probe_toolchains, recompile_for
+    from .progress import RichObserver
+
+    inv = load_inventory(inventory)
+    if matrix == "nightly" and (matrix_file is None or not _defines(matrix_file, "nightly")):
+        console.print("No matrix named 'nightly' in a --matrix-file: using 'all'.")
+        matrix = "all"
+    spec = load_matrix(matrix, matrix_file)
+    store = cli._open(db)
+    try:
+        if not registry.list_models(store):
+            registry.ensure_default_suite(store)
+        models = registry.find_models(store, spec.models)
+        settings = Settings(trials=trials, min_effect=min_effect, alpha=alpha, force=force, every_night=every_night)
+        options = cli._transport_options(accept_new_host_keys, known_hosts)
+        with RichObserver(console) as observer:
+            outcome = run_nightly(store, spec, inv.hosts, models, inv.path, settings, probe_toolchains,
+                                  observer, options, before_runs=lambda triggers: recompile_for(store, triggers))
+    finally:
+        store.close()
+    _print_outcome(outcome)
+    for path, render in ((markdown, outputs.markdown), (html_path, outputs.html_report), (junit, outputs.junit_xml)):
+        if path is not None and outcome.ran:
+            outputs.write_text(path, render(outcome))
+            console.print(f"wrote {path}")
+    if notify_url:
+        try:
+            outputs.notify(notify_url, outcome)
+        except outputs.NotifyError as exc:
+            # The verdict is already stored; a failed notification must not change the exit code's meaning.
+            err_console.print(f"[yellow]notification not delivered[/yellow]: {exc} (the verdict is stored in "
+                              f"nightly #{outcome.nightly_id})")
+    if outcome.exit_code:
+        raise typer.Exit(outcome.exit_code if outcome.exit_code != EXIT_FAILED else EXIT_FAILED)
+
+
+def _defines(matrix_file: Path, name: str) -> bool:
+    from .matrix import load_matrix
+
+    try:
+        load_matrix(name, matrix_file)
+    except FarmError:
+        return False
+    return True
+
+
+def _print_outcome(outcome) -> None:  # type: ignore[no-untyped-def]
+    from .nightly import outputs
+
+    if not outcome.ran:
+        console.print(f"farm nightly #{outcome.nightly_id}: {outcome.message}")
+        return
+    table = Table(title=f"Nightly #{outcome.nightly_id} (runs {', '.join(map(str, outcome.run_ids))})")
+    for column in ("cell", "state", "baseline ms", "tonight ms", "ratio", "detail"):
+        table.add_column(column, justify="right" if "ms" in column or column == "ratio" else "left")
+    for row in outputs.rows(outcome):
+        style = STATE_STYLE.get(row["state"], "")
+        state = row["state"] + (" · drifting" if row["drift"] else "")
+        table.add_row(row["cell"], f"[{style}]{state}[/{style}]" if style else state, outputs._ms(row["baseline_ms"]),
+                      outputs._ms(row["tonight_ms"]), outputs._ratio(row["ratio"]), row["detail"])
+    console.print(table)
+    console.print(outputs.summary_text(outcome).splitlines()[0])
+    for line in outputs.cause_lines(outcome):
+        console.print(f"  toolchain change: {line}")
+
+
+@nightly_app.command("install")
+def nightly_install(
+    at: Annotated[str, typer.Option("--at", help="Time of day, HH:MM (24 h)")] = "02:00",
+    systemd: Annotated[bool, typer.Option("--systemd", help="A systemd user timer (default where systemd runs)")] = False,
+    cron: Annotated[bool, typer.Option("--cron", help="A line in your crontab")] = False,
+    args: Annotated[list[str] | None, typer.Argument(help="Options passed to `farm nightly`, after --")] = None,
+) -> None:
+    """Schedule `farm nightly` every day with systemd or cron. Installing again replaces the entry.
+
+    Example: farm nightly install --at 02:30 --cron -- --matrix-file /srv/farm/matrices.yaml --junit /srv/farm/n.xml
+    """
+    from .nightly import schedule
+
+    if systemd and cron:
+        raise FarmError("choose one of --systemd and --cron")
+    use_cron = cron or (not systemd and not Path("/run/systemd/system").exists())
+    workdir = Path.cwd()
+    if use_cron:
+        log = Path(os.environ.get("FARM_DATA_DIR") or Path.home() / ".local/state/farm") / "nightly.log"
+        entry = schedule.install_cron(at, list(args or []), workdir, log)
+        console.print(f"crontab: `farm nightly` every day at {entry.at}; output appended to {log}")
+    else:
+        entry, note = schedule.install_systemd(at, list(args or []), workdir)
+        console.print(f"systemd user timer {schedule.UNIT}.timer in {entry.where}: every day at {entry.at}")
+        console.print(note)
+
+
+@nightly_app.command("uninstall")
+def nightly_uninstall() -> None:
+    """Remove exactly what `farm nightly install` wrote (timer files or crontab line), nothing else.
+
+    Example: farm nightly uninstall
+    """
+    from .nightly import schedule
+
+    removed = schedule.uninstall_systemd()
+    if removed:
+        console.print(f"removed {removed} systemd unit file(s) from {schedule.systemd_dir()}")
+    cron_removed = schedule.uninstall_cron() if _has_crontab() else 0
+    if cron_removed:
+        console.print(f"removed {cron_removed} crontab line(s)")
+    if not removed and not cron_removed:
+        console.print("no farm nightly schedule was installed")
+
+
+def _has_crontab() -> bool:
+    import shutil
+
+    return shutil.which("crontab") is not None
+
+
+@nightly_app.command("status")
+def nightly_status(db: DbOption = None) -> None:
+    """Show the installed schedule, the next run, and the last nightly runs with their verdicts.
+
+    Example: farm nightly status
+    """
+    from sqlalchemy import select
+
+    from . import cli
+    from .nightly import schedule
+    from .store.schema import NightlyRow
+
+    entries = schedule.installed()
+    now = datetime.now().astimezone()
+    if not entries:
+        console.print("No schedule installed (see `farm nightly install --help`).")
+    for entry in entries:
+        console.print(f"{entry.kind}: every day at {entry.at}; next run {schedule.next_run(entry.at, now):%Y-%m-%d %H:%M}"
+                      f" ({entry.where})")
+    store = cli._open(db)
+    try:
+        with store.session() as session:
+            last = list(session.scalars(select(NightlyRow).order_by(NightlyRow.id.desc()).limit(5)))
+    finally:
+        store.close()
+    table = Table(title="Last nightly runs")
+    for column in ("#", "started", "status", "exit", "runs", "outcome"):
+        table.add_column(column)
+    for row in last:
+        table.add_row(str(row.id), f"{row.started_at:%Y-%m-%d %H:%M}", row.status, str(row.exit_code),
+                      ", ".join(map(str, row.run_ids or [])), row.message or "")
+    console.print(table)
+
+
+@baseline_app.command("accept")
+def baseline_accept(run: Annotated[int, typer.Argument(help="Run id (a nightly's other trials come along)")],
+                    db: DbOption = None) -> None:
+    """Make a run's results the baseline of every cell it ran.
+
+    Example: farm baseline accept 42
+    """
+    from . import cli
+    from .nightly import baseline
+
+    store = cli._open(db)
+    try:
+        run_ids, changed = baseline.accept(store, run)
+    finally:
+        store.close()
+    console.print(f"baseline of {changed} cell(s) set from run(s) {', '.join(map(str, run_ids))}")
+
+
+@baseline_app.command("show")
+def baseline_show(db: DbOption = None) -> None:
+    """List every cell's baseline: its runs, median and how it was set.
+
+    Example: farm baseline show --db postgresql+psycopg://127.0.0.1/test
+    """
+    from . import cli
+    from .nightly import baseline
+
+    store = cli._open(db)
+    try:
+        rows = sorted(baseline.baselines(store).values(), key=lambda r: r.lineage_key)
+    finally:
+        store.close()
+    table = Table(title=f"{len(rows)} baseline(s)")
+    for column in ("cell", "runs", "median ms", "how", "accepted"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(row.lineage_key.replace("|", " · "), ", ".join(map(str, row.run_ids)),
+                      "" if row.median_ms is None else f"{row.median_ms:.3f}", row.how,
+                      f"{row.accepted_at:%Y-%m-%d %H:%M}")
+    console.print(table)

@@ -1,0 +1,1 @@
+"""Nightly regression runs: toolchain triggers, trials, baselines, verdicts and their reports."""

@@ -1,0 +1,86 @@
+"""The trials of each matrix cell in a set of runs, read back from the store with their samples."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+
+from ..store.db import Store
+from ..store.schema import HostRow, JobRow, ModelRow, ResultRow, RunRow, SampleRow
+
+
+@dataclass
+class CellTrials:
+    lineage_key: str
+    cell_key: str
+    label: str  # host · model · delegate · threads · power · port, for people
+    trials: list[list[float]] = field(default_factory=list)  # ms samples, one list per succeeded trial
+    run_ids: list[int] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    throttled: int = 0
+    skipped: int = 0
+
+
+def lineage_sha(session, model: ModelRow) -> str:  # type: ignore[no-untyped-def]
+    """The sha of the model a compiled model came from (followed to its root), else its own."""
+    seen = set()
+    current = model
+    while getattr(current, "source_model_id", None) and current.id not in seen:
+        seen.add(current.id)
+        parent = session.get(ModelRow, current.source_model_id)
+        if parent is None:
+            break
+        current = parent
+    return current.sha256
+
+
+def lineage_key(cell_key: str, model_sha: str, root_sha: str) -> str:
+    return cell_key.replace(model_sha[:16], root_sha[:16], 1)
+
+
+def collect(store: Store, run_ids: list[int]) -> dict[str, CellTrials]:
+    cells: dict[str, CellTrials] = {}
+    with store.session() as session:
+        rows = session.execute(
+            select(JobRow, ModelRow, HostRow, ResultRow)
+            .join(ModelRow, ModelRow.id == JobRow.model_id)
+            .join(HostRow, HostRow.id == JobRow.host_id)
+            .outerjoin(ResultRow, ResultRow.job_id == JobRow.id)
+            .where(JobRow.run_id.in_(run_ids))
+            .order_by(JobRow.run_id, JobRow.id)
+        ).all()
+        result_ids = [result.id for *_, result in rows if result is not None]
+        samples: dict[int, list[float]] = defaultdict(list)
+        for chunk_start in range(0, len(result_ids), 500):
+            chunk = result_ids[chunk_start:chunk_start + 500]
+            for sample in session.scalars(select(SampleRow).where(SampleRow.result_id.in_(chunk))
+                                          .order_by(SampleRow.result_id, SampleRow.idx)):
+                samples[sample.result_id].append(sample.duration_ns / 1e6)
+        roots: dict[int, str] = {}
+        for job, model, host, result in rows:
+            if model.id not in roots:
+                roots[model.id] = lineage_sha(session, model)
+            key = lineage_key(job.cell_key, model.sha256, roots[model.id])
+            cell = cells.get(key)
+            if cell is None:
+                label = " · ".join(str(part) for part in (
+                    host.name, model.name, job.delegate, f"{job.threads} thr", job.power_mode or "-",
+                    job.usb_port or "-"))
+                cell = cells[key] = CellTrials(key, job.cell_key, label)
+            if job.status == "skipped":
+                cell.skipped += 1
+            elif result is None or job.status != "succeeded":
+                cell.failures.append(f"run {job.run_id}: {job.status}: {job.reason or 'no result'}")
+            else:
+                cell.trials.append(samples.get(result.id, []))
+                cell.run_ids.append(job.run_id)
+                if result.throttled:
+                    cell.throttled += 1
+    return cells
+
+
+def runs_exist(store: Store, run_ids: list[int]) -> list[int]:
+    with store.session() as session:
+        return list(session.scalars(select(RunRow.id).where(RunRow.id.in_(run_ids))))

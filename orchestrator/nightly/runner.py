@@ -1,0 +1,201 @@
+"""`farm nightly`: probe toolchains, run the regression matrix in trials, and judge every cell against its baseline."""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+
+from ..errors import FarmError
+from ..inventory import Host
+from ..matrix import MatrixSpec
+from ..scheduler import Runner, RunObserver
+from ..store.db import Store
+from ..store.schema import CellVerdictRow, ModelRow, NightlyRow, utcnow
+from .baseline import baselines, set_baselines
+from .cells import CellTrials, collect
+from .verdict import Verdict, classify, detect_drift
+
+EXIT_OK, EXIT_REGRESSED, EXIT_FAILED = 0, 1, 2
+HISTORY = 20  # nightly medians kept in view for drift detection
+
+
+@dataclass
+class Settings:
+    trials: int = 3
+    min_effect: float = 0.05
+    alpha: float = 0.002
+    force: bool = False
+    every_night: bool = False  # run even when no toolchain changed
+
+
+@dataclass
+class CellOutcome:
+    cell: CellTrials
+    verdict: Verdict
+    drift: dict[str, Any] | None = None
+    history: list[float] = field(default_factory=list)  # earlier nightly medians, oldest first
+
+
+@dataclass
+class NightlyOutcome:
+    nightly_id: int
+    ran: bool
+    message: str
+    triggers: list[dict[str, Any]] = field(default_factory=list)
+    run_ids: list[int] = field(default_factory=list)
+    cells: list[CellOutcome] = field(default_factory=list)
+    exit_code: int = EXIT_OK
+
+    @property
+    def counts(self) -> Counter:
+        return Counter(outcome.verdict.state for outcome in self.cells)
+
+
+# Returns the toolchain changes (dicts with host, component, old, new, at) since the last nightly.
+ChangeProbe = Callable[[Store, list[Host], Any], list[dict[str, Any]]]
+
+
+def last_nightly(store: Store, matrix: str) -> NightlyRow | None:
+    with store.session() as session:
+        return session.scalar(select(NightlyRow).where(NightlyRow.matrix == matrix, NightlyRow.status == "finished")
+                              .order_by(NightlyRow.id.desc()).limit(1))
+
+
+def run_nightly(store: Store, spec: MatrixSpec, hosts: list[Host], models: list[ModelRow], inventory: str,
+                settings: Settings, probe: ChangeProbe, observer: RunObserver | None = None,
+                transport_options: dict[str, Any] | None = None,
+                before_runs: Callable[[list[dict[str, Any]]], list[ModelRow]] | None = None) -> NightlyOutcome:
+    previous = last_nightly(store, spec.name)
+    with store.session() as session:
+        nightly = NightlyRow(matrix=spec.name, forced=settings.force, triggers=[], run_ids=[], counts={})
+        session.add(nightly)
+        session.commit()
+        nightly_id = nightly.id
+    outcome = NightlyOutcome(nightly_id, ran=False, message="")
+    try:
+        outcome.triggers = probe(store, hosts, previous.started_at if previous else None)
+        if not outcome.triggers and not settings.force and not settings.every_night and previous is not None:
+            outcome.message = ("no toolchain changed since the last nightly "
+                               f"(#{previous.id}, {previous.started_at:%Y-%m-%d %H:%M}): nothing to run; "
+                               "--force runs anyway")
+            _finish(store, outcome, "idle")
+            return outcome
+        if before_runs is not None:
+            models = [*models, *before_runs(outcome.triggers)]
+        outcome.ran = True
+        runner = Runner(store, observer, transport_options)
+        for trial in range(1, settings.trials + 1):
+            result = runner.run(spec, hosts, models, inventory, tags=["nightly", f"nightly:{nightly_id}",
+                                                                      f"trial:{trial}"])
+            outcome.run_ids.append(result.run_id)
+            _save_runs(store, nightly_id, outcome.run_ids)
+        outcome.cells = judge(store, spec.name, outcome.run_ids, previous, settings)
+        counts = outcome.counts
+        ran_any = any(cell.cell.trials for cell in outcome.cells)
+        outcome.exit_code = EXIT_FAILED if not ran_any else EXIT_REGRESSED if counts["regressed"] else EXIT_OK
+        outcome.message = ("no cell produced a result: the run failed" if not ran_any else
+                           ", ".join(f"{n} {state}" for state, n in sorted(counts.items())))
+        _record_verdicts(store, nightly_id, outcome.cells)
+        _finish(store, outcome, "finished" if ran_any else "failed")
+    except FarmError as exc:
+        outcome.exit_code = EXIT_FAILED
+        outcome.message = str(exc)
+        _finish(store, outcome, "failed")
+    return outcome
+
+
+def judge(store: Store, matrix: str, run_ids: list[int], previous: NightlyRow | None,
+          settings: Settings) -> list[CellOutcome]:
+    cells = collect(store, run_ids)
+    base = baselines(store)
+    history = _history(store, matrix)
+    outcomes: list[CellOutcome] = []
+    first_runs: list[CellTrials] = []
+    for key, cell in sorted(cells.items()):
+        if not cell.trials and not cell.failures:
+            continue  # skipped everywhere: not a cell this farm can run
+        if cell.failures or cell.throttled:
+            why = "; ".join(cell.failures) if cell.failures else f"throttled in {cell.throttled} trial(s)"
+            verdict = Verdict("invalid", detail=why)
+        elif key not in base:
+            verdict = Verdict("new", current_ms=_median(cell), detail="no baseline yet: this run becomes it")
+            first_runs.append(cell)
+        else:
+            baseline_cells = collect(store, list(base[key].run_ids)).get(key)
+            if baseline_cells is None or not baseline_cells.trials:
+                verdict = Verdict("new", current_ms=_median(cell), detail="baseline runs are gone: this run replaces them")
+                first_runs.append(cell)
+            else:
+                verdict = classify(baseline_cells.trials, cell.trials, min_effect=settings.min_effect,
+                                   alpha=settings.alpha)
+        series = [*history.get(key, []), *([_median(cell)] if cell.trials else [])]
+        drift = detect_drift(series, min_effect=settings.min_effect)
+        outcomes.append(CellOutcome(cell, verdict, None if drift is None else {
+            "index": drift.index, "p_value": drift.p_value, "before_ms": drift.before_ms, "after_ms": drift.after_ms,
+            "nights_since": len(series) - drift.index}, history.get(key, [])))
+    if previous is not None:
+        with store.session() as session:
+            before = {row.lineage_key: row for row in session.scalars(
+                select(CellVerdictRow).where(CellVerdictRow.nightly_id == previous.id))}
+        for key in sorted(set(before) - set(cells)):
+            if before[key].state == "missing":
+                continue
+            ghost = CellTrials(key, before[key].cell_key, before[key].cell_key.replace("|", " · "))
+            outcomes.append(CellOutcome(ghost, Verdict("missing", baseline_ms=before[key].current_ms,
+                                                       detail=f"ran in nightly #{previous.id}, not tonight")))
+    set_baselines(store, first_runs, "first-run")
+    return outcomes
+
+
+def _median(cell: CellTrials) -> float:
+    return statistics.median(statistics.median(t) for t in cell.trials if t)
+
+
+def _history(store: Store, matrix: str) -> dict[str, list[float]]:
+    with store.session() as session:
+        nights = list(session.scalars(select(NightlyRow.id).where(NightlyRow.matrix == matrix,
+                                                                   NightlyRow.status == "finished")
+                                      .order_by(NightlyRow.id.desc()).limit(HISTORY)))
+        series: dict[str, list[float]] = {}
+        rows = session.scalars(select(CellVerdictRow).where(CellVerdictRow.nightly_id.in_(nights))
+                               .order_by(CellVerdictRow.nightly_id))
+        for row in rows:
+            if row.current_ms is not None:
+                series.setdefault(row.lineage_key, []).append(row.current_ms)
+    return series
+
+
+def _save_runs(store: Store, nightly_id: int, run_ids: list[int]) -> None:
+    with store.session() as session:
+        row = session.get(NightlyRow, nightly_id)
+        row.run_ids = list(run_ids)
+        session.commit()
+
+
+def _record_verdicts(store: Store, nightly_id: int, cells: list[CellOutcome]) -> None:
+    with store.session() as session:
+        for outcome in cells:
+            v = outcome.verdict
+            session.add(CellVerdictRow(nightly_id=nightly_id, lineage_key=outcome.cell.lineage_key,
+                                       cell_key=outcome.cell.cell_key, state=v.state, ratio=v.ratio,
+                                       p_value=v.p_value, baseline_ms=v.baseline_ms, current_ms=v.current_ms,
+                                       threshold=v.threshold, drift=outcome.drift, detail=v.detail))
+        session.commit()
+
+
+def _finish(store: Store, outcome: NightlyOutcome, status: str) -> None:
+    with store.session() as session:
+        row = session.get(NightlyRow, outcome.nightly_id)
+        row.status = status
+        row.finished_at = utcnow()
+        row.triggers = outcome.triggers
+        row.run_ids = outcome.run_ids
+        row.counts = dict(outcome.counts)
+        row.exit_code = outcome.exit_code
+        row.message = outcome.message
+        session.commit()
