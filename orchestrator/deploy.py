@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
+import secrets
 import tempfile
 import zipfile
 from dataclasses import dataclass
@@ -62,7 +63,8 @@ def ensure_file(transport: Transport, remote: str, data_path: Path) -> bool:
     """Upload ``data_path`` to ``remote`` unless it is there; atomic. True if sent."""
     if transport.exists(remote):
         return False
-    temporary = f"{remote}.tmp-{hashlib.sha256(remote.encode()).hexdigest()[:8]}"
+    # Unique per upload: two controllers (or two inventory hosts sharing one home) may upload at once.
+    temporary = f"{remote}.tmp-{secrets.token_hex(6)}"
     transport.put(data_path, temporary)
     transport.rename(temporary, remote)
     return True
