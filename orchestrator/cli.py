@@ -18,14 +18,16 @@ app = typer.Typer(
          "Example: farm run --matrix all   (this machine, default SQLite database)",
     no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
 )
-models_app = typer.Typer(help="Register, build and list models.", no_args_is_help=True)
 db_app = typer.Typer(help="Manage the results database.", no_args_is_help=True)
 inventory_app = typer.Typer(help="Inspect inventories of hosts.", no_args_is_help=True)
-app.add_typer(models_app, name="models")
 app.add_typer(db_app, name="db")
 app.add_typer(inventory_app, name="inventory")
 
+from .cli_models import models_app, toolchain
 from .cli_nightly import baseline_app, nightly_app
+
+app.add_typer(models_app, name="models")
+app.command("toolchain")(toolchain)
 
 app.add_typer(nightly_app, name="nightly")
 app.add_typer(baseline_app, name="baseline")
@@ -223,82 +225,6 @@ def _emit(frame, output_format: str, output: Path | None) -> None:  # type: igno
         err_console.print(f"{len(frame)} rows written to {output}")
     else:
         sys.stdout.write(text + ("" if text.endswith("\n") else "\n"))
-
-
-@models_app.command("list")
-def models_list(db: DbOption = None) -> None:
-    """List registered models.
-
-    Example: farm models list
-    """
-    from .models import registry
-
-    store = _open(db)
-    try:
-        rows = registry.list_models(store)
-    finally:
-        store.close()
-    table = Table()
-    for column in ("name", "family", "source", "sha256", "size", "inputs", "GOP/inference", "Edge TPU"):
-        table.add_column(column)
-    for row in rows:
-        inputs = ", ".join(f"{t['dtype']}{t['shape']}" for t in row.inputs)
-        gop = f"{row.ops_per_inference / 1e9:.3f}" if row.ops_per_inference is not None else "?"
-        table.add_row(row.name, row.family, row.source, row.sha256[:16], f"{row.size_bytes:,}", inputs, gop,
-                      "yes" if row.needs_edgetpu else "")
-    console.print(table if rows else "No models registered: try `farm models build --family conv_stack`.")
-
-
-@models_app.command("build")
-def models_build(
-    family: Annotated[str, typer.Option("--family", help="conv_stack or dense_stack")],
-    layers: Annotated[str, typer.Option("--layers", help="Layer counts, comma separated, e.g. 10,75,300")] = "1",
-    size: Annotated[int | None, typer.Option("--size", help="conv_stack: internal height and width")] = None,
-    kernel: Annotated[int | None, typer.Option("--kernel", help="conv_stack: kernel size")] = None,
-    filters: Annotated[int | None, typer.Option("--filters", help="conv_stack: filters per layer")] = None,
-    units: Annotated[int | None, typer.Option("--units", help="dense_stack: units per layer")] = None,
-    db: DbOption = None,
-) -> None:
-    """Generate synthetic int8 models (SEEDS section 2) and register them.
-
-    Example: farm models build --family conv_stack --layers 10,75,300
-    """
-    from .models import registry
-
-    try:
-        counts = [int(v) for v in layers.split(",") if v.strip()]
-    except ValueError:
-        raise FarmError(f"--layers must be comma-separated whole numbers, not '{layers}'") from None
-    overrides = {k: v for k, v in {"size": size, "kernel": kernel, "filters": filters, "units": units}.items()
-                 if v is not None}
-    store = _open(db)
-    try:
-        for row, created in registry.build(store, family, counts, **overrides):
-            console.print(f"{'built' if created else 'already registered'}: {row.name} ({row.sha256[:16]}, "
-                          f"{row.size_bytes:,} bytes)")
-    finally:
-        store.close()
-
-
-@models_app.command("add")
-def models_add(
-    path: Annotated[Path, typer.Argument(help="A .tflite file")],
-    name: Annotated[str | None, typer.Option("--name", help="Name to register it under [default: file stem]")] = None,
-    db: DbOption = None,
-) -> None:
-    """Register your own .tflite file.
-
-    Example: farm models add ./mobilenet_v2_1.0_224_quant.tflite --name mobilenet_v2
-    """
-    from .models import registry
-
-    store = _open(db)
-    try:
-        row, created = registry.add_file(store, path, name=name)
-    finally:
-        store.close()
-    console.print(f"{'registered' if created else 'already registered'}: {row.name} ({row.sha256[:16]}, "
-                  f"{row.size_bytes:,} bytes{', Edge TPU' if row.needs_edgetpu else ''})")
 
 
 @db_app.command("upgrade")

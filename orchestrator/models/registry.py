@@ -33,15 +33,26 @@ class Family:
     build: Callable[..., bytes]
     sweep: str
     defaults: dict[str, Any]
+    values: tuple[int, ...] = (1,)  # the sweep values `farm models build` uses when given none
+    about: str = ""
 
 
 def families() -> dict[str, Family]:
-    from . import synthetic  # numpy-heavy; only needed when building
+    from . import architectures, synthetic  # numpy-heavy; only needed when building
 
     return {
         "conv_stack": Family("conv_stack", synthetic.build_conv_stack, "layers",
-                             {"size": 128, "channels": 3, "kernel": 7, "filters": 32}),
-        "dense_stack": Family("dense_stack", synthetic.build_dense_stack, "layers", {"units": 100}),
+                             {"size": 128, "channels": 3, "kernel": 7, "filters": 32},
+                             about="SEEDS §2 conv-only stack: 7x7 convolutions on a 128x128 tensor"),
+        "dense_stack": Family("dense_stack", synthetic.build_dense_stack, "layers", {"units": 100},
+                              about="SEEDS §2 dense-only stack: fully-connected layers of 100 units"),
+        "mobilenet_v1": Family("mobilenet_v1", architectures.build_mobilenet_v1, "size", {"alpha": 1.0}, (224,),
+                               "MobileNet v1 (published layer shapes, random int8 weights)"),
+        "mobilenet_v2": Family("mobilenet_v2", architectures.build_mobilenet_v2, "size", {"alpha": 1.0}, (224,),
+                               "MobileNet v2 with inverted residuals (published shapes, random int8 weights)"),
+        "ssd_mobilenet_v1": Family("ssd_mobilenet_v1", architectures.build_ssd_mobilenet_v1, "size",
+                                   {"num_classes": 90}, (300,),
+                                   "SSD detector on MobileNet v1, ending in TFLite_Detection_PostProcess"),
     }
 
 
@@ -58,17 +69,27 @@ def model_cache_dir() -> Path:
 
 
 def ops_of(data: bytes) -> int | None:
+    counted = op_counts_of(data)
+    return None if counted is None else int(counted["total"])
+
+
+def op_counts_of(data: bytes) -> dict[str, Any] | None:
     from .opcount import count_ops
 
     try:
-        return int(count_ops(data).total)
+        return count_ops(data).as_dict()
     except ValueError:
         return None
 
 
 def register_bytes(store: Store, data: bytes, *, name: str, family: str, params: dict[str, Any],
-                   source: str) -> tuple[ModelRow, bool]:
-    """Store a model; returns (row, created). The same bytes register once."""
+                   source: str, source_model_id: int | None = None, compiler_version: str | None = None,
+                   compile_report: dict[str, Any] | None = None, op_counts: dict[str, Any] | None = None
+                   ) -> tuple[ModelRow, bool]:
+    """Store a model; returns (row, created). The same bytes register once.
+
+    ``op_counts`` replaces the count read from the bytes: a compiled model hides its work inside
+    one custom op, so it carries its source model's count."""
     if not MODEL_NAME.match(name):
         raise FarmError(f"model name '{name}' is not allowed: use letters, digits, '.', '_', '+' or '-'")
     info = inspect_model(data)
@@ -84,9 +105,12 @@ def register_bytes(store: Store, data: bytes, *, name: str, family: str, params:
                             f"(sha256 {clash.sha256[:16]}…): choose another --name")
         path = model_cache_dir() / f"{sha}.tflite"
         _ensure_cached(path, data)
+        counted = op_counts if op_counts is not None else op_counts_of(data)
         row = ModelRow(sha256=sha, name=name, family=family, params=params, source=source, path=str(path),
                        size_bytes=len(data), inputs=info.inputs, outputs=info.outputs,
-                       ops_per_inference=ops_of(data), needs_edgetpu=info.needs_edgetpu)
+                       ops_per_inference=None if counted is None else int(counted["total"]),
+                       needs_edgetpu=info.needs_edgetpu, op_counts=counted, source_model_id=source_model_id,
+                       compiler_version=compiler_version, compile_report=compile_report)
         session.add(row)
         session.commit()
         return row, True
@@ -115,13 +139,18 @@ def add_file(store: Store, path: Path, *, name: str | None = None, family: str =
         raise InputError(str(path), str(exc)) from None
 
 
-def build(store: Store, family_name: str, sweep_values: Iterable[int], **overrides: Any) -> list[tuple[ModelRow, bool]]:
+def build(store: Store, family_name: str, sweep_values: Iterable[int] | None, **overrides: Any
+          ) -> list[tuple[ModelRow, bool]]:
     known = families()
     if family_name not in known:
         raise FarmError(f"unknown model family '{family_name}' (known: {', '.join(sorted(known))})")
     family = known[family_name]
+    unknown = sorted(set(overrides) - set(family.defaults))
+    if unknown:
+        raise FarmError(f"{family_name} takes no parameter {', '.join(unknown)} "
+                        f"(it takes {', '.join([family.sweep, *sorted(family.defaults)])})")
     rows = []
-    for value in sweep_values:
+    for value in family.values if sweep_values is None else sweep_values:
         params = {**family.defaults, **overrides, family.sweep: value}
         try:
             data = family.build(**params)

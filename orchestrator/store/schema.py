@@ -58,6 +58,12 @@ class ModelRow(Base):
     ops_per_inference: Mapped[int | None] = mapped_column(BigInteger)
     needs_edgetpu: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    op_counts: Mapped[dict[str, Any] | None] = mapped_column()  # opcount.OpCount.as_dict(): per op type
+    # A compiled model points at the model it was compiled from, with the compiler's version and its
+    # parsed log, so the same source compiled by two compiler versions gives two comparable rows.
+    source_model_id: Mapped[int | None] = mapped_column(ForeignKey("models.id"))
+    compiler_version: Mapped[str | None] = mapped_column(String(64))
+    compile_report: Mapped[dict[str, Any] | None] = mapped_column()
 
 
 class RunRow(Base):
@@ -182,3 +188,28 @@ class CellVerdictRow(Base):
     threshold: Mapped[float | None] = mapped_column(Float)
     drift: Mapped[dict[str, Any] | None] = mapped_column()
     detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class ToolchainVersionRow(Base):
+    """The version of one toolchain component on one host (or the controller) as last probed."""
+
+    __tablename__ = "toolchain_versions"
+    __table_args__ = (UniqueConstraint("host", "component", name="uq_toolchain_versions_host_component"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    host: Mapped[str] = mapped_column(String(64))  # an inventory host name, or "controller"
+    component: Mapped[str] = mapped_column(String(64))  # edgetpu_compiler, libedgetpu, tflite_runtime, ...
+    version: Mapped[str | None] = mapped_column(String(200))  # None: probed and absent
+    first_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ToolchainEventRow(Base):
+    """A toolchain component that changed version (or appeared, or went away) between two probes."""
+
+    __tablename__ = "toolchain_events"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    host: Mapped[str] = mapped_column(String(64), index=True)
+    component: Mapped[str] = mapped_column(String(64))
+    old_version: Mapped[str | None] = mapped_column(String(200))
+    new_version: Mapped[str | None] = mapped_column(String(200))
+    detected_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)

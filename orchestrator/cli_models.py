@@ -1,0 +1,358 @@
+"""`farm models ...` and `farm toolchain`: the model registry, Edge TPU checks and compiles, toolchain versions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .errors import FarmError, InputError
+
+console = Console()
+
+models_app = typer.Typer(help="Register, build, inspect, check and compile models.", no_args_is_help=True)
+
+DbOption = Annotated[str | None, typer.Option(
+    "--db", help="Database URL, e.g. sqlite:///farm.db or postgresql+psycopg://user@host/db "
+                 "[default: $FARM_DB_URL, else SQLite in the user data dir]")]
+
+
+def _open(db: str | None):  # type: ignore[no-untyped-def]
+    from .store import open_store
+
+    return open_store(db)
+
+
+def _one(store, name: str):  # type: ignore[no-untyped-def]
+    from .models import registry
+
+    found = registry.find_models(store, [name])
+    if len(found) != 1:
+        raise FarmError(f"'{name}' matches {len(found)} models ({', '.join(m.name for m in found[:5])}): "
+                        "give one name or a longer sha256 prefix")
+    return found[0]
+
+
+def _size(value: int | None) -> str:
+    if value is None:
+        return "?"
+    return f"{value / 1024 ** 2:.2f} MiB" if value >= 1024 ** 2 else f"{value / 1024:.2f} KiB" \
+        if value >= 1024 else f"{value} B"
+
+
+@models_app.command("list")
+def models_list(db: DbOption = None) -> None:
+    """List registered models.
+
+    Example: farm models list
+    """
+    from .models import registry
+
+    store = _open(db)
+    try:
+        rows = registry.list_models(store)
+        by_id = {row.id: row.name for row in rows}
+    finally:
+        store.close()
+    table = Table()
+    for column in ("name", "family", "source", "sha256", "size", "inputs", "GOP/inference", "Edge TPU"):
+        table.add_column(column)
+    for row in rows:
+        inputs = ", ".join(f"{t['dtype']}{t['shape']}" for t in row.inputs)
+        gop = f"{row.ops_per_inference / 1e9:.3f}" if row.ops_per_inference is not None else "?"
+        source = row.source if row.source_model_id is None else \
+            f"compiled from {by_id.get(row.source_model_id, row.source_model_id)} ({row.compiler_version})"
+        table.add_row(row.name, row.family, source, row.sha256[:16], f"{row.size_bytes:,}", inputs, gop,
+                      "yes" if row.needs_edgetpu else "")
+    console.print(table if rows else "No models registered: try `farm models build --family mobilenet_v2`.")
+
+
+@models_app.command("build")
+def models_build(
+    family: Annotated[str, typer.Option("--family", help="conv_stack, dense_stack, mobilenet_v1, mobilenet_v2 "
+                                        "or ssd_mobilenet_v1")],
+    layers: Annotated[str | None, typer.Option("--layers", help="Stacks: layer counts, comma separated, "
+                                               "e.g. 10,75,300 [default: 1]")] = None,
+    size: Annotated[str | None, typer.Option("--size", help="Stacks: internal height and width; architectures: "
+                                             "input sizes, comma separated [default: 224, SSD 300]")] = None,
+    alpha: Annotated[float | None, typer.Option("--alpha", help="MobileNets: width multiplier, e.g. 0.25")] = None,
+    kernel: Annotated[int | None, typer.Option("--kernel", help="conv_stack: kernel size")] = None,
+    filters: Annotated[int | None, typer.Option("--filters", help="conv_stack: filters per layer")] = None,
+    units: Annotated[int | None, typer.Option("--units", help="dense_stack: units per layer")] = None,
+    db: DbOption = None,
+) -> None:
+    """Generate int8 models (SEEDS §2 stacks, MobileNet v1/v2, SSD MobileNet) and register them.
+
+    Example: farm models build --family mobilenet_v2
+             farm models build --family conv_stack --layers 10,75,300
+    """
+    from .models import registry
+
+    known = registry.families()
+    if family not in known:
+        raise FarmError(f"unknown model family '{family}' (known: {', '.join(sorted(known))})")
+    sweep = known[family].sweep
+    overrides: dict[str, Any] = {k: v for k, v in {"alpha": alpha, "kernel": kernel, "filters": filters,
+                                                   "units": units}.items() if v is not None}
+    values = _numbers("--layers", layers) if layers else None
+    if sweep == "size":
+        if layers:
+            raise FarmError(f"{family} has no --layers: sweep its input with --size, e.g. --size 224,192")
+        values = _numbers("--size", size) if size else None
+    elif size:
+        sizes = _numbers("--size", size)
+        if len(sizes) != 1:
+            raise FarmError(f"--size takes one value for {family}, not '{size}'")
+        overrides["size"] = sizes[0]
+    store = _open(db)
+    try:
+        for row, created in registry.build(store, family, values, **overrides):
+            gop = f"{row.ops_per_inference / 1e9:.3f} GOP" if row.ops_per_inference is not None else "? GOP"
+            console.print(f"{'built' if created else 'already registered'}: {row.name} ({row.sha256[:16]}, "
+                          f"{row.size_bytes:,} bytes, {gop} per inference)")
+    finally:
+        store.close()
+
+
+def _numbers(option: str, text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise FarmError(f"{option} must be comma-separated whole numbers, not '{text}'") from None
+    if not values:
+        raise FarmError(f"{option} needs at least one number")
+    return values
+
+
+@models_app.command("add")
+def models_add(
+    path: Annotated[Path, typer.Argument(help="A .tflite file")],
+    name: Annotated[str | None, typer.Option("--name", help="Name to register it under [default: file stem]")] = None,
+    db: DbOption = None,
+) -> None:
+    """Register your own .tflite file.
+
+    Example: farm models add ./mobilenet_v2_1.0_224_quant.tflite --name mobilenet_v2
+    """
+    from .models import registry
+
+    store = _open(db)
+    try:
+        row, created = registry.add_file(store, path, name=name)
+    finally:
+        store.close()
+    console.print(f"{'registered' if created else 'already registered'}: {row.name} ({row.sha256[:16]}, "
+                  f"{row.size_bytes:,} bytes{', Edge TPU' if row.needs_edgetpu else ''})")
+
+
+@models_app.command("show")
+def models_show(
+    name: Annotated[str, typer.Argument(help="Model name or sha256 prefix (8+ characters)")],
+    db: DbOption = None,
+) -> None:
+    """Show everything stored about one model: tensors, op counts per type, source, compile report.
+
+    Example: farm models show mobilenet_v2-s224
+    """
+    store = _open(db)
+    try:
+        from .store.schema import ModelRow
+
+        row = _one(store, name)
+        with store.session() as session:
+            source = session.get(ModelRow, row.source_model_id) if row.source_model_id is not None else None
+    finally:
+        store.close()
+    facts = [("name", row.name), ("sha256", row.sha256), ("family", row.family),
+             ("source", row.source + (f" from {source.name} ({source.sha256[:16]})" if source else "")),
+             ("compiler", row.compiler_version or ""), ("parameters", _params(row.params)),
+             ("size", f"{row.size_bytes:,} bytes ({_size(row.size_bytes)})"), ("file", row.path),
+             ("needs Edge TPU", "yes" if row.needs_edgetpu else "no"),
+             ("ops/inference", f"{row.ops_per_inference:,} ({row.ops_per_inference / 1e9:.3f} GOP, "
+                               f"{row.ops_per_inference / 2e6:.1f} M multiply-adds)"
+              if row.ops_per_inference is not None else "unknown"),
+             ("registered", f"{row.created_at:%Y-%m-%d %H:%M:%S}")]
+    for kind, tensors in (("input", row.inputs), ("output", row.outputs)):
+        for tensor in tensors:
+            facts.append((kind, f"{tensor['name']}: {tensor['dtype']} {tensor['shape']}"))
+    table = Table(show_header=False, title=row.name)
+    for key, value in facts:
+        table.add_row(key, str(value))
+    console.print(table)
+    counts = row.op_counts or {}
+    if counts.get("operators"):
+        ops = Table(title="Operations per inference (multiply + add = 2)")
+        for column in ("operator", "count", "operations", "share"):
+            ops.add_column(column, justify="left" if column == "operator" else "right")
+        total = counts.get("total") or 0
+        for op, n in sorted(counts["operators"].items(), key=lambda kv: -(counts["by_op"].get(kv[0]) or 0)):
+            value = counts["by_op"].get(op)
+            ops.add_row(op, str(n), f"{value:,}" if value is not None else "not counted",
+                        f"{100 * value / total:.1f}%" if value is not None and total else "")
+        console.print(ops)
+    if row.compile_report:
+        _print_compile_report(row.compile_report)
+
+
+def _params(params: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(params.items()))
+
+
+def _print_compile_report(report: dict[str, Any]) -> None:
+    summary = report.get("summary") or {}
+    table = Table(show_header=False, title=f"Edge TPU compiler {report.get('compiler_version')}")
+    rows = [("on-chip memory used", _size(summary.get("on_chip_used_bytes"))),
+            ("on-chip memory " + ("remaining" if summary.get("era") == "remaining" else "available"),
+             _size(summary.get("on_chip_remaining_bytes") if summary.get("era") == "remaining"
+                   else summary.get("on_chip_available_bytes"))),
+            ("off-chip memory used", _size(summary.get("off_chip_used_bytes"))),
+            ("Edge TPU subgraphs", summary.get("subgraphs")),
+            ("operations on Edge TPU / CPU", f"{summary.get('tpu_ops')} / {summary.get('cpu_ops')}"),
+            ("co-compiled with", ", ".join(report.get("co_compiled_with") or []) or "-"),
+            ("segment", f"{report['segment']} of {report['num_segments']}" if report.get("segment") is not None
+             else "-")]
+    for key, value in rows:
+        table.add_row(key, str(value))
+    console.print(table)
+    if report.get("operators"):
+        ops = Table(title="Operator Count Status")
+        for column in ("Operator", "Count", "Status"):
+            ops.add_column(column)
+        for row in report["operators"]:
+            ops.add_row(row["op"], str(row["count"]), row["status"])
+        console.print(ops)
+
+
+@models_app.command("check")
+def models_check(
+    name: Annotated[str, typer.Argument(help="Model name, sha256 prefix, or a .tflite file path")],
+    db: DbOption = None,
+) -> None:
+    """Check Edge TPU compatibility before compiling: int8 throughout, static shapes, constant weights,
+    supported ops; says which operations fall back to the CPU and why. Exit 1 when not all map.
+
+    Example: farm models check mobilenet_v2-s224
+             farm models check ./keras_lstm_mnist_ptq.tflite
+    """
+    from .models.edgetpu_check import MAPPED, check_model
+    from .models.inspect import ModelFormatError
+
+    path = Path(name)
+    if name.endswith(".tflite") or path.exists():
+        label = str(path)
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise InputError(str(path), f"cannot read model file: {exc.strerror}") from None
+    else:
+        store = _open(db)
+        try:
+            row = _one(store, name)
+        finally:
+            store.close()
+        label, data = row.name, Path(row.path).read_bytes()
+    try:
+        report = check_model(data)
+    except ModelFormatError as exc:
+        raise InputError(label, str(exc)) from None
+    table = Table(title=f"Edge TPU check: {label}")
+    for column in ("Operator", "Count", "Status"):
+        table.add_column(column)
+    for op, count, status in report.table():
+        table.add_row(op, str(count), status if status == MAPPED else f"[yellow]{status}[/yellow]")
+    console.print(table)
+    for problem in report.problems:
+        console.print(f"[red]problem:[/red] {problem}")
+    for op, count, reason in report.fallbacks():
+        console.print(f"CPU: {op} ×{count}: {reason}")
+    if report.compatible:
+        console.print(f"All {report.tpu_ops} operations map to the Edge TPU.")
+        return
+    console.print(f"{report.tpu_ops} of {len(report.ops)} operations map to the Edge TPU; "
+                  f"{report.cpu_ops} run on the CPU.")
+    raise typer.Exit(1)
+
+
+@models_app.command("compile")
+def models_compile(
+    names: Annotated[list[str], typer.Argument(help="Models to co-compile (names or sha256 prefixes)")],
+    compiler: Annotated[str | None, typer.Option("--compiler", help="edgetpu_compiler to run "
+                                                 "[default: $FARM_EDGETPU_COMPILER, else PATH]")] = None,
+    num_segments: Annotated[int, typer.Option("--num-segments", "-n",
+                                              help="Split each model for an N-TPU pipeline")] = 1,
+    db: DbOption = None,
+) -> None:
+    """Compile models for the Edge TPU on this machine and register each result, linked to its source and
+    the compiler's version (several models are co-compiled to share the parameter cache).
+
+    Example: farm models compile mobilenet_v2-s224 --compiler /usr/bin/edgetpu_compiler
+             farm models compile mobilenet_v1-s224 mobilenet_v2-s224 --num-segments 2
+    """
+    import os
+
+    from .models.compiler import compile_models
+
+    store = _open(db)
+    try:
+        sources = [_one(store, name) for name in names]
+        if len({s.id for s in sources}) != len(sources):
+            raise FarmError("a model is named twice: each model can be co-compiled once")
+        results = compile_models(store, sources, compiler=compiler or os.environ.get("FARM_EDGETPU_COMPILER"),
+                                 num_segments=num_segments)
+    finally:
+        store.close()
+    table = Table(title=f"Edge TPU compiler {results[0].report['compiler_version']}" if results else None)
+    for column in ("model", "from", "size", "on-chip used", "off-chip used", "TPU ops", "CPU ops", ""):
+        table.add_column(column)
+    for result in results:
+        summary = result.report.get("summary") or {}
+        table.add_row(result.row.name, result.source.name, _size(result.row.size_bytes),
+                      _size(summary.get("on_chip_used_bytes")), _size(summary.get("off_chip_used_bytes")),
+                      str(summary.get("tpu_ops")), str(summary.get("cpu_ops")),
+                      "new" if result.created else "already registered")
+    console.print(table)
+
+
+def toolchain(
+    inventory: Annotated[Path | None, typer.Option("--inventory", "-i",
+                                                   help="Inventory YAML file [default: this machine only]")] = None,
+    compiler: Annotated[str | None, typer.Option("--compiler", help="edgetpu_compiler to ask for its version "
+                                                 "[default: $FARM_EDGETPU_COMPILER, else PATH]")] = None,
+    accept_new_host_keys: Annotated[bool, typer.Option(
+        "--accept-new-host-keys", help="Trust and remember SSH host keys never seen before")] = False,
+    db: DbOption = None,
+) -> None:
+    """List toolchain versions per host and on the controller (edgetpu_compiler, libedgetpu, TFLite runtime,
+    pycoral, L4T/JetPack, kernel) and record every change since the last probe as an event.
+
+    Example: farm toolchain --inventory lab.yaml
+    """
+    from . import toolchain as tc
+    from .inventory import load_inventory
+
+    hosts = list(load_inventory(inventory).hosts)
+    store = _open(db)
+    try:
+        probe = tc.probe_and_record(store, hosts, {"accept_new_host_keys": accept_new_host_keys}, compiler)
+    finally:
+        store.close()
+    changed = {(c["host"], c["component"]): c for c in probe.changes}
+    table = Table(title="Toolchain")
+    for column in ("host", "component", "version", "change"):
+        table.add_column(column)
+    for result in probe.hosts:
+        if result.error:
+            table.add_row(result.host, "", "[red]unreachable[/red]", result.error[:100])
+            continue
+        for component in tc.COMPONENTS:
+            change = changed.get((result.host, component))
+            table.add_row(result.host, component, result.versions.get(component) or "-",
+                          f"[bold yellow]was {change['old'] or 'absent'}[/bold yellow]" if change else "")
+    console.print(table)
+    if probe.changes:
+        console.print(f"{len(probe.changes)} change(s) recorded as toolchain events.")
+    else:
+        console.print("No toolchain change since the last probe.")
