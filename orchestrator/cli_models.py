@@ -171,8 +171,8 @@ def models_show(
              ("compiler", row.compiler_version or ""), ("parameters", _params(row.params)),
              ("size", f"{row.size_bytes:,} bytes ({_size(row.size_bytes)})"), ("file", row.path),
              ("needs Edge TPU", "yes" if row.needs_edgetpu else "no"),
-             ("ops/inference", f"{row.ops_per_inference:,} ({row.ops_per_inference / 1e9:.3f} GOP, "
-                               f"{row.ops_per_inference / 2e6:.1f} M multiply-adds)"
+             ("ops/inference", f"{row.ops_per_inference:,} ({row.ops_per_inference / 1e9:.3f} GOP; "
+                               f"{_macs(row.op_counts) / 1e6:.1f} M multiply-adds in conv/dense layers)"
               if row.ops_per_inference is not None else "unknown"),
              ("registered", f"{row.created_at:%Y-%m-%d %H:%M:%S}")]
     for kind, tensors in (("input", row.inputs), ("output", row.outputs)):
@@ -195,6 +195,12 @@ def models_show(
         console.print(ops)
     if row.compile_report:
         _print_compile_report(row.compile_report)
+
+
+def _macs(counts: dict[str, Any] | None) -> float:
+    """Multiply-adds of the layers papers count (their figure for MobileNet v1 is 569 M)."""
+    by_op = (counts or {}).get("by_op") or {}
+    return sum(by_op.get(op, 0) for op in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV")) / 2
 
 
 def _params(params: dict[str, Any]) -> str:
@@ -323,12 +329,14 @@ def toolchain(
                                                  "[default: $FARM_EDGETPU_COMPILER, else PATH]")] = None,
     accept_new_host_keys: Annotated[bool, typer.Option(
         "--accept-new-host-keys", help="Trust and remember SSH host keys never seen before")] = False,
+    known_hosts: Annotated[Path | None, typer.Option(
+        "--known-hosts", help="known_hosts file for SSH hosts [default: ~/.ssh/known_hosts]")] = None,
     db: DbOption = None,
 ) -> None:
     """List toolchain versions per host and on the controller (edgetpu_compiler, libedgetpu, TFLite runtime,
     pycoral, L4T/JetPack, kernel) and record every change since the last probe as an event.
 
-    Example: farm toolchain --inventory lab.yaml
+    Example: farm toolchain --inventory lab.yaml --known-hosts ~/.ssh/farm_known_hosts
     """
     from . import toolchain as tc
     from .inventory import load_inventory
@@ -336,7 +344,10 @@ def toolchain(
     hosts = list(load_inventory(inventory).hosts)
     store = _open(db)
     try:
-        probe = tc.probe_and_record(store, hosts, {"accept_new_host_keys": accept_new_host_keys}, compiler)
+        options: dict[str, Any] = {"accept_new_host_keys": accept_new_host_keys}
+        if known_hosts is not None:
+            options["known_hosts"] = known_hosts
+        probe = tc.probe_and_record(store, hosts, options, compiler)
     finally:
         store.close()
     changed = {(c["host"], c["component"]): c for c in probe.changes}
@@ -356,3 +367,5 @@ def toolchain(
         console.print(f"{len(probe.changes)} change(s) recorded as toolchain events.")
     else:
         console.print("No toolchain change since the last probe.")
+    if any(result.error for result in probe.hosts):
+        raise typer.Exit(1)
