@@ -82,6 +82,7 @@ def test_a_cpu_hog_on_one_host_regresses_exactly_that_hosts_cells(tmp_path: Path
     farm("models", "build", "--family", "conv_stack", "--layers", "2,3", "--db", db)
     base = nightly(db, matrix, "--inventory", str(inventory), "--force")
     assert base.returncode == 0, base.stdout + base.stderr
+    # Same priority as the agents: a boosted hog would push every other process onto CPU 0 and slow "calm" too.
     hog = subprocess.Popen(["taskset", "-c", "1", sys.executable, "-c", "while True: pass"])
     try:
         loaded = nightly(db, matrix, "--inventory", str(inventory), "--force", "--html", str(tmp_path / "n.html"),
@@ -91,8 +92,9 @@ def test_a_cpu_hog_on_one_host_regresses_exactly_that_hosts_cells(tmp_path: Path
         hog.wait()
     assert loaded.returncode == 1, loaded.stdout + loaded.stderr
     states = verdicts(db, 2)
+    assert "regressed" in loaded.stdout
     assert {key: state for key, state in states.items() if state == "regressed"} == \
-        {key: "regressed" for key in states if key.startswith("busy|")}
+        {key: "regressed" for key in states if key.startswith("busy|")}, loaded.stdout
     assert all(state == "unchanged" for key, state in states.items() if key.startswith("calm|")), states
     page = (tmp_path / "n.html").read_text()
     assert "data:image/png;base64," in page and "http://" not in page and "https://" not in page
