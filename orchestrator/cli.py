@@ -59,7 +59,8 @@ def run(
     accept_new_host_keys: Annotated[bool, typer.Option(
         "--accept-new-host-keys", help="Trust and remember SSH host keys never seen before")] = False,
     known_hosts: Annotated[Path | None, typer.Option(
-        "--known-hosts", help="known_hosts file for SSH hosts [default: ~/.ssh/known_hosts]")] = None,
+        "--known-hosts",
+        help="known_hosts file for SSH hosts [default: a lab inventory's own, else ~/.ssh/known_hosts]")] = None,
 ) -> None:
     """Run a benchmark matrix on the inventory's hosts and store every result.
 
@@ -82,7 +83,7 @@ def run(
                           f"({', '.join(f'{f} {v}' for f, v in registry.DEFAULT_SUITE)}).")
             registry.ensure_default_suite(store)
         models = registry.find_models(store, spec.models)
-        options = _transport_options(accept_new_host_keys, known_hosts)
+        options = _transport_options(accept_new_host_keys, known_hosts, inventory)
         with RichObserver(console) as observer:
             outcome = Runner(store, observer, options).run(spec, hosts, models, inv.path)
         _print_run_summary(store, outcome.run_id)
@@ -96,8 +97,11 @@ def run(
         store.close()
 
 
-def _transport_options(accept_new_host_keys: bool, known_hosts: Path | None) -> dict:
+def _transport_options(accept_new_host_keys: bool, known_hosts: Path | None, inventory: Path | None = None) -> dict:
+    from .transport.known_hosts import choose_known_hosts
+
     options: dict = {"accept_new_host_keys": accept_new_host_keys}
+    known_hosts = choose_known_hosts(known_hosts, inventory)
     if known_hosts is not None:
         options["known_hosts"] = known_hosts
     return options
@@ -268,7 +272,8 @@ def inventory_check(
     accept_new_host_keys: Annotated[bool, typer.Option(
         "--accept-new-host-keys", help="Trust and remember SSH host keys never seen before")] = False,
     known_hosts: Annotated[Path | None, typer.Option(
-        "--known-hosts", help="known_hosts file for SSH hosts [default: ~/.ssh/known_hosts]")] = None,
+        "--known-hosts",
+        help="known_hosts file for SSH hosts [default: a lab inventory's own, else ~/.ssh/known_hosts]")] = None,
 ) -> None:
     """Reach every host at once, deploy the agent, store and show its facts.
 
@@ -281,7 +286,8 @@ def inventory_check(
     store = _open(db)
     try:
         with console.status(f"checking {len(inv.hosts)} host(s)"):
-            checks = check_hosts(list(inv.hosts), _transport_options(accept_new_host_keys, known_hosts), store)
+            checks = check_hosts(list(inv.hosts), _transport_options(accept_new_host_keys, known_hosts, inventory),
+                                  store)
     finally:
         store.close()
     table = Table(title=inv.path)

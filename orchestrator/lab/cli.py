@@ -67,8 +67,8 @@ def up(
         inventory = lab.up(hosts, chosen, port, say=_say())
     console.print(f"Known hosts: {lab.known_hosts}   Shell: ssh -F {lab.ssh_config_path} "
                   f"{lab.hosts()[0].name}", highlight=False, soft_wrap=True)
-    console.print(f"Try: farm inventory check -i {inventory} --known-hosts {lab.known_hosts}",
-                  highlight=False, soft_wrap=True)
+    # farm finds the lab's known_hosts beside its inventory by itself (orchestrator/transport/known_hosts.py).
+    console.print(f"Try: farm inventory check -i {inventory}", highlight=False, soft_wrap=True)
     # Last line, plain: scripts read it with `tail -n 1`.
     print(inventory)
 

@@ -350,7 +350,13 @@ class SshTransport(Transport):
                 if not stat.S_ISDIR(sftp.stat(path).st_mode or 0):
                     raise NotADirectoryError(errno.ENOTDIR, f"{path} is not a directory", path)
             except FileNotFoundError:
-                sftp.mkdir(path)
+                try:
+                    sftp.mkdir(path)
+                except OSError:
+                    # SFTP v3 reports EEXIST as a bare "Failure": another session sharing this
+                    # home may have made it a moment ago, which is fine if it is a directory now.
+                    if not stat.S_ISDIR(sftp.stat(path).st_mode or 0):
+                        raise
 
     def get(self, remote: str, local: Path) -> None:
         sftp = self._sftp_client()
