@@ -8,9 +8,8 @@ on stdout, so a job costs a round trip instead of a Python start-up.
 import json
 import sys
 
-from . import __version__
+from . import __version__, contact
 from .bench import run_job
-from .facts import gather
 
 USAGE = """usage: farm-agent COMMAND
   facts         print this device's facts as one JSON document
@@ -46,8 +45,10 @@ def handle(request):
     reply = {"id": request.get("id"), "ok": True}
     if op == "ping":
         reply["version"] = __version__
+        # Every contact undoes a power mode a killed job left behind, and says so.
+        reply["power_restored"] = contact.take_reports()
     elif op == "facts":
-        reply["facts"] = gather()
+        reply["facts"] = contact.facts()
     elif op == "run":
         reply["result"] = run_job(request.get("job"))
     else:
@@ -56,6 +57,7 @@ def handle(request):
 
 
 def serve(stdin, stdout):
+    contact.restore_pending()  # reported by the first ping or facts
     for line in stdin:
         line = line.strip()
         if not line:
@@ -83,7 +85,7 @@ def main(argv=None):
         return 0
     command = argv[0]
     if command == "facts":
-        _print_json(gather())
+        _print_json(contact.facts())
     elif command == "run" and len(argv) == 2:
         _print_json(run_job(_read_job(argv[1])))
     elif command == "serve":

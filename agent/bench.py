@@ -10,6 +10,7 @@ import os
 import random
 import time
 
+from . import conditions, contact, edgetpu, power
 from .runtime import RuntimeMissing, load_delegate, load_runtime
 from .schema import SCHEMA_VERSION, validate_job
 
@@ -23,12 +24,16 @@ EDGETPU_LIBRARY = "libedgetpu.so.1"
 
 
 class JobFailed(Exception):
-    """The job cannot produce a measurement; ``kind`` says whose fault it is."""
+    """The job cannot produce a measurement; ``kind`` says whose fault it is.
 
-    def __init__(self, kind, message):
+    ``status`` is "failed", or "skipped" when this host cannot run the cell at all.
+    """
+
+    def __init__(self, kind, message, status="failed"):
         Exception.__init__(self, message)
         self.kind = kind
         self.message = message
+        self.status = status
 
 
 def summarize(samples_ns):
@@ -68,7 +73,7 @@ def file_sha256(path):
     return digest.hexdigest()
 
 
-def _make_interpreter(job):
+def _make_interpreter(job, tpu=None):
     try:
         name, version, module = load_runtime()
     except RuntimeMissing as exc:
@@ -76,14 +81,20 @@ def _make_interpreter(job):
     delegates = []
     if job["delegate"] == "edgetpu":
         options = {}
-        device = job["options"].get("edgetpu_device")
+        device = (tpu or {}).get("device") or job["options"].get("edgetpu_device")
         if device:
             options["device"] = str(device)
         try:
             delegates.append(load_delegate(module, EDGETPU_LIBRARY, options))
         except (ValueError, OSError, RuntimeMissing) as exc:
-            raise JobFailed("infrastructure", "cannot load the Edge TPU delegate {}: {}".format(
-                EDGETPU_LIBRARY, exc))
+            library = (tpu or {}).get("library") or {}
+            if tpu is not None and not library.get("path"):
+                # The runtime tried and the library is not there: this host cannot run the cell.
+                raise JobFailed("unsupported", "{}; the job would have used {} ({})".format(
+                    library.get("error") or "{} is not installed".format(EDGETPU_LIBRARY), device,
+                    _tpu_text(tpu)), status="skipped")
+            raise JobFailed("infrastructure", "cannot load the Edge TPU delegate {} for {}: {}".format(
+                EDGETPU_LIBRARY, device or "the first Edge TPU", exc))
     started = clock_ns()
     try:
         interpreter = module.Interpreter(
@@ -96,6 +107,37 @@ def _make_interpreter(job):
         raise JobFailed("benchmark", "model failed to load: {}".format(_one_line(exc)))
     init_ns = clock_ns() - started
     return interpreter, init_ns, {"name": name, "version": version}
+
+
+def _tpu_text(tpu):
+    if tpu.get("type") == "pci":
+        return "PCIe {}".format(tpu.get("path"))
+    return "port {} at {} Mb/s".format(tpu.get("port"), tpu.get("speed"))
+
+
+def select_tpu(request):
+    """The Edge TPU a job asks for, resolved to usb:N now, right before the delegate loads.
+
+    Indexes shift when a TPU loads its firmware and re-enumerates, so the port
+    (a sysfs path or an inventory name) is resolved at the last moment. A
+    missing library does not stop the resolution: the result still says which
+    TPU, port and speed the job would have used.
+    """
+    request = dict(request or {})
+    ports = request.pop("ports", None) or {}
+    found = edgetpu.discover()
+    try:
+        tpu = edgetpu.resolve(request, ports=ports, found=found, need_library=False)
+    except edgetpu.EdgeTpuError as exc:
+        # A missing or wrong TPU fails the job: the matrix already skips cells the facts rule out,
+        # so reaching here means the hardware changed since the facts were read.
+        missing = found["library"].get("error")
+        raise JobFailed("infrastructure", "{} ({}){}".format(
+            exc.message, exc.reason, "; and " + missing if missing else ""))
+    tpu["library"] = found["library"]
+    tpu["pycoral"] = found["pycoral"]
+    tpu["order"] = found["order"]
+    return tpu
 
 
 def _one_line(exc):
@@ -167,13 +209,22 @@ def time_invokes(interpreter, timing):
 
 
 def run_job(job):
-    """Run a (validated) job document and return a result document; never raises."""
+    """Run a (validated) job document and return a result document; never raises.
+
+    Around the timing: the power mode is set, verified and restored
+    (``power.applied``), the Edge TPU is resolved to its ``usb:N`` right
+    before the delegate loads, and the conditions are read before, during
+    (power sampler) and after.
+    """
     started_at = time.time()
     result = {
         "schema": SCHEMA_VERSION,
         "job_id": job.get("job_id", "?") if isinstance(job, dict) else "?",
         "started_at": started_at,
     }
+    restored = contact.take_reports()
+    if restored:
+        result["power_restored"] = restored
     try:
         job = validate_job(job)
         result["job_id"] = job["job_id"]
@@ -184,18 +235,45 @@ def run_job(job):
         if actual != job["model"]["sha256"]:
             raise JobFailed("infrastructure", "model file {} has sha256 {}, expected {}".format(
                 path, actual, job["model"]["sha256"]))
-        interpreter, init_ns, runtime = _make_interpreter(job)
-        result["runtime"] = runtime
-        _fill_inputs(interpreter, seed=random.Random(job["job_id"]).randint(0, 2 ** 31 - 1))
-        timing = time_invokes(interpreter, job["timing"])
-        timing["init_ms"] = init_ns / 1e6
-        result["timing"] = timing
+        result["conditions"] = {"before": conditions.snapshot()}
+        if job["power"]:
+            result["power"] = {"requested": job["power"]}
+        with power.applied(job["power"]) as settings:
+            if job["power"]:
+                result["power"] = settings  # "restore" is filled in when the block exits
+            _measure(job, result)
         result["status"] = "succeeded"
     except JobFailed as exc:
-        result["status"] = "failed"
+        result["status"] = exc.status
         result["error"] = {"kind": exc.kind, "message": exc.message}
+    except power.PowerError as exc:
+        # Sudo refused, nvpmodel failed, a mode that did not take: the message carries the remedy.
+        result["status"] = "failed"
+        result["error"] = {"kind": "infrastructure", "message": str(exc)}
     except ValueError as exc:  # schema errors: the controller sent a bad job
         result["status"] = "failed"
         result["error"] = {"kind": "infrastructure", "message": str(exc)}
+    if "conditions" in result:
+        result["conditions"]["after"] = conditions.snapshot()
+        during = result["conditions"].get("during") or {}
+        result["throttled"] = bool(during.get("throttled") or result["conditions"]["before"]["throttled"]
+                                   or result["conditions"]["after"]["throttled"])
     result["finished_at"] = time.time()
     return result
+
+
+def _measure(job, result):
+    """Select the TPU, load the model, time it with the power sampler running; fills ``result``."""
+    tpu = None
+    if job["delegate"] == "edgetpu":
+        tpu = select_tpu(job["edgetpu"])
+        result["edgetpu"] = tpu
+    interpreter, init_ns, runtime = _make_interpreter(job, tpu)
+    result["runtime"] = runtime
+    _fill_inputs(interpreter, seed=random.Random(job["job_id"]).randint(0, 2 ** 31 - 1))
+    with conditions.PowerSampler(cpu_bound=job["delegate"] == "cpu") as sampler:
+        timing = time_invokes(interpreter, job["timing"])
+    result["conditions"]["during"] = sampler.summary(inferences=len(timing["samples_ns"]),
+                                                     seconds=timing["timed_seconds"])
+    timing["init_ms"] = init_ns / 1e6
+    result["timing"] = timing

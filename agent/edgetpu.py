@@ -222,7 +222,7 @@ def _speed_text(speed):
     return "{} Mb/s ({})".format(speed, name) if name else "{} Mb/s".format(speed)
 
 
-def resolve(request, ports=None, found=None):
+def resolve(request, ports=None, found=None, need_library=True):
     """The Edge TPU a job's request names, as the device string libedgetpu takes.
 
     ``request``: the job's ``edgetpu`` object, {"port": "2-1" or an inventory name,
@@ -233,10 +233,12 @@ def resolve(request, ports=None, found=None):
 
     Returns the TPU's discovery entry plus "name" (the inventory name or None),
     "expect_speed" and "requested"; raises EdgeTpuError with the reason.
+    ``need_library=False`` resolves the port even without libedgetpu, so a job
+    that cannot run can still say which TPU, port and speed it would have used.
     """
     found = found if found is not None else discover()
     request = dict(request or {})
-    if not found["library"]["path"]:
+    if need_library and not found["library"]["path"]:
         raise EdgeTpuError("library-missing", found["library"]["error"])
     tpus = found["devices"]
     if not tpus:

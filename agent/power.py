@@ -665,6 +665,13 @@ def _signals_deferred():
         raise SystemExit(128 + caught[0])
 
 
+def _already_in(driver, spec):
+    try:
+        return bool(driver.verify(spec)["ok"])
+    except PowerError:
+        return False
+
+
 @contextlib.contextmanager
 def applied(spec, driver=None, folder=None):
     """Run a block in power mode ``spec``, then put the board back whatever happens.
@@ -698,9 +705,13 @@ def applied(spec, driver=None, folder=None):
                             "requested": spec, "saved": saved})
         in_flight = None
         try:
-            driver.set_mode(spec)
-            settle = spec.get("settle_seconds")
-            time.sleep(DEFAULT_SETTLE_SECONDS if settle is None else max(0.0, float(settle)))
+            # A board already in the mode needs no switch and no settling: consecutive jobs
+            # in one mode (the scheduler groups them) then cost one query each, not a settle.
+            info["switched"] = not _already_in(driver, spec)
+            if info["switched"]:
+                driver.set_mode(spec)
+                settle = spec.get("settle_seconds")
+                time.sleep(DEFAULT_SETTLE_SECONDS if settle is None else max(0.0, float(settle)))
             measured = driver.verify(spec)
             info["measured"] = measured
             if not measured["ok"]:

@@ -22,8 +22,10 @@ TIMING_DEFAULTS = {
 
 JOB_STATUSES = ("succeeded", "failed", "skipped")
 POWER_KEYS = {"nvpmodel": (int,), "jetson_clocks": (bool,), "governor": (str,), "settle_seconds": (int, float)}
-EDGETPU_KEYS = {"port": (str,), "expect_speed": (int,), "device": (str,)}
-ERROR_KINDS = ("benchmark", "infrastructure")
+# "ports": the inventory's port names, {"usb3-left": {"port": "2-1", "speed": 5000}}, so "port" may be a name.
+EDGETPU_KEYS = {"port": (str,), "expect_speed": (int,), "device": (str,), "ports": (dict,)}
+# unsupported: this host cannot run the cell (e.g. no libedgetpu); the job is skipped, never retried.
+ERROR_KINDS = ("benchmark", "infrastructure", "unsupported")
 
 
 class SchemaError(ValueError):
