@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -31,6 +31,11 @@ class HostRow(Base):
     transport: Mapped[str] = mapped_column(String(16))
     first_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # LAVA's Good/Bad: "unhealthy" after repeated infrastructure failures, no jobs until a health check passes.
+    health: Mapped[str] = mapped_column(String(16), default="ok", server_default="ok")
+    infra_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # in a row
+    health_reason: Mapped[str | None] = mapped_column(Text)
+    health_changed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class HostFactsRow(Base):
@@ -80,7 +85,7 @@ class RunRow(Base):
 
 
 class JobRow(Base):
-    """One matrix cell of one run: queued, then succeeded, failed or skipped."""
+    """One matrix cell of one run: queued, dispatched, running, then succeeded, failed, skipped or cancelled."""
 
     __tablename__ = "jobs"
     __table_args__ = (UniqueConstraint("run_id", "cell_key"),)
@@ -101,13 +106,24 @@ class JobRow(Base):
     attempt: Mapped[int] = mapped_column(Integer, default=0)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Crash safety (orchestrator/lifecycle.py): the failure's precise class (unreachable, link-lost, agent-died,
+    # host-key, disk-full, load-error, invoke-error), when it was handed to the agent's spool and under
+    # which key, and the job document sent, so a resumed controller re-sends exactly the same job.
+    failure: Mapped[str | None] = mapped_column(String(32))
+    dispatched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    spool_key: Mapped[str | None] = mapped_column(String(200))
+    job_doc: Mapped[dict[str, Any] | None] = mapped_column()
     run: Mapped[RunRow] = relationship(back_populates="jobs")
 
 
 class ResultRow(Base):
     __tablename__ = "results"
+    # (job, attempt) is the idempotency key of ingest; job_id alone is unique too: one result per job.
+    __table_args__ = (Index("uq_results_job_attempt", "job_id", "attempt", unique=True),)
     id: Mapped[int] = mapped_column(primary_key=True)
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), unique=True)
+    attempt: Mapped[int | None] = mapped_column(Integer)
+    spool_key: Mapped[str | None] = mapped_column(String(200))
     facts_id: Mapped[int | None] = mapped_column(ForeignKey("host_facts.id"))
     runtime_name: Mapped[str | None] = mapped_column(String(32))
     runtime_version: Mapped[str | None] = mapped_column(String(32))

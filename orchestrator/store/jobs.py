@@ -1,0 +1,164 @@
+"""Job state changes, idempotent ingest of results, and host health, in the store.
+
+Every change is one short transaction, so a controller killed at any moment
+leaves each job in a state a resumed controller can reason about: queued
+(never sent), dispatched/running (in an agent's spool under ``spool_key``),
+or terminal.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, insert, select
+from sqlalchemy.exc import IntegrityError
+
+from ..lifecycle import TERMINAL, failure_class
+from .db import Store
+from .schema import HostRow, JobRow, ResultRow, SampleRow, utcnow
+
+
+def dispatched(store: Store, job_id: int, attempt: int, spool_key: str, job_doc: dict[str, Any]) -> None:
+    """The job is about to be handed to the agent under ``spool_key`` as attempt ``attempt``.
+
+    Written before the agent is asked, so a controller killed right after knows
+    which key to look for in the spool.
+    """
+    with store.session() as session:
+        row = session.get(JobRow, job_id)
+        assert row is not None
+        if row.status in TERMINAL:
+            return
+        row.status, row.attempt, row.spool_key, row.job_doc = "dispatched", attempt, spool_key, job_doc
+        row.dispatched_at = utcnow()
+        row.reason = row.error_kind = row.failure = None
+        session.commit()
+
+
+def running(store: Store, job_id: int) -> None:
+    with store.session() as session:
+        row = session.get(JobRow, job_id)
+        assert row is not None
+        if row.status == "dispatched":
+            row.status, row.started_at = "running", utcnow()
+            session.commit()
+
+
+def requeue(store: Store, job_id: int, failure: str, reason: str) -> None:
+    """An attempt failed for infrastructure reasons and will be retried: back to queued, failure kept."""
+    with store.session() as session:
+        row = session.get(JobRow, job_id)
+        assert row is not None
+        if row.status in TERMINAL:
+            return
+        row.status, row.failure, row.reason = "queued", failure, reason
+        row.error_kind = failure_class(failure)
+        session.commit()
+
+
+def finish(store: Store, job_id: int, status: str, *, failure: str | None = None,
+           reason: str | None = None) -> bool:
+    """Close a job as failed, skipped or cancelled; False if it was already terminal (nothing changed)."""
+    assert status in TERMINAL and status != "succeeded", status
+    with store.session() as session:
+        row = session.get(JobRow, job_id)
+        assert row is not None
+        if row.status in TERMINAL:
+            return False
+        row.status, row.finished_at, row.reason = status, utcnow(), reason
+        row.failure = failure
+        row.error_kind = failure_class(failure) if failure else None
+        session.commit()
+        return True
+
+
+def ingest_result(store: Store, job_id: int, attempt: int, spool_key: str | None, facts_id: int | None,
+                  python_version: str | None, result: dict[str, Any]) -> bool:
+    """Store a succeeded result with its samples and close the job; True if stored, False if it already was.
+
+    Idempotent on the job (and so on job + attempt): the check runs inside the
+    transaction and the unique constraints catch a concurrent second writer.
+    """
+    timing = result["timing"]
+    summary = timing["summary"]
+    samples = timing["samples_ns"]
+    detail = {**result, "timing": {k: v for k, v in timing.items() if k != "samples_ns"}}
+    runtime = result.get("runtime") or {}
+    with store.session() as session:
+        if session.scalar(select(ResultRow.id).where(ResultRow.job_id == job_id)) is not None:
+            return False
+        row = ResultRow(
+            job_id=job_id, attempt=attempt, spool_key=spool_key, facts_id=facts_id,
+            runtime_name=runtime.get("name"), runtime_version=runtime.get("version"),
+            python_version=python_version, init_ms=timing["init_ms"],
+            first_inference_ms=timing["first_inference_ms"], warmup_runs=timing["warmup_runs"],
+            count=summary["count"], mean_ms=summary["mean_ms"], median_ms=summary["median_ms"],
+            p90_ms=summary["p90_ms"], p99_ms=summary["p99_ms"], min_ms=summary["min_ms"],
+            max_ms=summary["max_ms"], std_ms=summary["std_ms"], detail=detail,
+        )
+        session.add(row)
+        try:
+            session.flush()
+        except IntegrityError:
+            session.rollback()
+            return False
+        session.execute(insert(SampleRow), [
+            {"result_id": row.id, "idx": index, "duration_ns": value} for index, value in enumerate(samples)
+        ])
+        job = session.get(JobRow, job_id)
+        assert job is not None
+        job.status, job.finished_at, job.reason, job.error_kind, job.failure = "succeeded", utcnow(), None, None, None
+        job.attempt = max(job.attempt, attempt)
+        try:
+            session.commit()
+        except IntegrityError:
+            session.rollback()
+            return False
+        return True
+
+
+def open_jobs(store: Store, run_id: int) -> list[JobRow]:
+    """The run's jobs that are not terminal, in id order."""
+    with store.session() as session:
+        return list(session.scalars(select(JobRow).where(JobRow.run_id == run_id,
+                                                         JobRow.status.not_in(TERMINAL)).order_by(JobRow.id)))
+
+
+def status_counts(store: Store, run_id: int) -> dict[str, int]:
+    with store.session() as session:
+        rows = session.execute(select(JobRow.status, func.count()).where(JobRow.run_id == run_id)
+                               .group_by(JobRow.status))
+        return {status: count for status, count in rows}
+
+
+# --- host health ------------------------------------------------------------------------------
+
+def host_failed(store: Store, host_id: int, reason: str, unhealthy_after: int) -> bool:
+    """Count an infrastructure failure in a row; True if the host is (now) unhealthy."""
+    with store.session() as session:
+        host = session.get(HostRow, host_id)
+        assert host is not None
+        host.infra_failures += 1
+        if host.infra_failures >= unhealthy_after and host.health != "unhealthy":
+            host.health, host.health_reason, host.health_changed_at = "unhealthy", reason, utcnow()
+        session.commit()
+        return host.health == "unhealthy"
+
+
+def host_ok(store: Store, host_id: int, reason: str | None = None) -> None:
+    """A job or a health check went through: the failure streak ends and the host is healthy again."""
+    with store.session() as session:
+        host = session.get(HostRow, host_id)
+        assert host is not None
+        if host.infra_failures or host.health != "ok":
+            if host.health != "ok":
+                host.health_changed_at = utcnow()
+            host.health, host.infra_failures, host.health_reason = "ok", 0, reason
+            session.commit()
+
+
+def host_health(store: Store, host_id: int) -> str:
+    with store.session() as session:
+        host = session.get(HostRow, host_id)
+        assert host is not None
+        return host.health
