@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+import random
 import re
 import shutil
 import signal
@@ -203,6 +204,20 @@ class Sshd:
         except OSError:
             return "(no log)"
         return " | ".join(lines[-3:]) or "(nothing in its log)"
+
+
+def free_port(addresses: list[str], low: int = 20000, high: int = 45000) -> int:
+    """A port free on every one of ``addresses``, away from 22 so the user's own lab can keep running."""
+    for _ in range(200):
+        port = random.randint(low, high)
+        try:
+            for address in addresses:
+                with socket.socket() as probe:
+                    probe.bind((address, port))
+        except OSError:
+            continue
+        return port
+    raise LabError(f"no port between {low} and {high} is free on all of {', '.join(addresses[:3])}...")
 
 
 def _alive(pid: int) -> bool:

@@ -1,0 +1,352 @@
+"""How fast farm drives a farm over SSH, next to the floor SSH itself sets, measured in one run.
+
+Brings up a simulated lab (real sshd hosts on loopback, orchestrator/lab/), then:
+
+1. ``farm inventory check`` on 10, 30 and 60 hosts (in-process through the same function the CLI
+   calls, and as the CLI itself), against the floor: one SSH handshake plus one command round trip
+   per host (``true`` over our SSH transport), all hosts in parallel.
+2. Per-job controller overhead on an open connection: one agent session, then N jobs of a model that
+   does almost nothing, dispatched through the agent session alone and through the scheduler's own
+   per-job path (upload check, job bookkeeping, dispatch, parse, store). The agent's own time for each
+   job (its started_at .. finished_at) is subtracted; what remains is the controller's, next to the
+   round trip on that open connection.
+
+Floor and farm alternate within each repeat, so a slow moment of the machine hits both.
+Medians are printed; ratios are farm / floor. The lab is taken down at the end.
+
+Run:  .venv/bin/python bench/ssh_farm.py
+      .venv/bin/python bench/ssh_farm.py --sizes 10,30 --repeats 3 --jobs 100 --json out/ssh_farm.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+# A private data directory (results database, model cache) before any farm module reads the variable.
+SCRATCH = Path(tempfile.mkdtemp(prefix="farm-bench-ssh-"))
+os.environ["FARM_DATA_DIR"] = str(SCRATCH / "data")
+
+from agent.schema import make_job
+from orchestrator.agent_client import AgentSession
+from orchestrator.facts_check import check_hosts
+from orchestrator.inventory import Host, load_inventory
+from orchestrator.lab.boards import BOARDS
+from orchestrator.lab.lab import FIRST_ADDRESS, Lab
+from orchestrator.lab.sshd import free_port
+from orchestrator.matrix import Cell
+from orchestrator.models import registry
+from orchestrator.models.synthetic import build_dense_stack
+from orchestrator.scheduler import MAX_CONNECT_WORKERS, HostLink, Runner, RunOutcome
+from orchestrator.store import open_store, records
+from orchestrator.store.db import Store
+from orchestrator.store.schema import ResultRow
+from orchestrator.transport.ssh import SshTransport
+
+# One warm-up-free timed invoke: the job's work is a model load and one tiny invoke, all agent-side.
+NOOP_TIMING = {"warmup_min_runs": 0, "warmup_min_seconds": 0, "min_runs": 1, "min_seconds": 0, "max_seconds": 10}
+TARGET_MS_PER_JOB = 5.0
+PING = "round trip: agent ping"
+EXEC = "round trip: exec `true`"
+SESSION = "job: agent session (dispatch+parse)"
+LANE = "job: scheduler lane (+upload check, store)"
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One timed action: wall seconds, CPU seconds of the whole machine, and of this (controller) process."""
+
+    wall: float
+    machine_cpu: float
+    controller_cpu: float
+
+
+@dataclass
+class Measurements:
+    lab_up_s: float = 0.0
+    first_check_s: float = 0.0
+    check: dict[int, list[Sample]] = field(default_factory=dict)
+    check_cli: dict[int, list[float]] = field(default_factory=dict)
+    floor: dict[int, list[Sample]] = field(default_factory=dict)
+    per_job: dict[str, list[float]] = field(default_factory=dict)  # name -> ms per job, one per job
+    session_open_s: float = 0.0
+    job_host: str = ""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="10,30,60", help="lab sizes to time the check on (default 10,30,60)")
+    parser.add_argument("--repeats", type=int, default=5, help="repeats per size (default 5)")
+    parser.add_argument("--cli-repeats", type=int, default=3,
+                        help="repeats of the `farm inventory check` command per size; 0 skips it (default 3)")
+    parser.add_argument("--jobs", type=int, default=200, help="jobs per per-job measurement (default 200)")
+    parser.add_argument("--json", type=Path, help="also write every raw measurement to this file")
+    parser.add_argument("--keep-lab", action="store_true", help="leave the lab running (its directory is printed)")
+    args = parser.parse_args(argv)
+    try:
+        sizes = sorted({int(s) for s in args.sizes.split(",") if s.strip()})
+    except ValueError:
+        parser.error(f"--sizes must be comma-separated integers, not '{args.sizes}'")
+    if not sizes or sizes[0] < 1 or args.repeats < 1 or args.jobs < 1:
+        parser.error("--sizes, --repeats and --jobs must be positive")
+
+    lab = Lab(SCRATCH / "lab")
+    found = Measurements()
+    started = time.perf_counter()
+    try:
+        port = free_port([str(FIRST_ADDRESS + n) for n in range(sizes[-1])])
+        found.lab_up_s = timed(lambda: lab.up(sizes[-1], port=port, say=lambda line: None))
+        hosts = list(load_inventory(lab.inventory_path).hosts)
+        options = {"known_hosts": lab.known_hosts}
+        store = open_store()
+        try:
+            measure_check(found, hosts, options, store, sizes, args.repeats, args.cli_repeats, lab)
+            measure_per_job(found, hosts, options, store, args.jobs)
+        finally:
+            store.close()
+    finally:
+        if args.keep_lab:
+            print(f"lab left running in {lab.dir}: farm lab down --dir {lab.dir}")
+        else:
+            lab.down(purge=True)
+            shutil.rmtree(SCRATCH, ignore_errors=True)
+    report(found, time.perf_counter() - started)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(asdict(found), indent=1) + "\n")
+    return 0
+
+
+def timed(action: Callable[..., Any], *args: Any) -> float:
+    started = time.perf_counter()
+    action(*args)
+    return time.perf_counter() - started
+
+
+def machine_cpu_seconds() -> float:
+    """CPU time spent by everything on this machine so far (the simulated hosts' sshd and agents included)."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def measured(action: Callable[..., Any], *args: Any) -> Sample:
+    machine, controller, started = machine_cpu_seconds(), time.process_time(), time.perf_counter()
+    action(*args)
+    return Sample(time.perf_counter() - started, machine_cpu_seconds() - machine, time.process_time() - controller)
+
+
+# -- farm inventory check vs the handshake floor --------------------------------------------------------------
+
+def handshake_floor(hosts: list[Host], options: dict[str, Any]) -> None:
+    """What any SSH controller pays: connect, authenticate, run one command, for every host at once."""
+    def one(host: Host) -> None:
+        transport = SshTransport(host, **options)
+        try:
+            done = transport.run(["true"])
+            if not done.ok:
+                raise RuntimeError(f"{host.name}: 'true' exited {done.exit_code}: {done.stderr}")
+        finally:
+            transport.close()
+
+    # The same pool width as the check's, so the floor gets the same parallelism.
+    with ThreadPoolExecutor(max_workers=min(len(hosts), MAX_CONNECT_WORKERS)) as pool:
+        list(pool.map(one, hosts))
+
+
+def inventory_check(hosts: list[Host], options: dict[str, Any], store: Store) -> None:
+    checks = check_hosts(hosts, options, store)
+    down = [f"{c.host.name}: {c.error}" for c in checks if not c.reachable]
+    if down:
+        raise RuntimeError("inventory check could not reach every host: " + "; ".join(down[:3]))
+
+
+def cli_check(inventory: Path, known_hosts: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "orchestrator", "inventory", "check", "-i", str(inventory),
+                           "--known-hosts", str(known_hosts),
+                           # Its own database: the CLI is timed as a user runs it, apart from this process's store.
+                           "--db", f"sqlite:///{SCRATCH / 'cli.db'}"],
+                          capture_output=True, text=True, check=False, timeout=300)
+    if done.returncode != 0:
+        raise RuntimeError(f"farm inventory check exited {done.returncode}: {done.stderr[-500:]}")
+
+
+def measure_check(found: Measurements, hosts: list[Host], options: dict[str, Any], store: Store,
+                  sizes: list[int], repeats: int, cli_repeats: int, lab: Lab) -> None:
+    # The first check deploys the agent to every host; later ones find it there, as in daily use.
+    found.first_check_s = timed(inventory_check, hosts, options, store)
+    for size in sizes:
+        subset = hosts[:size]
+        inventory = lab_subset(lab.inventory_path, size)
+        found.floor[size], found.check[size], found.check_cli[size] = [], [], []
+        for repeat in range(max(repeats, cli_repeats)):
+            if repeat < repeats:
+                found.floor[size].append(measured(handshake_floor, subset, options))
+                found.check[size].append(measured(inventory_check, subset, options, store))
+            if repeat < cli_repeats:
+                found.check_cli[size].append(timed(cli_check, inventory, lab.known_hosts))
+        print(f"  {size:3d} hosts: check {median(walls(found.check[size])):.2f} s, "
+              f"floor {median(walls(found.floor[size])):.2f} s", flush=True)
+
+
+def lab_subset(inventory: Path, size: int) -> Path:
+    """The lab's inventory cut to its first ``size`` hosts, for the CLI."""
+    entries = yaml.safe_load(inventory.read_text())["hosts"][:size]
+    path = SCRATCH / f"inventory-{size}.yaml"
+    path.write_text(yaml.safe_dump({"hosts": entries}, sort_keys=False))
+    return path
+
+
+# -- per-job controller overhead on an open connection ----------------------------------------------------------
+
+def pick_job_host(hosts: list[Host]) -> Host:
+    """A host whose board has a runtime; the newest Python, as most of a real farm would run."""
+    runnable = [h for h in hosts if h.board in BOARDS and BOARDS[h.board].runtime is not None]
+    if not runnable:
+        raise RuntimeError("the lab has no host with a TFLite runtime")
+    return max(runnable, key=lambda h: tuple(int(p) for p in BOARDS[h.board].python.split(".")))
+
+
+def noop_model(store: Store):  # type: ignore[no-untyped-def]
+    data = build_dense_stack(1, units=1)
+    row, _ = registry.register_bytes(store, data, name="bench-noop-dense1x1", family="dense_stack",
+                                     params={"layers": 1, "units": 1}, source="bench/ssh_farm.py")
+    return row
+
+
+def agent_seconds(result: dict[str, Any]) -> float:
+    return float(result["finished_at"]) - float(result["started_at"])
+
+
+def measure_per_job(found: Measurements, hosts: list[Host], options: dict[str, Any], store: Store,
+                    jobs: int) -> None:
+    host = pick_job_host(hosts)
+    found.job_host = f"{host.name} ({host.board}, Python {BOARDS[host.board].python})"
+    model = noop_model(store)
+    started = time.perf_counter()
+    session = AgentSession(SshTransport(host, **options)).open()
+    found.session_open_s = time.perf_counter() - started
+    try:
+        facts = session.facts()
+        remote = session.upload_model(Path(model.path), model.sha256)
+        ping, command, dispatch = [], [], []
+        for index in range(jobs):
+            ping.append(timed(lambda: session.request({"op": "ping"}, timeout=30)) * 1e3)
+            command.append(timed(lambda: session.transport.run(["true"])) * 1e3)
+            job = make_job(f"bench-dispatch-{index}", remote, model.sha256, "cpu", 1, timing=NOOP_TIMING)
+            before = time.perf_counter()
+            result = session.run_job(job)
+            wall = time.perf_counter() - before
+            if result["status"] != "succeeded":
+                raise RuntimeError(f"the no-op job failed on {host.name}: {result.get('error')}")
+            dispatch.append((wall - agent_seconds(result)) * 1e3)
+        found.per_job[PING] = ping
+        found.per_job[EXEC] = command
+        found.per_job[SESSION] = dispatch
+        found.per_job[LANE] = scheduler_lane(store, host, session, facts, model, jobs)
+    finally:
+        session.close()
+        session.transport.close()
+
+
+def scheduler_lane(store: Store, host: Host, session: AgentSession, facts: dict[str, Any], model: Any,
+                   jobs: int) -> list[float]:
+    """The scheduler's per-job path (Runner._run_one, as its lanes call it) on an already open session.
+
+    Runner.run would also connect and gather facts; those are paid once per host per run, not per job,
+    and are measured above (session open). Agent-side time comes back from the store, as stored.
+    """
+    runner = Runner(store)
+    host_id = records.upsert_host(store, host)
+    link = HostLink(host, host_id, session=session, facts=facts, facts_id=records.add_facts(store, host_id, facts))
+    run_id = records.create_run(store, "bench-per-job", "bench/ssh_farm.py", [])
+    timing = dict(NOOP_TIMING)
+    cell = Cell(host, model, "cpu", 1)
+    rows = [{"host_id": host_id, "model_id": model.id, "cell_key": f"{cell.key}|bench{index}", "delegate": "cpu",
+             "threads": 1, "power_mode": None, "usb_port": None, "usb_speed": None, "timing": timing,
+             "status": "queued", "reason": None, "error_kind": None} for index in range(jobs)]
+    job_ids = records.add_jobs(store, run_id, rows)
+    walls: dict[int, float] = {}
+    outcome = RunOutcome(run_id)
+    for job_id in job_ids:
+        before = time.perf_counter()
+        status, detail = runner._run_one(run_id, link, job_id, cell, timing)  # the lanes' own per-job step
+        walls[job_id] = time.perf_counter() - before
+        outcome.counts[status] += 1
+        if status != "succeeded":
+            raise RuntimeError(f"scheduler job {job_id} on {host.name} {status}: {detail}")
+    records.finish_run(store, run_id, "finished")
+    with store.session() as db:
+        stored = {row.job_id: row.detail for row in db.query(ResultRow).filter(ResultRow.job_id.in_(job_ids))}
+    return [(walls[job_id] - agent_seconds(stored[job_id])) * 1e3 for job_id in job_ids]
+
+
+# -- the report -------------------------------------------------------------------------------------------------
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def walls(samples: list[Sample]) -> list[float]:
+    return [sample.wall for sample in samples]
+
+
+def report(found: Measurements, total_s: float) -> None:
+    print()
+    print(f"farm over SSH: one run on {os.cpu_count()} CPUs, shared by the controller and every simulated host")
+    print(f"lab up: {found.lab_up_s:.2f} s for {max(found.check)} hosts; first check (uploads the agent "
+          f"everywhere): {found.first_check_s:.2f} s")
+    print()
+    print("farm inventory check vs the floor (one SSH handshake + one round trip per host, all hosts in parallel).")
+    print("Medians in seconds. CPU ms/host: all CPU the machine spent per host (controller, sshd, agents, and")
+    print("anything else running now), and the controller process's own share. CPU-bound: all that CPU divided")
+    print("by the CPUs, the least wall time it could take here; check close to it means the machine is the limit.")
+    header = (f"{'hosts':>5}  {'floor':>6}  {'check':>6}  {'check/floor':>11}  {'CLI':>6}  {'CLI/floor':>9}  "
+              f"{'floor CPU ms/host':>17}  {'check CPU ms/host':>17}  {'controller':>10}  {'CPU-bound':>9}  {'runs':>4}")
+    print(header)
+    print("-" * len(header))
+    for size in sorted(found.check):
+        floor, check = median(walls(found.floor[size])), median(walls(found.check[size]))
+        cli = median(found.check_cli[size])
+        cli_text = f"{cli:6.2f}  {cli / floor:9.2f}" if found.check_cli[size] else f"{'-':>6}  {'-':>9}"
+        floor_cpu = median([s.machine_cpu for s in found.floor[size]]) / size * 1e3
+        check_cpu = median([s.machine_cpu for s in found.check[size]]) / size * 1e3
+        controller = median([s.controller_cpu for s in found.check[size]]) / size * 1e3
+        bound = check_cpu * size / 1e3 / (os.cpu_count() or 1)
+        print(f"{size:5d}  {floor:6.2f}  {check:6.2f}  {check / floor:11.2f}  {cli_text}  "
+              f"{floor_cpu:17.1f}  {check_cpu:17.1f}  {controller:10.1f}  {bound:9.2f}  {len(found.check[size]):4d}")
+    print()
+    print(f"Per-job controller overhead on an open connection to {found.job_host}, the agent's own time")
+    print(f"subtracted. Opening the session once (handshake, deploy check, agent start): "
+          f"{found.session_open_s * 1e3:.0f} ms.")
+    rows = found.per_job
+    floor_ms = median(rows.get(PING, []))
+    header = f"{'what':<42}  {'median ms':>9}  {'p90 ms':>7}  {'vs ping':>7}  {'n':>4}"
+    print(header)
+    print("-" * len(header))
+    for name, values in rows.items():
+        ordered = sorted(values)
+        p90 = ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))]
+        print(f"{name:<42}  {median(values):9.2f}  {p90:7.2f}  {median(values) / floor_ms:7.2f}  {len(values):4d}")
+    lane = median(rows.get(LANE, []))
+    verdict = "meets" if lane <= TARGET_MS_PER_JOB else "MISSES"
+    print(f"\nScheduler per-job overhead {lane:.2f} ms {verdict} the target of {TARGET_MS_PER_JOB:g} ms "
+          f"(round trip on the agent channel: {floor_ms:.2f} ms). Whole benchmark: {total_s:.0f} s.")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
