@@ -32,6 +32,12 @@ app.command("toolchain")(toolchain)
 app.add_typer(nightly_app, name="nightly")
 app.add_typer(baseline_app, name="baseline")
 
+from .cli_report import compare as compare_command
+from .cli_report import report as report_command
+
+app.command("report")(report_command)
+app.command("compare")(compare_command)
+
 console = Console()
 err_console = Console(stderr=True)
 

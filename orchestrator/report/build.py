@@ -1,0 +1,82 @@
+"""Assemble a report: the seeds' tables and charts for whatever dimensions the selected results have."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from ..store.db import Store
+from . import plots, tables
+from .data import Selection, load_results, model_rows
+
+
+@dataclass
+class Section:
+    title: str
+    caption: str
+    blocks: dict[str, pd.DataFrame]  # sub-title ("" for none) -> table
+
+
+@dataclass
+class Report:
+    title: str
+    runs: list[int]
+    rows: int
+    sections: list[Section] = field(default_factory=list)
+    plots: list[plots.Plot] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def table(self, title: str, block: str = "") -> pd.DataFrame:
+        """A section's table by its title, for callers that want numbers, not text."""
+        for section in self.sections:
+            if section.title == title:
+                return section.blocks[block]
+        raise KeyError(title)
+
+
+LATENCY = "Latency"
+THREADS = "Thread sweep"
+SPEEDUP = "Edge TPU speed-up over CPU"
+THROUGHPUT = "Achieved throughput"
+COMPILER = "Edge TPU compiler report"
+
+
+def build_report(store: Store, selection: Selection, *, with_plots: bool = True) -> Report:
+    frame = load_results(store, selection)
+    runs = sorted(frame["run_id"].unique().tolist()) if not frame.empty else []
+    report = Report(_title(runs), runs, len(frame))
+    if frame.empty:
+        report.notes.append("No succeeded results match the selection.")
+        return report
+    add = report.sections.append
+    add(Section(LATENCY, "Median and p90 of the timed invokes (ms), by model × host × power mode × USB speed × "
+                "delegate × threads; the newest result of each cell.", {"": tables.latency(frame)}))
+    sweep = tables.thread_sweep(frame)
+    if sweep:
+        add(Section(THREADS, "Median latency (ms) at each thread count, one block per host (SEEDS §1 layout).", sweep))
+    speed = tables.speedup(frame)
+    if not speed.empty:
+        add(Section(SPEEDUP, "CPU time / Edge TPU time on the same host and power mode (SEEDS §2 layout); the Edge "
+                    "TPU runs the compiled model, the CPU its source; each side at its fastest thread count.",
+                    {"": speed}))
+    else:
+        report.notes.append("No Edge TPU speed-up: the results lack Edge TPU or CPU results of the same models.")
+    rate = tables.throughput(frame)
+    if not rate.empty:
+        add(Section(THROUGHPUT, "Operations per inference (multiply + add = 2) / median time.", {"": rate}))
+    compiled = tables.compiler_report(frame, model_rows(store, frame["model_sha256"].dropna().unique().tolist()))
+    if not compiled.empty:
+        add(Section(COMPILER, "From edgetpu_compiler's summary: model sizes, parameter memory on and off the chip, "
+                    "operations mapped to the Edge TPU and left to the CPU.", {"": compiled}))
+    if with_plots:
+        report.plots = plots.latency_vs_layers(frame) + plots.thread_sweep_bars(frame)
+    return report
+
+
+def _title(runs: list[int]) -> str:
+    if not runs:
+        return "farm report: no runs"
+    if len(runs) == 1:
+        return f"farm report: run {runs[0]}"
+    return f"farm report: runs {', '.join(map(str, runs))}"

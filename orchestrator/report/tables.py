@@ -1,0 +1,188 @@
+"""The seeds' tables, computed from a results frame (``data.load_results``) with pandas.
+
+Every table keeps only the dimensions the data has: a column such as power mode or USB speed
+that is empty for every row is left out. When the selected runs hold the same cell more than
+once, the newest result stands for it.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from .data import ModelInfo
+
+MIB = 1024 * 1024
+# A cell is what makes two results comparable; the newest run wins within one.
+CELL = ["host", "model_sha256", "delegate", "threads", "power_mode", "usb_port"]
+DIMENSIONS = ["host", "power_mode", "usb_speed", "delegate"]
+
+
+def newest_per_cell(frame: pd.DataFrame) -> pd.DataFrame:
+    ok = frame[frame["status"] == "succeeded"]
+    if ok.empty:
+        return ok
+    keyed = ok.assign(**{k: ok[k].astype("string").fillna("-") for k in CELL})
+    keep = keyed.sort_values("run_id").drop_duplicates(CELL, keep="last").index
+    return ok.loc[sorted(keep)].reset_index(drop=True)
+
+
+def _present(frame: pd.DataFrame, columns: list[str]) -> list[str]:
+    return [c for c in columns if c in frame and frame[c].notna().any()]
+
+
+def _order(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    return frame.sort_values(by, key=lambda s: s.astype("string").fillna("") if s.name != "layers_key" else s,
+                             kind="stable").reset_index(drop=True)
+
+
+def _sorted_models(frame: pd.DataFrame) -> pd.DataFrame:
+    # Conv stacks sort by depth (10, 20 … 300), not as text (10, 100, 20 …).
+    keyed = frame.assign(layers_key=frame["layers"].fillna(-1).astype(int) if "layers" in frame else -1)
+    return keyed
+
+
+def latency(frame: pd.DataFrame) -> pd.DataFrame:
+    """Median and p90 (ms) by model × host × power mode × USB speed × delegate × threads."""
+    rows = newest_per_cell(frame)
+    if rows.empty:
+        return pd.DataFrame()
+    keys = ["model", *_present(rows, ["host", "power_mode", "usb_speed"]), "delegate", "threads"]
+    out = _sorted_models(rows)
+    out = out.sort_values(["model_family", "layers_key", "model", *keys[1:]],
+                          key=lambda s: s if s.name == "layers_key" else s.astype("string").fillna(""),
+                          kind="stable")
+    return out[[*keys, "median_ms", "p90_ms", "samples"]].reset_index(drop=True)
+
+
+def thread_sweep(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """SEEDS §1 layout: one block per host (and power mode / USB speed), models as rows, threads as columns.
+    Only cells measured at more than one thread count are a sweep."""
+    rows = newest_per_cell(frame)
+    if rows.empty:
+        return {}
+    block_keys = ["host", *_present(rows, ["power_mode", "usb_speed"])]
+    blocks: dict[str, pd.DataFrame] = {}
+    for key, block in rows.groupby(block_keys, dropna=False, sort=True):
+        key = key if isinstance(key, tuple) else (key,)
+        swept = block.groupby(["model", "delegate"])["threads"].transform("nunique") > 1
+        block = _sorted_models(block[swept])
+        if block.empty:
+            continue
+        table = block.pivot_table(index=["model_family", "layers_key", "model", "delegate"], columns="threads",
+                                  values="median_ms", aggfunc="first")
+        table = table.reset_index().drop(columns=["model_family", "layers_key"])
+        table.columns = [c if isinstance(c, str) else f"{c} thr" for c in table.columns]
+        title = " · ".join(_label(k, v) for k, v in zip(block_keys, key, strict=True) if not _missing(v))
+        blocks[title] = table
+    return blocks
+
+
+def _missing(value: object) -> bool:
+    return value is None or (isinstance(value, float) and pd.isna(value)) or value is pd.NA
+
+
+def _label(column: str, value: object) -> str:
+    if column == "usb_speed":
+        return usb_label(value)
+    return str(value)
+
+
+def usb_label(speed: object) -> str:
+    if _missing(speed):
+        return "-"
+    speed = int(speed)  # type: ignore[call-overload]
+    return {480: "USB2", 5000: "USB3", 10000: "USB3.1", 12: "USB1.1"}.get(speed, f"{speed} Mb/s")
+
+
+def _best_over_threads(rows: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    best = rows.loc[rows.groupby(keys, dropna=False)["median_ms"].idxmin()]
+    return best
+
+
+def speedup(frame: pd.DataFrame) -> pd.DataFrame:
+    """SEEDS §2 layout: per source model, host and power mode, the CPU time, the Edge TPU time at each USB
+    speed, and the speed-up (CPU / Edge TPU). Each side is its best thread count.
+
+    The Edge TPU runs the compiled model and the CPU its source, so rows meet on ``source_model``."""
+    rows = newest_per_cell(frame)
+    if rows.empty or not (rows["delegate"] == "edgetpu").any() or not (rows["delegate"] == "cpu").any():
+        return pd.DataFrame()
+    rows = _sorted_models(rows.assign(power_mode=rows["power_mode"].fillna("-")))
+    group = ["host", "power_mode", "source_model"]
+    cpu = _best_over_threads(rows[rows["delegate"] == "cpu"], group)
+    tpu = rows[rows["delegate"] == "edgetpu"].assign(usb=lambda f: f["usb_speed"].map(usb_label))
+    tpu = _best_over_threads(tpu, [*group, "usb"])
+    base = cpu[[*group, "model_family", "layers_key", "median_ms", "ops_per_inference"]].rename(
+        columns={"median_ms": "cpu_ms"})
+    speeds = sorted(tpu["usb"].unique(), key=lambda u: _speed_order(u))
+    table = base
+    for usb in speeds:
+        side = tpu[tpu["usb"] == usb][[*group, "median_ms"]].rename(columns={"median_ms": f"edgetpu_{usb}_ms"})
+        table = table.merge(side, on=group, how="inner" if len(speeds) == 1 else "left")
+    for usb in speeds:
+        table[f"speedup_{usb}"] = table["cpu_ms"] / table[f"edgetpu_{usb}_ms"]
+    table = table.dropna(subset=[f"edgetpu_{u}_ms" for u in speeds], how="all")
+    table = table.sort_values(["host", "power_mode", "model_family", "layers_key", "source_model"], kind="stable")
+    out = table.drop(columns=["model_family", "layers_key", "ops_per_inference"]).rename(
+        columns={"source_model": "model"})
+    if (out["power_mode"] == "-").all():
+        out = out.drop(columns=["power_mode"])
+    return out.reset_index(drop=True)
+
+
+def _speed_order(label: str) -> tuple[int, str]:
+    order = {"USB3.1": 0, "USB3": 1, "USB2": 2, "USB1.1": 3, "-": 9}
+    return order.get(label, 5), label
+
+
+def throughput(frame: pd.DataFrame) -> pd.DataFrame:
+    """Achieved GOPS and TOPS from the model's operations per inference (multiply + add = 2) and the median."""
+    rows = newest_per_cell(frame)
+    rows = rows[rows["ops_per_inference"].notna()] if not rows.empty else rows
+    if rows.empty:
+        return pd.DataFrame()
+    keys = ["model", *_present(rows, ["host", "power_mode", "usb_speed"]), "delegate", "threads"]
+    rows = _sorted_models(rows)
+    rows = rows.sort_values(["model_family", "layers_key", "model", *keys[1:]],
+                            key=lambda s: s if s.name == "layers_key" else s.astype("string").fillna(""),
+                            kind="stable")
+    ops = rows["ops_per_inference"].astype(float)
+    out = rows[keys].copy()
+    out["gops_per_inference"] = ops / 1e9
+    out["median_ms"] = rows["median_ms"]
+    out["gops"] = ops / (rows["median_ms"] * 1e6)
+    out["tops"] = out["gops"] / 1000
+    return out.reset_index(drop=True)
+
+
+def compiler_report(frame: pd.DataFrame, models: dict[str, ModelInfo]) -> pd.DataFrame:
+    """Per compiled model in the results: sizes, on-chip memory, off-chip streaming, ops on TPU / CPU."""
+    shas = [s for s in dict.fromkeys(frame["model_sha256"].dropna()) if s in models and models[s].compile_report]
+    rows = []
+    for sha in shas:
+        info = models[sha]
+        report = info.compile_report or {}
+        summary = report.get("summary") or {}
+        source = models.get(info.source_sha256 or "")
+        capacity = summary.get("on_chip_capacity_bytes") or summary.get("on_chip_available_bytes")
+        rows.append({
+            "model": source.name if source else info.name,
+            "layers_key": (source or info).layers if (source or info).layers is not None else -1,
+            "family": info.family,
+            "compiler": info.compiler_version or report.get("compiler_version"),
+            "tflite_mib": source.size_bytes / MIB if source else None,
+            "edgetpu_mib": info.size_bytes / MIB,
+            "on_chip_available_mib": _mib(capacity),
+            "on_chip_used_mib": _mib(summary.get("on_chip_used_bytes")),
+            "off_chip_used_mib": _mib(summary.get("off_chip_used_bytes")),
+            "ops_on_tpu": summary.get("tpu_ops"),
+            "ops_on_cpu": summary.get("cpu_ops"),
+        })
+    if not rows:
+        return pd.DataFrame()
+    out = pd.DataFrame(rows).sort_values(["family", "layers_key", "model"], kind="stable")
+    return out.drop(columns=["layers_key", "family"]).reset_index(drop=True)
+
+
+def _mib(value: object) -> float | None:
+    return None if value is None else float(value) / MIB  # type: ignore[arg-type]
