@@ -44,17 +44,7 @@ def report(
                                                      "to .csv or .parquet")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No tables in the terminal")] = False,
 ) -> None:
-    """Build the seeds' tables and plots from stored results: latency, thread sweep, Edge TPU speed-up over
-    CPU, GOPS/TOPS, compiler report, and latency-vs-layers / thread-sweep charts.
-
-    Tables show only the dimensions the data has; a cell measured in several selected runs shows its newest result.
-
-    Examples:
-      farm report                                   # the newest run, in the terminal
-      farm report --tag lab-a --since 2026-11-01 --html report.html
-      farm report --run 12 --run 13 --delegate edgetpu --markdown report.md
-      farm report --all-runs --model conv_stack --export conv.parquet
-    """
+    """See REPORT_HELP."""
     from .report import Selection, build_report, export, parse_when
     from .report.render import to_html, to_markdown, to_terminal
     from .store import open_store
@@ -101,20 +91,7 @@ def compare(
                                                      help="Exit 1 when any cell regressed")] = False,
     output_format: Annotated[str, typer.Option("--format", "-f", help="table, csv or json")] = "table",
 ) -> None:
-    """Two runs side by side, cell by cell: medians, ratio B/A, and whether the change is beyond noise.
-
-    The test is the nightly job's: Mann-Whitney U on all timed samples of a cell (a rank test, because
-    latency samples are skewed and long-tailed) at a strict alpha of 0.002, since invokes within one run
-    share the machine's state and are not independent. A cell regressed (or improved) only if, in addition,
-    its median moved by at least --min-effect and by more than twice the spread between trials on either
-    side, with every trial of B beyond every trial of A. Give several runs per side (12,13,14) to make that
-    spread count.
-
-    Examples:
-      farm compare 12 15
-      farm compare 12,13,14 20,21,22 --fail-on-regression
-      farm compare 20 --baseline
-    """
+    """See COMPARE_HELP."""
     from .compare import compare_runs, compare_to_baselines, parse_runs
     from .store import open_store
 
@@ -164,3 +141,35 @@ def _print(rows, output_format: str, a_name: str, b_name: str) -> None:  # type:
 
 def _num(value: float | None, fmt: str = "{:.3f}") -> str:
     return "" if value is None or (isinstance(value, float) and math.isnan(value)) else fmt.format(value)
+
+
+# Typer keeps the docstring's line breaks, so each paragraph is one string here.
+REPORT_HELP = (
+    "Build the seeds' tables and plots from stored results: latency (median, p90), thread sweep, Edge TPU "
+    "speed-up over CPU, achieved GOPS/TOPS, the compiler report, and latency-vs-layers and thread-sweep charts."
+    "\n\n"
+    "Tables show only the dimensions the data has; a cell measured in several selected runs shows its newest "
+    "result. Without a run option the newest run is reported."
+    "\n\n"
+    "Examples:\n"
+    "  farm report\n"
+    "  farm report --tag lab-a --since 2026-11-01 --html report.html\n"
+    "  farm report --run 12 --run 13 --delegate edgetpu --markdown report.md\n"
+    "  farm report --all-runs --model conv_stack --export conv.parquet"
+)
+COMPARE_HELP = (
+    "Two runs side by side, cell by cell: medians, ratio B/A, and whether the change is beyond noise."
+    "\n\n"
+    "The test is the nightly job's: Mann-Whitney U on all timed samples of a cell (a rank test, because latency "
+    "samples are skewed and long-tailed) at a strict alpha of 0.002, since invokes within one run share the "
+    "machine's state and are not independent. A cell regressed (or improved) only if, in addition, its median "
+    "moved by at least --min-effect and by more than twice the spread between trials on either side, with every "
+    "trial of B beyond every trial of A. Give several runs per side (12,13,14) to make that spread count."
+    "\n\n"
+    "Examples:\n"
+    "  farm compare 12 15\n"
+    "  farm compare 12,13,14 20,21,22 --fail-on-regression\n"
+    "  farm compare 20 --baseline"
+)
+report.__doc__ = REPORT_HELP
+compare.__doc__ = COMPARE_HELP
