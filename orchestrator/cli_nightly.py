@@ -37,12 +37,18 @@ def nightly(
     force: Annotated[bool, typer.Option("--force", help="Run even when no toolchain changed")] = False,
     every_night: Annotated[bool, typer.Option(
         "--every-night", help="Always run (for teams that want numbers every night); still records changes")] = False,
-    trials: Annotated[int, typer.Option("--trials", min=2, max=20,
-                                        help="Separate runs of the matrix; slow drifts between them count as noise")] = 3,
-    min_effect: Annotated[float, typer.Option("--min-effect", min=0.0, max=10.0,
-                                              help="Smallest relative change reported, e.g. 0.05 = 5%")] = 0.05,
-    alpha: Annotated[float, typer.Option("--alpha", min=1e-9, max=0.5,
-                                         help="Significance level of the Mann-Whitney U test")] = 0.002,
+    trials: Annotated[int | None, typer.Option(
+        "--trials", min=2, max=20, help="Separate runs of the matrix; slow drifts between them count as noise "
+        "[default: the matrix's regression.trials, else 3]")] = None,
+    min_effect: Annotated[float | None, typer.Option(
+        "--min-effect", min=0.0, max=10.0, help="Smallest relative change reported, e.g. 0.05 = 5% "
+        "[default: the matrix's regression.min_effect, else 0.05]")] = None,
+    alpha: Annotated[float | None, typer.Option(
+        "--alpha", min=1e-9, max=0.5, help="Significance level of the Mann-Whitney U test "
+        "[default: the matrix's regression.alpha, else 0.002]")] = None,
+    compiler: Annotated[str | None, typer.Option(
+        "--compiler", help="edgetpu_compiler to probe and to recompile with [default: $EDGETPU_COMPILER, else "
+        "edgetpu_compiler on PATH]")] = None,
     markdown: Annotated[Path | None, typer.Option("--markdown", help="Write a Markdown report here")] = None,
     html_path: Annotated[Path | None, typer.Option("--html", help="Write a self-contained HTML report here")] = None,
     junit: Annotated[Path | None, typer.Option("--junit", help="Write JUnit XML here (regressions fail)")] = None,
@@ -65,7 +71,7 @@ def nightly(
     from .models import registry
     from .nightly import outputs
     from .nightly.runner import EXIT_FAILED, Settings, run_nightly
-    from .nightly.triggers import probe_toolchains, recompile_for
+    from .nightly.triggers import recompile_for, toolchain_probe
     from .progress import RichObserver
 
     inv = load_inventory(inventory)
@@ -78,11 +84,21 @@ def nightly(
         if not registry.list_models(store):
             registry.ensure_default_suite(store)
         models = registry.find_models(store, spec.models)
-        settings = Settings(trials=trials, min_effect=min_effect, alpha=alpha, force=force, every_night=every_night)
-        options = cli._transport_options(accept_new_host_keys, known_hosts)
+        chosen = {"trials": trials, "min_effect": min_effect, "alpha": alpha}
+        settings = Settings(**{key: spec.regression[key] for key in chosen if key in spec.regression},
+                            force=force, every_night=every_night)
+        for key, value in chosen.items():
+            if value is not None:
+                setattr(settings, key, value)
+        settings.trials = int(settings.trials)
+        options = cli._transport_options(accept_new_host_keys, known_hosts, inventory)
+
+        def recompile(triggers: list[dict]) -> list:
+            return recompile_for(store, triggers, compiler, say=lambda text: err_console.print(f"[yellow]{text}"))
+
         with RichObserver(console) as observer:
-            outcome = run_nightly(store, spec, inv.hosts, models, inv.path, settings, probe_toolchains,
-                                  observer, options, before_runs=lambda triggers: recompile_for(store, triggers))
+            outcome = run_nightly(store, spec, inv.hosts, models, inv.path, settings, toolchain_probe(options, compiler),
+                                  observer, options, before_runs=recompile)
     finally:
         store.close()
     _print_outcome(outcome)
@@ -118,13 +134,14 @@ def _print_outcome(outcome) -> None:  # type: ignore[no-untyped-def]
         console.print(f"farm nightly #{outcome.nightly_id}: {outcome.message}")
         return
     table = Table(title=f"Nightly #{outcome.nightly_id} (runs {', '.join(map(str, outcome.run_ids))})")
-    for column in ("cell", "state", "baseline ms", "tonight ms", "ratio", "detail"):
+    for column in ("cell", "state", "baseline ms", "tonight ms", "ratio", "detail", "likely cause"):
         table.add_column(column, justify="right" if "ms" in column or column == "ratio" else "left")
     for row in outputs.rows(outcome):
         style = STATE_STYLE.get(row["state"], "")
         state = row["state"] + (" · drifting" if row["drift"] else "")
         table.add_row(row["cell"], f"[{style}]{state}[/{style}]" if style else state, outputs._ms(row["baseline_ms"]),
-                      outputs._ms(row["tonight_ms"]), outputs._ratio(row["ratio"]), row["detail"])
+                      outputs._ms(row["tonight_ms"]), outputs._ratio(row["ratio"]), row["detail"],
+                      outputs._cause_text(row))
     console.print(table)
     console.print(outputs.summary_text(outcome).splitlines()[0])
     for line in outputs.cause_lines(outcome):

@@ -30,6 +30,13 @@ from .inventory import Host
 from .store.schema import ModelRow
 from .yamlfile import YamlDocument, load_yaml
 
+# What `farm nightly` reads from a matrix: (lowest, highest, meaning). The command line overrides.
+REGRESSION_SETTINGS: dict[str, tuple[float, float, str]] = {
+    "min_effect": (0.0, 10.0, "smallest relative change reported (0.05 = 5%)"),
+    "trials": (2, 20, "separate runs of the matrix per nightly (an integer)"),
+    "alpha": (1e-9, 0.5, "significance level of the Mann-Whitney U test"),
+}
+
 MATRIX_FIELDS = {
     "models": "a list of model names, sha256 prefixes, family:NAME, or all",
     "delegates": "a list drawn from " + ", ".join(DELEGATES),
@@ -39,6 +46,7 @@ MATRIX_FIELDS = {
     "timing": "a mapping of " + ", ".join(TIMING_DEFAULTS),
     "power_modes": "a list of power mode names the hosts declare (e.g. [10W, 5W]), or all",
     "usb_ports": "a list of USB port names or sysfs port paths for Edge TPU cells, or all",
+    "regression": "a mapping of " + ", ".join(f"{k} ({v[2]})" for k, v in REGRESSION_SETTINGS.items()),
     "description": "a sentence",
 }
 # benchmark_model's defaults made quicker for the whole-lab `all` matrix: at least
@@ -57,6 +65,7 @@ class MatrixSpec:
     timing: dict[str, float] = field(default_factory=dict)
     power_modes: tuple[str, ...] | None = ()  # (): leave the host as it is; None: every mode it declares
     usb_ports: tuple[str, ...] | None = ()  # (): any Edge TPU; None: every port with one
+    regression: dict[str, float] = field(default_factory=dict)  # nightly verdict settings, see REGRESSION_SETTINGS
 
 
 @dataclass(frozen=True)
@@ -122,6 +131,7 @@ def parse_matrix(doc: YamlDocument, name: str) -> MatrixSpec:
         timing=_timing(doc, where, entry),
         power_modes=_all_or_names(doc, where, entry, "power_modes"),
         usb_ports=_all_or_names(doc, where, entry, "usb_ports"),
+        regression=_regression(doc, where, entry),
     )
 
 
@@ -174,6 +184,23 @@ def _timing(doc: YamlDocument, where: tuple, entry: dict) -> dict[str, float]:
         if isinstance(number, bool) or not isinstance(number, (int, float)) or number < 0:
             raise doc.error(where + ("timing", key), f"got {number!r}", field=f"timing.{key}",
                             expected="a number >= 0")
+    return dict(value)
+
+
+def _regression(doc: YamlDocument, where: tuple, entry: dict) -> dict[str, float]:
+    value = entry.get("regression") or {}
+    if not isinstance(value, dict):
+        raise doc.error(where + ("regression",), f"got {value!r}", field="regression",
+                        expected=MATRIX_FIELDS["regression"])
+    for key, number in value.items():
+        if key not in REGRESSION_SETTINGS:
+            raise doc.error(where + ("regression", key), "unknown regression setting", field=f"regression.{key}",
+                            expected="one of " + ", ".join(REGRESSION_SETTINGS))
+        low, high, meaning = REGRESSION_SETTINGS[key]
+        whole = key != "trials" or isinstance(number, int)
+        if isinstance(number, bool) or not isinstance(number, (int, float)) or not whole or not low <= number <= high:
+            raise doc.error(where + ("regression", key), f"got {number!r}", field=f"regression.{key}",
+                            expected=f"{meaning}, from {low:g} to {high:g}")
     return dict(value)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import shutil
@@ -9,6 +10,7 @@ import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -17,6 +19,7 @@ from orchestrator.nightly import schedule
 from orchestrator.nightly.cells import CellTrials
 from orchestrator.nightly.outputs import NotifyError, junit_xml, markdown, notify
 from orchestrator.nightly.runner import CellOutcome, NightlyOutcome
+from orchestrator.nightly.triggers import likely_causes, newest_compiles, recompile_for
 from orchestrator.nightly.verdict import Verdict, classify, detect_drift, pettitt
 from tests.conftest import missing_service
 
@@ -86,18 +89,23 @@ def test_pettitt_finds_the_step_and_drift_needs_a_lasting_shift():
 def test_a_slow_slide_is_flagged_as_drift():
     # 2% a night: never 5% between two nights, 24% over twelve.
     series = [10 * 1.02 ** i for i in range(12)]
-    assert all(b / a < 1.05 for a, b in zip(series, series[1:], strict=False))
+    assert all(b / a < 1.05 for a, b in itertools.pairwise(series))
     assert detect_drift(series) is not None
 
 
 def outcome_with(states: list[str]) -> NightlyOutcome:
     cells = []
     for i, state in enumerate(states):
-        cell = CellTrials(f"h|m{i}|cpu|t1|p-|u-", f"h|m{i}|cpu|t1|p-|u-", f"host{i % 2} · model{i} · cpu · 1 thr")
+        host = ("nano1", "rpi")[i % 2]
+        key = f"{host}|m{i}|cpu|t1|p-|u-"
+        cell = CellTrials(key, key, f"{host} · model{i} · cpu · 1 thr")
         cells.append(CellOutcome(cell, Verdict(state, ratio=1.2 if state == "regressed" else 1.0, p_value=1e-5,
-                                               baseline_ms=1.0, current_ms=1.2, detail=f"<{state}> & \"x\"")))
-    return NightlyOutcome(3, True, "", triggers=[{"host": "nano1", "component": "edgetpu_compiler",
-                                                  "old": "15.0", "new": "16.0"}], run_ids=[7, 8, 9], cells=cells)
+                                               baseline_ms=1.0, current_ms=1.2, detail=f"<{state}> & \"x\""),
+                                 causes=likely_causes(key, TRIGGERS, set())))
+    return NightlyOutcome(3, True, "", triggers=TRIGGERS, run_ids=[7, 8, 9], cells=cells)
+
+
+TRIGGERS = [{"host": "nano1", "component": "libedgetpu", "old": "15.0", "new": "16.0"}]
 
 
 def test_junit_file_reads_back_with_junitparser(tmp_path: Path):
@@ -111,22 +119,24 @@ def test_junit_file_reads_back_with_junitparser(tmp_path: Path):
     assert len(cases) == 6 and suite.failures == 2 and suite.errors == 1 and suite.skipped == 1
     failed = [c for c in cases if any(isinstance(r, Failure) for r in c.result)]
     assert {c.name for c in failed} == {"model0 · cpu · 1 thr", "model4 · cpu · 1 thr"}
-    assert "edgetpu_compiler 15.0 → 16.0" in failed[0].result[0].text
+    assert "likely cause: nano1: libedgetpu 15.0 → 16.0" in failed[0].result[0].text
     assert any(isinstance(r, Error) for c in cases for r in c.result)
     assert any(isinstance(r, Skipped) for c in cases for r in c.result)
 
 
 def test_markdown_names_the_toolchain_change_and_escapes_nothing_needed():
     text = markdown(outcome_with(["regressed", "unchanged"]))
-    assert "nano1: edgetpu_compiler 15.0 → 16.0" in text
+    assert "nano1: libedgetpu 15.0 → 16.0" in text
+    regressed = [line for line in text.splitlines() if "| regressed" in line]
+    assert regressed and all("| nano1: libedgetpu 15.0 → 16.0 |" in line for line in regressed)
     assert text.index("regressed") < text.index("unchanged")
 
 
 class _Hook(BaseHTTPRequestHandler):
     failures_left = 0
-    received: list[dict] = []
+    received: ClassVar[list[dict]] = []
 
-    def do_POST(self):  # noqa: N802 (http.server's naming)
+    def do_POST(self):
         body = self.rfile.read(int(self.headers["Content-Length"]))
         if _Hook.failures_left > 0:
             _Hook.failures_left -= 1
@@ -194,8 +204,8 @@ def test_cron_install_is_idempotent_and_uninstall_removes_only_ours(crontab_save
 
 def test_systemd_units_verify_and_uninstall_leaves_foreign_files(tmp_path: Path, monkeypatch):
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    entry, note = schedule.install_systemd("02:30", ["--db", "sqlite:////tmp/100% $HOME.db"], tmp_path)
-    entry, note = schedule.install_systemd("04:05", ["--db", "sqlite:////tmp/100% $HOME.db"], tmp_path)
+    schedule.install_systemd("02:30", ["--db", "sqlite:////tmp/100% $HOME.db"], tmp_path)
+    _entry, note = schedule.install_systemd("04:05", ["--db", "sqlite:////tmp/100% $HOME.db"], tmp_path)
     units = sorted(p.name for p in schedule.systemd_dir().iterdir())
     assert units == ["farm-nightly.service", "farm-nightly.timer"]
     assert "OnCalendar=*-*-* 04:05:00" in (schedule.systemd_dir() / "farm-nightly.timer").read_text()
@@ -224,3 +234,81 @@ def test_systemd_install_refuses_to_overwrite_a_unit_it_did_not_write(tmp_path: 
 def test_bad_times_are_refused(bad: str):
     with pytest.raises(FarmError, match="HH:MM"):
         schedule.parse_time(bad)
+
+
+def test_likely_causes_follow_where_a_change_reaches() -> None:
+    compiler = {"host": "@controller", "component": "edgetpu_compiler", "old": "15.0", "new": "16.0"}
+    runtime_here = {"host": "@controller", "component": "tflite_runtime", "old": "2.13", "new": "2.14"}
+    jetpack = {"host": "nano1", "component": "jetpack", "old": "4.4", "new": "4.6.1"}
+    triggers = [compiler, runtime_here, jetpack]
+    assert likely_causes("nano1|abc|edgetpu|t1|p10W|uusb3", triggers, set()) == [compiler, jetpack]
+    assert likely_causes("nano1|abc|cpu|t1|p10W|u-", triggers, set()) == [jetpack]
+    assert likely_causes("rpi|abc|cpu|t4|p-|u-", triggers, set()) == []
+    # An agent run through the local transport runs on the controller machine: its changes reach it.
+    assert likely_causes("local|abc|cpu|t1|p-|u-", triggers, {"local"}) == [runtime_here]
+
+
+def test_a_compiler_update_recompiles_what_the_old_one_compiled_keeping_lineage(tmp_path: Path,
+                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from orchestrator.models import registry
+    from orchestrator.models.compiler import compile_models
+    from orchestrator.nightly.cells import lineage_sha
+    from orchestrator.store import open_store
+
+    standin = Path(__file__).resolve().parents[1] / "orchestrator/models/standins/edgetpu_compiler"
+    store = open_store(f"sqlite:///{tmp_path / 'farm.db'}")
+    try:
+        built = [row for row, _ in registry.build(store, "conv_stack", [1, 2])]
+        alone = [row for row, _ in registry.build(store, "dense_stack", [2])]
+        monkeypatch.setenv("FARM_STANDIN_COMPILER_VERSION", "15.0.340273435")
+        old_pair = [c.row for c in compile_models(store, built, compiler=str(standin))]
+        old_alone = [c.row for c in compile_models(store, alone, compiler=str(standin))]
+        assert recompile_for(store, [], compiler=str(standin)) == []
+        monkeypatch.setenv("FARM_STANDIN_COMPILER_VERSION", "16.0.384591198")
+        change = {"host": "@controller", "component": "edgetpu_compiler", "old": "15.0.340273435",
+                  "new": "16.0.384591198"}
+        made = recompile_for(store, [change], compiler=str(standin))
+        assert sorted(m.name for m in made) == sorted(m.name.replace("15.0.340273435", "16.0.384591198")
+                                                      for m in old_pair + old_alone)
+        assert all(m.compiler_version == "16.0.384591198" for m in made)
+        # Co-compiled stay co-compiled; the lone one stays alone.
+        pair_new = [m for m in made if m.source_model_id in {b.id for b in built}]
+        assert all(set(m.compile_report["co_compiled_with"]) == ({b.name for b in built} - {
+            next(b.name for b in built if b.id == m.source_model_id)}) for m in pair_new)
+        lone_new = [m for m in made if m.source_model_id == alone[0].id]
+        assert len(lone_new) == 1 and lone_new[0].compile_report["co_compiled_with"] == []
+        with store.session() as session:
+            for old in old_pair + old_alone:
+                twin = next(m for m in made if m.source_model_id == old.source_model_id)
+                assert lineage_sha(session, old) == lineage_sha(session, twin)
+        # Tonight's models: the new compiles replace the old ones, sources stay.
+        every = registry.list_models(store)
+        kept = {m.id for m in newest_compiles(every, store)}
+        assert kept == {m.id for m in every} - {m.id for m in old_pair + old_alone}
+        # Asked again (a second nightly with the same change), nothing is compiled twice.
+        assert recompile_for(store, [change], compiler=str(standin)) == []
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize(("regression", "field"), [
+    ("{min_effect: -1}", "regression.min_effect"), ("{trials: 2.5}", "regression.trials"),
+    ("{alpha: 0.9}", "regression.alpha"), ("{effect: 0.1}", "regression.effect"), ("5", "regression"),
+])
+def test_a_matrix_regression_setting_out_of_range_names_its_field(tmp_path: Path, regression: str,
+                                                                   field: str) -> None:
+    from orchestrator.matrix import load_matrix
+
+    path = tmp_path / "m.yaml"
+    path.write_text(f"matrices:\n  nightly:\n    models: [all]\n    regression: {regression}\n")
+    with pytest.raises(FarmError) as raised:
+        load_matrix("nightly", path)
+    assert f"{path}:4" in str(raised.value) and field in str(raised.value)
+
+
+def test_a_matrix_carries_its_regression_settings(tmp_path: Path) -> None:
+    from orchestrator.matrix import load_matrix
+
+    path = tmp_path / "m.yaml"
+    path.write_text("matrices:\n  nightly:\n    regression: {min_effect: 0.1, trials: 5}\n")
+    assert load_matrix("nightly", path).regression == {"min_effect": 0.1, "trials": 5}

@@ -30,12 +30,20 @@ matrices:
 """
 
 
-def pinned_inventory(tmp_path: Path) -> Path:
-    """Two local hosts, each agent pinned to its own CPU, so load on one CPU slows one host only."""
+def l4t_release(revision: str) -> str:
+    return f"# R32 (release), REVISION: {revision}, GCID: 1, BOARD: t210ref, EABI: aarch64, DATE: today\n"
+
+
+def pinned_inventory(tmp_path: Path, busy_root: Path | None = None) -> Path:
+    """Two local hosts, each agent pinned to its own CPU, so load on one CPU slows one host only.
+
+    ``busy_root``: the busy host's agent reads that device root, where a test can play a JetPack update.
+    """
     lines = ["hosts:"]
     for name, cpu in (("calm", 0), ("busy", 1)):
         wrapper = tmp_path / f"python-cpu{cpu}"
-        wrapper.write_text(f'#!/bin/sh\nexec taskset -c {cpu} "{sys.executable}" "$@"\n')
+        root = f"FARM_DEVICE_ROOT={busy_root} " if busy_root is not None and name == "busy" else ""
+        wrapper.write_text(f'#!/bin/sh\n{root}exec taskset -c {cpu} "{sys.executable}" "$@"\n')
         wrapper.chmod(0o755)
         lines += [f"  - name: {name}", "    transport: local", f"    python: {wrapper}"]
     path = tmp_path / "pinned.yaml"
@@ -78,10 +86,15 @@ def test_a_cpu_hog_on_one_host_regresses_exactly_that_hosts_cells(tmp_path: Path
     db = f"sqlite:///{tmp_path / 'n.db'}"
     matrix = tmp_path / "m.yaml"
     matrix.write_text(HOG_MATRIX)
-    inventory = pinned_inventory(tmp_path)
+    busy_root = tmp_path / "busy-root"
+    (busy_root / "etc").mkdir(parents=True)
+    (busy_root / "etc/nv_tegra_release").write_text(l4t_release("4.4"))
+    inventory = pinned_inventory(tmp_path, busy_root)
     farm("models", "build", "--family", "conv_stack", "--layers", "2,3", "--db", db)
     base = nightly(db, matrix, "--inventory", str(inventory), "--force")
     assert base.returncode == 0, base.stdout + base.stderr
+    # Between the nightlies the busy host gets a JetPack update (L4T R32.4.4 -> R32.7.1), as in SEEDS §4.
+    (busy_root / "etc/nv_tegra_release").write_text(l4t_release("7.1"))
     # Same priority as the agents: a boosted hog would push every other process onto CPU 0 and slow "calm" too.
     hog = subprocess.Popen(["taskset", "-c", "1", sys.executable, "-c", "while True: pass"])
     try:
@@ -96,6 +109,12 @@ def test_a_cpu_hog_on_one_host_regresses_exactly_that_hosts_cells(tmp_path: Path
     assert {key: state for key, state in states.items() if state == "regressed"} == \
         {key: "regressed" for key in states if key.startswith("busy|")}, loaded.stdout
     assert all(state == "unchanged" for key, state in states.items() if key.startswith("calm|")), states
+    # The update is named as the likely cause of exactly the busy host's regressions.
+    report = (tmp_path / "n.md").read_text()
+    regressed_rows = [line for line in report.splitlines() if "| regressed" in line]
+    assert regressed_rows and all(line.startswith("| busy · ") and "busy: l4t 32.4.4 → 32.7.1" in line
+                                  for line in regressed_rows), report
+    assert "calm: l4t" not in report
     page = (tmp_path / "n.html").read_text()
     assert "data:image/png;base64," in page and "http://" not in page and "https://" not in page
     assert "regressed" in (tmp_path / "n.md").read_text()

@@ -16,6 +16,7 @@ from typing import Any
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from .runner import CellOutcome, NightlyOutcome
+from .triggers import describe
 
 ORDER = {"regressed": 0, "invalid": 1, "missing": 2, "improved": 3, "new": 4, "unchanged": 5}
 
@@ -34,13 +35,18 @@ def rows(outcome: NightlyOutcome) -> list[dict[str, Any]]:
         v = cell.verdict
         out.append({"cell": cell.cell.label, "state": v.state, "baseline_ms": v.baseline_ms,
                     "tonight_ms": v.current_ms, "ratio": v.ratio, "p_value": v.p_value, "detail": v.detail,
-                    "drift": cell.drift})
+                    "drift": cell.drift, "causes": [describe(change) for change in cell.causes]})
     return out
 
 
 def cause_lines(outcome: NightlyOutcome) -> list[str]:
-    return [f"{t.get('host') or 'controller'}: {t.get('component')} {t.get('old') or '(none)'} → {t.get('new')}"
-            for t in outcome.triggers]
+    return [describe(change) for change in outcome.triggers]
+
+
+def _cause_text(row: dict[str, Any]) -> str:
+    if row["causes"]:
+        return "; ".join(row["causes"])
+    return "no toolchain change reaches this cell" if row["state"] in ("regressed", "improved") else ""
 
 
 def summary_text(outcome: NightlyOutcome) -> str:
@@ -54,7 +60,7 @@ def summary_text(outcome: NightlyOutcome) -> str:
         if row["state"] in ("regressed", "improved") or row["drift"]:
             drift = " (drifting)" if row["drift"] else ""
             lines.append(f"- {row['state']}{drift}: {row['cell']}: {_ms(row['baseline_ms'])} → "
-                         f"{_ms(row['tonight_ms'])} ms ({_ratio(row['ratio'])})")
+                         f"{_ms(row['tonight_ms'])} ms ({_ratio(row['ratio'])}); likely cause: {_cause_text(row)}")
     return "\n".join(lines)
 
 
@@ -64,13 +70,14 @@ def markdown(outcome: NightlyOutcome) -> str:
         parts += ["## Toolchain changes", "", *[f"- {line}" for line in cause_lines(outcome)], ""]
     if outcome.run_ids:
         parts += [f"Runs (one per trial): {', '.join(map(str, outcome.run_ids))}", ""]
-    parts += ["## Cells", "", "| cell | state | baseline ms | tonight ms | ratio | p | detail |",
-              "|---|---|---:|---:|---:|---:|---|"]
+    parts += ["## Cells", "", "| cell | state | baseline ms | tonight ms | ratio | p | detail | likely cause |",
+              "|---|---|---:|---:|---:|---:|---|---|"]
     for row in rows(outcome):
         p = "" if row["p_value"] is None else f"{row['p_value']:.2g}"
         drift = " · drifting" if row["drift"] else ""
         parts.append(f"| {row['cell']} | {row['state']}{drift} | {_ms(row['baseline_ms'])} | "
-                     f"{_ms(row['tonight_ms'])} | {_ratio(row['ratio'])} | {p} | {row['detail']} |")
+                     f"{_ms(row['tonight_ms'])} | {_ratio(row['ratio'])} | {p} | {row['detail']} | "
+                     f"{_cause_text(row)} |")
     return "\n".join(parts) + "\n"
 
 
@@ -105,13 +112,13 @@ def html_report(outcome: NightlyOutcome) -> str:
         body.append("<h2>Toolchain changes</h2><ul>" +
                     "".join(f"<li>{esc(line)}</li>" for line in cause_lines(outcome)) + "</ul>")
     body.append("<h2>Cells</h2><table><tr><th>cell</th><th>state</th><th>baseline ms</th><th>tonight ms</th>"
-                "<th>ratio</th><th>p</th><th>detail</th></tr>")
+                "<th>ratio</th><th>p</th><th>detail</th><th>likely cause</th></tr>")
     for row in rows(outcome):
         p = "" if row["p_value"] is None else f"{row['p_value']:.2g}"
         body.append(f"<tr class='{esc(row['state'])}'><td>{esc(row['cell'])}</td><td>{esc(row['state'])}"
                     f"{' · drifting' if row['drift'] else ''}</td><td>{_ms(row['baseline_ms'])}</td>"
                     f"<td>{_ms(row['tonight_ms'])}</td><td>{_ratio(row['ratio'])}</td><td>{p}</td>"
-                    f"<td>{esc(row['detail'])}</td></tr>")
+                    f"<td>{esc(row['detail'])}</td><td>{esc(_cause_text(row))}</td></tr>")
     body.append("</table>")
     changed = [c for c in outcome.cells if c.verdict.state in ("regressed", "improved") or c.drift]
     if changed:
@@ -138,7 +145,7 @@ def junit_xml(outcome: NightlyOutcome) -> str:
             failures += 1
             failure = ET.SubElement(case, "failure", message=message, type="regression")
             failure.text = "\n".join([f"baseline {_ms(row['baseline_ms'])} ms, tonight {_ms(row['tonight_ms'])} ms",
-                                      *cause_lines(outcome)])
+                                      f"likely cause: {_cause_text(row)}"])
         elif row["state"] in ("invalid", "missing"):
             errors += 1
             ET.SubElement(case, "error", message=message, type=row["state"])

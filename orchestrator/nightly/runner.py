@@ -18,6 +18,7 @@ from ..store.db import Store
 from ..store.schema import CellVerdictRow, ModelRow, NightlyRow, utcnow
 from .baseline import baselines, set_baselines
 from .cells import CellTrials, collect
+from .triggers import likely_causes, newest_compiles
 from .verdict import Verdict, classify, detect_drift
 
 EXIT_OK, EXIT_REGRESSED, EXIT_FAILED = 0, 1, 2
@@ -39,6 +40,7 @@ class CellOutcome:
     verdict: Verdict
     drift: dict[str, Any] | None = None
     history: list[float] = field(default_factory=list)  # earlier nightly medians, oldest first
+    causes: list[dict[str, Any]] = field(default_factory=list)  # toolchain changes that could explain a change
 
 
 @dataclass
@@ -86,7 +88,7 @@ def run_nightly(store: Store, spec: MatrixSpec, hosts: list[Host], models: list[
             _finish(store, outcome, "idle")
             return outcome
         if before_runs is not None:
-            models = [*models, *before_runs(outcome.triggers)]
+            models = newest_compiles([*models, *before_runs(outcome.triggers)], store)
         outcome.ran = True
         runner = Runner(store, observer, transport_options)
         for trial in range(1, settings.trials + 1):
@@ -95,6 +97,10 @@ def run_nightly(store: Store, spec: MatrixSpec, hosts: list[Host], models: list[
             outcome.run_ids.append(result.run_id)
             _save_runs(store, nightly_id, outcome.run_ids)
         outcome.cells = judge(store, spec.name, outcome.run_ids, previous, settings)
+        local_hosts = {host.name for host in hosts if host.transport == "local"}
+        for cell in outcome.cells:
+            if cell.verdict.state in ("regressed", "improved", "invalid") or cell.drift:
+                cell.causes = likely_causes(cell.cell.lineage_key, outcome.triggers, local_hosts)
         counts = outcome.counts
         ran_any = any(cell.cell.trials for cell in outcome.cells)
         outcome.exit_code = EXIT_FAILED if not ran_any else EXIT_REGRESSED if counts["regressed"] else EXIT_OK
