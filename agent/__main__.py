@@ -8,13 +8,15 @@ on stdout, so a job costs a round trip instead of a Python start-up.
 import json
 import sys
 
-from . import __version__, contact
+from . import __version__, contact, spool
 from .bench import run_job
 
 USAGE = """usage: farm-agent COMMAND
   facts         print this device's facts as one JSON document
   run JOB       run the job in file JOB (or - for stdin), print one JSON result
   serve         answer JSON requests, one per line, on stdin/stdout
+                (ops: ping, facts, run, start, collect, ack, exit)
+  spool-run KEY run the spooled job KEY (what op start runs, detached)
   version       print the agent version
 """
 
@@ -51,9 +53,23 @@ def handle(request):
         reply["facts"] = contact.facts()
     elif op == "run":
         reply["result"] = run_job(request.get("job"))
+    elif op in ("start", "collect", "ack"):
+        try:
+            reply.update(_spool_op(op, request))
+        except spool.SpoolError as exc:
+            reply = {"id": request.get("id"), "ok": False, "error": "{}: {}".format(op, exc)}
     else:
         reply = {"id": request.get("id"), "ok": False, "error": "unknown op {!r}".format(op)}
     return reply
+
+
+def _spool_op(op, request):
+    if op == "start":
+        return spool.start(request.get("job"), request.get("key"), str(request.get("holder") or "?"),
+                           request.get("lease"))
+    if op == "collect":
+        return spool.collect(request.get("keys"), request.get("wait") or 0.0)
+    return spool.ack(request.get("keys"))
 
 
 def serve(stdin, stdout):
@@ -88,6 +104,8 @@ def main(argv=None):
         _print_json(contact.facts())
     elif command == "run" and len(argv) == 2:
         _print_json(run_job(_read_job(argv[1])))
+    elif command == "spool-run" and len(argv) == 2:
+        return spool.run_detached(argv[1])
     elif command == "serve":
         serve(sys.stdin, sys.stdout)
     elif command == "version":
