@@ -83,7 +83,9 @@ def load_seed(store: Store, host: str = "nano-1") -> int:
     """Store the seed's figures as one run (tagged 'seed'); returns the run id."""
     host_id = records.upsert_host(store, Host(name=host, transport="ssh", address="192.0.2.10", board="jetson-nano"))
     facts_id = records.add_facts(store, host_id, {"board": "NVIDIA Jetson Nano Developer Kit", "cpu_count": 4,
-                                                  "kernel": "4.9.140-tegra", "l4t": "32.2.1"})
+                                                  "kernel": "4.9.140-tegra", "l4t": "32.2.1", "jetpack": "4.2.1",
+                                                  "os": "Ubuntu 18.04.2 LTS", "agent_version": "0.1.0",
+                                                  "edgetpu": {"library": {"version": "12.1"}}})
     run_id = records.create_run(store, "seed-s2", "seed.yaml", ["seed"])
     cells: list[tuple[ModelRow, str, int, str, str | None, float]] = []
     for layers in sorted({layers for layers, _ in CONV}):
@@ -112,8 +114,11 @@ def load_seed(store: Store, host: str = "nano-1") -> int:
     job_ids = records.add_jobs(store, run_id, jobs)
     for job_id, (*_, ms) in zip(job_ids, cells, strict=True):
         samples = samples_around(ms)
+        port = jobs[job_ids.index(job_id)]["usb_port"]
         records.store_result(store, job_id, facts_id, "3.6.9", {
             "runtime": {"name": "tflite_runtime", "version": "2.1.0"},
+            "conditions": {"before": {"max_temperature_c": 41.5}, "after": {"max_temperature_c": 47.0}},
+            "edgetpu": {"port": port, "device": "usb:0" if port == "2-1" else "usb:1"} if port else None,
             "timing": {"samples_ns": samples, "summary": summarize(samples), "init_ms": 50.0,
                        "first_inference_ms": ms * 1.5, "warmup_runs": 1}})
     records.finish_run(store, run_id, "finished")

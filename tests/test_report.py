@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -197,3 +198,34 @@ def test_export_csv_and_parquet(seeded, tmp_path: Path) -> None:  # type: ignore
     assert sorted(pd.read_csv(tmp_path / "r.csv")["median_ms"]) == pytest.approx(sorted(frame["median_ms"]))
     with pytest.raises(FarmError, match=r"r\.xlsx.*\.csv or \.parquet"):
         export(frame, tmp_path / "r.xlsx")
+
+
+V_RESULTS_COLUMNS = [
+    "run_id", "matrix", "run_started_at", "run_status", "run_tags", "job_id", "status", "reason", "error_kind",
+    "attempt", "started_at", "finished_at", "host", "board", "model", "model_family", "model_sha256",
+    "ops_per_inference", "model_needs_edgetpu", "model_source", "model_size_bytes", "source_model",
+    "source_model_sha256", "compiler_version", "delegate", "threads", "power_mode", "power_mode_measured", "usb_port",
+    "usb_speed_planned", "usb_speed_measured", "throttled", "avg_power_w", "energy_mj", "runtime", "runtime_version",
+    "python", "os", "kernel", "l4t", "jetpack", "libedgetpu", "agent_version", "cpu_count", "usb_port_measured",
+    "edgetpu_device", "temp_before_c", "temp_after_c", "samples", "mean_ms", "median_ms", "p90_ms", "p99_ms",
+    "min_ms", "max_ms", "std_ms", "init_ms", "first_inference_ms", "warmup_runs", "gops", "facts_id",
+]
+
+
+def test_v_results_has_every_context_column_on_both_databases(seeded) -> None:  # type: ignore[no-untyped-def]
+    store, _ = seeded
+    frame = read_only_query(store, "select * from v_results where model = :m and usb_port = :p and power_mode = :w",
+                            {"m": "conv_stack-l10+edgetpu-1.0.249710469", "p": "2-1", "w": "10W"})
+    assert list(frame.columns) == V_RESULTS_COLUMNS
+    row = frame.iloc[0]
+    assert (row["source_model"], row["compiler_version"], row["model_source"]) == \
+        ("conv_stack-l10", "1.0.249710469", "compiled")
+    assert (row["kernel"], row["l4t"], row["jetpack"], row["libedgetpu"], row["os"]) == \
+        ("4.9.140-tegra", "32.2.1", "4.2.1", "12.1", "Ubuntu 18.04.2 LTS")
+    assert (row["usb_port_measured"], row["edgetpu_device"], row["usb_speed_planned"]) == ("2-1", "usb:0", 5000)
+    assert (row["temp_before_c"], row["temp_after_c"], row["cpu_count"]) == (41.5, 47.0, 4)
+    assert json.loads(row["run_tags"]) == ["seed"] and row["run_status"] == "finished"
+    assert row["gops"] == pytest.approx(10 * OPS_PER_CONV_LAYER / 7.8e6)
+    cpu = read_only_query(store, "select source_model, usb_port_measured, edgetpu_device from v_results "
+                          "where model = 'conv_stack-l10' and power_mode = '10W'").iloc[0]
+    assert cpu["source_model"] == "conv_stack-l10" and cpu["usb_port_measured"] is None
