@@ -229,3 +229,52 @@ def test_v_results_has_every_context_column_on_both_databases(seeded) -> None:  
     cpu = read_only_query(store, "select source_model, usb_port_measured, edgetpu_device from v_results "
                           "where model = 'conv_stack-l10' and power_mode = '10W'").iloc[0]
     assert cpu["source_model"] == "conv_stack-l10" and cpu["usb_port_measured"] is None
+
+
+REAL_MATRIX = """
+matrices:
+  sweep:
+    models: [family:conv_stack, family:dense_stack]
+    threads: [1, 2]
+    timing: {min_runs: 5, min_seconds: 0, warmup_min_seconds: 0}
+"""
+
+
+def test_report_on_real_results(tmp_path: Path) -> None:
+    """Real inference on this machine, then the report from what was stored."""
+    import os
+    import subprocess
+    import sys
+
+    def farm(*args: str) -> subprocess.CompletedProcess:
+        done = subprocess.run([sys.executable, "-m", "orchestrator", *args], capture_output=True, text=True,
+                              timeout=300, env={**os.environ, "COLUMNS": "200"}, check=False)
+        assert done.returncode == 0, f"farm {args}: {done.stdout}\n{done.stderr}"
+        return done
+
+    db = f"sqlite:///{tmp_path / 'farm.db'}"
+    (tmp_path / "m.yaml").write_text(REAL_MATRIX)
+    farm("models", "build", "--family", "conv_stack", "--layers", "1,2", "--db", db)
+    farm("models", "build", "--family", "dense_stack", "--layers", "10,30", "--db", db)
+    farm("run", "--matrix", "sweep", "--matrix-file", str(tmp_path / "m.yaml"), "--db", db)
+    page, md = tmp_path / "real.html", tmp_path / "real.md"
+    shown = farm("report", "--db", db, "--html", str(page), "--markdown", str(md)).stdout
+    assert "Thread sweep: local" in shown and "No Edge TPU speed-up" in shown
+    html = page.read_text()
+    assert html.count("data:image/png;base64,") == 3  # conv and dense latency-vs-layers, one thread-sweep chart
+    for title in ("conv_stack: latency vs layer count", "dense_stack: latency vs layer count",
+                  "Thread sweep: local"):
+        assert title in html
+    assert sorted(p.name for p in (tmp_path / "real_plots").iterdir()) == [
+        "latency-vs-layers-conv_stack.png", "latency-vs-layers-dense_stack.png", "threads-local.png"]
+    # The throughput table agrees with the stored medians and the op counter.
+    store = open_store(db)
+    try:
+        stored = read_only_query(store, "select model, threads, median_ms, ops_per_inference from v_results")
+        rate = build_report(store, Selection(), with_plots=False).table(THROUGHPUT)
+    finally:
+        store.close()
+    assert len(stored) == len(rate) == 8
+    merged = rate.merge(stored, on=["model", "threads"], suffixes=("", "_stored"))
+    assert merged["gops"].to_numpy() == pytest.approx(
+        (merged["ops_per_inference"] / (merged["median_ms_stored"] * 1e6)).to_numpy())

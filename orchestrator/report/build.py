@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pandas as pd
 
@@ -43,9 +43,14 @@ COMPILER = "Edge TPU compiler report"
 
 
 def build_report(store: Store, selection: Selection, *, with_plots: bool = True) -> Report:
-    frame = load_results(store, selection)
-    runs = sorted(frame["run_id"].unique().tolist()) if not frame.empty else []
+    every = load_results(store, replace(selection, status="all"))
+    frame = every[every["status"] == "succeeded"].reset_index(drop=True)
+    runs = sorted(every["run_id"].unique().tolist()) if not every.empty else []
     report = Report(_title(runs), runs, len(frame))
+    others = every["status"][every["status"] != "succeeded"].value_counts()
+    if not others.empty:
+        counts = ", ".join(f"{n} {state}" for state, n in sorted(others.items()))
+        report.notes.append(f"Not in the tables: {counts} cell(s); `farm results --status all` says why.")
     if frame.empty:
         report.notes.append("No succeeded results match the selection.")
         return report

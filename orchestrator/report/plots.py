@@ -14,6 +14,7 @@ import matplotlib
 matplotlib.use("Agg")  # before pyplot: no display on a lab controller
 import matplotlib.pyplot as plt
 import pandas as pd
+from matplotlib.ticker import MaxNLocator
 
 from .tables import newest_per_cell, usb_label
 
@@ -76,6 +77,7 @@ def latency_vs_layers(frame: pd.DataFrame) -> list[Plot]:
                     label=_series_label(host, delegate, power, line["usb_speed"].iloc[0], hosts))
         _scale(ax, best["median_ms"], "median latency per inference (ms")
         ax.set_xlabel("layers in the model")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(f"{family}: latency vs depth")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize="small")
@@ -116,5 +118,11 @@ def thread_sweep_bars(frame: pd.DataFrame) -> list[Plot]:
         ax.grid(True, axis="y", which="both", alpha=0.3)
         ax.legend(fontsize="small")
         plots.append(Plot(f"Thread sweep: {where}", "Median latency by thread count (SEEDS §1); lower is faster.",
-                          _png(fig), f"threads-{host}-{power}".replace("/", "_")))
+                          _png(fig), _slug("threads", host, power)))
     return plots
+
+
+def _slug(*parts: str) -> str:
+    """A file name from the parts that say something ("-" is a missing power mode)."""
+    text = "-".join(p for p in parts if p and p != "-")
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in text)

@@ -43,7 +43,8 @@ def to_terminal(report: Report, console: Console) -> None:
 def to_markdown(report: Report, path: Path) -> list[Path]:
     """Write the Markdown file, and its plots as PNGs in a folder beside it; returns the files written."""
     lines = [f"# {report.title}", "", f"{report.rows} results · generated {_now()}", ""]
-    lines += [f"> {note}" for note in report.notes]
+    for note in report.notes:
+        lines += [f"> {note}", ""]
     for section in report.sections:
         lines += [f"## {section.title}", "", section.caption, ""]
         for block, frame in section.blocks.items():
