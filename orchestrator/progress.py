@@ -35,6 +35,10 @@ class RichObserver:
     def host_state(self, host: str, text: str) -> None:
         self.progress.update(self._task(host), state=text[:80])
 
+    def host_note(self, host: str, text: str) -> None:
+        """Something the user must see after the run too (a power mode restored), not a passing state."""
+        self.console.print(f"[yellow]{host}[/yellow]: {text}")
+
     def jobs_planned(self, host: str, total: int) -> None:
         self.progress.update(self._task(host), total=total, completed=0)
 
