@@ -123,3 +123,45 @@ def load_seed(store: Store, host: str = "nano-1") -> int:
                        "first_inference_ms": ms * 1.5, "warmup_runs": 1}})
     records.finish_run(store, run_id, "finished")
     return run_id
+
+
+# SEEDS §1: DeepLabv3 mean ms at 1/2/3/4 threads; the Nano's accelerator on USB3, the Pi 3 B+'s on USB2.
+DEEPLAB = {
+    ("rpi3b+", "edgetpu", "deeplabv3_mnv2_dm05"): (459, 377, 352, 333),
+    ("rpi3b+", "edgetpu", "deeplabv3_mnv2"): (834, 668, 561, 511),
+    ("rpi3b+", "cpu", "deeplabv3_mnv2_dm05"): (862, 537, 445, 385),
+    ("rpi3b+", "cpu", "deeplabv3_mnv2"): (1873, 1070, 763, 674),
+    ("jetson-nano", "edgetpu", "deeplabv3_mnv2_dm05"): (213, 172, 159, 153),
+    ("jetson-nano", "edgetpu", "deeplabv3_mnv2"): (363, 262, 224, 209),
+    ("jetson-nano", "cpu", "deeplabv3_mnv2_dm05"): (368, 240, 198, 179),
+    ("jetson-nano", "cpu", "deeplabv3_mnv2"): (736, 432, 333, 284),
+}
+DEEPLAB_USB = {"rpi3b+": ("1-1.2", 480), "jetson-nano": ("2-1", 5000)}
+
+
+def load_seed_threads(store: Store) -> int:
+    """SEEDS §1's thread sweep as one run over two hosts; returns the run id."""
+    run_id = records.create_run(store, "seed-s1", "seed.yaml", ["seed-s1"])
+    jobs, values = [], []
+    for board, (port, speed) in DEEPLAB_USB.items():
+        host_id = records.upsert_host(store, Host(name=board, transport="ssh", address="192.0.2.20", board=board))
+        for (host, delegate, name), times in DEEPLAB.items():
+            if host != board:
+                continue
+            cpu = _model(store, name, "deeplabv3", 2.0, None, {})
+            model = cpu if delegate == "cpu" else _model(store, f"{name}+edgetpu-{COMPILER}", "deeplabv3", 2.2, None,
+                                                         {}, source=cpu, report=_report(8.0, 2.0, None))
+            for threads, ms in enumerate(times, start=1):
+                tpu = delegate == "edgetpu"
+                jobs.append({"host_id": host_id, "model_id": model.id, "delegate": delegate, "threads": threads,
+                             "usb_port": port if tpu else None, "usb_speed": speed if tpu else None, "timing": {},
+                             "cell_key": f"{board}|{model.sha256[:16]}|{delegate}|{threads}"})
+                values.append(float(ms))
+    for job_id, ms in zip(records.add_jobs(store, run_id, jobs), values, strict=True):
+        samples = samples_around(ms, n=20)  # SEEDS §1: 20 inferences, mean reported
+        records.store_result(store, job_id, None, "3.7.3", {
+            "runtime": {"name": "tflite_runtime", "version": "1.14.0"},
+            "timing": {"samples_ns": samples, "summary": summarize(samples), "init_ms": 80.0,
+                       "first_inference_ms": ms * 2, "warmup_runs": 1}})
+    records.finish_run(store, run_id, "finished")
+    return run_id

@@ -278,3 +278,31 @@ def test_report_on_real_results(tmp_path: Path) -> None:
     merged = rate.merge(stored, on=["model", "threads"], suffixes=("", "_stored"))
     assert merged["gops"].to_numpy() == pytest.approx(
         (merged["ops_per_inference"] / (merged["median_ms_stored"] * 1e6)).to_numpy())
+
+
+def test_thread_sweep_has_the_seeds_layout(db_url: str) -> None:
+    from tests.seed_data import DEEPLAB, load_seed_threads
+
+    store = open_store(db_url)
+    try:
+        run_id = load_seed_threads(store)
+        report = build_report(store, Selection(runs=(run_id,)), with_plots=True)
+    finally:
+        store.close()
+    section = next(s for s in report.sections if s.title == THREADS)
+    assert list(section.blocks) == ["jetson-nano", "rpi3b+"]  # one block per host
+    for host, block in section.blocks.items():
+        assert list(block.columns) == ["model", "delegate", "USB", "1 thr", "2 thr", "3 thr", "4 thr"]
+        assert len(block) == 4  # models as rows: Edge TPU and CPU, dm0.5 and full
+        for (seed_host, delegate, name), times in DEEPLAB.items():
+            if seed_host != host:
+                continue
+            model = name if delegate == "cpu" else f"{name}+edgetpu-1.0.249710469"
+            row = _row(block, model=model, delegate=delegate)
+            # The seed reports means of 20 runs; its samples here are symmetric, so the median is the same.
+            assert tuple(row[[f"{t} thr" for t in range(1, 5)]]) == pytest.approx(times)
+            assert row["USB"] == ("-" if delegate == "cpu" else "USB3" if host == "jetson-nano" else "USB2")
+    # Speed-up at each side's best thread count: Nano full model, CPU 284 ms (4 thr) / Edge TPU 209 ms (4 thr).
+    speed = report.table(SPEEDUP)
+    assert _row(speed, host="jetson-nano", model="deeplabv3_mnv2")["speedup_USB3"] == pytest.approx(284 / 209)
+    assert [p.slug for p in report.plots] == ["threads-jetson-nano", "threads-rpi3b_"]

@@ -95,12 +95,14 @@ def thread_sweep_bars(frame: pd.DataFrame) -> list[Plot]:
     rows = rows.assign(power_mode=rows["power_mode"].fillna("-"))
     plots = []
     for (host, power), block in rows.groupby(["host", "power_mode"], sort=True):
-        swept = block.groupby(["model", "delegate"])["threads"].transform("nunique") > 1
+        swept = block.groupby(["model", "delegate", block["usb_speed"].fillna(0)])["threads"].transform("nunique") > 1
         block = block[swept]
         if block.empty:
             continue
-        keyed = block.assign(label=block["model"] + block["delegate"].map(lambda d: " (Edge TPU)" if d == "edgetpu"
-                                                                          else ""),
+        tpu = [f" (Edge TPU{'' if usb_label(u) == '-' else ', ' + usb_label(u)})" if d == "edgetpu" else ""
+               for d, u in zip(block["delegate"], block["usb_speed"], strict=True)]
+        # A compiled model's name repeats its source's plus the compiler version: the source's reads better.
+        keyed = block.assign(label=block["source_model"] + pd.Series(tpu, index=block.index),
                              depth=block["layers"].fillna(-1).astype(int))
         order = keyed.sort_values(["model_family", "depth", "model"])["label"].drop_duplicates().tolist()
         table = keyed.pivot_table(index="label", columns="threads", values="median_ms", aggfunc="first").loc[order]

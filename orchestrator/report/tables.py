@@ -55,25 +55,27 @@ def latency(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def thread_sweep(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """SEEDS §1 layout: one block per host (and power mode / USB speed), models as rows, threads as columns.
-    Only cells measured at more than one thread count are a sweep."""
+    """SEEDS §1 layout: one block per host (and power mode), models as rows, threads as columns; an Edge TPU
+    model's row names the USB speed it ran at. Only cells measured at more than one thread count are a sweep."""
     rows = newest_per_cell(frame)
     if rows.empty:
         return {}
-    block_keys = ["host", *_present(rows, ["power_mode", "usb_speed"])]
+    rows = rows.assign(usb=rows["usb_speed"].map(usb_label))
+    block_keys = ["host", *_present(rows, ["power_mode"])]
+    row_keys = ["model", "delegate", *(["usb"] if (rows["usb"] != "-").any() else [])]
     blocks: dict[str, pd.DataFrame] = {}
     for key, block in rows.groupby(block_keys, dropna=False, sort=True):
         key = key if isinstance(key, tuple) else (key,)
-        swept = block.groupby(["model", "delegate"])["threads"].transform("nunique") > 1
+        swept = block.groupby(row_keys)["threads"].transform("nunique") > 1
         block = _sorted_models(block[swept])
         if block.empty:
             continue
-        table = block.pivot_table(index=["model_family", "layers_key", "model", "delegate"], columns="threads",
+        table = block.pivot_table(index=["model_family", "layers_key", *row_keys], columns="threads",
                                   values="median_ms", aggfunc="first")
         table = table.reset_index().drop(columns=["model_family", "layers_key"])
         table.columns = [c if isinstance(c, str) else f"{c} thr" for c in table.columns]
         title = " · ".join(_label(k, v) for k, v in zip(block_keys, key, strict=True) if not _missing(v))
-        blocks[title] = table
+        blocks[title] = table.rename(columns={"usb": "USB"})
     return blocks
 
 
