@@ -127,6 +127,9 @@ def test_cli(two_runs) -> None:  # type: ignore[no-untyped-def]
     result = runner.invoke(app, ["compare", str(a), str(b), "--db", store.url, "--format", "json"])
     states = sorted(row["state"] for row in json.loads(result.output))
     assert states == ["improved", "invalid", "new", "regressed", "unchanged"]
+    set_baselines(store, list(collect(store, [a]).values()), "accepted")
+    result = runner.invoke(app, ["compare", str(b), "--baseline", "--db", store.url, "--format", "csv"])
+    assert result.exit_code == 0 and result.output.count(",regressed,") == 1 and ",new," in result.output
     for argv, words in ((["compare", str(a)], "name a second run B"), (["compare", "x", "2"], "not a run id"),
                         (["compare", str(a), "999"], "B: no run 999"),
                         (["compare", str(a), str(b), "--baseline"], "either B or --baseline")):
