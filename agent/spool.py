@@ -122,9 +122,10 @@ def start(job, key, holder="?", lease=None, folder=None):
         argv, env = _agent_command(key)
         if folder:
             env[power.STATE_DIR_ENV] = folder
+        # cwd stays the session's (the login home): the job's model path is relative to it.
         with open(os.path.join(folder_path, key + ".log"), "ab") as log:
             child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                     env=env, cwd=folder_path, close_fds=True, start_new_session=True)
+                                     env=env, cwd=os.getcwd(), close_fds=True, start_new_session=True)
     except BaseException:
         hostlock.release(key, folder)
         raise

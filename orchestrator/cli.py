@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from . import cli_resume
 from .errors import FarmError
 
 app = typer.Typer(
@@ -67,11 +68,18 @@ def run(
     known_hosts: Annotated[Path | None, typer.Option(
         "--known-hosts",
         help="known_hosts file for SSH hosts [default: a lab inventory's own, else ~/.ssh/known_hosts]")] = None,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Continue run RUN (default: the newest unfinished) whose controller died")] = False,
+    run_arg: Annotated[int | None, typer.Argument(metavar="[RUN]", help="The run --resume continues")] = None,
 ) -> None:
     """Run a benchmark matrix on the inventory's hosts and store every result.
 
+    Exits with 1 when a job failed, 3 when the run is incomplete (finish it with
+    --resume; see README, Crash safety).
+
     Example: farm run --matrix all
              farm run --matrix sweep --matrix-file matrices.yaml --inventory lab.yaml --db postgresql+psycopg://127.0.0.1/test
+             farm run --resume        # continue the newest run whose controller died
     """
     from .inventory import load_inventory
     from .matrix import load_matrix
@@ -79,6 +87,8 @@ def run(
     from .progress import RichObserver
     from .scheduler import Runner
 
+    if resume or run_arg is not None:
+        return _resume(resume, run_arg, inventory, db, host, tag, accept_new_host_keys, known_hosts)
     inv = load_inventory(inventory)
     spec = load_matrix(matrix, matrix_file)
     hosts = inv.select(host, tag)
@@ -91,14 +101,30 @@ def run(
         models = registry.find_models(store, spec.models)
         options = _transport_options(accept_new_host_keys, known_hosts, inventory)
         with RichObserver(console) as observer:
-            outcome = Runner(store, observer, options).run(spec, hosts, models, inv.path)
-        _print_run_summary(store, outcome.run_id)
-        for name, reason in outcome.unreachable.items():
-            err_console.print(f"[red]unreachable[/red] {name}: {reason}")
-        counts = ", ".join(f"{n} {s}" for s, n in sorted(outcome.counts.items()))
-        console.print(f"Run {outcome.run_id} stored in {store.url}: {counts}.")
-        if outcome.counts.get("failed"):
-            raise typer.Exit(1)
+            runner = Runner(store, observer, options)
+            runner.on_run_created = cli_resume.announcer(console)  # "Run N started": what --resume takes
+            outcome = runner.run(spec, hosts, models, inv.path)
+        code = cli_resume.report(console, err_console, store, outcome, _print_run_summary)
+        if code:
+            raise typer.Exit(code)
+    finally:
+        store.close()
+
+
+def _resume(resume: bool, run_arg: int | None, inventory: Path | None, db: str | None, host: list[str] | None,
+            tag: list[str] | None, accept_new_host_keys: bool, known_hosts: Path | None) -> None:
+    from .progress import RichObserver
+
+    if not resume:
+        raise FarmError(f"a run number ({run_arg}) is only taken with --resume: farm run --resume {run_arg}")
+    store = _open(db)
+    try:
+        options = _transport_options(accept_new_host_keys, known_hosts, inventory)
+        with RichObserver(console) as observer:
+            outcome = cli_resume.resume_run(run_arg, inventory, store, host, tag, options, observer, console)
+        code = cli_resume.report(console, err_console, store, outcome, _print_run_summary)
+        if code:
+            raise typer.Exit(code)
     finally:
         store.close()
 

@@ -3,11 +3,17 @@
 Facts are gathered from every host first, concurrently, because the matrix
 depends on them (threads up to the CPUs online, a runtime present). Results are
 stored as each job finishes, so an interrupted run keeps everything it measured.
+Each lane hands its jobs to the agent's spool and collects them (``dispatch``),
+so a dropped link or a killed controller loses nothing: ``resume`` goes on.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
+import socket
 import threading
+import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -17,11 +23,16 @@ from typing import Any, Protocol
 from agent.schema import TIMING_DEFAULTS, make_job
 
 from .agent_client import AgentSession
-from .errors import FarmError, TransportError
+from .dispatch import Lane, LaneJob, LaneStats
+from .errors import FarmError
 from .inventory import Host
+from .lifecycle import RetryPolicy
 from .matrix import Cell, MatrixSpec, expand
+from .power_usb import current_mode, edgetpu_request, order_by_mode, power_request, restore_notes
+from .store import jobs as job_store
 from .store import records
 from .store.db import Store
+from .store.journal import StoreWriter
 from .store.schema import ModelRow
 from .transport import open_transport
 
@@ -60,14 +71,22 @@ class RunOutcome:
     run_id: int
     counts: Counter = field(default_factory=Counter)
     unreachable: dict[str, str] = field(default_factory=dict)
+    lanes: dict[str, LaneStats] = field(default_factory=dict)
+    journal_pending: int = 0  # writes still waiting for the database: the run is incomplete
+    store_stats: dict[str, int] = field(default_factory=dict)
 
 
 class Runner:
     def __init__(self, store: Store, observer: RunObserver | None = None,
-                 transport_options: dict[str, Any] | None = None) -> None:
+                 transport_options: dict[str, Any] | None = None, policy: RetryPolicy | None = None) -> None:
         self.store = store
         self.observer = observer or QuietObserver()
         self.transport_options = transport_options or {}
+        self.policy = policy or RetryPolicy.from_env()
+        # Who holds a host's lock on the agent: this controller process, told apart from any other.
+        self.holder = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.on_run_created: Any = None  # called with the run id as soon as it exists
+        self.writer: StoreWriter | None = None
         # One writer at a time: SQLite allows no more, and it keeps PostgreSQL simple too.
         self._store_lock = threading.Lock()
 
@@ -78,19 +97,38 @@ class Runner:
         if not models:
             raise FarmError("no models to run: register some with `farm models build` or `farm models add`")
         run_id = records.create_run(self.store, spec.name, inventory, tags or [])
+        if self.on_run_created:
+            self.on_run_created(run_id)
         outcome = RunOutcome(run_id)
         links = [HostLink(host, records.upsert_host(self.store, host)) for host in hosts]
-        status = "failed"
-        try:
-            with ThreadPoolExecutor(max_workers=min(len(links), MAX_CONNECT_WORKERS)) as pool:
-                list(pool.map(self._connect, links))
+        self.writer = StoreWriter(self.store, run_id)
+
+        def plan() -> list[tuple[HostLink, list[LaneJob]]]:
             cells = expand(spec, hosts, models, {link.host.name: link.facts for link in links})
-            by_host = self._plan(run_id, spec, cells, links, outcome)
+            return self._plan(run_id, spec, cells, links, outcome)
+
+        self._drive(run_id, links, plan, outcome)
+        return outcome
+
+    def _drive(self, run_id: int, links: list[HostLink], plan: Any, outcome: RunOutcome) -> None:
+        """Connect every host, plan, run the lanes in parallel, close the run (also for resume)."""
+        assert self.writer is not None
+        status = "failed"
+        lanes: list[Lane] = []
+        try:
+            with ThreadPoolExecutor(max_workers=max(1, min(len(links), MAX_CONNECT_WORKERS))) as pool:
+                list(pool.map(self._connect, links))
+            by_host = plan()
+            lanes = [self._make_lane(link) for link, _ in by_host]
             with ThreadPoolExecutor(max_workers=max(1, len(by_host))) as pool:
-                timing = {**TIMING_DEFAULTS, **spec.timing}
-                lanes = [pool.submit(self._lane, run_id, link, jobs, timing, outcome) for link, jobs in by_host]
-                for lane in lanes:
-                    lane.result()
+                futures = [pool.submit(self._lane, lane, jobs, outcome) for lane, (_, jobs) in zip(lanes, by_host)]
+                try:
+                    for future in futures:
+                        future.result()
+                except BaseException:
+                    for lane in lanes:
+                        lane.stop.set()
+                    raise
             status = "finished"
         except KeyboardInterrupt:
             status = "interrupted"
@@ -100,92 +138,106 @@ class Runner:
                 if link.session is not None:
                     link.session.close()
                     link.session.transport.close()
-            records.finish_run(self.store, run_id, status)
-        return outcome
+            outcome.lanes = {lane.link.host.name: lane.stats for lane in lanes}
+            self.writer.write("finish_run", run_id=run_id, status=status)
+            outcome.journal_pending = self.writer.replay()
+            outcome.store_stats = dict(self.writer.stats)
+            if not outcome.journal_pending:
+                outcome.counts = Counter(job_store.status_counts(self.store, run_id))
 
-    def _connect(self, link: HostLink) -> None:
+    def _make_lane(self, link: HostLink) -> Lane:
+        assert self.writer is not None
+
+        def connect(target: HostLink) -> AgentSession:
+            self._connect(target, quiet=True)
+            if target.session is None:
+                raise FarmError(target.error or f"{target.host.name}: cannot connect")
+            return target.session
+
+        def python_version() -> str | None:
+            return ((link.facts or {}).get("python") or {}).get("version")
+
+        return Lane(link, self.writer, self.holder, self.policy, connect, python_version,
+                    lambda text: self.observer.host_state(link.host.name, text))
+
+    def _connect(self, link: HostLink, quiet: bool = False) -> None:
         self.observer.host_state(link.host.name, "connecting")
+        transport = None
         try:
             transport = open_transport(link.host, **self.transport_options)
             link.session = AgentSession(transport).open()
             link.facts = link.session.facts()
-        except FarmError as exc:
+        except (FarmError, OSError) as exc:
             link.error = str(exc)
             if link.session is not None:
                 link.session.close()
                 link.session = None
-            self.observer.host_state(link.host.name, f"unreachable: {exc}")
+            if transport is not None:
+                transport.close()
+            if not quiet:
+                self.observer.host_state(link.host.name, f"unreachable: {exc}")
             return
-        with self._store_lock:
-            link.facts_id = records.add_facts(self.store, link.host_id, link.facts)
+        try:
+            with self._store_lock:
+                link.facts_id = records.add_facts(self.store, link.host_id, link.facts)
+        except Exception:  # the database may be away: a reconnect does not need a new facts snapshot
+            if not quiet:
+                raise
+        for note in restore_notes(link.facts):  # a killed agent's mode, put back by this contact: say so
+            getattr(self.observer, "host_note", self.observer.host_state)(link.host.name, note)
         self.observer.host_state(link.host.name, "ready")
 
     def _plan(self, run_id: int, spec: MatrixSpec, cells: list[Cell], links: list[HostLink],
-              outcome: RunOutcome) -> list[tuple[HostLink, list[tuple[int, Cell]]]]:
+              outcome: RunOutcome) -> list[tuple[HostLink, list[LaneJob]]]:
         link_of = {link.host.name: link for link in links}
         timing = {**TIMING_DEFAULTS, **spec.timing}
         rows = []
         for cell in cells:
             link = link_of[cell.host.name]
-            status, reason, kind = "queued", None, None
+            status, reason, kind, failure = "queued", None, None, None
             if cell.skip_reason:
                 status, reason = "skipped", cell.skip_reason
             elif link.error:
-                status, reason, kind = "failed", link.error, "infrastructure"
+                status, reason, kind, failure = "failed", link.error, "infrastructure", "unreachable"
             rows.append({"host_id": link.host_id, "model_id": cell.model.id, "cell_key": cell.key,
                          "delegate": cell.delegate, "threads": cell.threads, "power_mode": cell.power_mode,
                          "usb_port": cell.usb_port, "usb_speed": cell.usb_speed, "timing": timing,
-                         "status": status, "reason": reason, "error_kind": kind})
+                         "status": status, "reason": reason, "error_kind": kind, "failure": failure})
         with self._store_lock:
             ids = records.add_jobs(self.store, run_id, rows)
-        plan: dict[str, list[tuple[int, Cell]]] = {}
+        plan: dict[str, list[tuple[LaneJob, Cell]]] = {}
         for job_id, cell, row in zip(ids, cells, rows):
             if row["status"] == "queued":
-                plan.setdefault(cell.host.name, []).append((job_id, cell))
+                document = self._job_document(run_id, job_id, cell, link_of[cell.host.name], timing)
+                job = LaneJob(job_id, document, Path(cell.model.path), cell.model.sha256, label=cell)
+                plan.setdefault(cell.host.name, []).append((job, cell))
             else:
                 outcome.counts[row["status"]] += 1
                 self.observer.job_finished(cell.host.name, cell, row["status"], row["reason"] or "")
+        # Stored before any is sent: a resumed controller sends exactly these documents.
+        job_store.set_documents(self.store, {job.job_id: job.doc for jobs in plan.values() for job, _ in jobs})
         for link in links:
             if link.error:
                 outcome.unreachable[link.host.name] = link.error
+                self.writer.write("host_failed", host_id=link.host_id, reason=link.error,
+                                  unhealthy_after=self.policy.unhealthy_after)
             self.observer.jobs_planned(link.host.name, len(plan.get(link.host.name, [])))
-        return [(link_of[name], jobs) for name, jobs in sorted(plan.items())]
+        ordered = []
+        for name, jobs in sorted(plan.items()):
+            link = link_of[name]
+            ordered.append((link, [job for job, _ in order_by_mode(jobs, current_mode(link.host, link.facts))]))
+        return ordered
 
-    def _lane(self, run_id: int, link: HostLink, jobs: list[tuple[int, Cell]], timing: dict[str, Any],
-              outcome: RunOutcome) -> None:
-        for job_id, cell in jobs:
-            status, detail = self._run_one(run_id, link, job_id, cell, timing)
+    def _job_document(self, run_id: int, job_id: int, cell: Cell, link: HostLink,
+                      timing: dict[str, Any]) -> dict[str, Any]:
+        # The id names the database too: two controllers with their own databases share no spool keys.
+        tag = hashlib.sha1(self.store.url.encode()).hexdigest()[:6]
+        remote = f"{link.host.workdir}/models/{cell.model.sha256}.tflite"  # where upload_model puts it
+        return make_job(f"f{tag}-run{run_id}-job{job_id}", remote, cell.model.sha256, cell.delegate, cell.threads,
+                        timing=timing, power=power_request(cell), edgetpu=edgetpu_request(cell))
+
+    def _lane(self, lane: Lane, jobs: list[LaneJob], outcome: RunOutcome) -> None:
+        for job in jobs:
+            status, detail = lane.run(job)
             outcome.counts[status] += 1
-            self.observer.job_finished(link.host.name, cell, status, detail)
-
-    def _run_one(self, run_id: int, link: HostLink, job_id: int, cell: Cell,
-                 timing: dict[str, Any]) -> tuple[str, str]:
-        with self._store_lock:
-            records.mark_job(self.store, job_id, "running")
-        if link.session is None:
-            reason = link.error or "host connection lost earlier in this run"
-            with self._store_lock:
-                records.mark_job(self.store, job_id, "failed", reason=reason, error_kind="infrastructure")
-            return "failed", reason
-        try:
-            remote = link.session.upload_model(Path(cell.model.path), cell.model.sha256)
-            job = make_job(f"run{run_id}-job{job_id}", remote, cell.model.sha256, cell.delegate, cell.threads,
-                           timing=timing)
-            result = link.session.run_job(job)
-        except (TransportError, OSError) as exc:
-            link.error = str(exc)
-            link.session.close()
-            link.session = None
-            with self._store_lock:
-                records.mark_job(self.store, job_id, "failed", reason=str(exc), error_kind="infrastructure")
-            return "failed", str(exc)
-        if result["status"] != "succeeded":
-            error = result["error"]
-            with self._store_lock:
-                records.mark_job(self.store, job_id, result["status"], reason=error["message"],
-                                 error_kind=error["kind"])
-            return result["status"], error["message"]
-        python = ((link.facts or {}).get("python") or {}).get("version")
-        with self._store_lock:
-            records.store_result(self.store, job_id, link.facts_id, python, result)
-        return "succeeded", f"median {result['timing']['summary']['median_ms']:.2f} ms"
+            self.observer.job_finished(lane.link.host.name, job.label, status, detail)

@@ -14,6 +14,7 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from ..lifecycle import TERMINAL, failure_class
+from ..power_usb import measured_columns
 from .db import Store
 from .schema import HostRow, JobRow, ResultRow, SampleRow, utcnow
 
@@ -94,7 +95,7 @@ def ingest_result(store: Store, job_id: int, attempt: int, spool_key: str | None
             first_inference_ms=timing["first_inference_ms"], warmup_runs=timing["warmup_runs"],
             count=summary["count"], mean_ms=summary["mean_ms"], median_ms=summary["median_ms"],
             p90_ms=summary["p90_ms"], p99_ms=summary["p99_ms"], min_ms=summary["min_ms"],
-            max_ms=summary["max_ms"], std_ms=summary["std_ms"], detail=detail,
+            max_ms=summary["max_ms"], std_ms=summary["std_ms"], detail=detail, **measured_columns(result),
         )
         session.add(row)
         try:
@@ -115,6 +116,16 @@ def ingest_result(store: Store, job_id: int, attempt: int, spool_key: str | None
             session.rollback()
             return False
         return True
+
+
+def set_documents(store: Store, documents: dict[int, dict[str, Any]]) -> None:
+    """Keep each planned job's agent document, so a resumed controller sends exactly the same job."""
+    with store.session() as session:
+        for job_id, document in documents.items():
+            row = session.get(JobRow, job_id)
+            assert row is not None
+            row.job_doc = document
+        session.commit()
 
 
 def open_jobs(store: Store, run_id: int) -> list[JobRow]:

@@ -1,0 +1,72 @@
+"""The crash-safety side of ``farm run``: its exit codes, its first line, and ``--resume [RUN]``.
+
+Exit codes (README, "Crash safety"): 0 every job terminal and none failed;
+1 a job failed (or bad input); 3 the run is incomplete (jobs in flight or
+writes waiting in the journal): ``farm run --resume`` finishes it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from .errors import FarmError
+from .lifecycle import TERMINAL
+
+EXIT_OK, EXIT_FAILED, EXIT_INCOMPLETE = 0, 1, 3
+
+
+def exit_code(outcome: Any) -> int:
+    if outcome.journal_pending or any(status not in TERMINAL for status in outcome.counts):
+        return EXIT_INCOMPLETE
+    return EXIT_FAILED if outcome.counts.get("failed") else EXIT_OK
+
+
+def announcer(console: Console, verb: str = "started"):  # type: ignore[no-untyped-def]
+    def announce(run_id: int) -> None:
+        console.print(f"Run {run_id} {verb}", highlight=False)
+
+    return announce
+
+
+def report(console: Console, err_console: Console, store: Any, outcome: Any, print_summary: Any) -> int:
+    """Print the run's table, its unreachable hosts and counts; return its exit code."""
+    if not outcome.journal_pending:
+        print_summary(store, outcome.run_id)
+    for name, reason in outcome.unreachable.items():
+        err_console.print(f"[red]unreachable[/red] {name}: {reason}")
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(outcome.counts.items()))
+    console.print(f"Run {outcome.run_id} stored in {store.url}: {counts}.", highlight=False)
+    retries = sum(lane.retries for lane in outcome.lanes.values())
+    reconnects = sum(lane.reconnects for lane in outcome.lanes.values())
+    late = sum(lane.collected_late for lane in outcome.lanes.values())
+    if retries or reconnects or late or outcome.store_stats.get("journaled"):
+        console.print(f"Faults survived: {retries} job retries, {reconnects} reconnects, {late} results "
+                      f"collected after a lost link or controller, {outcome.store_stats.get('retried', 0)} "
+                      f"database retries, {outcome.store_stats.get('journaled', 0)} writes journaled.",
+                      highlight=False)
+    if outcome.journal_pending:
+        err_console.print(f"[yellow]incomplete[/yellow]: {outcome.journal_pending} write(s) wait in the journal "
+                          "for the database; run `farm run --resume` when it is back.")
+    return exit_code(outcome)
+
+
+def resume_run(run_arg: int | None, inventory: Path | None, store: Any, host: list[str] | None,
+               tag: list[str] | None, options: dict, observer: Any, console: Console) -> Any:
+    """Continue run ``run_arg`` (None: the newest unfinished) on the inventory it ran on, unless one is given."""
+    from .inventory import load_inventory
+    from .resume import resume, run_to_resume
+    from .scheduler import Runner
+
+    run = run_to_resume(store, run_arg)
+    source: str | Path | None = inventory
+    if source is None and run.inventory and Path(run.inventory).is_file():
+        source = run.inventory
+    elif source is None:
+        raise FarmError(f"--resume: run {run.id} ran on the inventory {run.inventory}, which is no longer "
+                        "there; give it with --inventory")
+    inv = load_inventory(source)
+    announcer(console, "resumed")(run.id)
+    return resume(Runner(store, observer, options), run.id, list(inv.select(host, tag)))

@@ -1,0 +1,258 @@
+"""One host's lane: hand jobs to the agent's spool, collect their results, survive the link.
+
+The controller never waits on a benchmark over the link: it ``start``s the job
+under the key ``<job id>.<attempt>`` and long-polls ``collect``. When the link
+drops it reconnects with backoff and collects the same key, so a job that ran
+on while the controller was away is not run again. A key that died on the
+device (agent or board killed) becomes a new attempt, while attempts last.
+Everything stored goes through the run's ``StoreWriter``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agent.schema import SchemaError, validate_result
+
+from .agent_client import AgentSession
+from .errors import FarmError, TransportError
+from .lifecycle import RetryPolicy, classify_agent_error, classify_transport_error
+from .store.journal import StoreWriter
+
+COLLECT_WAIT = 5.0  # seconds the agent holds one collect open: also how soon a dead link is noticed
+ANSWER_SLACK = 30.0  # beyond the wait, for a slow board to answer at all
+JOB_SLACK_SECONDS = 120.0
+
+
+@dataclass
+class LaneJob:
+    """A job as the lane needs it: its stored document, the model to upload, what was tried already."""
+
+    job_id: int
+    doc: dict[str, Any]
+    model_path: Path
+    model_sha256: str
+    attempt: int = 0  # attempts already made
+    keys: list[str] = field(default_factory=list)  # spool keys of earlier attempts, newest last
+    label: Any = None  # what the observer is told about (a matrix Cell)
+
+    def key(self, attempt: int) -> str:
+        return f"{self.doc['job_id']}.{attempt}"
+
+    def timeout(self) -> float:
+        return float(self.doc["timing"]["max_seconds"]) * 2 + JOB_SLACK_SECONDS
+
+
+@dataclass
+class LaneStats:
+    reconnects: int = 0
+    attempts: int = 0
+    retries: int = 0
+    collected_late: int = 0  # results of keys started before a lost link or by a dead controller
+    link_lost_at: list[float] = field(default_factory=list)
+    detect_seconds: list[float] = field(default_factory=list)  # last good answer -> link declared lost
+
+
+class SpoolClient:
+    """The agent's spool ops on one session."""
+
+    def __init__(self, session: AgentSession) -> None:
+        self.session = session
+
+    def start(self, doc: dict[str, Any], key: str, holder: str) -> dict[str, Any]:
+        return self.session.request({"op": "start", "job": doc, "key": key, "holder": holder},
+                                    timeout=ANSWER_SLACK)
+
+    def collect(self, keys: list[str], wait: float) -> dict[str, Any]:
+        return self.session.request({"op": "collect", "keys": keys, "wait": wait}, timeout=wait + ANSWER_SLACK)
+
+    def ack(self, keys: list[str]) -> dict[str, Any]:
+        return self.session.request({"op": "ack", "keys": keys}, timeout=ANSWER_SLACK)
+
+
+class Retry(Exception):
+    """This attempt failed for infrastructure reasons; ``failure`` says how."""
+
+    def __init__(self, failure: str, reason: str) -> None:
+        super().__init__(reason)
+        self.failure, self.reason = failure, reason
+
+
+class Lane:
+    def __init__(self, link: Any, writer: StoreWriter, holder: str, policy: RetryPolicy,
+                 connect: Callable[[Any], AgentSession], python_version: Callable[[], str | None],
+                 on_state: Callable[[str], None] | None = None) -> None:
+        self.link = link  # scheduler.HostLink: host, host_id, session, facts_id, error
+        self.writer = writer
+        self.holder = holder
+        self.policy = policy
+        self._connect = connect
+        self._python = python_version
+        self._say = on_state or (lambda text: None)
+        self.stats = LaneStats()
+        self._last_answer = time.monotonic()
+        self.unhealthy = False
+        self.stop = threading.Event()
+
+    # --- the link ----------------------------------------------------------------------------
+
+    def _session(self) -> AgentSession:
+        if self.link.session is not None and not self.unhealthy:
+            return self.link.session
+        self._drop()
+        session = self._connect(self.link)  # a health check too: deploy, ping, facts
+        self.link.session, self.link.error = session, None
+        if self.unhealthy:
+            self.writer.write("host_ok", host_id=self.link.host_id, reason="health check passed")
+            self.unhealthy = False
+        self._last_answer = time.monotonic()
+        self._say("ready")
+        return session
+
+    def _drop(self) -> None:
+        if self.link.session is not None:
+            session, self.link.session = self.link.session, None
+            with contextlib.suppress(Exception):  # a dead link may fail to close in any way
+                session.close()
+                session.transport.close()
+
+    def _host_failed(self, reason: str) -> None:
+        if self.writer.write("host_failed", host_id=self.link.host_id, reason=reason,
+                             unhealthy_after=self.policy.unhealthy_after):
+            if not self.unhealthy:
+                self._say(f"unhealthy: {reason}"[:80])
+            self.unhealthy = True
+
+    # --- one job -----------------------------------------------------------------------------
+
+    def run(self, job: LaneJob) -> tuple[str, str]:
+        """Drive one job to a terminal state; returns (status, detail)."""
+        connect_failures = 0
+        while True:
+            if self.stop.is_set():
+                raise KeyboardInterrupt
+            try:
+                spool = SpoolClient(self._session())
+            except FarmError as exc:
+                failure = classify_transport_error(str(exc), during_job=False)
+                connect_failures += 1
+                self.link.error = str(exc)
+                self._host_failed(str(exc))
+                self._say(f"unreachable ({connect_failures}): {exc}"[:80])
+                if failure == "host-key" or connect_failures > self.policy.retries:
+                    return self._final(job, "failed", failure, str(exc))
+                time.sleep(self.policy.delay(connect_failures + 1))
+                continue
+            connect_failures = 0
+            try:
+                return self._drive(spool, job)
+            except TransportError as exc:
+                self.stats.link_lost_at.append(time.time())
+                self.stats.detect_seconds.append(time.monotonic() - self._last_answer)
+                self.stats.reconnects += 1
+                self._drop()
+                self._host_failed(f"link lost: {exc}")
+                self._say(f"link lost: {exc}"[:80])
+                time.sleep(self.policy.delay(2))
+
+    def _drive(self, spool: SpoolClient, job: LaneJob) -> tuple[str, str]:
+        if job.keys:  # an earlier attempt may have finished, or still run, while we were away
+            outcome = self._await(spool, job, job.keys[-1], job.attempt, late=True)
+            if outcome is not None:
+                return outcome
+        while True:
+            job.attempt += 1
+            key = job.key(job.attempt)
+            job.keys.append(key)
+            self.stats.attempts += 1
+            if job.attempt > 1:
+                self.stats.retries += 1
+                time.sleep(self.policy.delay(job.attempt))
+            self.link.session.upload_model(job.model_path, job.model_sha256)
+            self.writer.write("dispatched", job_id=job.job_id, attempt=job.attempt, spool_key=key, job_doc=job.doc)
+            try:
+                self._start(spool, job, key)
+            except Retry as retry:
+                outcome = self._retry(job, retry)
+            else:
+                self.writer.write("running", job_id=job.job_id)
+                outcome = self._await(spool, job, key, job.attempt, late=False)
+            if outcome is not None:
+                return outcome
+
+    def _start(self, spool: SpoolClient, job: LaneJob, key: str) -> None:
+        deadline = time.monotonic() + job.timeout()
+        while True:
+            reply = spool.start(job.doc, key, self.holder)
+            self._last_answer = time.monotonic()
+            if reply.get("state") != "busy":
+                return
+            # Another controller's benchmark holds the board: wait for it, it is not our failure.
+            if time.monotonic() > deadline:
+                raise Retry("lock-busy", f"host busy with {reply.get('holder')}'s job {reply.get('busy_key')}")
+            self._say(f"waiting: host busy with {reply.get('holder')}"[:80])
+            time.sleep(min(2.0, max(0.2, float(reply.get("expires_in") or 1.0))))
+
+    def _await(self, spool: SpoolClient, job: LaneJob, key: str, attempt: int,
+               *, late: bool) -> tuple[str, str] | None:
+        """Wait for ``key``; a final (status, detail), or None when a new attempt is needed."""
+        deadline = time.monotonic() + job.timeout()
+        while True:
+            reply = spool.collect([key], COLLECT_WAIT)
+            self._last_answer = time.monotonic()
+            if key in reply["finished"]:
+                if late:
+                    self.stats.collected_late += 1
+                return self._finished(spool, job, key, attempt, reply["finished"][key])
+            if key in reply["running"]:
+                if time.monotonic() > deadline:
+                    return self._retry(job, Retry("agent-died", f"no result for {key} in {job.timeout():.0f} s"))
+                continue
+            # dead or unknown: the process that ran it is gone without a result.
+            spool.ack([key])
+            why = "the job's process died on the device" if key in reply["dead"] \
+                else "the device's spool does not know the job (agent or board lost it)"
+            return self._retry(job, Retry("agent-died", f"{key}: {why}"))
+
+    def _retry(self, job: LaneJob, retry: Retry) -> tuple[str, str] | None:
+        self._host_failed(retry.reason)
+        if not self.policy.may_retry(retry.failure, job.attempt):
+            return self._final(job, "failed", retry.failure, retry.reason)
+        self.writer.write("requeue", job_id=job.job_id, failure=retry.failure, reason=retry.reason)
+        return None
+
+    def _finished(self, spool: SpoolClient, job: LaneJob, key: str, attempt: int,
+                  result: Any) -> tuple[str, str] | None:
+        try:
+            result = validate_result(result)
+        except SchemaError as exc:
+            spool.ack([key])
+            return self._retry(job, Retry("agent-error", f"agent sent a malformed result: {exc}"))
+        if result.get("spool_key") not in (None, key) or str(result.get("job_id")) != job.doc["job_id"]:
+            spool.ack([key])
+            return self._retry(job, Retry("agent-error", f"{key} holds the result of another job "
+                                                         f"({result.get('job_id')})"))
+        if result["status"] == "succeeded":
+            self.writer.write("ingest", job_id=job.job_id, attempt=attempt, spool_key=key,
+                              facts_id=self.link.facts_id, python_version=self._python(), result=result)
+            spool.ack([key])  # only now: the result is in the database or the fsynced journal
+            self.writer.write("host_ok", host_id=self.link.host_id)
+            return "succeeded", f"median {result['timing']['summary']['median_ms']:.2f} ms"
+        error = result["error"]
+        failure = classify_agent_error(error["kind"], error["message"])
+        spool.ack([key])
+        if result["status"] == "skipped":
+            return self._final(job, "skipped", failure, error["message"])
+        if error["kind"] == "infrastructure":
+            return self._retry(job, Retry(failure, error["message"]))
+        return self._final(job, "failed", failure, error["message"])
+
+    def _final(self, job: LaneJob, status: str, failure: str | None, reason: str) -> tuple[str, str]:
+        self.writer.write("finish", job_id=job.job_id, status=status, failure=failure, reason=reason)
+        return status, reason

@@ -1,0 +1,117 @@
+"""``farm run --resume``: finish a run whose controller died.
+
+Jobs already terminal are kept as they are. A job the dead controller had
+handed to an agent (dispatched or running, with its spool key) is looked up
+in that agent's spool: collected if it finished while nobody watched, waited
+for if it still runs, run again as a new attempt if the agent lost it. Queued
+jobs run as they would have. Writes the dead controller left in its journal
+are replayed first, so nothing it measured is lost.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import exists, select
+
+from agent.schema import make_job
+
+from .errors import FarmError
+from .inventory import Host
+from .lifecycle import IN_FLIGHT, TERMINAL
+from .matrix import Cell
+from .scheduler import HostLink, Runner, RunOutcome
+from .store import jobs as job_store
+from .store import records
+from .store.db import Store
+from .store.journal import StoreWriter
+from .store.schema import HostRow, JobRow, ModelRow, RunRow
+
+
+def run_to_resume(store: Store, run_id: int | None) -> RunRow:
+    """The run named, or the newest one with jobs not yet terminal (else the newest not finished)."""
+    with store.session() as session:
+        if run_id is not None:
+            run = session.get(RunRow, run_id)
+            if run is None:
+                raise FarmError(f"--resume: there is no run {run_id} in {store.url}")
+            return run
+        open_job = exists().where(JobRow.run_id == RunRow.id, JobRow.status.not_in(TERMINAL))
+        run = session.scalar(select(RunRow).where(open_job).order_by(RunRow.id.desc()).limit(1)) \
+            or session.scalar(select(RunRow).where(RunRow.status != "finished").order_by(RunRow.id.desc()).limit(1))
+        if run is None:
+            raise FarmError(f"--resume: every run in {store.url} is finished; nothing to resume")
+        return run
+
+
+def _mark_running(store: Store, run_id: int) -> None:
+    with store.session() as session:
+        run = session.get(RunRow, run_id)
+        assert run is not None
+        run.status, run.finished_at = "running", None
+        session.commit()
+
+
+def resume(runner: Runner, run_id: int, hosts: list[Host]) -> RunOutcome:
+    store = runner.store
+    runner.writer = StoreWriter(store, run_id)
+    runner.writer.replay()  # what the dead controller could not store goes in first
+    _mark_running(store, run_id)
+    outcome = RunOutcome(run_id)
+    pending = job_store.open_jobs(store, run_id)
+    by_name = {host.name: host for host in hosts}
+    with store.session() as session:
+        host_names = {row.id: row.name for row in session.scalars(select(HostRow))}
+        models = {row.id: row for row in session.scalars(select(ModelRow))}
+    links: dict[int, HostLink] = {}
+    for job in pending:
+        name = host_names[job.host_id]
+        if name not in by_name:
+            runner.writer.write("finish", job_id=job.id, status="failed", failure="unreachable",
+                                reason=f"host '{name}' is not in the inventory given to --resume")
+            outcome.unreachable[name] = "not in the inventory"
+            continue
+        if job.host_id not in links:
+            links[job.host_id] = HostLink(by_name[name], records.upsert_host(store, by_name[name]))
+
+    def plan() -> list[tuple[HostLink, list]]:
+        from .dispatch import LaneJob
+
+        lanes: dict[int, list[LaneJob]] = {}
+        for job in pending:
+            link = links.get(job.host_id)
+            if link is None:
+                continue
+            model = models[job.model_id]
+            if link.error:
+                runner.writer.write("finish", job_id=job.id, status="failed", failure="unreachable",
+                                    reason=link.error)
+                outcome.unreachable[link.host.name] = link.error
+                continue
+            document = job.job_doc or _rebuild_document(job, model, link.host)
+            if document is None:
+                runner.writer.write("finish", job_id=job.id, status="failed", failure="agent-error",
+                                    reason="cannot resume: the job was never handed a document "
+                                           "(its power mode or USB port cannot be rebuilt)")
+                continue
+            keys = [job.spool_key] if job.status in IN_FLIGHT and job.spool_key else []
+            label = Cell(link.host, model, job.delegate, job.threads, job.power_mode, job.usb_port, job.usb_speed)
+            lanes.setdefault(job.host_id, []).append(
+                LaneJob(job.id, document, Path(model.path), model.sha256, attempt=job.attempt, keys=keys,
+                        label=label))
+        for host_id, link in links.items():
+            runner.observer.jobs_planned(link.host.name, len(lanes.get(host_id, [])))
+        # In-flight jobs first: they may hold the host's lock, and their results are the oldest.
+        return [(links[host_id], sorted(jobs, key=lambda j: not j.keys)) for host_id, jobs in sorted(lanes.items())]
+
+    runner._drive(run_id, list(links.values()), plan, outcome)
+    return outcome
+
+
+def _rebuild_document(job: JobRow, model: ModelRow, host: Host) -> dict | None:
+    """A queued job the dead controller planned but never stored a document for (a kill mid-plan)."""
+    if job.power_mode or job.usb_port:
+        return None
+    remote = f"{host.workdir}/models/{model.sha256}.tflite"
+    return make_job(f"resumed-run{job.run_id}-job{job.id}", remote, model.sha256, job.delegate, job.threads,
+                    timing=job.timing)

@@ -1,0 +1,104 @@
+"""A controller SIGKILLed mid-run, then `farm run --resume`: same cells and counts as a fault-free run, no duplicates."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from orchestrator.integrity import check_run
+from orchestrator.store import open_store
+from orchestrator.store.schema import JobRow, ResultRow
+from tests.conftest import SHARED_MODELS
+from tests.test_cli_run import farm
+
+MATRIX = """
+matrices:
+  slow:
+    models: [family:dense_stack, mobilenet]
+    threads: [1, 2]
+    timing: {min_runs: 5, min_seconds: 1.5, warmup_min_seconds: 0}
+"""
+
+
+def start_farm(*args: str) -> subprocess.Popen:
+    # Its own process group: killing the group takes the controller and its agent session, as a crash would.
+    return subprocess.Popen([sys.executable, "-m", "orchestrator", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                            env={**os.environ, "COLUMNS": "200"})
+
+
+def statuses(db: str, run_id: int) -> list[str]:
+    store = open_store(db)
+    try:
+        with store.session() as session:
+            return [job.status for job in session.query(JobRow).filter(JobRow.run_id == run_id).order_by(JobRow.id)]
+    finally:
+        store.close()
+
+
+def wait_for(predicate, what: str, limit: float = 240.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_a_killed_controller_resumes_to_the_same_result(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'farm.db'}"
+    matrix_file = tmp_path / "m.yaml"
+    matrix_file.write_text(MATRIX)
+    farm("models", "build", "--family", "dense_stack", "--layers", "10,30", "--db", db)
+    farm("models", "add", str(SHARED_MODELS / "mobilenet_v1_0.25_128_quant.tflite"), "--name", "mobilenet",
+         "--db", db)
+    clean = farm("run", "--matrix", "slow", "--matrix-file", str(matrix_file), "--db", db)
+    assert clean.stdout.splitlines()[0] == "Run 1 started"
+
+    crashed = start_farm("run", "--matrix", "slow", "--matrix-file", str(matrix_file), "--db", db)
+    try:
+        wait_for(lambda: len(statuses(db, 2)) == 6 and statuses(db, 2).count("succeeded") >= 2
+                 and "running" in statuses(db, 2), "two results and one job in flight")
+    finally:
+        os.killpg(crashed.pid, signal.SIGKILL)
+        crashed.wait()
+    before = statuses(db, 2)
+    in_flight = before.index("running")
+    # The job in flight runs on, detached; let it finish while no controller watches.
+    time.sleep(3.0)
+
+    resumed = farm("run", "--resume", "--db", db)
+    assert resumed.stdout.splitlines()[0] == "Run 2 resumed"
+    assert "results collected after a lost link or controller" in resumed.stdout
+
+    store = open_store(db)
+    try:
+        clean_report, resumed_report = check_run(store, 1), check_run(store, 2)
+        assert clean_report.ok and resumed_report.ok, resumed_report.problems()
+        assert resumed_report.by_status == clean_report.by_status == {"succeeded": 6}
+        assert {k.split("/", 1)[1]: v for k, v in resumed_report.cells.items()} == \
+            {k.split("/", 1)[1]: v for k, v in clean_report.cells.items()}
+        assert resumed_report.results == 6
+        with store.session() as session:
+            job = session.query(JobRow).filter(JobRow.run_id == 2).order_by(JobRow.id).all()[in_flight]
+            result = session.query(ResultRow).filter(ResultRow.job_id == job.id).one()
+            # Collected from the spool, not run again: still the first attempt, under its first key.
+            assert (job.attempt, result.attempt) == (1, 1) and result.spool_key.endswith(".1")
+    finally:
+        store.close()
+    # Everything was acknowledged: the device's spool is empty again.
+    spool = Path(os.environ["HOME"]) / ".cache" / "farm" / "spool"
+    assert not list(spool.glob("*.json"))
+    # Resuming a finished run finds nothing to do.
+    again = farm("run", "--resume", "--db", db, check=False)
+    assert again.returncode == 1 and "nothing to resume" in again.stderr
+
+
+def test_a_run_number_needs_resume(tmp_path: Path) -> None:
+    done = farm("run", "7", "--db", f"sqlite:///{tmp_path / 'x.db'}", check=False)
+    assert done.returncode == 1 and "only taken with --resume" in " ".join(done.stderr.split())
+    assert "Traceback" not in done.stderr
