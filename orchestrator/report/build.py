@@ -37,6 +37,7 @@ class Report:
 
 LATENCY = "Latency"
 THREADS = "Thread sweep"
+POWER = "Power modes"
 SPEEDUP = "Edge TPU speed-up over CPU"
 THROUGHPUT = "Achieved throughput"
 COMPILER = "Edge TPU compiler report"
@@ -60,6 +61,10 @@ def build_report(store: Store, selection: Selection, *, with_plots: bool = True)
     sweep = tables.thread_sweep(frame)
     if sweep:
         add(Section(THREADS, "Median latency (ms) at each thread count, one block per host (SEEDS §1 layout).", sweep))
+    modes = tables.power_modes(frame)
+    if not modes.empty:
+        add(Section(POWER, "Median latency (ms) at each power mode, each at its fastest thread count, and how many "
+                    "times slower a lower mode is than the highest.", {"": modes}))
     speed = tables.speedup(frame)
     if not speed.empty:
         add(Section(SPEEDUP, "CPU time / Edge TPU time on the same host and power mode (SEEDS §2 layout); the Edge "

@@ -25,6 +25,11 @@ def header(column: object) -> str:
         return f"Edge TPU {name[8:-3]} ms"
     if name.startswith("speedup_"):
         return f"speed-up {name[8:]}"
+    if "_vs_" in name:
+        slower, faster = name.split("_vs_", 1)
+        return f"{slower} / {faster}"
+    if name.endswith("_ms") and name[:-3] not in ("median", "p90", "cpu", "mean"):
+        return f"{name[:-3]} ms"
     return HEADERS.get(name, name)
 
 
@@ -37,7 +42,7 @@ def cell(column: object, value: object) -> str:
     if name in INTEGERS:
         return str(int(value))  # type: ignore[call-overload]
     if isinstance(value, float):
-        if name.startswith("speedup_"):
+        if name.startswith("speedup_") or "_vs_" in name:
             return f"{value:.1f}×" if value >= 10 else f"{value:.2f}×"
         if name == "tops":
             return f"{value:.3f}"

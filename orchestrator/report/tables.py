@@ -123,6 +123,8 @@ def speedup(frame: pd.DataFrame) -> pd.DataFrame:
         table = table.merge(side, on=group, how="inner" if len(speeds) == 1 else "left")
     for usb in speeds:
         table[f"speedup_{usb}"] = table["cpu_ms"] / table[f"edgetpu_{usb}_ms"]
+    for usb in speeds[1:]:  # how much a slower port costs (SEEDS §2: USB2 is 3-5x slower on real models)
+        table[f"{usb}_vs_{speeds[0]}"] = table[f"edgetpu_{usb}_ms"] / table[f"edgetpu_{speeds[0]}_ms"]
     table = table.dropna(subset=[f"edgetpu_{u}_ms" for u in speeds], how="all")
     table = table.sort_values(["host", "power_mode", "model_family", "layers_key", "source_model"], kind="stable")
     out = table.drop(columns=["model_family", "layers_key", "ops_per_inference"]).rename(
@@ -135,6 +137,42 @@ def speedup(frame: pd.DataFrame) -> pd.DataFrame:
 def _speed_order(label: str) -> tuple[int, str]:
     order = {"USB3.1": 0, "USB3": 1, "USB2": 2, "USB1.1": 3, "-": 9}
     return order.get(label, 5), label
+
+
+def mode_order(name: str) -> tuple[float, str]:
+    """Highest wattage first (10W before 5W, MAXN after numbers), then by name."""
+    digits = "".join(c for c in name if c.isdigit() or c == ".")
+    try:
+        return -float(digits), name
+    except ValueError:
+        return 0.0, name
+
+
+def power_modes(frame: pd.DataFrame) -> pd.DataFrame:
+    """The same model, host, delegate and USB speed at each power mode (each at its fastest thread count),
+    and how many times slower each mode is than the first (highest) one."""
+    rows = newest_per_cell(frame)
+    if rows.empty or rows["power_mode"].dropna().nunique() < 2:
+        return pd.DataFrame()
+    rows = _sorted_models(rows[rows["power_mode"].notna()].assign(usb=lambda f: f["usb_speed"].map(usb_label)))
+    keys = ["model", "host", "delegate", "usb"]
+    best = _best_over_threads(rows, [*keys, "power_mode"])
+    modes = sorted(best["power_mode"].unique(), key=mode_order)
+    table = best.pivot_table(index=["model_family", "layers_key", *keys], columns="power_mode", values="median_ms",
+                             aggfunc="first")
+    table = table[[m for m in modes if m in table.columns]]
+    measured = table.notna().sum(axis=1) >= 2
+    table = table[measured]
+    if table.empty:
+        return pd.DataFrame()
+    out = table.reset_index().drop(columns=["model_family", "layers_key"])
+    out.columns.name = None
+    for mode in modes[1:]:
+        out[f"{mode}_vs_{modes[0]}"] = out[mode] / out[modes[0]]
+    out = out.rename(columns={m: f"{m}_ms" for m in modes})
+    if (out["usb"] == "-").all():
+        out = out.drop(columns=["usb"])
+    return out.rename(columns={"usb": "USB"}).reset_index(drop=True)
 
 
 def throughput(frame: pd.DataFrame) -> pd.DataFrame:
