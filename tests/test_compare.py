@@ -141,3 +141,30 @@ def test_parse_runs() -> None:
     assert parse_runs("12", "A") == [12] and parse_runs("12,13, 14", "A") == [12, 13, 14]
     with pytest.raises(FarmError, match="A: '0' names no run"):
         parse_runs("0", "A")
+
+
+def test_a_model_recompiled_by_a_new_compiler_is_compared_with_its_previous_compile(db_url: str) -> None:
+    """"Did anything change since the last compiler?": the same source model, compiled twice, is one cell."""
+    store = open_store(db_url)
+    try:
+        source = _models(store)["conv_stack-l1"]
+        compiled = {}
+        with store.session() as session:
+            for k, version in enumerate(("15.0.340273435", "16.0.384591198")):
+                row = ModelRow(sha256=f"c{k}" * 32, name=f"conv_stack-l1+edgetpu-{version}", family="conv_stack",
+                               params={}, source="compiled", path="/x", size_bytes=1, inputs=[], outputs=[],
+                               ops_per_inference=10**9, needs_edgetpu=True, source_model_id=source.id,
+                               compiler_version=version)
+                session.add(row)
+                session.commit()
+                compiled[version] = row
+        rng = random.Random(3)
+        runs = []
+        for version, centre in (("15.0.340273435", 5.0), ("16.0.384591198", 4.0)):
+            run_id = store_run(store, {"conv_stack-l1": compiled[version]}, {("conv_stack-l1", 1): centre}, rng)
+            runs.append(run_id)
+        rows = compare_runs(store, [runs[0]], [runs[1]])
+        assert len(rows) == 1 and rows[0].state == "improved" and rows[0].ratio == pytest.approx(0.8, rel=0.03)
+        assert "16.0.384591198" in rows[0].label
+    finally:
+        store.close()
