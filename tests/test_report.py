@@ -17,7 +17,7 @@ from orchestrator.cli import app
 from orchestrator.errors import FarmError
 from orchestrator.query import read_only_query
 from orchestrator.report import Selection, build_report, export, load_results, parse_when
-from orchestrator.report.build import COMPILER, POWER, SPEEDUP, THREADS, THROUGHPUT
+from orchestrator.report.build import COMPILER, CONTEXT, POWER, SPEEDUP, THREADS, THROUGHPUT
 from orchestrator.store import open_store
 from orchestrator.store.schema import RunRow
 from tests.seed_data import CONV, OPS_PER_CONV_LAYER, load_seed
@@ -101,6 +101,9 @@ def test_compiler_report_and_dimensions(seeded) -> None:  # type: ignore[no-unty
     conv = _row(compiled, model="conv_stack-l300")
     assert conv["on_chip_available_mib"] == pytest.approx(5.01, abs=0.005)
     assert conv["off_chip_used_mib"] == pytest.approx(11.85, abs=0.005)
+    context = _row(report.table(CONTEXT), host="nano-1")
+    assert (context["kernel"], context["jetpack"], context["runtime_version"], context["compiler_version"]) == \
+        ("4.9.140-tegra", "4.2.1", "2.1.0", "1.0.249710469")
     # Each model was measured at one thread count per power mode: no sweep to show.
     assert THREADS not in [s.title for s in report.sections]
     assert [p.slug for p in report.plots] == ["latency-vs-layers-conv_stack"]

@@ -41,6 +41,7 @@ POWER = "Power modes"
 SPEEDUP = "Edge TPU speed-up over CPU"
 THROUGHPUT = "Achieved throughput"
 COMPILER = "Edge TPU compiler report"
+CONTEXT = "Hosts and toolchains"
 
 
 def build_report(store: Store, selection: Selection, *, with_plots: bool = True) -> Report:
@@ -79,6 +80,10 @@ def build_report(store: Store, selection: Selection, *, with_plots: bool = True)
     if not compiled.empty:
         add(Section(COMPILER, "From edgetpu_compiler's summary: model sizes, parameter memory on and off the chip, "
                     "operations mapped to the Edge TPU and left to the CPU.", {"": compiled}))
+    context = tables.hosts_and_toolchains(frame)
+    if not context.empty:
+        add(Section(CONTEXT, "What the results were measured with, as each host reported it (several values: the "
+                    "selection mixes versions).", {"": context}))
     if with_plots:
         report.plots = plots.latency_vs_layers(frame) + plots.thread_sweep_bars(frame)
     return report

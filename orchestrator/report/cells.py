@@ -13,6 +13,7 @@ HEADERS = {
     "gops_per_inference": "G-ops/inference", "gops": "GOPS", "tops": "TOPS", "tflite_mib": "tflite MiB",
     "edgetpu_mib": "edgetpu MiB", "on_chip_available_mib": "on-chip avail MiB", "on_chip_used_mib": "on-chip used MiB",
     "off_chip_used_mib": "off-chip used MiB", "ops_on_tpu": "ops on TPU", "ops_on_cpu": "ops on CPU",
+    "runtime_version": "runtime version", "compiler_version": "edgetpu_compiler", "l4t": "L4T", "jetpack": "JetPack",
 }
 
 

@@ -226,3 +226,18 @@ def compiler_report(frame: pd.DataFrame, models: dict[str, ModelInfo]) -> pd.Dat
 
 def _mib(value: object) -> float | None:
     return None if value is None else float(value) / MIB  # type: ignore[arg-type]
+
+
+CONTEXT = ["board", "runtime", "runtime_version", "python", "os", "kernel", "l4t", "jetpack", "libedgetpu",
+           "compiler_version"]
+
+
+def hosts_and_toolchains(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per host, what its results were measured with; several values mean the selection mixes versions."""
+    rows = frame[frame["status"] == "succeeded"]
+    columns = _present(rows, [c for c in CONTEXT if c in rows])
+    if rows.empty or not columns:
+        return pd.DataFrame()
+    out = rows.groupby("host", sort=True)[columns].agg(
+        lambda values: ", ".join(sorted({str(v) for v in values.dropna()})))
+    return out.reset_index()
