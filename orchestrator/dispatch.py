@@ -55,6 +55,7 @@ class LaneStats:
     attempts: int = 0
     retries: int = 0
     collected_late: int = 0  # results of keys started before a lost link or by a dead controller
+    health_checks: int = 0  # reconnects forced because the host had turned unhealthy
     link_lost_at: list[float] = field(default_factory=list)
     detect_seconds: list[float] = field(default_factory=list)  # last good answer -> link declared lost
 
@@ -109,6 +110,7 @@ class Lane:
         session = self._connect(self.link)  # a health check too: deploy, ping, facts
         self.link.session, self.link.error = session, None
         if self.unhealthy:
+            self.stats.health_checks += 1
             self.writer.write("host_ok", host_id=self.link.host_id, reason="health check passed")
             self.unhealthy = False
         self._last_answer = time.monotonic()

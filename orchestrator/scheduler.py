@@ -118,6 +118,9 @@ class Runner:
         try:
             with ThreadPoolExecutor(max_workers=max(1, min(len(links), MAX_CONNECT_WORKERS))) as pool:
                 list(pool.map(self._connect, links))
+            for link in links:  # reaching the agent (ping, facts) is the health check of an unhealthy host
+                if not link.error:
+                    self.writer.write("host_ok", host_id=link.host_id, reason="health check passed")
             by_host = plan()
             lanes = [self._make_lane(link) for link, _ in by_host]
             with ThreadPoolExecutor(max_workers=max(1, len(by_host))) as pool:

@@ -332,3 +332,34 @@ def test_a_database_still_away_at_the_end_leaves_the_run_to_resume(proxied_pg: t
         assert report.ok and report.by_status == {"succeeded": 2} and report.results == 2
     finally:
         store.close()
+
+
+def test_an_unhealthy_host_gets_its_next_job_only_after_a_health_check(sqlite_store: Store) -> None:
+    runner = Runner(sqlite_store, policy=RetryPolicy(retries=3, backoff=0.2, max_backoff=1.0, unhealthy_after=1))
+    thread, box = run_in_thread(runner, spec(1.5))
+    os.kill(wait_for(running_job_pid, "a job process"), signal.SIGKILL)
+    outcome = finish(thread, box)
+    assert check_run(sqlite_store, outcome.run_id).by_status == {"succeeded": 2}
+    assert sum(lane.health_checks for lane in outcome.lanes.values()) == 1
+    with sqlite_store.session() as session:
+        host = session.scalar(select(HostRow))
+        assert (host.health, host.health_reason) == ("ok", None)
+
+
+def test_a_host_unreachable_at_the_start_is_marked_unhealthy_until_it_answers(sqlite_store: Store,
+                                                                             tmp_path: Path) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("hosts:\n  - name: local\n    transport: local\n    python: /nonexistent/python3\n")
+    inventory = load_inventory(broken)
+    policy = RetryPolicy(retries=1, backoff=0.1, max_backoff=0.1, unhealthy_after=1)
+    outcome = Runner(sqlite_store, policy=policy).run(spec(0.0, threads=(1,)), list(inventory.hosts),
+                                                      registry.list_models(sqlite_store), inventory.path)
+    assert outcome.counts == {"failed": 1} and "local" in outcome.unreachable
+    with sqlite_store.session() as session:
+        job = session.scalar(select(JobRow))
+        assert (job.failure, job.error_kind) == ("unreachable", "infrastructure")
+        assert session.scalar(select(HostRow.health)) == "unhealthy"
+    thread, box = run_in_thread(Runner(sqlite_store, policy=policy), spec(0.0, threads=(1,)))
+    assert finish(thread, box).counts == {"succeeded": 1}
+    with sqlite_store.session() as session:
+        assert session.scalar(select(HostRow.health)) == "ok"
