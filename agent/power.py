@@ -524,8 +524,12 @@ def state_dir():
     if os.environ.get(STATE_DIR_ENV):
         return os.environ[STATE_DIR_ENV]
     program = os.path.abspath(sys.argv[0]) if sys.argv and sys.argv[0] else ""
-    if program.endswith(".pyz") and os.path.isfile(program):
-        return os.path.dirname(program)
+    # `python -m agent` with the zipapp on PYTHONPATH (a detached job) has argv[0] inside it:
+    # .../agent-HASH.pyz/agent/__main__.py. Its state must live where the serve loop's does.
+    while program and program != os.path.dirname(program):
+        if program.endswith(".pyz") and os.path.isfile(program):
+            return os.path.dirname(program)
+        program = os.path.dirname(program)
     return os.path.join(os.path.expanduser("~"), ".cache", "farm")
 
 

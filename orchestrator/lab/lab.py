@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from . import board_hardware
 from .account import Account, LabError, lab_account
 from .boards import BOARDS, DEFAULT_BOARDS, write_device_root
 from .pythons import PythonEnv, default_cache_dir, file_lock, prepare
@@ -165,6 +166,7 @@ class Lab:
         with file_lock(self.dir / ".lock"):
             planned = self._with_pythons(planned, account, say)
             public = self._publish_client_key(account)
+            board_hardware.publish_tools(public)
             wanted = {h.name for h in planned}
             for old in self._saved_sshds():
                 if old.name not in wanted and old.stop():
@@ -215,6 +217,7 @@ class Lab:
         if running:
             sshd.stop()
         write_device_root(BOARDS[host.board], device_root)
+        board_hardware.install(BOARDS[host.board], device_root)  # nvpmodel, rails, USB accelerators
         account.chown(device_root)  # stand-in tools (nvpmodel, governors) may change its files
         sshd.start()
         say(f"{host.name}: up on {host.address}:{host.port} as {BOARDS[host.board].description}")
@@ -270,7 +273,9 @@ class Lab:
             "python": host.python,
             "board": host.board,
             "tags": ["lab", host.board],
-            "env": {"FARM_DEVICE_ROOT": str(public / "devices" / host.name)},
+            "env": {"FARM_DEVICE_ROOT": str(public / "devices" / host.name),
+                    # The stand-in nvpmodel, jetson_clocks and vcgencmd, found as the real ones would be.
+                    "PATH": board_hardware.agent_path(public / "tools")},
             "workdir": self.workdir(host),
         } for host in hosts]
         header = (f"# The simulated lab in {self.dir}, written by 'farm lab up' (and rewritten by every 'up').\n"

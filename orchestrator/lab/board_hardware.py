@@ -1,0 +1,56 @@
+"""Give each simulated lab host the power and USB hardware of its board, and the tools that change it.
+
+``boards.write_device_root`` lays out a board's identity; this adds the layers
+from ``hardware``: a Jetson Nano's nvpmodel config, INA3221 rails and CPUs
+that go offline in 5W, a Raspberry Pi's firmware throttle flags, the x86 PC's
+two Coral USB Accelerators in the kernel's sysfs layout. The stand-in
+``nvpmodel``, ``jetson_clocks`` and ``vcgencmd`` are copied next to the device
+roots (the lab's login user must be able to run them) and put first on the
+agent's PATH.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from . import hardware
+from .boards import Board
+
+# Where login shells and sudo's secure_path look, after the stand-ins.
+SYSTEM_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
+RPI_MODELS = {"rpi3b+": "3B+", "rpi4": "4B"}
+
+
+def install(board: Board, root: Path) -> None:
+    """Add ``board``'s power and USB hardware to the device root ``root`` (written by write_device_root)."""
+    if board.name.startswith("jetson-nano"):
+        hardware.install_jetson_nano(root)
+        hardware.install_ina3221(root)
+    elif board.name in RPI_MODELS:
+        hardware.install_rpi(root, RPI_MODELS[board.name])
+    elif board.name == "devboard":
+        hardware.install_devboard(root)
+    accelerators = [(d.port, d.speed) for d in board.usb if (d.vendor, d.product) == ("18d1", "9302")]
+    if accelerators:
+        # The kernel's layout (devices under their root hub, /sys/bus/usb/devices linking to them)
+        # replaces the board's flat folders; the hubs on the way are rebuilt from the ports.
+        shutil.rmtree(root / "sys/bus/usb/devices", ignore_errors=True)
+        hardware.install_usb_accelerators(root, accelerators)
+
+
+def publish_tools(public: Path) -> Path:
+    """Copy the stand-in tools under the lab's public directory; returns the folder to put on PATH."""
+    tools = public / "tools"
+    if tools.exists():
+        shutil.rmtree(tools)
+    shutil.copytree(hardware.standins_dir(), tools, ignore=shutil.ignore_patterns("__pycache__"))
+    tools.chmod(0o755)
+    for item in tools.iterdir():
+        item.chmod(0o755 if item.is_dir() or not item.suffix else 0o644)
+    return tools
+
+
+def agent_path(tools: Path) -> str:
+    """The PATH a lab host's agent runs with: the stand-ins first, then the usual system folders."""
+    return ":".join([str(tools), *SYSTEM_PATH])
