@@ -8,6 +8,7 @@ from sqlalchemy import insert, select
 
 from .. import __version__
 from ..inventory import Host
+from ..power_usb import measured_columns
 from .db import Store
 from .schema import HostFactsRow, HostRow, JobRow, ResultRow, RunRow, SampleRow, utcnow
 
@@ -92,6 +93,7 @@ def store_result(store: Store, job_id: int, facts_id: int | None, python_version
             warmup_runs=timing["warmup_runs"], count=summary["count"], mean_ms=summary["mean_ms"],
             median_ms=summary["median_ms"], p90_ms=summary["p90_ms"], p99_ms=summary["p99_ms"],
             min_ms=summary["min_ms"], max_ms=summary["max_ms"], std_ms=summary["std_ms"], detail=detail,
+            **measured_columns(result),
         )
         session.add(row)
         session.flush()
