@@ -174,12 +174,19 @@ def results(
     status: Annotated[str, typer.Option("--status", help="succeeded, failed, skipped, or all")] = "succeeded",
     output_format: Annotated[str, typer.Option("--format", "-f", help="table, csv or json")] = "table",
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file")] = None,
+    power_mode: Annotated[list[str] | None, typer.Option("--power-mode", help="Requested mode, e.g. 5W")] = None,
+    usb_speed: Annotated[list[int] | None, typer.Option("--usb-speed", help="Mb/s: 480 (USB2), 5000 (USB3)")] = None,
+    group_by: Annotated[list[str] | None, typer.Option("--group-by", help="power_mode, usb_speed, host, ...")] = None,
 ) -> None:
     """Show or export stored results, one row per job with its context.
 
     Example: farm results --model conv_stack --threads 1 --format csv -o conv.csv
+
+    Every cell, run or not, with its reason: farm results --status all --format json
+
+    By power mode and USB speed: farm results --power-mode 5W --usb-speed 480 --group-by power_mode --group-by usb_speed
     """
-    from .results import STATUSES, ResultFilter, results_frame
+    from .results import GROUPS, STATUSES, ResultFilter, grouped, results_frame
 
     if status not in STATUSES:
         raise FarmError(f"--status must be one of {', '.join(STATUSES)}, not '{status}'")
@@ -187,11 +194,19 @@ def results(
     store = _open(db)
     try:
         frame = results_frame(store, ResultFilter(tuple(host or ()), tuple(model or ()), tuple(delegate or ()),
-                                                  tuple(threads or ()), tuple(run_id or ()), status, latest))
+                                                  tuple(threads or ()), tuple(run_id or ()), status, latest,
+                                                  tuple(power_mode or ()), tuple(usb_speed or ())))
     finally:
         store.close()
-    columns = ["run", "host", "model", "delegate", "threads", "status", "median_ms", "p90_ms", "gops",
-               "samples", "runtime", "runtime_version", "python"]
+    if group_by:
+        bad = [g for g in group_by if g not in GROUPS]
+        if bad:
+            raise FarmError(f"--group-by {bad[0]}: choose from {', '.join(GROUPS)}")
+        frame = grouped(frame, list(group_by))
+        _emit(frame, output_format, output)
+        return
+    columns = ["run", "host", "model", "delegate", "threads", "power_mode", "usb_port", "usb_speed", "status",
+               "median_ms", "p90_ms", "gops", "samples", "runtime", "runtime_version", "python"]
     _emit(frame[columns] if output_format == "table" and not frame.empty else frame, output_format, output)
 
 
