@@ -25,8 +25,11 @@ from .errors import FarmError, TransportError
 from .lifecycle import RetryPolicy, classify_agent_error, classify_transport_error
 from .store.journal import StoreWriter
 
-COLLECT_WAIT = 5.0  # seconds the agent holds one collect open: also how soon a dead link is noticed
-ANSWER_SLACK = 30.0  # beyond the wait, for a slow board to answer at all
+COLLECT_WAIT = 5.0  # seconds the agent holds one collect open
+ANSWER_SLACK = 30.0  # for a slow board to answer a start or an ack at all
+# A collect unanswered this long after its wait means the link is dead (a cut cable sends no EOF):
+# so a silent link is declared lost within COLLECT_WAIT + COLLECT_SLACK seconds.
+COLLECT_SLACK = 10.0
 JOB_SLACK_SECONDS = 120.0
 
 
@@ -71,7 +74,7 @@ class SpoolClient:
                                     timeout=ANSWER_SLACK)
 
     def collect(self, keys: list[str], wait: float) -> dict[str, Any]:
-        return self.session.request({"op": "collect", "keys": keys, "wait": wait}, timeout=wait + ANSWER_SLACK)
+        return self.session.request({"op": "collect", "keys": keys, "wait": wait}, timeout=wait + COLLECT_SLACK)
 
     def ack(self, keys: list[str]) -> dict[str, Any]:
         return self.session.request({"op": "ack", "keys": keys}, timeout=ANSWER_SLACK)
