@@ -37,8 +37,9 @@ def _user_errors() -> Iterator[None]:
 def _say() -> Callable[[str], None]:
     return lambda line: console.print(line, highlight=False, soft_wrap=True)
 
+# Help texts escape "\\[": typer reads them as Rich markup, where "[default: ...]" is a tag and would vanish.
 DirOption = Annotated[Path | None, typer.Option(
-    "--dir", help="The lab's directory (keys, configs, inventory) [default: the farm data dir / lab]")]
+    "--dir", help="The lab's directory (keys, configs, inventory) \\[default: the farm data dir / lab]")]
 
 
 @app.command()
@@ -47,17 +48,24 @@ def up(
     directory: DirOption = None,
     boards: Annotated[list[str] | None, typer.Option(
         "--boards", help=f"Boards to assign round-robin, comma-separated or repeated; known: {', '.join(BOARDS)} "
-                         f"[default: {','.join(DEFAULT_BOARDS)}]")] = None,
+                         f"\\[default: {','.join(DEFAULT_BOARDS)}]")] = None,
     port: Annotated[int | None, typer.Option(
-        "--port", min=1, max=65535, help="SSH port of every host [default: 22 as root, else 2222]")] = None,
+        "--port", min=1, max=65535, help="SSH port of every host \\[default: 22 as root, else 2222]")] = None,
 ) -> None:
-    """Start the lab (or bring it to --hosts hosts) and write its inventory; prints the inventory path last.
+    """Start the lab (or grow or shrink it to --hosts) and write its inventory.
 
-    The first run prepares each board's Python and TFLite runtime (a minute); later runs reuse them.
-    Hosts already up are left running; hosts beyond --hosts are stopped.
+    Each host is a real sshd on its own loopback address (127.0.0.2, .3, ...)
+    with a directory laid out like its board, and the Python and TFLite
+    runtime its real twin would have. The first run prepares those Pythons
+    (a minute or two); later runs reuse them. Hosts already up keep running;
+    hosts beyond --hosts are stopped. The inventory's path is printed last.
+    Needs openssh-server (apt-get install openssh-server).
 
     Example: farm lab up --hosts 6
-             farm lab up --hosts 2 --boards jetson-nano,rpi4 --dir /tmp/lab --port 2222
+             inv=$(farm lab up --hosts 6 | tail -n 1)
+             farm inventory check -i "$inv" && farm run --matrix all -i "$inv"
+             farm lab up -n 2 --boards jetson-nano,rpi4 --dir /tmp/lab --port 2222
+             farm lab down
     """
     from .lab import Lab
 
