@@ -42,11 +42,12 @@ app.command("compare")(compare_command)
 console = Console()
 err_console = Console(stderr=True)
 
+# "\\[" in help texts: typer reads them as Rich markup, where a bare "[default: ...]" is a tag and vanishes.
 DbOption = Annotated[str | None, typer.Option(
     "--db", help="Database URL, e.g. sqlite:///farm.db or postgresql+psycopg://user@host/db "
-                 "[default: $FARM_DB_URL, else SQLite in the user data dir]")]
+                 "\\[default: $FARM_DB_URL, else SQLite in the user data dir]")]
 InventoryOption = Annotated[Path | None, typer.Option(
-    "--inventory", "-i", help="Inventory YAML file [default: this machine only]")]
+    "--inventory", "-i", help="Inventory YAML file \\[default: this machine only]")]
 
 
 def _open(db: str | None):  # type: ignore[no-untyped-def]
@@ -67,18 +68,24 @@ def run(
         "--accept-new-host-keys", help="Trust and remember SSH host keys never seen before")] = False,
     known_hosts: Annotated[Path | None, typer.Option(
         "--known-hosts",
-        help="known_hosts file for SSH hosts [default: a lab inventory's own, else ~/.ssh/known_hosts]")] = None,
+        help="known_hosts file for SSH hosts \\[default: a lab inventory's own, else ~/.ssh/known_hosts]")] = None,
     resume: Annotated[bool, typer.Option(
         "--resume", help="Continue run RUN (default: the newest unfinished) whose controller died")] = False,
     run_arg: Annotated[int | None, typer.Argument(metavar="[RUN]", help="The run --resume continues")] = None,
 ) -> None:
     """Run a benchmark matrix on the inventory's hosts and store every result.
 
-    Exits with 1 when a job failed, 3 when the run is incomplete (finish it with
-    --resume; see README, Crash safety).
+    One benchmark at a time on each host, all hosts at once; each result is
+    stored as it finishes, with the host's Python and runtime versions. Cells
+    a host cannot run (no runtime, no Edge TPU) are stored as skipped, with
+    the reason. Exits with 1 when a job failed or a host was unreachable,
+    3 when the run is incomplete (finish it with --resume; see README, Crash safety).
 
-    Example: farm run --matrix all
-             farm run --matrix sweep --matrix-file matrices.yaml --inventory lab.yaml --db postgresql+psycopg://127.0.0.1/test
+    Example: farm run --matrix all              # this machine alone
+             farm run --matrix all -i lab.yaml  # an inventory's hosts
+             farm run -m all -i "$(farm lab up --hosts 6 | tail -n 1)"
+             farm run -m sweep --matrix-file matrices.yaml -i lab.yaml --tag lab-a
+             farm run -m all -i lab.yaml --db postgresql+psycopg://127.0.0.1/test
              farm run --resume        # continue the newest run whose controller died
     """
     from .inventory import load_inventory
@@ -320,11 +327,20 @@ def inventory_check(
         "--accept-new-host-keys", help="Trust and remember SSH host keys never seen before")] = False,
     known_hosts: Annotated[Path | None, typer.Option(
         "--known-hosts",
-        help="known_hosts file for SSH hosts [default: a lab inventory's own, else ~/.ssh/known_hosts]")] = None,
+        help="known_hosts file for SSH hosts \\[default: a lab inventory's own, else ~/.ssh/known_hosts]")] = None,
 ) -> None:
     """Reach every host at once, deploy the agent, store and show its facts.
 
-    Example: farm inventory check --inventory lab.yaml
+    Shows per host: reachable or why not, board, OS, Python, TFLite runtime
+    and version, CPUs, whether the agent was uploaded, and what the host
+    says that contradicts the inventory. Exits with 1 if a host is
+    unreachable. Unknown SSH host keys are refused until you check them and
+    pass --accept-new-host-keys once.
+
+    Example: farm inventory check -i lab.yaml
+             farm inventory check -i "$(farm lab up --hosts 6 | tail -n 1)"
+             farm inventory check -i lab.yaml --accept-new-host-keys
+             farm inventory check -i lab.yaml --known-hosts ~/.ssh/farm_known_hosts
     """
     from .facts_check import check_hosts
     from .inventory import load_inventory
