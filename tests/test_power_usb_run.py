@@ -203,6 +203,29 @@ def test_results_list_every_cell_and_filter_and_group_by_mode_and_speed(
     assert bad.returncode != 0 and "choose from" in bad.stdout + bad.stderr and "Traceback" not in bad.stderr
 
 
+def test_matrix_all_over_the_lab_covers_every_mode_and_port(small_lab: SmallLab, tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'all.db'}"
+    farm("models", "build", "--family", "dense_stack", "--layers", "10", "--db", db)
+    farm("models", "add", str(SHARED_MODELS / "mobilenet_v1_0.25_128_quant_edgetpu.tflite"), "--name", "mnv1-tpu",
+         "--db", db)
+    done = farm("run", "--matrix", "all", "--inventory", str(small_lab.inventory_path), "--db", db, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    listed = json.loads(farm("results", "--status", "all", "--format", "json", "--db", db).stdout)
+    # Per Nano: 2 modes x (CPU model + Edge TPU model) x threads 1..4; x86: (CPU + 2 ports) x 4 threads.
+    assert len(listed) == 2 * 16 + 12
+    for row in listed:
+        assert row["status"] in ("succeeded", "skipped") and (row["status"] == "succeeded") == (row["reason"] is None)
+    ran = {(r["host"], r["power_mode"], r["power_mode_measured"]) for r in listed if r["status"] == "succeeded"}
+    nanos = small_lab.hosts("jetson-nano")
+    [x86] = small_lab.hosts("x86-usb")
+    assert ran == {(h, "10W", "MAXN (nvpmodel 0)") for h in nanos} | {(h, "5W", "5W (nvpmodel 1)") for h in nanos} \
+        | {(x86, None, None)}
+    skipped_tpu = {(r["usb_port"], r["usb_speed"]) for r in listed if r["host"] == x86 and r["delegate"] == "edgetpu"}
+    assert skipped_tpu == {("2-1", 5000), ("1-1.2", 480)}
+    for host in nanos:
+        assert (small_lab.root(host) / STATUS).read_text().strip() == "pmode:0000"
+
+
 def power_state_file(small_lab: SmallLab, host: str) -> Path:
     """Where the agent on ``host`` writes the original mode before changing it (agent/power.py's state file)."""
     state = small_lab.lab.state()
