@@ -6,6 +6,7 @@ a simulated host points it at a directory laid out like a Jetson or a Pi.
 
 import os
 import platform
+import re
 import socket
 import sys
 
@@ -77,6 +78,19 @@ def detect_board():
     return None
 
 
+def l4t_release():
+    """'32.7.1' from /etc/nv_tegra_release ('# R32 (release), REVISION: 7.1, ...'), else None.
+
+    Results keep it so that numbers measured under different JetPacks are never mixed up unnoticed.
+    """
+    first = (read_text("etc/nv_tegra_release") or "").splitlines()[:1]
+    match = re.search(r"R(\d+)\s*\(release\),\s*REVISION:\s*([0-9.]+)", first[0]) if first else None
+    if not match:
+        return None
+    release = "{}.{}".format(match.group(1), match.group(2))
+    return release if release.count(".") >= 2 else release + ".0"
+
+
 def kernel_release():
     text = read_text("proc/sys/kernel/osrelease")
     if text and device_root() != "/":
@@ -111,6 +125,7 @@ def gather():
         "runtime": describe_runtime(),
         "os": os_release(),
         "kernel": kernel_release(),
+        "l4t": l4t_release(),
         "board": detect_board(),
         "memory_kib": memory_total_kib(),
         "device_root": device_root(),

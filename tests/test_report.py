@@ -323,3 +323,37 @@ def test_thread_sweep_has_the_seeds_layout(db_url: str) -> None:
     speed = report.table(SPEEDUP)
     assert _row(speed, host="jetson-nano", model="deeplabv3_mnv2")["speedup_USB3"] == pytest.approx(284 / 209)
     assert [p.slug for p in report.plots] == ["threads-jetson-nano", "threads-rpi3b_"]
+
+
+def test_l4t_from_the_device_and_jetpack_from_l4t(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The agent reads the L4T release of a (simulated) Nano; results then say which JetPack they ran on."""
+    from agent import facts
+    from agent.bench import summarize
+    from orchestrator.inventory import Host
+    from orchestrator.lab.boards import board, write_device_root
+    from orchestrator.store import records
+    from tests.seed_data import samples_around
+
+    root = tmp_path / "nano"
+    write_device_root(board("jetson-nano"), root)
+    monkeypatch.setenv("FARM_DEVICE_ROOT", str(root))
+    found = facts.gather()
+    assert found["l4t"] == "32.7.1" and found["board"] == "NVIDIA Jetson Nano Developer Kit"
+    store = open_store(f"sqlite:///{tmp_path / 'farm.db'}")
+    try:
+        load_seed(store)  # models and a host to hang one more result on
+        host_id = records.upsert_host(store, Host(name="nano-2", transport="local"))
+        facts_id = records.add_facts(store, host_id, found)
+        with store.engine.connect() as connection:
+            model_id = connection.execute(text("select id from models where name = 'conv_stack-l10'")).scalar()
+        run_id = records.create_run(store, "one", "inv.yaml", [])
+        [job_id] = records.add_jobs(store, run_id, [{"host_id": host_id, "model_id": model_id, "delegate": "cpu",
+                                                      "threads": 1, "cell_key": "nano-2|x|cpu|1", "timing": {}}])
+        samples = samples_around(1000.0)
+        records.store_result(store, job_id, facts_id, "3.6.9", {"timing": {
+            "samples_ns": samples, "summary": summarize(samples), "init_ms": 1.0, "first_inference_ms": 1.0,
+            "warmup_runs": 1}})
+        row = load_results(store, Selection(latest=True)).iloc[0]
+    finally:
+        store.close()
+    assert (row["l4t"], row["jetpack"], row["kernel"]) == ("32.7.1", "4.6.1", found["kernel"])

@@ -133,6 +133,12 @@ def _derive(store: Store, frame: pd.DataFrame) -> pd.DataFrame:
             else name for sha, name in zip(frame["model_sha256"], frame["model"], strict=True)]
     frame["layers"] = pd.array([models[sha].layers if sha in models else None for sha in frame["model_sha256"]],
                                dtype="Int64")
+    if "l4t" in frame and "jetpack" in frame:
+        from ..toolchain import jetpack_of  # JetPack is a name for an L4T release: mapped here, not in SQL
+
+        frame["jetpack"] = frame["jetpack"].where(frame["jetpack"].notna(),
+                                                  frame["l4t"].map(lambda v: jetpack_of(v) if isinstance(v, str)
+                                                                   else None))
     if "gops" in frame:
         frame["gops"] = pd.to_numeric(frame["gops"], errors="coerce")
     return frame
