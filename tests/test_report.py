@@ -357,3 +357,24 @@ def test_l4t_from_the_device_and_jetpack_from_l4t(tmp_path: Path, monkeypatch: p
     finally:
         store.close()
     assert (row["l4t"], row["jetpack"], row["kernel"]) == ("32.7.1", "4.6.1", found["kernel"])
+
+
+def test_a_cell_in_several_runs_shows_its_newest_result(seeded, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    store, first = seeded
+    second = load_seed(store)  # the same cells again, on the same host
+    with store.session() as session:  # the second run measured the 10-layer stack on USB3 at 8.0 ms
+        job = session.execute(text("select j.id from jobs j join models m on m.id = j.model_id where j.run_id = "
+                                   ":r and m.name like 'conv_stack-l10+%' and j.usb_port = '2-1' and "
+                                   "j.power_mode = '10W'"), {"r": second}).scalar()
+        session.execute(text("update results set median_ms = 8.0 where job_id = :j"), {"j": job})
+        session.commit()
+    both = build_report(store, Selection(runs=(first, second)), with_plots=False).table(SPEEDUP)
+    assert _row(both, model="conv_stack-l10", power_mode="10W")["edgetpu_USB3_ms"] == 8.0
+    only_first = build_report(store, Selection(runs=(first,)), with_plots=False).table(SPEEDUP)
+    assert _row(only_first, model="conv_stack-l10", power_mode="10W")["edgetpu_USB3_ms"] == 7.8
+    out = tmp_path / "all.csv"
+    result = CliRunner().invoke(app, ["report", "--db", store.url, "--all-runs", "--quiet", "--export", str(out)])
+    assert result.exit_code == 0, result.output
+    assert sorted(pd.read_csv(out)["run_id"].unique()) == [first, second]
+    result = CliRunner().invoke(app, ["report", "--db", store.url, "--all-runs", "--latest"])
+    assert isinstance(result.exception, FarmError) and "--all-runs cannot be combined" in str(result.exception)
