@@ -669,11 +669,15 @@ def _signals_deferred():
         raise SystemExit(128 + caught[0])
 
 
-def _already_in(driver, spec):
+_MEASURED_ONLY = ("cpus_online", "cpu_max_freq_khz", "mismatches", "ok")
+
+
+def _verified(driver, spec):
+    """The board measured against ``spec`` (verify's report), or None when it cannot be read."""
     try:
-        return bool(driver.verify(spec)["ok"])
+        return driver.verify(spec)
     except PowerError:
-        return False
+        return None
 
 
 @contextlib.contextmanager
@@ -699,6 +703,15 @@ def applied(spec, driver=None, folder=None):
         raise PowerError("a previous power mode is still pending: " + recovered.get("error", "unknown"))
     info["recovered"] = recovered
     driver.check(spec)
+    already = _verified(driver, spec)
+    if already is not None and already["ok"]:
+        # Already in the mode: nothing to switch, settle or restore, so no state file and no
+        # jetson_clocks --store either. Consecutive jobs in one mode (the scheduler groups them)
+        # then cost one query each.
+        info.update(switched=False, measured=already, restore={"ok": True, "needed": False},
+                    before={k: v for k, v in already.items() if k not in _MEASURED_ONLY})
+        yield info
+        return
     if not os.path.isdir(folder):
         os.makedirs(folder)
     with _signals_raise():
@@ -709,13 +722,10 @@ def applied(spec, driver=None, folder=None):
                             "requested": spec, "saved": saved})
         in_flight = None
         try:
-            # A board already in the mode needs no switch and no settling: consecutive jobs
-            # in one mode (the scheduler groups them) then cost one query each, not a settle.
-            info["switched"] = not _already_in(driver, spec)
-            if info["switched"]:
-                driver.set_mode(spec)
-                settle = spec.get("settle_seconds")
-                time.sleep(DEFAULT_SETTLE_SECONDS if settle is None else max(0.0, float(settle)))
+            info["switched"] = True
+            driver.set_mode(spec)
+            settle = spec.get("settle_seconds")
+            time.sleep(DEFAULT_SETTLE_SECONDS if settle is None else max(0.0, float(settle)))
             measured = driver.verify(spec)
             info["measured"] = measured
             if not measured["ok"]:
