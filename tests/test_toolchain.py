@@ -66,7 +66,9 @@ def test_first_sighting_is_not_a_change_but_every_later_difference_is(db_url: st
 
 def test_a_compiler_update_on_the_controller_reaches_the_nightly_trigger(
         tmp_path: Path, standin: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
-    from orchestrator.nightly.triggers import probe_toolchains
+    from orchestrator.nightly.triggers import toolchain_probe
+
+    probe_toolchains = toolchain_probe()
 
     store = open_store(f"sqlite:///{tmp_path / 'farm.db'}")
     monkeypatch.setenv("FARM_EDGETPU_COMPILER", str(standin))
