@@ -65,6 +65,7 @@ from orchestrator.transport.ssh import SshTransport
 # One warm-up-free timed invoke: the job's work is a model load and one tiny invoke, all agent-side.
 NOOP_TIMING = {"warmup_min_runs": 0, "warmup_min_seconds": 0, "min_runs": 1, "min_seconds": 0, "max_seconds": 10}
 TARGET_MS_PER_JOB = 5.0
+SETTLE_SECONDS = 0.3
 PING = "round trip: agent ping"
 EXEC = "round trip: exec `true`"
 SESSION = "job: agent session (dispatch+parse)"
@@ -75,10 +76,12 @@ RUN_ROW = "job: farm run (agent idle between jobs)"
 
 @dataclass(frozen=True)
 class Sample:
-    """One timed action: wall seconds, CPU seconds of the whole machine, and of this (controller) process."""
+    """One timed action: wall seconds, and CPU seconds of the whole machine, of the lab's hosts (their
+    sshd and everything it started: shells, agents) and of this process (the controller)."""
 
     wall: float
     machine_cpu: float
+    hosts_cpu: float
     controller_cpu: float
 
 
@@ -156,10 +159,26 @@ def machine_cpu_seconds() -> float:
     return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
-def measured(action: Callable[..., Any], *args: Any) -> Sample:
-    machine, controller, started = machine_cpu_seconds(), time.process_time(), time.perf_counter()
+def process_tree_cpu_seconds(pids: list[int]) -> float:
+    """CPU time of these processes and of their children that have exited (sshd reaps its sessions)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += sum(int(v) for v in fields[11:15])  # utime, stime, cutime, cstime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def measured(sshd_pids: list[int], action: Callable[..., Any], *args: Any) -> Sample:
+    machine, hosts = machine_cpu_seconds(), process_tree_cpu_seconds(sshd_pids)
+    controller, started = time.process_time(), time.perf_counter()
     action(*args)
-    return Sample(time.perf_counter() - started, machine_cpu_seconds() - machine, time.process_time() - controller)
+    wall = time.perf_counter() - started
+    controller, machine = time.process_time() - controller, machine_cpu_seconds() - machine
+    time.sleep(SETTLE_SECONDS)  # ended sessions are reaped, and only then counted in their sshd's CPU
+    return Sample(wall, machine, process_tree_cpu_seconds(sshd_pids) - hosts, controller)
 
 
 # -- farm inventory check vs the handshake floor --------------------------------------------------------------
@@ -201,14 +220,15 @@ def measure_check(found: Measurements, hosts: list[Host], options: dict[str, Any
                   sizes: list[int], repeats: int, cli_repeats: int, lab: Lab) -> None:
     # The first check deploys the agent to every host; later ones find it there, as in daily use.
     found.first_check_s = timed(inventory_check, hosts, options, store)
+    sshd_pids = [entry.pid for entry in lab.status() if entry.pid is not None]
     for size in sizes:
         subset = hosts[:size]
         inventory = lab_subset(lab.inventory_path, size)
         found.floor[size], found.check[size], found.check_cli[size] = [], [], []
         for repeat in range(max(repeats, cli_repeats)):
             if repeat < repeats:
-                found.floor[size].append(measured(handshake_floor, subset, options))
-                found.check[size].append(measured(inventory_check, subset, options, store))
+                found.floor[size].append(measured(sshd_pids, handshake_floor, subset, options))
+                found.check[size].append(measured(sshd_pids, inventory_check, subset, options, store))
             if repeat < cli_repeats:
                 found.check_cli[size].append(timed(cli_check, inventory, lab.known_hosts))
         print(f"  {size:3d} hosts: check {median(walls(found.check[size])):.2f} s, "
@@ -337,24 +357,27 @@ def report(found: Measurements, total_s: float) -> None:
     print(f"lab up: {found.lab_up_s:.2f} s for {max(found.check)} hosts; first check (uploads the agent "
           f"everywhere): {found.first_check_s:.2f} s")
     print()
+    cpus = os.cpu_count() or 1
     print("farm inventory check vs the floor (one SSH handshake + one round trip per host, all hosts in parallel).")
-    print("Medians in seconds. CPU ms/host: all CPU the machine spent per host (controller, sshd, agents, and")
-    print("anything else running now), and the controller process's own share. CPU-bound: all that CPU divided")
-    print("by the CPUs, the least wall time it could take here; check close to it means the machine is the limit.")
-    header = (f"{'hosts':>5}  {'floor':>6}  {'check':>6}  {'check/floor':>11}  {'CLI':>6}  {'CLI/floor':>9}  "
-              f"{'floor CPU ms/host':>17}  {'check CPU ms/host':>17}  {'controller':>10}  {'CPU-bound':>9}  {'runs':>4}")
+    print("Medians. CPU ms per host: for the floor, all of it; for the check, the simulated hosts' (their sshd,")
+    print("shells and agents: 'hosts') and the controller's ('ctrl'). CPU-bound: the check's CPU divided by the")
+    print("CPUs, the least wall time this machine allows it. Busy: how much of the machine was in use during the")
+    print("check, other work on it included; near 100% the check waits for CPU, not for the network.")
+    header = (f"{'hosts':>5}  {'floor s':>7}  {'check s':>7}  {'check/floor':>11}  {'CLI s':>6}  {'CLI/floor':>9}  "
+              f"{'floor CPU':>9}  {'hosts CPU':>9}  {'ctrl CPU':>8}  {'CPU-bound s':>11}  {'busy':>5}  {'runs':>4}")
     print(header)
     print("-" * len(header))
     for size in sorted(found.check):
         floor, check = median(walls(found.floor[size])), median(walls(found.check[size]))
         cli = median(found.check_cli[size])
         cli_text = f"{cli:6.2f}  {cli / floor:9.2f}" if found.check_cli[size] else f"{'-':>6}  {'-':>9}"
-        floor_cpu = median([s.machine_cpu for s in found.floor[size]]) / size * 1e3
-        check_cpu = median([s.machine_cpu for s in found.check[size]]) / size * 1e3
+        floor_cpu = median([s.hosts_cpu + s.controller_cpu for s in found.floor[size]]) / size * 1e3
+        hosts_cpu = median([s.hosts_cpu for s in found.check[size]]) / size * 1e3
         controller = median([s.controller_cpu for s in found.check[size]]) / size * 1e3
-        bound = check_cpu * size / 1e3 / (os.cpu_count() or 1)
-        print(f"{size:5d}  {floor:6.2f}  {check:6.2f}  {check / floor:11.2f}  {cli_text}  "
-              f"{floor_cpu:17.1f}  {check_cpu:17.1f}  {controller:10.1f}  {bound:9.2f}  {len(found.check[size]):4d}")
+        bound = (hosts_cpu + controller) * size / 1e3 / cpus
+        busy = median([s.machine_cpu / (s.wall * cpus) for s in found.check[size]])
+        print(f"{size:5d}  {floor:7.2f}  {check:7.2f}  {check / floor:11.2f}  {cli_text}  {floor_cpu:9.1f}  "
+              f"{hosts_cpu:9.1f}  {controller:8.1f}  {bound:11.2f}  {busy:5.0%}  {len(found.check[size]):4d}")
     print()
     print(f"Per-job controller overhead on an open connection to {found.job_host}, the agent's own time")
     print(f"subtracted. Opening the session once (handshake, deploy check, agent start): "
