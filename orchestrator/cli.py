@@ -99,6 +99,9 @@ def run(
     inv = load_inventory(inventory)
     spec = load_matrix(matrix, matrix_file)
     hosts = inv.select(host, tag)
+    if spec.hosts or spec.tags:  # the matrix's own host selection narrows the command line's
+        chosen = {h.name for h in inv.select(list(spec.hosts) or None, list(spec.tags) or None)}
+        hosts = [h for h in hosts if h.name in chosen]
     store = _open(db)
     try:
         if not registry.list_models(store):

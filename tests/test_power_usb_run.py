@@ -44,6 +44,7 @@ matrices:
     models: [dense_stack-l10]
     threads: [1]
     power_modes: [5W]
+    hosts: [{{host}}]
     timing: {{warmup_min_runs: 1, warmup_min_seconds: 0, min_runs: 10000000, min_seconds: 8, max_seconds: 8}}
 """
 STATUS = "var/lib/nvpmodel/status"
@@ -92,7 +93,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory, small_lab: SmallLab) -> 
     farm("models", "add", str(SHARED_MODELS / "mobilenet_v1_0.25_128_quant_edgetpu.tflite"), "--name", "mnv1-tpu",
          "--db", db)
     matrix = folder / "matrices.yaml"
-    matrix.write_text(MATRIX)
+    matrix.write_text(MATRIX.replace("{host}", small_lab.hosts("jetson-nano")[1]))
     return {"db": db, "matrix": str(matrix), "inventory": str(small_lab.inventory_path)}
 
 
@@ -259,8 +260,8 @@ def test_agent_killed_mid_job_is_restored_at_the_next_contact_which_says_so(
     state_file = power_state_file(small_lab, host)
     last_job = max(job.id for job, _, _ in jobs(workspace["db"]))
     run = subprocess.Popen([sys.executable, "-m", "orchestrator", "run", "--matrix", "long-5w", "--matrix-file",
-                            workspace["matrix"], "--inventory", workspace["inventory"], "--db", workspace["db"],
-                            "--host", host], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            workspace["matrix"], "--inventory", workspace["inventory"], "--db", workspace["db"]],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                            env={**os.environ, "COLUMNS": "250"})
     try:
         deadline = time.monotonic() + 120
@@ -281,6 +282,8 @@ def test_agent_killed_mid_job_is_restored_at_the_next_contact_which_says_so(
         if run.poll() is None:
             run.kill()
             run.wait()
+    # The matrix's `hosts:` chose the one board.
+    assert {name for job, name, _ in jobs(workspace["db"]) if job.id > last_job} == {host}
     # The next contact (a fresh run on that host) restores whatever the kill left, and says so.
     again = farm("run", "--matrix", "power-usb", "--matrix-file", workspace["matrix"], "--inventory",
                  workspace["inventory"], "--db", workspace["db"], "--host", host)
