@@ -19,6 +19,9 @@ def restore_pending():
     "restored": false and the error, and the file stays for the next contact.
     """
     try:
+        held = power._read_state(power.state_path())
+        if held is not None and power._owner_alive(held):
+            return None  # a job running detached holds the board in its mode: nothing was left behind
         report = power.pending_restore()
     except Exception as exc:  # noqa: BLE001 - a contact must answer whatever the board does
         report = {"restored": False, "error": "{}: {}".format(type(exc).__name__, exc)}

@@ -222,3 +222,29 @@ def test_an_agent_killed_mid_job_leaves_the_board_restored_by_the_next_contact(
         ask(again, {"op": "exit", "id": 3})
     finally:
         again.wait(timeout=30)
+
+
+def test_a_contact_while_a_job_holds_the_mode_leaves_it_alone_and_reports_nothing(
+        nano: Path, shared_model: Path) -> None:
+    env = dict(os.environ)
+    running = serve(env)
+    other = None
+    try:
+        assert running.stdin is not None
+        running.stdin.write(json.dumps({"op": "run", "id": 1, "job": long_job(shared_model)}) + "\n")
+        running.stdin.flush()
+        wait_for(lambda: mode_of(nano) == "pmode:0001", "the job to set 5W")
+        other = serve(env)  # a controller reconnecting while a detached job still runs
+        assert ask(other, {"op": "ping", "id": 1})["power_restored"] == []
+        facts = ask(other, {"op": "facts", "id": 2})["facts"]
+        assert facts["power_restored"] == [] and facts["power"]["current"]["nvpmodel"] == 1
+        assert mode_of(nano) == "pmode:0001"
+        running.send_signal(signal.SIGTERM)
+        running.wait(timeout=30)
+        assert mode_of(nano) == "pmode:0000"
+        assert ask(other, {"op": "ping", "id": 3})["power_restored"] == []
+    finally:
+        for agent in (running, other):
+            if agent is not None and agent.poll() is None:
+                agent.kill()
+                agent.wait()
