@@ -65,7 +65,6 @@ from orchestrator.transport.ssh import SshTransport
 # One warm-up-free timed invoke: the job's work is a model load and one tiny invoke, all agent-side.
 NOOP_TIMING = {"warmup_min_runs": 0, "warmup_min_seconds": 0, "min_runs": 1, "min_seconds": 0, "max_seconds": 10}
 TARGET_MS_PER_JOB = 5.0
-SETTLE_SECONDS = 0.3
 PING = "round trip: agent ping"
 EXEC = "round trip: exec `true`"
 SESSION = "job: agent session (dispatch+parse)"
@@ -76,12 +75,10 @@ RUN_ROW = "job: farm run (agent idle between jobs)"
 
 @dataclass(frozen=True)
 class Sample:
-    """One timed action: wall seconds, and CPU seconds of the whole machine, of the lab's hosts (their
-    sshd and everything it started: shells, agents) and of this process (the controller)."""
+    """One timed action: wall seconds, and CPU seconds of the whole machine and of this process (the controller)."""
 
     wall: float
     machine_cpu: float
-    hosts_cpu: float
     controller_cpu: float
 
 
@@ -159,26 +156,11 @@ def machine_cpu_seconds() -> float:
     return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
-def process_tree_cpu_seconds(pids: list[int]) -> float:
-    """CPU time of these processes and of their children that have exited (sshd reaps its sessions)."""
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += sum(int(v) for v in fields[11:15])  # utime, stime, cutime, cstime
-    return total / os.sysconf("SC_CLK_TCK")
-
-
-def measured(sshd_pids: list[int], action: Callable[..., Any], *args: Any) -> Sample:
-    machine, hosts = machine_cpu_seconds(), process_tree_cpu_seconds(sshd_pids)
-    controller, started = time.process_time(), time.perf_counter()
+def measured(action: Callable[..., Any], *args: Any) -> Sample:
+    machine, controller, started = machine_cpu_seconds(), time.process_time(), time.perf_counter()
     action(*args)
     wall = time.perf_counter() - started
-    controller, machine = time.process_time() - controller, machine_cpu_seconds() - machine
-    time.sleep(SETTLE_SECONDS)  # ended sessions are reaped, and only then counted in their sshd's CPU
-    return Sample(wall, machine, process_tree_cpu_seconds(sshd_pids) - hosts, controller)
+    return Sample(wall, machine_cpu_seconds() - machine, time.process_time() - controller)
 
 
 # -- farm inventory check vs the handshake floor --------------------------------------------------------------
@@ -220,15 +202,14 @@ def measure_check(found: Measurements, hosts: list[Host], options: dict[str, Any
                   sizes: list[int], repeats: int, cli_repeats: int, lab: Lab) -> None:
     # The first check deploys the agent to every host; later ones find it there, as in daily use.
     found.first_check_s = timed(inventory_check, hosts, options, store)
-    sshd_pids = [entry.pid for entry in lab.status() if entry.pid is not None]
     for size in sizes:
         subset = hosts[:size]
         inventory = lab_subset(lab.inventory_path, size)
         found.floor[size], found.check[size], found.check_cli[size] = [], [], []
         for repeat in range(max(repeats, cli_repeats)):
             if repeat < repeats:
-                found.floor[size].append(measured(sshd_pids, handshake_floor, subset, options))
-                found.check[size].append(measured(sshd_pids, inventory_check, subset, options, store))
+                found.floor[size].append(measured(handshake_floor, subset, options))
+                found.check[size].append(measured(inventory_check, subset, options, store))
             if repeat < cli_repeats:
                 found.check_cli[size].append(timed(cli_check, inventory, lab.known_hosts))
         print(f"  {size:3d} hosts: check {median(walls(found.check[size])):.2f} s, "
@@ -359,25 +340,22 @@ def report(found: Measurements, total_s: float) -> None:
     print()
     cpus = os.cpu_count() or 1
     print("farm inventory check vs the floor (one SSH handshake + one round trip per host, all hosts in parallel).")
-    print("Medians. CPU ms per host: for the floor, all of it; for the check, the simulated hosts' (their sshd,")
-    print("shells and agents: 'hosts') and the controller's ('ctrl'). CPU-bound: the check's CPU divided by the")
-    print("CPUs, the least wall time this machine allows it. Busy: how much of the machine was in use during the")
-    print("check, other work on it included; near 100% the check waits for CPU, not for the network.")
+    print("Medians. ctrl CPU: CPU the controller process spent per host during a check. Busy: how much of the")
+    print("machine's CPU was in use during the checks (controller, simulated hosts, and any other work on it);")
+    print("near 100% the check waits for CPU, not for the network: on real boards each host brings its own.")
     header = (f"{'hosts':>5}  {'floor s':>7}  {'check s':>7}  {'check/floor':>11}  {'CLI s':>6}  {'CLI/floor':>9}  "
-              f"{'floor CPU':>9}  {'hosts CPU':>9}  {'ctrl CPU':>8}  {'CPU-bound s':>11}  {'busy':>5}  {'runs':>4}")
+              f"{'ctrl CPU ms':>11}  {'busy':>5}  {'runs':>4}  {'check min-max s':>15}")
     print(header)
     print("-" * len(header))
     for size in sorted(found.check):
         floor, check = median(walls(found.floor[size])), median(walls(found.check[size]))
         cli = median(found.check_cli[size])
         cli_text = f"{cli:6.2f}  {cli / floor:9.2f}" if found.check_cli[size] else f"{'-':>6}  {'-':>9}"
-        floor_cpu = median([s.hosts_cpu + s.controller_cpu for s in found.floor[size]]) / size * 1e3
-        hosts_cpu = median([s.hosts_cpu for s in found.check[size]]) / size * 1e3
         controller = median([s.controller_cpu for s in found.check[size]]) / size * 1e3
-        bound = (hosts_cpu + controller) * size / 1e3 / cpus
         busy = median([s.machine_cpu / (s.wall * cpus) for s in found.check[size]])
-        print(f"{size:5d}  {floor:7.2f}  {check:7.2f}  {check / floor:11.2f}  {cli_text}  {floor_cpu:9.1f}  "
-              f"{hosts_cpu:9.1f}  {controller:8.1f}  {bound:11.2f}  {busy:5.0%}  {len(found.check[size]):4d}")
+        spread = f"{min(walls(found.check[size])):.2f}-{max(walls(found.check[size])):.2f}"
+        print(f"{size:5d}  {floor:7.2f}  {check:7.2f}  {check / floor:11.2f}  {cli_text}  {controller:11.1f}  "
+              f"{busy:5.0%}  {len(found.check[size]):4d}  {spread:>15}")
     print()
     print(f"Per-job controller overhead on an open connection to {found.job_host}, the agent's own time")
     print(f"subtracted. Opening the session once (handshake, deploy check, agent start): "
