@@ -585,6 +585,8 @@ def _process_start(pid):
         return None
     # Field 22; the command name (field 2) may hold spaces, so split after its closing parenthesis.
     fields = text.rsplit(")", 1)[-1].split()
+    if fields and fields[0] in ("Z", "X"):
+        return None  # a zombie runs nothing: a killed job waiting to be reaped by init holds no board
     return fields[19] if len(fields) > 19 else None
 
 

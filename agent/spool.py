@@ -1,8 +1,10 @@
 """The spool: jobs run detached from the SSH session and their results wait on the device.
 
 ``start`` writes the job to ``<workdir>/spool/KEY.job.json`` and runs it in a
-process of its own session (setsid), so a dropped link, a killed sshd or a
-killed ``serve`` does not stop it. That process takes the host lock, runs the
+process of its own session (double fork + setsid, stdin/stdout/stderr away
+from the SSH channel), so a dropped link, a killed sshd or a killed ``serve``
+does not stop it. Forked, not exec'd: the runtime ``serve`` imported once
+is already loaded, so a job costs no interpreter start-up. That process takes the host lock, runs the
 job (power mode restored as always), writes ``KEY.result.json`` atomically
 (write, fsync, rename) and releases the lock. ``collect`` reports finished
 results, keys still running, and dead ones (the process is gone and left no
@@ -11,11 +13,11 @@ controller's idempotency key, ``<job id>.<attempt>``: starting a key the spool
 already knows starts nothing.
 """
 
+import contextlib
 import errno
 import json
 import os
 import re
-import subprocess
 import sys
 import threading
 import time
@@ -25,9 +27,10 @@ from . import hostlock, power
 KEY_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 # A job file without a pid file this old belongs to a start that died half-way.
 START_GRACE_SECONDS = 15.0
-POLL_SECONDS = 0.1
+POLL_SECONDS = 0.02
+JOB_PROCESS_NAME = "farm-job"  # the detached job's process name (comm), as ps and pgrep show it
 
-_children = {}  # key -> Popen, reaped by collect so finished children do not linger as zombies
+_preloaded = []
 
 
 class SpoolError(ValueError):
@@ -67,20 +70,71 @@ def _remove(path):
             raise
 
 
-def _agent_command(key):
-    # agent/ is a package inside the deployed zipapp (or a source tree): its parent goes on the path,
-    # and `-m agent` runs the same code whichever it is.
-    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ)
-    env["PYTHONPATH"] = package_parent + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    return [sys.executable, "-m", "agent", "spool-run", key], env
+def _preload():
+    """Import the runtime once in ``serve``, so every forked job finds it loaded."""
+    if _preloaded:
+        return
+    _preloaded.append(True)
+    from . import runtime
+
+    # A missing runtime is the job's to report (in its result), not the spool's.
+    with contextlib.suppress(Exception):
+        runtime.load_runtime()
+
+
+def _spawn(key, folder, log_path):
+    """Run job ``key`` in a grandchild in its own session; returns its pid (the middle child is reaped)."""
+    read_end, write_end = os.pipe()
+    middle = os.fork()
+    if middle == 0:
+        code = 1
+        try:
+            os.close(read_end)
+            os.setsid()  # no controlling terminal, no share in the session's SIGHUP
+            grandchild = os.fork()
+            if grandchild:
+                os.write(write_end, str(grandchild).encode("ascii"))
+                code = 0
+            else:
+                os.close(write_end)
+                _detach_stdio(log_path)
+                _name_process(JOB_PROCESS_NAME)
+                try:
+                    code = run_detached(key, folder)
+                finally:
+                    sys.stdout.flush()
+                    sys.stderr.flush()
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        text = pipe.read().decode("ascii")
+    os.waitpid(middle, 0)
+    if not text:
+        raise OSError("could not start the job's process")
+    return int(text)
+
+
+def _name_process(name):
+    # Forked, the job would look exactly like `serve` in ps; its own name tells them apart (pgrep farm-job).
+    with contextlib.suppress(OSError, IOError), open("/proc/self/comm", "w") as handle:
+        handle.write(name)
+
+
+def _detach_stdio(log_path):
+    # The SSH channel's pipes are this process's 0/1/2: holding them would keep the channel open
+    # and a print would land in the controller's JSON lines.
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(devnull, 0)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(devnull)
+    os.close(log)
 
 
 def state_of(key, folder=None):
     """finished | running | dead | unknown, for one key (result first: a finished job is never 'dead')."""
-    child = _children.get(key)
-    if child is not None and child.poll() is not None:
-        del _children[key]
     owner = _read(_path(key, "pid", folder))
     alive = bool(owner) and hostlock.process_alive(owner.get("pid"), owner.get("pid_start"))
     # Checked after the liveness: a result is written before its process exits, so a process
@@ -119,21 +173,16 @@ def start(job, key, holder="?", lease=None, folder=None):
             os.makedirs(folder_path)
         power._write_state(_path(key, "job", folder),
                            {"key": key, "job": job, "holder": holder, "created_at": time.time()})
-        argv, env = _agent_command(key)
-        if folder:
-            env[power.STATE_DIR_ENV] = folder
-        # cwd stays the session's (the login home): the job's model path is relative to it.
-        with open(os.path.join(folder_path, key + ".log"), "ab") as log:
-            child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                     env=env, cwd=os.getcwd(), close_fds=True, start_new_session=True)
+        _preload()
+        # The job keeps the session's cwd (the login home): its model path is relative to it.
+        pid = _spawn(key, folder, os.path.join(folder_path, key + ".log"))
     except BaseException:
         hostlock.release(key, folder)
         raise
-    _children[key] = child
-    pid_start = power._process_start(child.pid)
-    power._write_state(_path(key, "pid", folder), {"pid": child.pid, "pid_start": pid_start})
-    hostlock.set_owner(key, child.pid, pid_start, folder)
-    return {"key": key, "state": "started", "pid": child.pid}
+    pid_start = power._process_start(pid)
+    power._write_state(_path(key, "pid", folder), {"pid": pid, "pid_start": pid_start})
+    hostlock.set_owner(key, pid, pid_start, folder)
+    return {"key": key, "state": "started", "pid": pid}
 
 
 def _known_keys(folder=None):

@@ -105,6 +105,11 @@ def serve_pids() -> list[int]:
         except OSError:
             continue
         words = [a.decode(errors="replace") for a in argv]
+        try:
+            if (entry / "comm").read_text().strip() == "farm-job":  # a detached job, forked from serve
+                continue
+        except OSError:
+            continue
         if "serve" in words and any(w.endswith(".pyz") for w in words):
             try:
                 cwd = os.readlink(entry / "cwd")  # the local transport starts it in the (test's) home

@@ -132,7 +132,7 @@ def test_a_killed_job_is_reported_dead_its_lock_freed_and_its_power_mode_restore
         assert reply["dead"] == ["9.1"] and reply["finished"] == {}
         assert hostlock.holder_of() is None  # its process is gone: no need to wait for the lease
         restored = serve.ask(op="ping")["power_restored"]
-        assert [r["restored"] for r in restored] == [True] and restored[0]["mode"]["name"] == "MAXN"
+        assert [r["restored"] for r in restored] == [True] and restored[0]["mode"]["name"] == "MAXN", restored
         assert power.current_mode()["name"] == "MAXN"
         assert serve.ask(op="ack", keys=["9.1"])["acked"] == ["9.1"]
     finally:
