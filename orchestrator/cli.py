@@ -154,14 +154,18 @@ def _print_run_summary(store, run_id: int) -> None:  # type: ignore[no-untyped-d
 
     frame = results_frame(store, ResultFilter(runs=(run_id,), status="all"))
     table = Table(title=f"Run {run_id}")
-    for column in ("host", "model", "delegate", "threads", "status", "median ms", "p90 ms", "GOPS", "samples"):
+    # Power mode and USB port columns only for runs that have those dimensions.
+    extra = [c for c in ("power_mode", "usb_port") if not frame.empty and frame[c].notna().any()]
+    for column in ("host", "model", "delegate", "threads", *extra, "status", "median ms", "p90 ms", "GOPS",
+                   "samples"):
         table.add_column(column, justify="right" if column[0].islower() and " " in column else "left")
     for row in frame.itertuples():
         if row.status == "succeeded":
             cells = [f"{row.median_ms:.3f}", f"{row.p90_ms:.3f}", _fmt(row.gops), str(row.samples)]
         else:
             cells = [(row.reason or "")[:60], "", "", ""]
-        table.add_row(row.host, row.model, row.delegate, str(row.threads), row.status, *cells)
+        dims = [_cell(getattr(row, c)) for c in extra]
+        table.add_row(row.host, row.model, row.delegate, str(row.threads), *dims, row.status, *cells)
     console.print(table)
 
 

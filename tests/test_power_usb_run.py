@@ -118,6 +118,9 @@ def jobs(db: str) -> list[tuple[JobRow, str, ResultRow | None]]:
 def test_jetson_cells_run_at_10w_and_5w_and_store_requested_and_measured(
         small_lab: SmallLab, workspace: dict[str, str], power_usb_run: subprocess.CompletedProcess) -> None:
     assert power_usb_run.returncode == 0, power_usb_run.stdout + power_usb_run.stderr
+    # The run's own summary shows the new dimensions, so 10W and 5W rows are told apart.
+    header = next(line for line in power_usb_run.stdout.splitlines() if " host " in line and " status " in line)
+    assert " power_mode " in header and " usb_port " in header
     nanos = small_lab.hosts("jetson-nano")
     cpu_cells = [(job, host, result) for job, host, result in jobs(workspace["db"])
                  if host in nanos and job.delegate == "cpu"]
