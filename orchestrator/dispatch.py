@@ -209,6 +209,8 @@ class Lane:
         """Wait for ``key``; a final (status, detail), or None when a new attempt is needed."""
         deadline = time.monotonic() + job.timeout()
         while True:
+            if self.stop.is_set():  # the run is interrupted: the job runs on in the spool for --resume
+                raise KeyboardInterrupt
             reply = spool.collect([key], COLLECT_WAIT)
             self._last_answer = time.monotonic()
             if key in reply["finished"]:

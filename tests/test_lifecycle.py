@@ -136,3 +136,15 @@ def test_only_infrastructure_failures_are_retried_with_growing_backoff(monkeypat
     monkeypatch.setenv("FARM_RETRIES", "lots")
     with pytest.raises(ValueError, match="FARM_RETRIES"):
         RetryPolicy.from_env()
+
+
+def test_farm_run_exit_codes_follow_the_jobs_and_the_journal() -> None:
+    from collections import Counter
+
+    from orchestrator.cli_resume import exit_code
+    from orchestrator.scheduler import RunOutcome
+
+    assert exit_code(RunOutcome(1, Counter({"succeeded": 3, "skipped": 1}))) == 0
+    assert exit_code(RunOutcome(1, Counter({"succeeded": 3, "failed": 1}))) == 1
+    assert exit_code(RunOutcome(1, Counter({"succeeded": 3, "queued": 1}))) == 3
+    assert exit_code(RunOutcome(1, Counter({"succeeded": 3}), journal_pending=2)) == 3
