@@ -22,6 +22,7 @@ from agent.bench import file_sha256, run_job
 from agent.schema import make_job, validate_result
 from orchestrator.lab import hardware
 from tests.conftest import REPO, SHARED_MODELS
+from tests.test_agent import python36 as python36_path
 from tests.test_agent_power import fake_sudo, use_board
 
 QUICK = {"warmup_min_runs": 1, "warmup_min_seconds": 0.0, "min_runs": 5, "min_seconds": 0.0}
@@ -248,3 +249,18 @@ def test_a_contact_while_a_job_holds_the_mode_leaves_it_alone_and_reports_nothin
             if agent is not None and agent.poll() is None:
                 agent.kill()
                 agent.wait()
+
+
+def test_power_modes_work_under_python_36(nano: Path, shared_model: Path, tmp_path: Path) -> None:
+    """JetPack 4's system Python: the agent sets, verifies and restores there too (no runtime: the job fails after)."""
+    python36 = python36_path()
+    spec = job(shared_model, power=FIVE_WATT)
+    (tmp_path / "job.json").write_text(json.dumps(spec))
+    done = subprocess.run([python36, "-m", "agent", "run", str(tmp_path / "job.json")], cwd=REPO,
+                          capture_output=True, text=True, timeout=120, check=False)
+    result = json.loads(done.stdout)
+    measured = result["power"]["measured"]
+    assert (measured["nvpmodel"], measured["cpus_online"]) == (1, [0, 1]), done.stderr
+    assert result["power"]["restore"] == {"ok": True} and mode_of(nano) == "pmode:0000"
+    if result["status"] != "succeeded":  # 3.6 has no tflite-runtime here: the runtime is what fails
+        assert "no TFLite runtime found" in result["error"]["message"]
