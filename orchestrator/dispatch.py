@@ -43,6 +43,7 @@ class LaneJob:
     model_sha256: str
     attempt: int = 0  # attempts already made
     keys: list[str] = field(default_factory=list)  # spool keys of earlier attempts, newest last
+    budget_from: int = 0  # retries are counted from this attempt on: a resumed job gets a fresh budget
     label: Any = None  # what the observer is told about (a matrix Cell)
 
     def key(self, attempt: int) -> str:
@@ -229,7 +230,7 @@ class Lane:
 
     def _retry(self, job: LaneJob, retry: Retry) -> tuple[str, str] | None:
         self._host_failed(retry.reason)
-        if not self.policy.may_retry(retry.failure, job.attempt):
+        if not self.policy.may_retry(retry.failure, job.attempt - job.budget_from):
             return self._final(job, "failed", retry.failure, retry.reason)
         self.writer.write("requeue", job_id=job.job_id, failure=retry.failure, reason=retry.reason)
         return None

@@ -1,6 +1,7 @@
 """``farm run --resume``: finish a run whose controller died.
 
-Jobs already terminal are kept as they are. A job the dead controller had
+Jobs already terminal are kept as they are, except infrastructure failures,
+which get a fresh retry budget (the host may be back). A job the dead controller had
 handed to an agent (dispatched or running, with its spool key) is looked up
 in that agent's spool: collected if it finished while nobody watched, waited
 for if it still runs, run again as a new attempt if the agent lost it. Queued
@@ -58,6 +59,7 @@ def resume(runner: Runner, run_id: int, hosts: list[Host]) -> RunOutcome:
     runner.writer.replay()  # what the dead controller could not store goes in first
     _mark_running(store, run_id)
     outcome = RunOutcome(run_id)
+    reopened = set(job_store.reopen_infrastructure_failures(store, run_id))
     pending = job_store.open_jobs(store, run_id)
     by_name = {host.name: host for host in hosts}
     with store.session() as session:
@@ -94,11 +96,12 @@ def resume(runner: Runner, run_id: int, hosts: list[Host]) -> RunOutcome:
                                     reason="cannot resume: the job was never handed a document "
                                            "(its power mode or USB port cannot be rebuilt)")
                 continue
-            keys = [job.spool_key] if job.status in IN_FLIGHT and job.spool_key else []
+            in_flight = job.status in IN_FLIGHT or job.id in reopened
+            keys = [job.spool_key] if in_flight and job.spool_key else []
             label = Cell(link.host, model, job.delegate, job.threads, job.power_mode, job.usb_port, job.usb_speed)
             lanes.setdefault(job.host_id, []).append(
                 LaneJob(job.id, document, Path(model.path), model.sha256, attempt=job.attempt, keys=keys,
-                        label=label))
+                        budget_from=job.attempt, label=label))
         for host_id, link in links.items():
             runner.observer.jobs_planned(link.host.name, len(lanes.get(host_id, [])))
         # In-flight jobs first: they may hold the host's lock, and their results are the oldest.

@@ -368,3 +368,22 @@ def test_a_host_unreachable_at_the_start_is_marked_unhealthy_until_it_answers(sq
     assert finish(thread, box).counts == {"succeeded": 1}
     with sqlite_store.session() as session:
         assert session.scalar(select(HostRow.health)) == "ok"
+
+
+def test_resume_retries_infrastructure_failures_but_not_benchmark_failures(sqlite_store: Store,
+                                                                           tmp_path: Path) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("hosts:\n  - name: local\n    transport: local\n    python: /nonexistent/python3\n")
+    inventory = load_inventory(broken)
+    policy = RetryPolicy(retries=1, backoff=0.1, max_backoff=0.1, unhealthy_after=1)
+    outcome = Runner(sqlite_store, policy=policy).run(spec(0.0), list(inventory.hosts),
+                                                      registry.list_models(sqlite_store), inventory.path)
+    assert outcome.counts == {"failed": 2}
+    with sqlite_store.session() as session:  # one of them failed as a benchmark: that verdict stands
+        job = session.scalar(select(JobRow).where(JobRow.run_id == outcome.run_id).order_by(JobRow.id))
+        job.failure, job.error_kind, job.reason = "load-error", "benchmark", "model failed to load: x"
+        session.commit()
+    resumed = resume(Runner(sqlite_store, policy=policy), outcome.run_id, list(load_inventory(None).hosts))
+    assert resumed.counts == {"failed": 1, "succeeded": 1}
+    report = check_run(sqlite_store, outcome.run_id)
+    assert report.ok and report.results == 1

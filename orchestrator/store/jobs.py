@@ -128,6 +128,21 @@ def set_documents(store: Store, documents: dict[int, dict[str, Any]]) -> None:
         session.commit()
 
 
+def reopen_infrastructure_failures(store: Store, run_id: int) -> list[int]:
+    """Put the run's jobs that failed for infrastructure reasons back in the queue (for --resume).
+
+    Their last attempt may even have finished on the device after the controller gave up on
+    the link: the resumed lane looks for its spool key first. Benchmark failures stay failed.
+    """
+    with store.session() as session:
+        rows = list(session.scalars(select(JobRow).where(JobRow.run_id == run_id, JobRow.status == "failed",
+                                                         JobRow.error_kind == "infrastructure")))
+        for row in rows:
+            row.status, row.finished_at = "queued", None
+        session.commit()
+        return [row.id for row in rows]
+
+
 def open_jobs(store: Store, run_id: int) -> list[JobRow]:
     """The run's jobs that are not terminal, in id order."""
     with store.session() as session:
