@@ -93,6 +93,7 @@ class Measurements:
     run_walls: list[float] = field(default_factory=list)  # seconds per measured farm run
     run_jobs: int = 0  # jobs in each of those runs
     session_open_s: float = 0.0
+    lab_dir: str = ""
     job_host: str = ""
 
 
@@ -117,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--sizes, --repeats, --jobs and --run-repeats must be positive, --run-jobs at least 2")
 
     lab = Lab(SCRATCH / "lab")
-    found = Measurements()
+    found = Measurements(lab_dir=str(lab.dir))
     started = time.perf_counter()
     try:
         port = free_port([str(FIRST_ADDRESS + n) for n in range(sizes[-1])])

@@ -1,0 +1,86 @@
+"""bench/ssh_farm.py runs end to end on a small lab and reports what it says it measures.
+
+Timings are the benchmark's business, not the test's: this checks that every measurement
+it prints was taken (on real sshd hosts, through the real check and run code) and that it
+cleans up after itself, never how fast anything was.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from orchestrator.lab import sshd as lab_sshd
+from tests.conftest import missing_service
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench" / "ssh_farm.py"
+
+
+def load_bench():  # type: ignore[no-untyped-def]
+    """The script as a module, for its pure helpers (it sets FARM_DATA_DIR for itself when imported)."""
+    import importlib.util
+
+    saved = os.environ.get("FARM_DATA_DIR")
+    spec = importlib.util.spec_from_file_location("bench_ssh_farm", BENCH)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        if saved is None:
+            os.environ.pop("FARM_DATA_DIR", None)
+        else:
+            os.environ["FARM_DATA_DIR"] = saved
+    module.SCRATCH.rmdir()
+    return module
+
+
+def test_idle_gaps_are_read_between_consecutive_jobs_in_start_order() -> None:
+    bench = load_bench()
+    details = [{"started_at": 10.0, "finished_at": 10.5}, {"started_at": 1.0, "finished_at": 2.0},
+               {"started_at": 2.25, "finished_at": 9.0}]
+    assert bench.agent_idle_gaps(details) == pytest.approx([250.0, 1000.0])
+    assert bench.agent_idle_gaps(details[:1]) == []
+
+
+def test_bad_arguments_are_refused_with_the_option_named() -> None:
+    done = subprocess.run([sys.executable, str(BENCH), "--sizes", "ten"], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 2 and "--sizes" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_small_run_measures_everything_and_leaves_no_lab(tmp_path: Path) -> None:
+    if not lab_sshd.SSHD.is_file():
+        missing_service(f"OpenSSH server is not installed ({lab_sshd.SSHD}): apt-get install openssh-server")
+    out = tmp_path / "bench.json"
+    done = subprocess.run([sys.executable, str(BENCH), "--sizes", "2,3", "--repeats", "2", "--cli-repeats", "1",
+                           "--jobs", "3", "--run-jobs", "3", "--run-repeats", "1", "--json", str(out)],
+                          capture_output=True, text=True, timeout=600, check=False, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    found = json.loads(out.read_text())
+    for size in ("2", "3"):
+        assert len(found["check"][size]) == 2 and len(found["floor"][size]) == 2
+        assert len(found["check_cli"][size]) == 1
+        assert all(sample["wall"] > 0 for sample in found["check"][size] + found["floor"][size])
+    rows = found["per_job"]
+    assert [len(values) for values in rows.values()] == [3, 3, 3, 2]  # ping, exec, session; 3 jobs -> 2 gaps
+    assert found["run_jobs"] == 3 and len(found["run_walls"]) == 1
+    # The table names every size and its verdict on the per-job target.
+    assert "check/floor" in done.stdout and "target of 5 ms" in done.stdout
+    # Its lab is gone: no sshd is left serving it, and its directory is removed.
+    assert found["lab_dir"] and not Path(found["lab_dir"]).exists()
+    assert [cmd for cmd in Path("/proc").glob("[0-9]*/cmdline") if found["lab_dir"] in _read(cmd)] == []
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
