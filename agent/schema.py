@@ -20,6 +20,10 @@ TIMING_DEFAULTS = {
     "max_seconds": 150.0,
 }
 
+# Runs or seconds: beyond this a value is a typo, and infinity or NaN would make the
+# controller's timeouts overflow; ten million seconds is about four months.
+TIMING_LIMIT = 10 ** 7
+
 JOB_STATUSES = ("succeeded", "failed", "skipped")
 POWER_KEYS = {"nvpmodel": (int,), "jetson_clocks": (bool,), "governor": (str,), "settle_seconds": (int, float)}
 # "ports": the inventory's port names, {"usb3-left": {"port": "2-1", "speed": 5000}}, so "port" may be a name.
@@ -101,11 +105,14 @@ def validate_job(doc):
     if not 1 <= threads <= 256:
         raise SchemaError("job: field 'threads' must be between 1 and 256, got {}".format(threads))
     timing = dict(TIMING_DEFAULTS)
-    timing.update(doc.get("timing") or {})
+    timing.update(_optional_object(doc, "timing"))
     for field in TIMING_DEFAULTS:
         value = _require(timing, field, (int, float), "job.timing")
         if value < 0:
             raise SchemaError("job.timing: field '{}' must not be negative".format(field))
+        if not value <= TIMING_LIMIT:  # also refuses NaN: every comparison with it is False
+            raise SchemaError("job.timing: field '{}' must be at most {} and a number, got {!r}".format(
+                field, TIMING_LIMIT, value))
     unknown = sorted(set(timing) - set(TIMING_DEFAULTS))
     if unknown:
         raise SchemaError("job.timing: unknown field '{}'".format(unknown[0]))
@@ -128,8 +135,17 @@ def validate_job(doc):
     out["power"] = power
     out["edgetpu"] = edgetpu
     out["timing"] = timing
-    out["options"] = dict(doc.get("options") or {})
+    out["options"] = _optional_object(doc, "options")
     return out
+
+
+def _optional_object(doc, field):
+    value = doc.get(field)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise SchemaError("job: field '{}' must be an object or null, got {!r}".format(field, value))
+    return dict(value)
 
 
 def validate_result(doc):
@@ -146,13 +162,36 @@ def validate_result(doc):
     if status == "succeeded":
         timing = _require(doc, "timing", (dict,), where)
         samples = _require(timing, "samples_ns", (list,), "result.timing")
-        if not samples or not all(isinstance(s, int) and not isinstance(s, bool) for s in samples):
-            raise SchemaError("result.timing: field 'samples_ns' must be a non-empty list of integers")
-        _require(timing, "summary", (dict,), "result.timing")
+        # The store keeps samples as 64-bit integers: a larger one would fail there, not here.
+        if not samples or not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2 ** 63
+                                  for s in samples):
+            raise SchemaError("result.timing: field 'samples_ns' must be a non-empty list of integers "
+                              "from 0 to 2**63-1")
+        _require(timing, "warmup_runs", (int,), "result.timing")
+        for field in ("init_ms", "first_inference_ms"):
+            _finite(_require(timing, field, (int, float), "result.timing"), field, "result.timing")
+        summary = _require(timing, "summary", (dict,), "result.timing")
+        _require(summary, "count", (int,), "result.timing.summary")
+        for field in SUMMARY_FIELDS:
+            _finite(_require(summary, field, (int, float), "result.timing.summary"), field, "result.timing.summary")
     else:
         error = _require(doc, "error", (dict,), where)
         kind = _require(error, "kind", (str,), "result.error")
         if kind not in ERROR_KINDS:
             raise SchemaError("result.error: field 'kind' must be one of {}".format(", ".join(ERROR_KINDS)))
         _require(error, "message", (str,), "result.error")
+    # The controller reads these with .get(): present, they must be objects.
+    for field in ("runtime", "power", "conditions", "edgetpu"):
+        if doc.get(field) is not None:
+            _require(doc, field, (dict,), where)
     return doc
+
+
+SUMMARY_FIELDS = ("mean_ms", "median_ms", "p90_ms", "p99_ms", "min_ms", "max_ms", "std_ms")
+
+
+def _finite(value, field, where):
+    # Comparisons, not math.isfinite: that overflows on a huge int; NaN fails every comparison.
+    if not -1e300 < value < 1e300:
+        raise SchemaError("{}: field '{}' must be a finite number, got {!r}".format(where, field, value))
+    return value

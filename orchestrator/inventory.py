@@ -28,7 +28,8 @@ from .errors import InputError
 from .yamlfile import YamlDocument, load_yaml
 
 DEFAULT_INVENTORY = Path(__file__).resolve().parent.parent / "inventory" / "local.yaml"
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+# \Z, not $: "$" also matches before a trailing newline, and names end up in file names and commands.
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}\Z")
 TRANSPORTS = ("ssh", "local")
 
 
@@ -164,8 +165,23 @@ def _check_fields(doc: YamlDocument, location: tuple, entry: dict, *, allow_name
             continue
         if isinstance(value, bool) or not isinstance(value, kinds):
             raise doc.error(where, f"got {value!r}", field=str(key), expected=expected)
+        bad = _control_character(value)
+        if bad:
+            raise doc.error(where, f"contains the control character {bad!r}", field=str(key),
+                            expected="printable text (no NUL, newline or escape)")
     if allow_name and "name" not in entry:
         raise doc.error(location, "a host needs a name", field="name", expected=FIELDS["name"][1])
+
+
+def _control_character(value: Any) -> str | None:
+    """The first control character in a value's strings: they would reach argv, env or file names."""
+    if isinstance(value, str):
+        return next((c for c in value if ord(c) < 32 or ord(c) == 127), None)
+    if isinstance(value, list):
+        return next(filter(None, map(_control_character, value)), None)
+    if isinstance(value, dict):
+        return next(filter(None, map(_control_character, [*value, *value.values()])), None)
+    return None
 
 
 def _make_host(doc: YamlDocument, location: tuple, entry: dict) -> Host:
@@ -186,7 +202,7 @@ def _make_host(doc: YamlDocument, location: tuple, entry: dict) -> Host:
         raise fail("tags", "every tag must be a non-empty string")
     env = entry.get("env") or {}
     for key, value in env.items():
-        if not isinstance(key, str) or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
+        if not isinstance(key, str) or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*\Z", key):
             raise fail("env", f"'{key}' is not a valid environment variable name")
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):
             raise fail("env", f"value of '{key}' must be a string")

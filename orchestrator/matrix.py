@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent.schema import DELEGATES, TIMING_DEFAULTS
+from agent.schema import DELEGATES, TIMING_DEFAULTS, TIMING_LIMIT
 
 from .errors import InputError
 from .inventory import Host
@@ -181,9 +181,10 @@ def _timing(doc: YamlDocument, where: tuple, entry: dict) -> dict[str, float]:
         if key not in TIMING_DEFAULTS:
             raise doc.error(where + ("timing", key), "unknown timing setting", field=f"timing.{key}",
                             expected="one of " + ", ".join(TIMING_DEFAULTS))
-        if isinstance(number, bool) or not isinstance(number, (int, float)) or number < 0:
+        if (isinstance(number, bool) or not isinstance(number, (int, float))
+                or not 0 <= number <= TIMING_LIMIT):  # also refuses NaN: every comparison with it is False
             raise doc.error(where + ("timing", key), f"got {number!r}", field=f"timing.{key}",
-                            expected="a number >= 0")
+                            expected=f"a number from 0 to {TIMING_LIMIT:g}")
     return dict(value)
 
 

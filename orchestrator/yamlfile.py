@@ -47,6 +47,8 @@ def load_yaml(path: str | Path) -> YamlDocument:
 def parse_yaml(text: str, name: str) -> YamlDocument:
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except RecursionError:
+        raise InputError(name, "malformed YAML: values nested too deeply to parse") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
@@ -57,10 +59,41 @@ def parse_yaml(text: str, name: str) -> YamlDocument:
     if node is None:
         return YamlDocument(name, None, lines)
     lines[()] = node.start_mark.line + 1
-    return YamlDocument(name, _build(node, (), lines, name), lines)
+    return YamlDocument(name, _build(node, (), lines, name, _Budget()), lines)
 
 
-def _build(node: yaml.Node, location: Location, lines: dict[Location, int], name: str) -> Any:
+# A hostile file must not hang or crash the loader: aliases can point at their own
+# parent (endless recursion) or expand exponentially ("billion laughs").
+MAX_DEPTH = 64
+MAX_VALUES = 100_000
+
+
+class _Budget:
+    def __init__(self) -> None:
+        self.values = 0
+        self.open: set[int] = set()  # ids of the collections being built, to catch an alias to its own parent
+
+
+def _build(node: yaml.Node, location: Location, lines: dict[Location, int], name: str, budget: _Budget) -> Any:
+    line = node.start_mark.line + 1
+    budget.values += 1
+    if budget.values > MAX_VALUES:
+        raise InputError(name, f"the document expands to more than {MAX_VALUES} values (aliases?)", line=line)
+    if len(location) > MAX_DEPTH:
+        raise InputError(name, f"values nested more than {MAX_DEPTH} levels deep", line=line)
+    if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
+        if id(node) in budget.open:
+            raise InputError(name, "an alias refers to a value that contains it", line=line)
+        budget.open.add(id(node))
+        try:
+            return _build_collection(node, location, lines, name, budget)
+        finally:
+            budget.open.discard(id(node))
+    return _scalar(node, name)
+
+
+def _build_collection(node: yaml.Node, location: Location, lines: dict[Location, int], name: str,
+                      budget: _Budget) -> Any:
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
@@ -70,16 +103,14 @@ def _build(node: yaml.Node, location: Location, lines: dict[Location, int], name
                 raise InputError(name, f"key '{key}' appears twice in one mapping",
                                  line=key_node.start_mark.line + 1)
             lines[child] = key_node.start_mark.line + 1
-            out[key] = _build(value_node, child, lines, name)
+            out[key] = _build(value_node, child, lines, name, budget)
         return out
-    if isinstance(node, yaml.SequenceNode):
-        items = []
-        for index, item in enumerate(node.value):
-            child = location + (index,)
-            lines[child] = item.start_mark.line + 1
-            items.append(_build(item, child, lines, name))
-        return items
-    return _scalar(node, name)
+    items = []
+    for index, item in enumerate(node.value):
+        child = location + (index,)
+        lines[child] = item.start_mark.line + 1
+        items.append(_build(item, child, lines, name, budget))
+    return items
 
 
 def _scalar(node: yaml.Node, name: str) -> Any:

@@ -22,7 +22,7 @@ from ..store.db import Store, data_dir
 from ..store.schema import ModelRow
 from .inspect import ModelFormatError, inspect_model
 
-MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,199}$")
+MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,199}\Z")  # \Z: "$" allows a trailing newline
 
 
 @dataclass(frozen=True)
