@@ -160,7 +160,7 @@ class Lab:
         port = port or (ROOT_PORT if os.geteuid() == 0 else USER_PORT)
         if port < 1024 and os.geteuid() != 0:
             raise LabError(f"port {port} needs root; run as root, or choose --port {USER_PORT}.")
-        planned = plan_hosts(count, boards, port)
+        planned = self._plan(count, boards, port)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.dir.chmod(0o700)  # it holds the lab's private keys
         with file_lock(self.dir / ".lock"):
@@ -180,6 +180,10 @@ class Lab:
             self._write_ssh_config(planned, account)
             self._write_inventory(planned, account, public)
         return self.inventory_path
+
+    def _plan(self, count: int, boards: list[str] | None, port: int) -> list[LabHost]:
+        """The hosts ``up`` makes; a lab with hosts in network namespaces gives them other addresses."""
+        return plan_hosts(count, boards, port)
 
     def _with_pythons(self, planned: list[LabHost], account: Account, say: Callable[[str], None]) -> list[LabHost]:
         cache = self.cache or default_cache_dir(account)

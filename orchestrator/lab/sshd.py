@@ -67,6 +67,8 @@ class Sshd:
     directory: Path            # private to the controller: host key, config, pid file, log
     authorized_keys: Path
     user: str
+    # Words before sshd's own argv, e.g. ("ip", "netns", "exec", NS) for a host in a network namespace.
+    launcher: tuple[str, ...] = ()
 
     @property
     def host_key(self) -> Path:
@@ -155,7 +157,7 @@ class Sshd:
     def start(self) -> int:
         self.pid_path.unlink(missing_ok=True)
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
-        done = subprocess.run([str(SSHD), "-f", str(self.config_path), "-E", str(self.log_path)],
+        done = subprocess.run([*self.launcher, str(SSHD), "-f", str(self.config_path), "-E", str(self.log_path)],
                               capture_output=True, text=True, check=False, timeout=30)
         if done.returncode != 0:
             raise LabError(f"sshd for {self.name} ({self.address}:{self.port}) did not start: "
