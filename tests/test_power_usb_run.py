@@ -143,6 +143,8 @@ def test_jetson_cells_run_at_10w_and_5w_and_store_requested_and_measured(
         assert result.avg_power_w == pytest.approx({"10W": 1.9, "5W": 1.6}[job.power_mode], abs=0.01)
         assert result.energy_mj is not None and result.energy_mj > 0
         assert result.detail["conditions"]["before"]["temperatures_c"]["CPU-therm"] == 37.5
+        # A loaded lab board runs at its clock limit in either mode: nothing reads as throttled.
+        assert result.throttled is False, result.detail["conditions"]
         seen.add((host, job.power_mode))
     assert seen == {(host, mode) for host in nanos for mode in ("10W", "5W")}
     for host in nanos:  # the original mode is back on every board

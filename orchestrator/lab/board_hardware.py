@@ -37,6 +37,21 @@ def install(board: Board, root: Path) -> None:
         # replaces the board's flat folders; the hubs on the way are rebuilt from the ports.
         shutil.rmtree(root / "sys/bus/usb/devices", ignore_errors=True)
         hardware.install_usb_accelerators(root, accelerators)
+    run_at_limit(root)
+
+
+def run_at_limit(root: Path) -> None:
+    """Clock every CPU the way a loaded board runs: at its limit, unless its governor is powersave.
+
+    A lab board exists to be benchmarked and nothing moves its clocks with load, so the idle
+    clocks ``hardware`` writes would read as "clocked down under load" (throttled) on every
+    result. The stand-in nvpmodel keeps this when it changes the limit.
+    """
+    for folder in sorted((root / "sys/devices/system/cpu").glob("cpu[0-9]*/cpufreq")):
+        governor = (folder / "scaling_governor").read_text().strip() if (folder / "scaling_governor").exists() else ""
+        limit = folder / "scaling_max_freq"
+        if governor != "powersave" and limit.exists():
+            (folder / "scaling_cur_freq").write_text(limit.read_text())
 
 
 def publish_tools(public: Path) -> Path:

@@ -157,10 +157,12 @@ def _clamp_current(min_path, max_path, cur_path, governor):
     low, high, current = read_int(min_path), read_int(max_path), read_int(cur_path)
     if low is None or high is None or current is None:
         return
-    if governor == "performance":
-        current = high
-    elif governor == "powersave":
+    if governor == "powersave":
         current = low
+    elif governor is not None:
+        # performance, and a dynamic governor (schedutil, ondemand) while a benchmark loads the
+        # board: a simulated board is always "under load", so it runs at its limit.
+        current = high
     write_raw(cur_path, max(low, min(high, current)))
 
 
