@@ -18,6 +18,7 @@ import time
 from . import power
 
 LEASE_ENV = "FARM_LOCK_LEASE"
+LOCK_DIR_ENV = "FARM_LOCK_DIR"
 DEFAULT_LEASE = 30.0
 
 
@@ -31,10 +32,16 @@ def lease_seconds(requested=None):
     return value if value > 0 else DEFAULT_LEASE
 
 
+def lock_dir():
+    """FARM_LOCK_DIR, else ~/.cache/farm: per device and user, not per workdir, so two controllers
+    that deploy the agent to different workdirs still meet at one lock."""
+    return os.environ.get(LOCK_DIR_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "farm")
+
+
 def lock_path(folder=None):
     tag = power._root_tag()  # simulated boards sharing one home each get their own lock
     name = "host-lock.json" if tag == "root" else "host-lock-{}.json".format(tag)
-    return os.path.join(folder or power.state_dir(), name)
+    return os.path.join(folder or lock_dir(), name)
 
 
 @contextlib.contextmanager

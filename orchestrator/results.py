@@ -10,7 +10,7 @@ from sqlalchemy import Select, func, select
 from .store.db import Store
 from .store.schema import HostRow, JobRow, ModelRow, ResultRow, RunRow
 
-STATUSES = ("succeeded", "failed", "skipped", "queued", "running", "all")
+STATUSES = ("succeeded", "failed", "skipped", "cancelled", "queued", "dispatched", "running", "all")
 # Dimensions `farm results --group-by` accepts: the matrix's own.
 GROUPS = ("host", "board", "model", "family", "delegate", "threads", "power_mode", "usb_port", "usb_speed", "status")
 

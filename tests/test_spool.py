@@ -25,8 +25,8 @@ QUICK = {"warmup_min_runs": 1, "warmup_min_seconds": 0.0, "min_runs": 5, "min_se
 class Serve:
     """One `agent serve` process, as the controller's session runs it."""
 
-    def __init__(self, argv: list[str] | None = None) -> None:
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
+    def __init__(self, argv: list[str] | None = None, **extra_env: str) -> None:
+        env = {**os.environ, "PYTHONPATH": str(REPO), **extra_env}
         self.process = subprocess.Popen(argv or [sys.executable, "-m", "agent", "serve"], stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, text=True, env=env)
         self.ids = 0
@@ -139,8 +139,9 @@ def test_a_killed_job_is_reported_dead_its_lock_freed_and_its_power_mode_restore
         serve.close()
 
 
-def test_a_second_controller_waits_for_the_host(nano: Path, shared_model: Path) -> None:
-    a, b = Serve(), Serve()
+def test_a_second_controller_waits_for_the_host(nano: Path, shared_model: Path, tmp_path: Path) -> None:
+    # The second controller deployed its agent to a workdir of its own: the lock is the device's all the same.
+    a, b = Serve(), Serve(FARM_AGENT_DIR=str(tmp_path / "other-workdir"))
     try:
         assert a.ask(op="start", key="a-1.1", holder="ctl-a", job=job(shared_model, "a-1", min_seconds=2.0)
                      )["state"] == "started"
