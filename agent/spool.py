@@ -171,8 +171,9 @@ def start(job, key, holder="?", lease=None, folder=None):
         folder_path = spool_dir(folder)
         if not os.path.isdir(folder_path):
             os.makedirs(folder_path)
-        power._write_state(_path(key, "job", folder),
-                           {"key": key, "job": job, "holder": holder, "created_at": time.time()})
+        # Not fsynced: a job a power cut loses is simply dead, and run again. Only results are fsynced.
+        hostlock.write_atomic(_path(key, "job", folder),
+                              {"key": key, "job": job, "holder": holder, "created_at": time.time()})
         _preload()
         # The job keeps the session's cwd (the login home): its model path is relative to it.
         pid = _spawn(key, folder, os.path.join(folder_path, key + ".log"))
@@ -180,7 +181,7 @@ def start(job, key, holder="?", lease=None, folder=None):
         hostlock.release(key, folder)
         raise
     pid_start = power._process_start(pid)
-    power._write_state(_path(key, "pid", folder), {"pid": pid, "pid_start": pid_start})
+    hostlock.write_atomic(_path(key, "pid", folder), {"pid": pid, "pid_start": pid_start})
     hostlock.set_owner(key, pid, pid_start, folder)
     return {"key": key, "state": "started", "pid": pid}
 
