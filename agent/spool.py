@@ -38,9 +38,9 @@ class SpoolError(ValueError):
 
 
 def spool_dir(folder=None):
-    tag = power._root_tag()
-    name = "spool" if tag == "root" else "spool-{}".format(tag)
-    return os.path.join(folder or power.state_dir(), name)
+    # One spool per workdir even when simulated boards share it: keys are unique per controller's
+    # database and job, so they never collide, and a reader finds the spool at <workdir>/spool.
+    return os.path.join(folder or power.state_dir(), "spool")
 
 
 def _path(key, kind, folder=None):
