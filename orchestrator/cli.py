@@ -110,7 +110,7 @@ def run(
             registry.ensure_default_suite(store)
         models = registry.find_models(store, spec.models)
         options = _transport_options(accept_new_host_keys, known_hosts, inventory)
-        with RichObserver(console) as observer:
+        with cli_resume.store_errors(store), RichObserver(console) as observer:
             runner = Runner(store, observer, options)
             runner.on_run_created = cli_resume.announcer(console)  # "Run N started": what --resume takes
             outcome = runner.run(spec, hosts, models, inv.path)
@@ -130,7 +130,7 @@ def _resume(resume: bool, run_arg: int | None, inventory: Path | None, db: str |
     store = _open(db)
     try:
         options = _transport_options(accept_new_host_keys, known_hosts, inventory)
-        with RichObserver(console) as observer:
+        with cli_resume.store_errors(store), RichObserver(console) as observer:
             outcome = cli_resume.resume_run(run_arg, inventory, store, host, tag, options, observer, console)
         code = cli_resume.report(console, err_console, store, outcome, _print_run_summary)
         if code:

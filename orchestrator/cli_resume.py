@@ -7,15 +7,31 @@ writes waiting in the journal): ``farm run --resume`` finishes it.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from sqlalchemy.exc import DBAPIError, OperationalError
 
-from .errors import FarmError
+from .errors import FarmError, StoreError
 from .lifecycle import TERMINAL
+from .store.db import safe_url
 
 EXIT_OK, EXIT_FAILED, EXIT_INCOMPLETE = 0, 1, 3
+
+
+@contextlib.contextmanager
+def store_errors(store: Any) -> Iterator[None]:
+    """A database lost where no journal can help (before the run's first job): one paragraph, no traceback."""
+    try:
+        yield
+    except (OperationalError, DBAPIError) as exc:
+        reason = " ".join(str(exc.orig or exc).split())[:300]
+        raise StoreError(f"lost the database at {safe_url(store.url)}: {reason}. Jobs already handed to agents "
+                         "keep their results in the agents' spools; when the database is back, run "
+                         "`farm run --resume` to collect them and finish the run.") from None
 
 
 def exit_code(outcome: Any) -> int:

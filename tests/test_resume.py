@@ -102,3 +102,40 @@ def test_a_run_number_needs_resume(tmp_path: Path) -> None:
     done = farm("run", "7", "--db", f"sqlite:///{tmp_path / 'x.db'}", check=False)
     assert done.returncode == 1 and "only taken with --resume" in " ".join(done.stderr.split())
     assert "Traceback" not in done.stderr
+
+
+def test_farm_run_exits_3_while_the_database_stays_away_and_resume_finishes(pg_url: str, tmp_path: Path) -> None:
+    from sqlalchemy.engine import make_url
+
+    from tests.test_faults import Proxy
+
+    real = make_url(pg_url)
+    proxy = Proxy((real.host or "127.0.0.1", real.port or 5432))
+    proxy.up()
+    db = real.set(port=proxy.port).render_as_string(hide_password=False)
+    try:
+        matrix_file = tmp_path / "m.yaml"
+        matrix_file.write_text(MATRIX.replace("family:dense_stack, ", ""))
+        farm("models", "add", str(SHARED_MODELS / "mobilenet_v1_0.25_128_quant.tflite"), "--name", "mobilenet",
+             "--db", db)
+        env = {**os.environ, "COLUMNS": "200", "FARM_DB_RETRY_SECONDS": "1"}
+        run = subprocess.Popen([sys.executable, "-m", "orchestrator", "run", "-m", "slow", "--matrix-file",
+                                str(matrix_file), "--db", db], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, env=env)
+        spool = Path(os.environ["HOME"]) / ".cache" / "farm" / "spool"
+        wait_for(lambda: list(spool.glob("*.pid.json")), "a job in the spool")
+        proxy.down()  # and it stays away until the run is over
+        output, _ = run.communicate(timeout=300)
+        assert run.returncode == 3, output
+        assert "Traceback" not in output and "farm run --resume" in " ".join(output.split())
+        proxy.up()
+        resumed = farm("run", "--resume", "--db", db)
+        assert "Run 1 resumed" in resumed.stdout
+        store = open_store(db)
+        try:
+            report = check_run(store, 1)
+            assert report.ok and report.by_status == {"succeeded": 2} and report.results == 2, report.problems()
+        finally:
+            store.close()
+    finally:
+        proxy.down()
