@@ -102,6 +102,7 @@ class Lane:
         self._say = on_state or (lambda text: None)
         self.stats = LaneStats()
         self._last_answer = time.monotonic()
+        self._progress = 0.0  # when a start or collect last answered (a connect's ping does not count)
         self.unhealthy = False
         self.stop = threading.Event()
 
@@ -140,10 +141,12 @@ class Lane:
     def run(self, job: LaneJob) -> tuple[str, str]:
         """Drive one job to a terminal state; returns (status, detail)."""
         connect_failures = 0
+        silent_links = 0  # links lost in a row without one answer in between
         while True:
             if self.stop.is_set():
                 raise KeyboardInterrupt
             try:
+                connected_at = time.monotonic()
                 spool = SpoolClient(self._session())
             except FarmError as exc:
                 failure = classify_transport_error(str(exc), during_job=False)
@@ -165,7 +168,12 @@ class Lane:
                 self._drop()
                 self._host_failed(f"link lost: {exc}")
                 self._say(f"link lost: {exc}"[:80])
-                time.sleep(self.policy.delay(2))
+                # A link that connects but never answers is as dead as one that does not connect.
+                silent_links = silent_links + 1 if self._progress <= connected_at else 1
+                if silent_links > self.policy.retries:
+                    return self._final(job, "failed", classify_transport_error(str(exc), during_job=True),
+                                       str(exc))
+                time.sleep(self.policy.delay(silent_links + 1))
 
     def _drive(self, spool: SpoolClient, job: LaneJob) -> tuple[str, str]:
         if job.keys:  # an earlier attempt may have finished, or still run, while we were away
@@ -196,7 +204,7 @@ class Lane:
         deadline = time.monotonic() + job.timeout()
         while True:
             reply = spool.start(job.doc, key, self.holder)
-            self._last_answer = time.monotonic()
+            self._last_answer = self._progress = time.monotonic()
             if reply.get("state") != "busy":
                 return
             # Another controller's benchmark holds the board: wait for it, it is not our failure.
@@ -213,7 +221,7 @@ class Lane:
             if self.stop.is_set():  # the run is interrupted: the job runs on in the spool for --resume
                 raise KeyboardInterrupt
             reply = spool.collect([key], COLLECT_WAIT)
-            self._last_answer = time.monotonic()
+            self._last_answer = self._progress = time.monotonic()
             if key in reply["finished"]:
                 if late:
                     self.stats.collected_late += 1
