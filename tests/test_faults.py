@@ -3,6 +3,7 @@ controllers on one host, a benchmark that cannot load, a database that goes away
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
@@ -387,3 +388,21 @@ def test_resume_retries_infrastructure_failures_but_not_benchmark_failures(sqlit
     assert resumed.counts == {"failed": 1, "succeeded": 1}
     report = check_run(sqlite_store, outcome.run_id)
     assert report.ok and report.results == 1
+
+
+def test_a_silent_link_is_declared_lost_and_the_job_collected_after_reconnecting(sqlite_store: Store) -> None:
+    runner = Runner(sqlite_store, policy=FAST)
+    thread, box = run_in_thread(runner, spec(4.0, threads=(1,)))
+    wait_for(running_job_pid, "a job process")
+    stopped = serve_pids()
+    for pid in stopped:
+        os.kill(pid, signal.SIGSTOP)  # a cut cable: no EOF, no answer, nothing
+    try:
+        outcome = finish(thread, box)
+    finally:
+        for pid in stopped:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    lane = next(iter(outcome.lanes.values()))
+    assert (lane.reconnects, lane.collected_late, lane.retries) == (1, 1, 0)
+    assert check_run(sqlite_store, outcome.run_id).by_status == {"succeeded": 1}
