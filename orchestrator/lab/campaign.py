@@ -4,8 +4,9 @@ Each *round* is one ``farm run`` (the real command, a child process) of the same
 matrix. A fault-free round first gives the reference: its cells and counts. While
 a faulted round runs, an injector picks faults (seeded) and moments: a link cut
 and later restored, an sshd killed and restarted, a host's agents SIGKILLed, the
-controller SIGKILLed and ``farm run --resume`` started, the PostgreSQL backends of
-the scratch database terminated (the system PostgreSQL is never stopped). After
+controller SIGKILLed and ``farm run --resume`` started, the scratch database's
+PostgreSQL backends terminated and new connections refused for seconds (a restart
+as the controller sees it; the system PostgreSQL is never stopped). After
 each round: every job terminal, no result stored twice or on the wrong job
 (``orchestrator.integrity.check_run``), nothing left unacknowledged in a spool that
 the store lacks, every board in its original power mode, and the same cells with
@@ -145,6 +146,12 @@ class Controller:
             self.process.wait(timeout=30)
         self._reader.join(timeout=5)
 
+    def lost_database(self) -> str | None:
+        """The controller's 'lost the database' error, if it gave up on one."""
+        text = " ".join("".join(self.lines).split())
+        start = text.find("error: lost the database")
+        return text[start:] if start >= 0 else None
+
     def faults_line(self) -> tuple[int, ...] | None:
         for line in self.lines:
             match = FAULTS_LINE.search(" ".join(line.split()))
@@ -259,7 +266,7 @@ class Campaign:
             kind = self._bag.pop()
             host = self.random.choice(self.host_names) if kind in ("link", "sshd", "agent") else None
             hold = {"link": self.random.choice([self.random.uniform(0.5, 3.0), self.random.uniform(8.0, 20.0)]),
-                    "sshd": self.random.uniform(0.5, 4.0)}.get(kind, 0.0)
+                    "sshd": self.random.uniform(0.5, 4.0), "database": self.random.uniform(0.5, 8.0)}.get(kind, 0.0)
             faults.append(Fault(kind, host, moment, hold, sessions=self.random.random() < 0.7))
         return faults
 
@@ -280,21 +287,32 @@ class Campaign:
         injector.join()
         controller = holder["controller"]
         code = controller.wait(600)
-        while code is not None and code == 3:  # incomplete (journal waiting): finish it, as the README says
-            self.report.exit_codes[code] += 1
+        where = f"round {self.report.rounds} (run {run_id})"
+        for _ in range(3):
+            # Incomplete (exit 3) or gave up on the database: resume, as the README and the message say.
+            lost = controller.lost_database()
+            if code is None or (code != 3 and lost is None):
+                break
+            self._count(controller, code)
+            if lost is not None:
+                self.report.problems.append(f"{where}: farm run exited {code} after a database outage of at most "
+                                            f"8 s instead of retrying: {lost[:160]}")
+            self._heal()
             controller = self._resume(run_id)
             code = controller.wait(600)
         if code is None:
             controller.kill()
-            self.report.problems.append(f"round {self.report.rounds} (run {run_id}): farm run did not finish "
-                                        f"in 600 s")
+            self.report.problems.append(f"{where}: farm run did not finish in 600 s")
         else:
-            self.report.exit_codes[code] += 1
+            self._count(controller, code)
+        self._heal()
+        return self._check(run_id, before, time.monotonic() - round_started, bool(faults))
+
+    def _count(self, controller: Controller, code: int) -> None:
+        self.report.exit_codes[code] += 1
         for name, number in zip(("job retries", "reconnects", "collected late", "database retries", "journaled"),
                                 controller.faults_line() or (), strict=False):
             self.report.retries[name] += number
-        self._heal()
-        return self._check(run_id, before, time.monotonic() - round_started, bool(faults))
 
     def _resume(self, run_id: int) -> Controller:
         controller = self._controller("--resume", str(run_id))
@@ -361,9 +379,16 @@ class Campaign:
             resumed.run_seen.wait(120)
             threading.Thread(target=self._time_resume, args=(resumed, started), daemon=True).start()
         elif fault.kind == "database":
-            rows = self._admin("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                               f"WHERE datname = '{self.db_name}' AND pid <> pg_backend_pid()")
-            fault.note = f"{len(rows)} backend(s) terminated"
+            # A database restart as the controller sees it: its connections die and new ones are
+            # refused for a while. Only the scratch database; the server itself keeps running.
+            self._admin(f'ALTER DATABASE "{self.db_name}" ALLOW_CONNECTIONS false')
+            try:
+                rows = self._admin("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                   f"WHERE datname = '{self.db_name}' AND pid <> pg_backend_pid()")
+                time.sleep(fault.hold)
+            finally:
+                self._admin(f'ALTER DATABASE "{self.db_name}" ALLOW_CONNECTIONS true')
+            fault.note = f"{len(rows)} backend(s) terminated, refused for {fault.hold:.1f}s"
 
     def _time_resume(self, controller: Controller, started: float) -> None:
         if controller.wait(600) is not None:
@@ -371,6 +396,7 @@ class Campaign:
 
     def _heal(self) -> None:
         """Between rounds every link is up and every sshd runs, whatever the last fault left."""
+        self._admin(f'ALTER DATABASE "{self.db_name}" ALLOW_CONNECTIONS true')
         for name in self.host_names:
             if not self.lab.link_is_up(name):
                 self.lab.restore_link(name)
