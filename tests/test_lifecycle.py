@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -148,3 +149,24 @@ def test_farm_run_exit_codes_follow_the_jobs_and_the_journal() -> None:
     assert exit_code(RunOutcome(1, Counter({"succeeded": 3, "failed": 1}))) == 1
     assert exit_code(RunOutcome(1, Counter({"succeeded": 3, "queued": 1}))) == 3
     assert exit_code(RunOutcome(1, Counter({"succeeded": 3}), journal_pending=2)) == 3
+
+
+def test_the_journal_keeps_order_skips_a_torn_last_line_and_replays_into_the_store(store: Store,
+                                                                                   tmp_path: Path) -> None:
+    from orchestrator.store.journal import Journal, StoreWriter
+
+    run_id, _, (first, second) = make_jobs(store, 2)
+    journal = Journal(tmp_path / "run.jsonl")
+    journal.append({"op": "dispatched", "args": {"job_id": first, "attempt": 1, "spool_key": "a.1",
+                                                 "job_doc": {"job_id": "a"}}})
+    journal.append({"op": "ingest", "args": {"job_id": first, "attempt": 1, "spool_key": "a.1", "facts_id": None,
+                                             "python_version": None, "result": fake_result([1_000_000])}})
+    journal.append({"op": "finish", "args": {"job_id": second, "status": "failed", "failure": "load-error",
+                                             "reason": "model failed to load"}})
+    with open(journal.path, "a") as handle:
+        handle.write('{"op": "ingest", "args": {"job_id"')  # the controller was killed mid-append
+    assert [entry["op"] for entry in journal.entries()] == ["dispatched", "ingest", "finish"]
+    writer = StoreWriter(store, run_id, journal)
+    assert writer.replay() == 0 and not journal.path.exists()
+    assert writer.replay() == 0  # nothing left, nothing applied twice
+    assert jobs.status_counts(store, run_id) == {"succeeded": 1, "failed": 1}
