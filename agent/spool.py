@@ -24,7 +24,7 @@ import time
 
 from . import hostlock, power
 
-KEY_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+KEY_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}\Z")  # \Z: "$" would accept a trailing newline
 # A job file without a pid file this old belongs to a start that died half-way.
 START_GRACE_SECONDS = 15.0
 POLL_SECONDS = 0.02

@@ -231,8 +231,6 @@ def test_the_agent_answers_hostile_requests_without_dying(tmp_path: Path) -> Non
     assert not (tmp_path / "etc").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="agent/spool.py KEY_PATTERN ends in '$', which also matches before a "
-                                       "trailing newline: key 'k\\n' is accepted and names spool files (fix: \\Z)")
 def test_a_spool_key_with_a_trailing_newline_is_refused() -> None:
     from agent.spool import SpoolError, check_key
 
