@@ -75,8 +75,9 @@ def resume_run(run_arg: int | None, inventory: Path | None, store: Any, host: li
     from .inventory import load_inventory
     from .resume import resume, run_to_resume
     from .scheduler import Runner
+    from .store.retry import with_db_retry
 
-    run = run_to_resume(store, run_arg)
+    run = with_db_retry(run_to_resume, store, run_arg)  # a database restarting now is waited for
     source: str | Path | None = inventory
     if source is None and run.inventory and Path(run.inventory).is_file():
         source = run.inventory

@@ -26,6 +26,7 @@ from .store import jobs as job_store
 from .store import records
 from .store.db import Store
 from .store.journal import StoreWriter
+from .store.retry import with_db_retry
 from .store.schema import HostRow, JobRow, ModelRow, RunRow
 
 
@@ -53,18 +54,24 @@ def _mark_running(store: Store, run_id: int) -> None:
         session.commit()
 
 
+def _hosts_and_models(store: Store) -> tuple[dict[int, str], dict[int, ModelRow]]:
+    with store.session() as session:
+        return ({row.id: row.name for row in session.scalars(select(HostRow))},
+                {row.id: row for row in session.scalars(select(ModelRow))})
+
+
 def resume(runner: Runner, run_id: int, hosts: list[Host]) -> RunOutcome:
     store = runner.store
     runner.writer = StoreWriter(store, run_id)
     runner.writer.replay()  # what the dead controller could not store goes in first
-    _mark_running(store, run_id)
+    # The database may be restarting (the controller may have died of it): wait for it, as a run's writes do.
+    stats = runner.writer.stats
+    with_db_retry(_mark_running, store, run_id, stats=stats)
     outcome = RunOutcome(run_id)
-    reopened = set(job_store.reopen_infrastructure_failures(store, run_id))
-    pending = job_store.open_jobs(store, run_id)
+    reopened = set(with_db_retry(job_store.reopen_infrastructure_failures, store, run_id, stats=stats))
+    pending = with_db_retry(job_store.open_jobs, store, run_id, stats=stats)
     by_name = {host.name: host for host in hosts}
-    with store.session() as session:
-        host_names = {row.id: row.name for row in session.scalars(select(HostRow))}
-        models = {row.id: row for row in session.scalars(select(ModelRow))}
+    host_names, models = with_db_retry(_hosts_and_models, store, stats=stats)
     links: dict[int, HostLink] = {}
     for job in pending:
         name = host_names[job.host_id]
@@ -74,7 +81,8 @@ def resume(runner: Runner, run_id: int, hosts: list[Host]) -> RunOutcome:
             outcome.unreachable[name] = "not in the inventory"
             continue
         if job.host_id not in links:
-            links[job.host_id] = HostLink(by_name[name], records.upsert_host(store, by_name[name]))
+            links[job.host_id] = HostLink(by_name[name],
+                                          with_db_retry(records.upsert_host, store, by_name[name], stats=stats))
 
     def plan() -> list[tuple[HostLink, list]]:
         from .dispatch import LaneJob

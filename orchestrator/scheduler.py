@@ -36,6 +36,7 @@ from .store import jobs as job_store
 from .store import records
 from .store.db import Store
 from .store.journal import StoreWriter
+from .store.retry import with_db_retry
 from .store.schema import ModelRow
 from .transport import open_transport
 
@@ -99,12 +100,16 @@ class Runner:
             raise FarmError("no hosts to run on: the inventory (or --host/--tag selection) is empty")
         if not models:
             raise FarmError("no models to run: register some with `farm models build` or `farm models add`")
-        run_id = records.create_run(self.store, spec.name, inventory, tags or [])
+        # A database restarting now is waited for: nothing is measured yet that a journal could keep.
+        retried: dict[str, int] = {}
+        run_id = with_db_retry(records.create_run, self.store, spec.name, inventory, tags or [], stats=retried)
         if self.on_run_created:
             self.on_run_created(run_id)
         outcome = RunOutcome(run_id)
-        links = [HostLink(host, records.upsert_host(self.store, host)) for host in hosts]
+        links = [HostLink(host, with_db_retry(records.upsert_host, self.store, host, stats=retried))
+                 for host in hosts]
         self.writer = StoreWriter(self.store, run_id)
+        self.writer.stats["retried"] += retried.get("retried", 0)
 
         def plan() -> list[tuple[HostLink, list[LaneJob]]]:
             cells = expand(spec, hosts, models, {link.host.name: link.facts for link in links})
@@ -186,7 +191,8 @@ class Runner:
             return
         try:
             with self._store_lock:
-                link.facts_id = records.add_facts(self.store, link.host_id, link.facts)
+                stats = self.writer.stats if self.writer else None
+                link.facts_id = with_db_retry(records.add_facts, self.store, link.host_id, link.facts, stats=stats)
         except Exception:  # the database may be away: a reconnect does not need a new facts snapshot
             if not quiet:
                 raise
@@ -210,8 +216,9 @@ class Runner:
                          "delegate": cell.delegate, "threads": cell.threads, "power_mode": cell.power_mode,
                          "usb_port": cell.usb_port, "usb_speed": cell.usb_speed, "timing": timing,
                          "status": status, "reason": reason, "error_kind": kind, "failure": failure})
+        assert self.writer is not None
         with self._store_lock:
-            ids = records.add_jobs(self.store, run_id, rows)
+            ids = with_db_retry(records.add_jobs, self.store, run_id, rows, stats=self.writer.stats)
         plan: dict[str, list[tuple[LaneJob, Cell]]] = {}
         for job_id, cell, row in zip(ids, cells, rows):
             if row["status"] == "queued":
@@ -222,7 +229,8 @@ class Runner:
                 outcome.counts[row["status"]] += 1
                 self.observer.job_finished(cell.host.name, cell, row["status"], row["reason"] or "")
         # Stored before any is sent: a resumed controller sends exactly these documents.
-        job_store.set_documents(self.store, {job.job_id: job.doc for jobs in plan.values() for job, _ in jobs})
+        with_db_retry(job_store.set_documents, self.store,
+                      {job.job_id: job.doc for jobs in plan.values() for job, _ in jobs}, stats=self.writer.stats)
         for link in links:
             if link.error:
                 outcome.unreachable[link.host.name] = link.error
