@@ -8,9 +8,9 @@ cleans up after itself, never how fast anything was.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -23,31 +23,28 @@ BENCH = ROOT / "bench" / "ssh_farm.py"
 
 
 def load_bench():  # type: ignore[no-untyped-def]
-    """The script as a module, for its pure helpers (it sets FARM_DATA_DIR for itself when imported)."""
+    """The script as a module, for its pure helpers."""
     import importlib.util
 
-    saved = os.environ.get("FARM_DATA_DIR")
     spec = importlib.util.spec_from_file_location("bench_ssh_farm", BENCH)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # its dataclasses look their module up there
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        if saved is None:
-            os.environ.pop("FARM_DATA_DIR", None)
-        else:
-            os.environ["FARM_DATA_DIR"] = saved
-    module.SCRATCH.rmdir()
+    spec.loader.exec_module(module)
     return module
 
 
-def test_idle_gaps_are_read_between_consecutive_jobs_in_start_order() -> None:
+def result(started_at: float, init_ms: float, warmup_seconds: float, timed_seconds: float) -> dict:
+    return {"started_at": started_at, "finished_at": started_at + 99.0,
+            "timing": {"init_ms": init_ms, "warmup_seconds": warmup_seconds, "timed_seconds": timed_seconds}}
+
+
+def test_a_jobs_overhead_is_start_to_next_start_less_its_benchmark_in_start_order() -> None:
     bench = load_bench()
-    details = [{"started_at": 10.0, "finished_at": 10.5}, {"started_at": 1.0, "finished_at": 2.0},
-               {"started_at": 2.25, "finished_at": 9.0}]
-    assert bench.agent_idle_gaps(details) == pytest.approx([250.0, 1000.0])
-    assert bench.agent_idle_gaps(details[:1]) == []
+    details = [result(10.0, 1.0, 0.1, 0.1), result(1.0, 500.0, 0.25, 0.25), result(2.25, 0.0, 1.0, 5.0)]
+    # 1.0 -> 2.25 less 0.5 + 0.25 + 0.25 s; 2.25 -> 10.0 less 0 + 1 + 5 s; the last job has no successor.
+    assert bench.per_job_overheads(details) == pytest.approx([250.0, 1750.0])
+    assert bench.per_job_overheads(details[:1]) == []
 
 
 def test_bad_arguments_are_refused_with_the_option_named() -> None:
@@ -84,3 +81,30 @@ def _read(path: Path) -> str:
         return path.read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return ""
+
+
+def bench_sshd_commands() -> list[str]:
+    return [text for text in map(_read, Path("/proc").glob("[0-9]*/cmdline"))
+            if text.startswith("sshd") and "farm-bench-ssh-" in text]
+
+
+def test_a_killed_run_takes_its_lab_down(tmp_path: Path) -> None:
+    if not lab_sshd.SSHD.is_file():
+        missing_service(f"OpenSSH server is not installed ({lab_sshd.SSHD}): apt-get install openssh-server")
+    before = set(bench_sshd_commands())
+    process = subprocess.Popen([sys.executable, str(BENCH), "--sizes", "2", "--repeats", "10000"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 120
+        while not set(bench_sshd_commands()) - before:
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+            time.sleep(0.1)
+        ours = set(bench_sshd_commands()) - before
+        process.terminate()
+        process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert not ours & set(bench_sshd_commands())
+    scratch = {part for text in ours for part in text.split() if "farm-bench-ssh-" in part}
+    assert scratch and not any(Path(path.split("/lab/")[0]).exists() for path in scratch)
