@@ -34,17 +34,22 @@ def load_bench():  # type: ignore[no-untyped-def]
     return module
 
 
-def result(started_at: float, init_ms: float, warmup_seconds: float, timed_seconds: float) -> dict:
-    return {"started_at": started_at, "finished_at": started_at + 99.0,
+def result(started_at: float, finished_at: float, init_ms: float, warmup_seconds: float,
+           timed_seconds: float) -> dict:
+    return {"started_at": started_at, "finished_at": finished_at,
             "timing": {"init_ms": init_ms, "warmup_seconds": warmup_seconds, "timed_seconds": timed_seconds}}
 
 
-def test_a_jobs_overhead_is_start_to_next_start_less_its_benchmark_in_start_order() -> None:
+def test_a_jobs_overhead_is_split_into_idle_time_and_work_around_its_benchmark() -> None:
     bench = load_bench()
-    details = [result(10.0, 1.0, 0.1, 0.1), result(1.0, 500.0, 0.25, 0.25), result(2.25, 0.0, 1.0, 5.0)]
-    # 1.0 -> 2.25 less 0.5 + 0.25 + 0.25 s; 2.25 -> 10.0 less 0 + 1 + 5 s; the last job has no successor.
-    assert bench.per_job_overheads(details) == pytest.approx([250.0, 1750.0])
-    assert bench.per_job_overheads(details[:1]) == []
+    details = [result(10.0, 10.5, 100.0, 0.1, 0.1), result(1.0, 2.0, 500.0, 0.25, 0.125),
+               result(2.25, 9.0, 0.0, 1.0, 5.0)]
+    idle, around = bench.per_job_overheads(details)
+    # In start order: idle 2.0 -> 2.25 and 9.0 -> 10.0; the last job has no successor.
+    assert idle == pytest.approx([250.0, 1000.0])
+    # The agent's time in each job less init + warm-up + timed runs.
+    assert around == pytest.approx([125.0, 750.0, 200.0])
+    assert bench.per_job_overheads(details[:1]) == ([], pytest.approx([200.0]))
 
 
 def test_bad_arguments_are_refused_with_the_option_named() -> None:
@@ -67,7 +72,8 @@ def test_a_small_run_measures_everything_and_leaves_no_lab(tmp_path: Path) -> No
         assert len(found["check_cli"][size]) == 1
         assert all(sample["wall"] > 0 for sample in found["check"][size] + found["floor"][size])
     rows = found["per_job"]
-    assert [len(values) for values in rows.values()] == [3, 3, 3, 2]  # ping, exec, session; 3 jobs -> 2 gaps
+    # ping, exec, session: one per job; around the benchmark: one per job; idle and total: 3 jobs -> 2.
+    assert [len(values) for values in rows.values()] == [3, 3, 3, 3, 2, 2]
     assert found["run_jobs"] == 3 and len(found["run_walls"]) == 1
     # The table names every size and its verdict on the per-job target.
     assert "check/floor" in done.stdout and "target of 5 ms" in done.stdout
