@@ -14,6 +14,7 @@ import hashlib
 import os
 import socket
 import threading
+import time
 import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -29,7 +30,7 @@ from .agent_client import AgentSession
 from .dispatch import Lane, LaneJob, LaneStats
 from .errors import FarmError
 from .inventory import Host
-from .lifecycle import RetryPolicy
+from .lifecycle import RetryPolicy, classify_transport_error
 from .matrix import Cell, MatrixSpec, expand
 from .power_usb import current_mode, edgetpu_request, order_by_mode, power_request, restore_notes
 from .store import jobs as job_store
@@ -125,12 +126,15 @@ class Runner:
         lanes: list[Lane] = []
         try:
             with ThreadPoolExecutor(max_workers=max(1, min(len(links), MAX_CONNECT_WORKERS))) as pool:
-                list(pool.map(self._connect, links))
+                start_retries = dict(zip([link.host.name for link in links], pool.map(self._reach, links),
+                                         strict=True))
             for link in links:  # reaching the agent (ping, facts) is the health check of an unhealthy host
                 if not link.error:
                     self.writer.write("host_ok", host_id=link.host_id, reason="health check passed")
             by_host = plan()
             lanes = [self._make_lane(link) for link, _ in by_host]
+            for lane in lanes:
+                lane.stats.reconnects += start_retries.get(lane.link.host.name, 0)
             with ThreadPoolExecutor(max_workers=max(1, len(by_host))) as pool:
                 futures = [pool.submit(self._lane, lane, jobs, outcome) for lane, (_, jobs) in zip(lanes, by_host)]
                 try:
@@ -171,6 +175,27 @@ class Runner:
 
         return Lane(link, self.writer, self.holder, self.policy, connect, python_version,
                     lambda text: self.observer.host_state(link.host.name, text))
+
+    def _reach(self, link: HostLink) -> int:
+        """Connect; a host that does not answer is retried with backoff, as a lane retries a lost link.
+
+        Returns the retries it took. Each failure counts toward the host turning unhealthy; the
+        last one is the planner's to record, with the jobs it fails (``--resume`` re-queues them).
+        """
+        assert self.writer is not None
+        self._connect(link)
+        tries = 0
+        while link.error and tries < self.policy.retries \
+                and classify_transport_error(link.error, during_job=False) != "host-key":  # a retry cannot fix it
+            tries += 1
+            self.writer.write("host_failed", host_id=link.host_id, reason=link.error,
+                              unhealthy_after=self.policy.unhealthy_after)
+            delay = self.policy.delay(tries + 1)
+            self.observer.host_state(link.host.name, f"retry {tries} of {self.policy.retries} in {delay:.1f} s")
+            time.sleep(delay)
+            link.error = None
+            self._connect(link)
+        return tries
 
     def _connect(self, link: HostLink, quiet: bool = False) -> None:
         self.observer.host_state(link.host.name, "connecting")

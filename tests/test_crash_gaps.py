@@ -12,15 +12,18 @@ from pathlib import Path
 
 import pytest
 from rich.console import Console
+from sqlalchemy import select
 
 from orchestrator.cli_resume import exit_code, resume_run
 from orchestrator.integrity import check_run
 from orchestrator.inventory import load_inventory
 from orchestrator.lifecycle import RetryPolicy
 from orchestrator.models import registry
+from orchestrator.resume import resume
 from orchestrator.scheduler import QuietObserver, Runner
 from orchestrator.store import open_store
 from orchestrator.store.db import Store
+from orchestrator.store.schema import HostRow, JobRow
 from tests.test_faults import FAST, Proxy, spec
 
 NO_RETRY = RetryPolicy(retries=0, backoff=0.1, max_backoff=0.1, unhealthy_after=1)
@@ -93,3 +96,80 @@ def test_a_run_started_while_the_database_restarts_waits_for_it(proxied_store: t
     report = check_run(store, outcome.run_id)
     assert report.ok and report.by_status == {"succeeded": 2}, report
 
+
+# --- gap 2: a host unreachable when a run (re)starts --------------------------------------------------------------
+
+RETRY_FAST = RetryPolicy(retries=2, backoff=0.1, max_backoff=0.5, unhealthy_after=2)
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path, shared_model: Path) -> Iterator[Store]:
+    store = open_store(f"sqlite:///{tmp_path / 'farm.db'}")
+    registry.add_file(store, shared_model, name="mobilenet")
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+class BackAfter(QuietObserver):
+    """Counts the host's failed connections; after ``failures`` of them its Python appears (the board is up)."""
+
+    def __init__(self, python: Path, failures: int) -> None:
+        self.python, self.failures, self.unreachable = python, failures, 0
+
+    def host_state(self, host: str, text: str) -> None:
+        if not text.startswith("unreachable"):
+            return
+        self.unreachable += 1
+        if self.unreachable == self.failures:  # a wrapper, not a link: the venv's Python finds its venv
+            staged = self.python.with_suffix(".new")
+            staged.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+            staged.chmod(0o755)
+            staged.rename(self.python)
+
+
+def missing_python(tmp_path: Path) -> tuple[Path, list]:
+    python = tmp_path / "board" / "python3"
+    python.parent.mkdir()
+    inventory = write_inventory(tmp_path / "board.yaml", str(python))
+    return python, list(load_inventory(inventory).hosts)
+
+
+def test_a_host_unreachable_when_a_run_starts_is_retried_with_backoff(sqlite_store: Store, tmp_path: Path) -> None:
+    python, hosts = missing_python(tmp_path)
+    observer = BackAfter(python, failures=2)
+    outcome = Runner(sqlite_store, observer, policy=RETRY_FAST).run(spec(0.0), hosts,
+                                                                    registry.list_models(sqlite_store), "board.yaml")
+    assert observer.unreachable == 2 and outcome.counts == {"succeeded": 2} and not outcome.unreachable
+    with sqlite_store.session() as session:
+        assert session.scalar(select(HostRow.health)) == "ok"
+    assert check_run(sqlite_store, outcome.run_id).ok
+
+
+def test_a_host_unreachable_past_the_retry_budget_leaves_its_jobs_to_resume(sqlite_store: Store,
+                                                                            tmp_path: Path) -> None:
+    python, hosts = missing_python(tmp_path)
+    observer = BackAfter(python, failures=RETRY_FAST.retries + 2)  # back only after the budget is spent
+    outcome = Runner(sqlite_store, observer, policy=RETRY_FAST).run(spec(0.0), hosts,
+                                                                    registry.list_models(sqlite_store), "board.yaml")
+    assert observer.unreachable == RETRY_FAST.retries + 1  # the first try and every retry
+    assert outcome.counts == {"failed": 2} and "local" in outcome.unreachable
+    with sqlite_store.session() as session:
+        assert session.scalar(select(HostRow.health)) == "unhealthy"
+        assert {(job.failure, job.error_kind) for job in session.scalars(select(JobRow))} \
+            == {("unreachable", "infrastructure")}
+    resumed = resume(Runner(sqlite_store, observer, policy=RETRY_FAST), outcome.run_id, hosts)
+    assert observer.unreachable == RETRY_FAST.retries + 2 and resumed.counts == {"succeeded": 2}
+    report = check_run(sqlite_store, outcome.run_id)
+    assert report.ok and report.by_status == {"succeeded": 2}
+
+
+def test_a_host_unreachable_when_a_run_resumes_is_retried_with_backoff(sqlite_store: Store, tmp_path: Path) -> None:
+    run_id = failed_run(sqlite_store, tmp_path / "inventory.yaml")
+    python, hosts = missing_python(tmp_path)
+    observer = BackAfter(python, failures=1)
+    resumed = resume(Runner(sqlite_store, observer, policy=RETRY_FAST), run_id, hosts)
+    assert observer.unreachable == 1 and resumed.counts == {"succeeded": 2} and not resumed.unreachable
+    report = check_run(sqlite_store, run_id)
+    assert report.ok and report.by_status == {"succeeded": 2}
