@@ -195,14 +195,22 @@ def inventory_check(hosts: list[Host], options: dict[str, Any], store: Store) ->
         raise RuntimeError("inventory check could not reach every host: " + "; ".join(down[:3]))
 
 
-def cli_check(inventory: Path, known_hosts: Path) -> None:
-    done = subprocess.run([sys.executable, "-m", "orchestrator", "inventory", "check", "-i", str(inventory),
-                           "--known-hosts", str(known_hosts),
-                           # Its own database: the CLI is timed as a user runs it, apart from this process's store.
-                           "--db", f"sqlite:///{inventory.parent / 'cli.db'}"],
-                          capture_output=True, text=True, check=False, timeout=300)
+def farm_cli(*args: str) -> None:
+    done = subprocess.run([sys.executable, "-m", "orchestrator", *args], capture_output=True, text=True,
+                          check=False, timeout=300)
     if done.returncode != 0:
-        raise RuntimeError(f"farm inventory check exited {done.returncode}: {done.stderr[-500:]}")
+        raise RuntimeError(f"farm {' '.join(args[:2])} exited {done.returncode}: {done.stderr[-500:]}")
+
+
+def cli_database(directory: Path) -> str:
+    """The CLI's own database, apart from this process's store, created (untimed) at the newest schema."""
+    url = f"sqlite:///{directory / 'cli.db'}"
+    farm_cli("db", "upgrade", "--db", url)
+    return url
+
+
+def cli_check(inventory: Path, known_hosts: Path, db: str) -> None:
+    farm_cli("inventory", "check", "-i", str(inventory), "--known-hosts", str(known_hosts), "--db", db)
 
 
 def measure_check(found: Measurements, hosts: list[Host], options: dict[str, Any], store: Store,
@@ -212,13 +220,14 @@ def measure_check(found: Measurements, hosts: list[Host], options: dict[str, Any
     for size in sizes:
         subset = hosts[:size]
         inventory = lab_subset(lab.inventory_path, lab.dir.parent, size)
+        db = cli_database(lab.dir.parent) if cli_repeats else ""
         found.floor[size], found.check[size], found.check_cli[size] = [], [], []
         for repeat in range(max(repeats, cli_repeats)):
             if repeat < repeats:
                 found.floor[size].append(measured(handshake_floor, subset, options))
                 found.check[size].append(measured(inventory_check, subset, options, store))
             if repeat < cli_repeats:
-                found.check_cli[size].append(timed(cli_check, inventory, lab.known_hosts))
+                found.check_cli[size].append(timed(cli_check, inventory, lab.known_hosts, db))
         print(f"  {size:3d} hosts: check {median(walls(found.check[size])):.2f} s, "
               f"floor {median(walls(found.floor[size])):.2f} s", flush=True)
 
