@@ -21,6 +21,7 @@ from .errors import FarmError
 from .inventory import Host
 from .lifecycle import IN_FLIGHT, TERMINAL
 from .matrix import Cell
+from .replan import unplanned
 from .scheduler import HostLink, Runner, RunOutcome
 from .store import jobs as job_store
 from .store import records
@@ -67,6 +68,14 @@ def resume(runner: Runner, run_id: int, hosts: list[Host]) -> RunOutcome:
     # The database may be restarting (the controller may have died of it): wait for it, as a run's writes do.
     stats = runner.writer.stats
     with_db_retry(_mark_running, store, run_id, stats=stats)
+    replan = with_db_retry(unplanned, store, run_id, stats=stats)
+    if replan is not None:  # the controller died before storing the jobs: plan the run as it was started
+        chosen = [host for host in hosts if host.name in replan.host_names]
+        if not chosen or not replan.models:
+            missing = "hosts (" + ", ".join(replan.host_names) + ")" if not chosen else "models"
+            raise FarmError(f"--resume: run {run_id} was never planned and none of its {missing} are "
+                            "there any more; give its inventory with --inventory")
+        return runner.run_planned(run_id, replan.spec, chosen, replan.models, dict(stats))
     outcome = RunOutcome(run_id)
     reopened = set(with_db_retry(job_store.reopen_infrastructure_failures, store, run_id, stats=stats))
     pending = with_db_retry(job_store.open_jobs, store, run_id, stats=stats)

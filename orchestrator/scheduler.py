@@ -33,6 +33,7 @@ from .inventory import Host
 from .lifecycle import RetryPolicy, classify_transport_error
 from .matrix import Cell, MatrixSpec, expand
 from .power_usb import current_mode, edgetpu_request, order_by_mode, power_request, restore_notes
+from .replan import plan_document
 from .store import jobs as job_store
 from .store import records
 from .store.db import Store
@@ -103,9 +104,16 @@ class Runner:
             raise FarmError("no models to run: register some with `farm models build` or `farm models add`")
         # A database restarting now is waited for: nothing is measured yet that a journal could keep.
         retried: dict[str, int] = {}
-        run_id = with_db_retry(records.create_run, self.store, spec.name, inventory, tags or [], stats=retried)
+        run_id = with_db_retry(records.create_run, self.store, spec.name, inventory, tags or [],
+                               plan=plan_document(spec, hosts, models), stats=retried)
         if self.on_run_created:
             self.on_run_created(run_id)
+        return self.run_planned(run_id, spec, hosts, models, retried)
+
+    def run_planned(self, run_id: int, spec: MatrixSpec, hosts: list[Host], models: list[ModelRow],
+                    retried: dict[str, int] | None = None) -> RunOutcome:
+        """Plan run ``run_id``'s matrix and run it: a run just created, or one --resume finds unplanned."""
+        retried = dict(retried or {})
         outcome = RunOutcome(run_id)
         links = [HostLink(host, with_db_retry(records.upsert_host, self.store, host, stats=retried))
                  for host in hosts]

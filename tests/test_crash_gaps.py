@@ -5,6 +5,7 @@ controller killed before its jobs were planned."""
 from __future__ import annotations
 
 import io
+import json
 import sys
 import threading
 from collections.abc import Iterator
@@ -19,8 +20,9 @@ from orchestrator.integrity import check_run
 from orchestrator.inventory import load_inventory
 from orchestrator.lifecycle import RetryPolicy
 from orchestrator.models import registry
-from orchestrator.resume import resume
+from orchestrator.resume import resume, run_to_resume
 from orchestrator.scheduler import QuietObserver, Runner
+from orchestrator.store import jobs as job_store
 from orchestrator.store import open_store
 from orchestrator.store.db import Store
 from orchestrator.store.schema import HostRow, JobRow
@@ -173,3 +175,44 @@ def test_a_host_unreachable_when_a_run_resumes_is_retried_with_backoff(sqlite_st
     assert observer.unreachable == 1 and resumed.counts == {"succeeded": 2} and not resumed.unreachable
     report = check_run(sqlite_store, run_id)
     assert report.ok and report.by_status == {"succeeded": 2}
+
+
+# --- gap 3: a controller killed before its jobs were planned ------------------------------------------------------
+
+class Killed(BaseException):
+    """The controller's SIGKILL, the moment it has said "Run N started" and stored nothing else."""
+
+
+def test_a_run_killed_before_its_jobs_were_planned_is_planned_by_resume(sqlite_store: Store) -> None:
+    inventory = load_inventory(None)
+    hosts, models = list(inventory.hosts), registry.list_models(sqlite_store)
+    reference = Runner(sqlite_store, policy=FAST).run(spec(0.0), hosts, models, inventory.path)
+    runner = Runner(sqlite_store, policy=FAST)
+
+    def die(run_id: int) -> None:
+        raise Killed(run_id)
+
+    runner.on_run_created = die
+    with pytest.raises(Killed) as killed:
+        runner.run(spec(0.0), hosts, models, inventory.path)
+    run_id = killed.value.args[0]
+    assert job_store.status_counts(sqlite_store, run_id) == {}  # nothing planned
+    assert run_to_resume(sqlite_store, None).id == run_id  # what `farm run --resume` picks
+    resumed = resume(Runner(sqlite_store, policy=FAST), run_id, hosts)
+    assert resumed.counts == {"succeeded": 2}
+    report, expected = check_run(sqlite_store, run_id), check_run(sqlite_store, reference.run_id)
+    assert report.ok and report.cells == expected.cells and report.by_status == expected.by_status
+    again = resume(Runner(sqlite_store, policy=FAST), run_id, hosts)  # planned once: nothing more to do
+    assert check_run(sqlite_store, run_id).by_status == {"succeeded": 2} and not again.counts.get("queued")
+
+
+def test_the_plan_a_run_carries_gives_back_the_same_matrix() -> None:
+    from orchestrator.matrix import MatrixSpec
+    from orchestrator.replan import plan_document, spec_from_document
+
+    for original in (MatrixSpec(name="sweep", models=("family:conv_stack", "abc123"), delegates=None, threads=(1, 4),
+                                hosts=("nano",), tags=("lab-a",), timing={"min_runs": 5.0}, power_modes=None,
+                                usb_ports=("usb1",), regression={"threshold_pct": 10.0}),
+                     MatrixSpec(name="all")):
+        doc = json.loads(json.dumps(plan_document(original, [], [])))  # as the JSON column gives it back
+        assert spec_from_document(doc["spec"]) == original

@@ -37,9 +37,9 @@ def add_facts(store: Store, host_id: int, facts: dict[str, Any]) -> int:
         return row.id
 
 
-def create_run(store: Store, matrix: str, inventory: str, tags: list[str]) -> int:
+def create_run(store: Store, matrix: str, inventory: str, tags: list[str], plan: dict[str, Any] | None = None) -> int:
     with store.session() as session:
-        row = RunRow(matrix=matrix, inventory=inventory, controller_version=__version__, tags=tags)
+        row = RunRow(matrix=matrix, inventory=inventory, controller_version=__version__, tags=tags, plan=plan)
         session.add(row)
         session.commit()
         return row.id
