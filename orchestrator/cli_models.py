@@ -17,7 +17,7 @@ models_app = typer.Typer(help="Register, build, inspect, check and compile model
 
 DbOption = Annotated[str | None, typer.Option(
     "--db", help="Database URL, e.g. sqlite:///farm.db or postgresql+psycopg://user@host/db "
-                 "[default: $FARM_DB_URL, else SQLite in the user data dir]")]
+                 "\\[default: $FARM_DB_URL, else SQLite in the user data dir]")]
 
 
 def _open(db: str | None):  # type: ignore[no-untyped-def]
@@ -75,9 +75,9 @@ def models_build(
     family: Annotated[str, typer.Option("--family", help="conv_stack, dense_stack, mobilenet_v1, mobilenet_v2 "
                                         "or ssd_mobilenet_v1")],
     layers: Annotated[str | None, typer.Option("--layers", help="Stacks: layer counts, comma separated, "
-                                               "e.g. 10,75,300 [default: 1]")] = None,
+                                               "e.g. 10,75,300 \\[default: 1]")] = None,
     size: Annotated[str | None, typer.Option("--size", help="Stacks: internal height and width; architectures: "
-                                             "input sizes, comma separated [default: 224, SSD 300]")] = None,
+                                             "input sizes, comma separated \\[default: 224, SSD 300]")] = None,
     alpha: Annotated[float | None, typer.Option("--alpha", help="MobileNets: width multiplier, e.g. 0.25")] = None,
     kernel: Annotated[int | None, typer.Option("--kernel", help="conv_stack: kernel size")] = None,
     filters: Annotated[int | None, typer.Option("--filters", help="conv_stack: filters per layer")] = None,
@@ -130,7 +130,7 @@ def _numbers(option: str, text: str) -> list[int]:
 @models_app.command("add")
 def models_add(
     path: Annotated[Path, typer.Argument(help="A .tflite file")],
-    name: Annotated[str | None, typer.Option("--name", help="Name to register it under [default: file stem]")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Name to register it under \\[default: file stem]")] = None,
     db: DbOption = None,
 ) -> None:
     """Register your own .tflite file.
@@ -286,7 +286,7 @@ def models_check(
 def models_compile(
     names: Annotated[list[str], typer.Argument(help="Models to co-compile (names or sha256 prefixes)")],
     compiler: Annotated[str | None, typer.Option("--compiler", help="edgetpu_compiler to run "
-                                                 "[default: $FARM_EDGETPU_COMPILER, else PATH]")] = None,
+                                                 "\\[default: $FARM_EDGETPU_COMPILER, else PATH]")] = None,
     num_segments: Annotated[int, typer.Option("--num-segments", "-n",
                                               help="Split each model for an N-TPU pipeline")] = 1,
     db: DbOption = None,
@@ -324,13 +324,13 @@ def models_compile(
 
 def toolchain(
     inventory: Annotated[Path | None, typer.Option("--inventory", "-i",
-                                                   help="Inventory YAML file [default: this machine only]")] = None,
+                                                   help="Inventory YAML file \\[default: this machine only]")] = None,
     compiler: Annotated[str | None, typer.Option("--compiler", help="edgetpu_compiler to ask for its version "
-                                                 "[default: $FARM_EDGETPU_COMPILER, else PATH]")] = None,
+                                                 "\\[default: $FARM_EDGETPU_COMPILER, else PATH]")] = None,
     accept_new_host_keys: Annotated[bool, typer.Option(
         "--accept-new-host-keys", help="Trust and remember SSH host keys never seen before")] = False,
     known_hosts: Annotated[Path | None, typer.Option(
-        "--known-hosts", help="known_hosts file for SSH hosts [default: ~/.ssh/known_hosts]")] = None,
+        "--known-hosts", help="known_hosts file for SSH hosts \\[default: ~/.ssh/known_hosts]")] = None,
     db: DbOption = None,
 ) -> None:
     """List toolchain versions per host and on the controller (edgetpu_compiler, libedgetpu, TFLite runtime,

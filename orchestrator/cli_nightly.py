@@ -22,14 +22,14 @@ nightly_app = typer.Typer(
     invoke_without_command=True, no_args_is_help=False)
 baseline_app = typer.Typer(help="Accept and list the baselines nightly runs compare against.", no_args_is_help=True)
 
-DbOption = Annotated[str | None, typer.Option("--db", help="Database URL [default: $FARM_DB_URL, else SQLite]")]
+DbOption = Annotated[str | None, typer.Option("--db", help="Database URL \\[default: $FARM_DB_URL, else SQLite]")]
 STATE_STYLE = {"regressed": "red", "improved": "green", "invalid": "yellow", "missing": "yellow", "new": "cyan"}
 
 
 @nightly_app.callback()
 def nightly(
     ctx: typer.Context,
-    matrix: Annotated[str, typer.Option("--matrix", "-m", help="Regression matrix [default: 'nightly' from "
+    matrix: Annotated[str, typer.Option("--matrix", "-m", help="Regression matrix \\[default: 'nightly' from "
                                         "--matrix-file, else 'all']")] = "nightly",
     matrix_file: Annotated[Path | None, typer.Option("--matrix-file", help="YAML file of named matrices")] = None,
     inventory: Annotated[Path | None, typer.Option("--inventory", "-i", help="Inventory YAML file")] = None,
@@ -39,15 +39,15 @@ def nightly(
         "--every-night", help="Always run (for teams that want numbers every night); still records changes")] = False,
     trials: Annotated[int | None, typer.Option(
         "--trials", min=2, max=20, help="Separate runs of the matrix; slow drifts between them count as noise "
-        "[default: the matrix's regression.trials, else 3]")] = None,
+        "\\[default: the matrix's regression.trials, else 3]")] = None,
     min_effect: Annotated[float | None, typer.Option(
         "--min-effect", min=0.0, max=10.0, help="Smallest relative change reported, e.g. 0.05 = 5% "
-        "[default: the matrix's regression.min_effect, else 0.05]")] = None,
+        "\\[default: the matrix's regression.min_effect, else 0.05]")] = None,
     alpha: Annotated[float | None, typer.Option(
         "--alpha", min=1e-9, max=0.5, help="Significance level of the Mann-Whitney U test "
-        "[default: the matrix's regression.alpha, else 0.002]")] = None,
+        "\\[default: the matrix's regression.alpha, else 0.002]")] = None,
     compiler: Annotated[str | None, typer.Option(
-        "--compiler", help="edgetpu_compiler to probe and to recompile with [default: $EDGETPU_COMPILER, else "
+        "--compiler", help="edgetpu_compiler to probe and to recompile with \\[default: $FARM_EDGETPU_COMPILER, else "
         "edgetpu_compiler on PATH]")] = None,
     markdown: Annotated[Path | None, typer.Option("--markdown", help="Write a Markdown report here")] = None,
     html_path: Annotated[Path | None, typer.Option("--html", help="Write a self-contained HTML report here")] = None,

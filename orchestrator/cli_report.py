@@ -15,7 +15,7 @@ from .errors import FarmError
 console = Console()
 err_console = Console(stderr=True)
 
-DbOption = Annotated[str | None, typer.Option("--db", help="Database URL [default: $FARM_DB_URL, else SQLite]")]
+DbOption = Annotated[str | None, typer.Option("--db", help="Database URL \\[default: $FARM_DB_URL, else SQLite]")]
 STATE_STYLE = {"regressed": "red", "improved": "green", "invalid": "yellow", "missing": "yellow", "new": "cyan"}
 
 
