@@ -299,7 +299,8 @@ def skip_reason(host_facts: dict[str, Any] | None, model: ModelRow, delegate: st
         return None  # unreachable hosts fail at run time with the transport's reason
     runtime = host_facts.get("runtime") or {}
     if not runtime.get("name"):
-        return f"no TFLite runtime on this host: {runtime.get('error') or 'none found'}"
+        # The agent's own message already says "no TFLite runtime found: tried ...".
+        return str(runtime["error"]) if runtime.get("error") else "no TFLite runtime on this host"
     if model.needs_edgetpu and delegate != "edgetpu":
         return "model is compiled for the Edge TPU (edgetpu-custom-op) and cannot run on the CPU delegate"
     if delegate == "edgetpu" and not model.needs_edgetpu:
