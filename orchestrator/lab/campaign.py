@@ -233,8 +233,9 @@ class Campaign:
         self.say(f"campaign: seed {self.report.seed}, {self.total_faults} faults, lab of {len(self.host_names)} "
                  f"hosts in network namespaces, database {self.db_name}")
         reference = self._round([])
-        if reference is None:
-            raise RuntimeError(f"the fault-free round failed; see {self._round_log}")
+        if reference is None or self.report.problems:  # no fault-free run to compare with
+            tail = "".join(self._round_log.read_text().splitlines(keepends=True)[-15:])
+            raise RuntimeError(f"the fault-free round failed: {self.report.problems}\n{tail}")
         self.report.reference = {"counts": dict(reference["counts"]), "cells": len(reference["cells"]),
                                  "seconds": round(reference["seconds"], 1)}
         self._reference = reference
