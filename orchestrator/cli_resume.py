@@ -50,7 +50,9 @@ def announcer(console: Console, verb: str = "started"):  # type: ignore[no-untyp
 def report(console: Console, err_console: Console, store: Any, outcome: Any, print_summary: Any) -> int:
     """Print the run's table, its unreachable hosts and counts; return its exit code."""
     if not outcome.journal_pending:
-        print_summary(store, outcome.run_id)
+        from .store.retry import with_db_retry
+
+        with_db_retry(print_summary, store, outcome.run_id)  # a database blinking as the run ends is waited for
     for name, reason in outcome.unreachable.items():
         err_console.print(f"[red]unreachable[/red] {name}: {reason}")
     counts = ", ".join(f"{n} {s}" for s, n in sorted(outcome.counts.items()))

@@ -15,8 +15,6 @@ from pathlib import Path
 
 from sqlalchemy import exists, select
 
-from agent.schema import make_job
-
 from .errors import FarmError
 from .inventory import Host
 from .lifecycle import IN_FLIGHT, TERMINAL
@@ -107,15 +105,12 @@ def resume(runner: Runner, run_id: int, hosts: list[Host]) -> RunOutcome:
                                     reason=link.error)
                 outcome.unreachable[link.host.name] = link.error
                 continue
-            document = job.job_doc or _rebuild_document(job, model, link.host)
-            if document is None:
-                runner.writer.write("finish", job_id=job.id, status="failed", failure="agent-error",
-                                    reason="cannot resume: the job was never handed a document "
-                                           "(its power mode or USB port cannot be rebuilt)")
-                continue
+            label = Cell(link.host, model, job.delegate, job.threads, job.power_mode, job.usb_port, job.usb_speed)
+            # No document: the controller died between storing the jobs and their documents, so none was
+            # ever sent; the planner makes it again from the job's cell, power mode and USB port included.
+            document = job.job_doc or runner._job_document(run_id, job.id, label, link, job.timing)
             in_flight = job.status in IN_FLIGHT or job.id in reopened
             keys = [job.spool_key] if in_flight and job.spool_key else []
-            label = Cell(link.host, model, job.delegate, job.threads, job.power_mode, job.usb_port, job.usb_speed)
             lanes.setdefault(job.host_id, []).append(
                 LaneJob(job.id, document, Path(model.path), model.sha256, attempt=job.attempt, keys=keys,
                         budget_from=job.attempt, label=label))
@@ -126,12 +121,3 @@ def resume(runner: Runner, run_id: int, hosts: list[Host]) -> RunOutcome:
 
     runner._drive(run_id, list(links.values()), plan, outcome)
     return outcome
-
-
-def _rebuild_document(job: JobRow, model: ModelRow, host: Host) -> dict | None:
-    """A queued job the dead controller planned but never stored a document for (a kill mid-plan)."""
-    if job.power_mode or job.usb_port:
-        return None
-    remote = f"{host.workdir}/models/{model.sha256}.tflite"
-    return make_job(f"resumed-run{job.run_id}-job{job.id}", remote, model.sha256, job.delegate, job.threads,
-                    timing=job.timing)

@@ -216,3 +216,27 @@ def test_the_plan_a_run_carries_gives_back_the_same_matrix() -> None:
                      MatrixSpec(name="all")):
         doc = json.loads(json.dumps(plan_document(original, [], [])))  # as the JSON column gives it back
         assert spec_from_document(doc["spec"]) == original
+
+
+def test_a_run_killed_between_storing_its_jobs_and_their_documents_resumes_the_planned_jobs(
+        sqlite_store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    inventory = load_inventory(None)
+    hosts, models = list(inventory.hosts), registry.list_models(sqlite_store)
+    planned: dict[int, dict] = {}
+
+    def die(store: Store, documents: dict[int, dict]) -> None:
+        planned.update(documents)  # what the planner made, and was killed before storing
+        raise Killed
+
+    with monkeypatch.context() as patch:
+        patch.setattr(job_store, "set_documents", die)
+        with pytest.raises(Killed):
+            Runner(sqlite_store, policy=FAST).run(spec(0.0), hosts, models, inventory.path)
+    run_id = run_to_resume(sqlite_store, None).id
+    assert job_store.status_counts(sqlite_store, run_id) == {"queued": 2} and len(planned) == 2
+    resumed = resume(Runner(sqlite_store, policy=FAST), run_id, hosts)
+    assert resumed.counts == {"succeeded": 2}
+    with sqlite_store.session() as session:  # the documents sent are the planner's own, not look-alikes
+        assert {job.id: job.job_doc for job in session.scalars(select(JobRow).where(JobRow.run_id == run_id))} \
+            == planned
+    assert check_run(sqlite_store, run_id).ok
