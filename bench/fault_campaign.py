@@ -21,6 +21,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from sqlalchemy.exc import SQLAlchemyError
+
+from orchestrator.errors import FarmError
+from orchestrator.lab.account import LabError
 from orchestrator.lab.campaign import Campaign, main_json
 
 
@@ -39,9 +43,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.faults < 1 or args.hosts < 1 or args.per_round < 1:
         parser.error("--faults, --hosts and --per-round must be at least 1")
     with tempfile.TemporaryDirectory(prefix="farm-campaign-") as directory:
-        with Campaign(Path(directory), faults=args.faults, seed=args.seed, hosts=args.hosts,
-                      server_url=args.pg, round_faults=args.per_round) as campaign:
-            report = campaign.run()
+        try:
+            with Campaign(Path(directory), faults=args.faults, seed=args.seed, hosts=args.hosts,
+                          server_url=args.pg, round_faults=args.per_round) as campaign:
+                report = campaign.run()
+        except (FarmError, LabError, SQLAlchemyError, RuntimeError) as exc:  # no lab, no database: say why
+            print(f"fault campaign: {exc}", file=sys.stderr)
+            return 2
         text = main_json(report)
         print(text)
         if args.json:

@@ -19,6 +19,7 @@ connection it had, watched in /proc/net/tcp) and time to resume.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -193,6 +194,14 @@ class Campaign:
         boards = (BOARDS * self.hosts)[:self.hosts]
         self.inventory = self.lab.up(self.hosts, boards=boards, port=22, say=lambda _: None)
         self.host_names = [h.name for h in self.lab.hosts()]
+        try:
+            self._setup_database()
+        except BaseException:
+            self.__exit__()  # no half-built campaign left behind: the lab's namespaces and sshds go
+            raise
+        return self
+
+    def _setup_database(self) -> None:
         self._admin(f'CREATE DATABASE "{self.db_name}"')
         for args in (["models", "build", "--family", "dense_stack", "--layers", "10"],
                      ["models", "build", "--family", "conv_stack", "--layers", "1"]):
@@ -200,13 +209,13 @@ class Campaign:
                                   capture_output=True, text=True, env=self.env, cwd=REPO, timeout=300, check=False)
             if done.returncode != 0:
                 raise RuntimeError(f"farm {' '.join(args)} failed: {done.stdout}{done.stderr}")
-        return self
 
     def __exit__(self, *exc: object) -> None:
         try:
             self.lab.down(purge=True)
         finally:
-            self._admin(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)')
+            with contextlib.suppress(Exception):  # the server may be the very thing that failed
+                self._admin(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)')
 
     def _admin(self, statement: str) -> list[Any]:
         from sqlalchemy import create_engine, text

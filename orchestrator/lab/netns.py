@@ -11,7 +11,8 @@ vanish without a reset, as when a board's cable is pulled. Everything else
     lab.cut_link("lab-01-jetson-nano"); lab.restore_link("lab-01-jetson-nano")
     lab.kill_sshd(name); lab.start_sshd(name)
     lab.kill_agents(name)          # SIGKILL the agent and its detached jobs on that host
-    lab.down(purge=True)           # also deletes the namespaces (and atexit does, should a test die)
+    lab.down(purge=True)           # also deletes the namespaces (and atexit does, in the process
+                                   # that brought them up, should a test die)
 
 Needs root (network namespaces); nothing outside the namespaces and their veth pairs is touched.
 """
@@ -72,7 +73,7 @@ class NetnsLab(Lab):
         super().__init__(directory, cache=cache)
         self.tag = hashlib.sha256(self.id.encode()).hexdigest()[:6]
         self._octet: int | None = None
-        atexit.register(self._remove_namespaces)
+        self._cleanup_registered = False
 
     # -- addresses and names --------------------------------------------------------------------------------
 
@@ -111,6 +112,11 @@ class NetnsLab(Lab):
 
     def _plan(self, count: int, boards: list[str] | None, port: int) -> list[LabHost]:
         require_netns()
+        if not self._cleanup_registered:
+            # Only the process that brings the lab up removes it at exit; one that merely looks at
+            # a lab (status, faults from another process) must not tear it down.
+            atexit.register(self._remove_namespaces)
+            self._cleanup_registered = True
         if count > MAX_HOSTS:
             raise LabError(f"a namespaced lab has at most {MAX_HOSTS} hosts")
         planned = []
