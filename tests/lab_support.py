@@ -8,8 +8,6 @@ cached in /var/cache/farm-lab; the very first run builds them, a minute or two).
 
 from __future__ import annotations
 
-import random
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,21 +34,7 @@ class RunningLab:
 
     @staticmethod
     def free_port(addresses: list[str]) -> int:
-        return free_port(addresses)
-
-
-def free_port(addresses: list[str]) -> int:
-    """A port free on every address, away from 22 so a lab of the user's own can keep running."""
-    for _ in range(200):
-        port = random.randint(20000, 45000)
-        try:
-            for address in addresses:
-                with socket.socket() as probe:
-                    probe.bind((address, port))
-        except OSError:
-            continue
-        return port
-    raise RuntimeError("no free port on the lab's loopback addresses")
+        return lab_sshd.free_port(addresses)
 
 
 @pytest.fixture(scope="session")
@@ -58,7 +42,7 @@ def running_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningLab
     if not lab_sshd.SSHD.is_file():
         missing_service(f"OpenSSH server is not installed ({lab_sshd.SSHD}): apt-get install openssh-server")
     directory = tmp_path_factory.mktemp("lab")
-    port = free_port([f"127.0.0.{n}" for n in range(2, 2 + LAB_HOSTS)])
+    port = lab_sshd.free_port([f"127.0.0.{n}" for n in range(2, 2 + LAB_HOSTS)])
     lab = Lab(directory)
     try:
         inventory = lab.up(LAB_HOSTS, port=port, say=print)

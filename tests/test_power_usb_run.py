@@ -25,10 +25,10 @@ from sqlalchemy import select
 from orchestrator.inventory import Inventory, load_inventory
 from orchestrator.lab import sshd as lab_sshd
 from orchestrator.lab.lab import Lab
+from orchestrator.lab.sshd import free_port
 from orchestrator.store import open_store
 from orchestrator.store.schema import HostFactsRow, HostRow, JobRow, ResultRow
 from tests.conftest import SHARED_MODELS, missing_service
-from tests.lab_support import free_port
 
 BOARDS = ["jetson-nano", "jetson-nano", "x86-usb"]
 QUICK = "{warmup_min_runs: 1, warmup_min_seconds: 0, min_runs: 3, min_seconds: 0, max_seconds: 20}"
