@@ -15,7 +15,8 @@ USAGE = """usage: farm-agent COMMAND
   facts         print this device's facts as one JSON document
   run JOB       run the job in file JOB (or - for stdin), print one JSON result
   serve         answer JSON requests, one per line, on stdin/stdout
-                (ops: ping, facts, run, start, collect, ack, exit)
+                (ops: ping, facts, run, start, collect, ack, exit;
+                start and collect may carry an 'ack' list too)
   spool-run KEY run the spooled job KEY (what op start runs, detached)
   version       print the agent version
 """
@@ -64,12 +65,19 @@ def handle(request):
 
 
 def _spool_op(op, request):
+    if op == "ack":
+        return spool.ack(request.get("keys"))
+    # A start or collect may carry the acks of results the controller has stored since its last
+    # request: they ride along instead of costing a round trip each.
+    acked = spool.ack(request["ack"]) if request.get("ack") is not None else None
     if op == "start":
-        return spool.start(request.get("job"), request.get("key"), str(request.get("holder") or "?"),
-                           request.get("lease"))
-    if op == "collect":
-        return spool.collect(request.get("keys"), request.get("wait") or 0.0)
-    return spool.ack(request.get("keys"))
+        reply = spool.start(request.get("job"), request.get("key"), str(request.get("holder") or "?"),
+                            request.get("lease"))
+    else:
+        reply = spool.collect(request.get("keys"), request.get("wait") or 0.0)
+    if acked is not None:
+        reply["ack"] = acked
+    return reply
 
 
 def serve(stdin, stdout):

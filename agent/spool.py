@@ -1,7 +1,7 @@
 """The spool: jobs run detached from the SSH session and their results wait on the device.
 
 ``start`` writes the job to ``<workdir>/spool/KEY.job.json`` and runs it in a
-process of its own session (double fork + setsid, stdin/stdout/stderr away
+process of its own session (fork + setsid, stdin/stdout/stderr away
 from the SSH channel), so a dropped link, a killed sshd or a killed ``serve``
 does not stop it. Forked, not exec'd: the runtime ``serve`` imported once
 is already loaded, so a job costs no interpreter start-up. That process takes the host lock, runs the
@@ -18,6 +18,7 @@ import errno
 import json
 import os
 import re
+import select
 import sys
 import threading
 import time
@@ -28,9 +29,18 @@ KEY_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}\Z")  # \Z: "$" would
 # A job file without a pid file this old belongs to a start that died half-way.
 START_GRACE_SECONDS = 15.0
 POLL_SECONDS = 0.02
+# A collect whose running keys all have a wake-up pipe still looks at the spool this often: the pipe
+# is a shortcut, the files stay the truth.
+WAKE_CHECK_SECONDS = 0.5
 JOB_PROCESS_NAME = "farm-job"  # the detached job's process name (comm), as ps and pgrep show it
 
 _preloaded = []
+# key -> read end of a pipe whose write end only that key's job process holds. The job writes a byte
+# once its result is on disk, and the kernel closes the pipe if it dies: either way a collect
+# waiting in select() wakes at once instead of on its next poll of the spool.
+_wakeups = {}
+_notify_fd = []  # in a job process: the write end of its own wake-up pipe
+_children = []  # pids of job processes this serve forked and has not reaped yet
 
 
 class SpoolError(ValueError):
@@ -82,37 +92,84 @@ def _preload():
         runtime.load_runtime()
 
 
-def _spawn(key, folder, log_path):
-    """Run job ``key`` in a grandchild in its own session; returns its pid (the middle child is reaped)."""
-    read_end, write_end = os.pipe()
-    middle = os.fork()
-    if middle == 0:
+def _spawn(key, folder, log_path, document, lease):
+    """Run job ``key`` in a child in its own session; returns its pid.
+
+    One fork, not the classic two: a fork of ``serve`` (runtime loaded) costs about a millisecond
+    on its own and as much again before the child runs, and it lies on the path between one job
+    and the next. The child leads a session of its own with no terminal, so a dropped link's
+    SIGHUP never reaches it; ``serve`` reaps it (``_reap``), and if ``serve`` dies first, init does.
+    """
+    wake_read, wake_write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
         code = 1
         try:
-            os.close(read_end)
-            os.setsid()  # no controlling terminal, no share in the session's SIGHUP
-            grandchild = os.fork()
-            if grandchild:
-                os.write(write_end, str(grandchild).encode("ascii"))
-                code = 0
-            else:
-                os.close(write_end)
-                _detach_stdio(log_path)
-                _name_process(JOB_PROCESS_NAME)
-                try:
-                    code = run_detached(key, folder)
-                finally:
-                    sys.stdout.flush()
-                    sys.stderr.flush()
+            os.close(wake_read)
+            for other in _wakeups.values():
+                os.close(other)
+            del _children[:]
+            os.setsid()
+            _notify_fd.append(wake_write)
+            _detach_stdio(log_path)
+            _name_process(JOB_PROCESS_NAME)
+            try:
+                code = run_detached(key, folder, document, lease)
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
         finally:
             os._exit(code)
-    os.close(write_end)
-    with os.fdopen(read_end, "rb") as pipe:
-        text = pipe.read().decode("ascii")
-    os.waitpid(middle, 0)
-    if not text:
-        raise OSError("could not start the job's process")
-    return int(text)
+    os.close(wake_write)
+    _children.append(pid)
+    _forget_wakeup(key)
+    _wakeups[key] = wake_read
+    return pid
+
+
+def _reap():
+    """Collect the exit status of finished job processes, so none lingers as a zombie."""
+    for pid in list(_children):
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except OSError:  # not our child (any more)
+            done = pid
+        if done:
+            _children.remove(pid)
+
+
+def _forget_wakeup(key):
+    fd = _wakeups.pop(key, None)
+    if fd is not None:
+        os.close(fd)
+
+
+def _notify_finished():
+    """In a job process: tell a waiting collect that the result is on disk."""
+    while _notify_fd:
+        fd = _notify_fd.pop()
+        with contextlib.suppress(OSError):
+            os.write(fd, b"1")
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+def _sleep_until_change(running, deadline):
+    """Wait until a running key's job may have finished, or a poll interval passes, or ``deadline``."""
+    pipes = {_wakeups[key]: key for key in running if key in _wakeups}
+    timeout = max(0.0, deadline - time.time())
+    if not pipes or len(pipes) < len(running):
+        time.sleep(min(POLL_SECONDS, timeout))  # a key started by an earlier serve has no pipe: poll
+        return
+    try:
+        ready, _, _ = select.select(list(pipes), [], [], min(WAKE_CHECK_SECONDS, timeout))
+    except (OSError, ValueError):
+        time.sleep(min(POLL_SECONDS, timeout))
+        return
+    # A woken pipe has done its job: from now on that key is polled (a dying job's pipe stays
+    # readable while the process is a zombie, and select would spin).
+    for fd in ready:
+        _forget_wakeup(pipes[fd])
 
 
 def _name_process(name):
@@ -160,6 +217,7 @@ def start(job, key, holder="?", lease=None, folder=None):
     check_key(key)
     if not isinstance(job, dict):
         raise SpoolError("field 'job' must be a JSON object")
+    _reap()
     current = state_of(key, folder)
     if current != "unknown":
         return {"key": key, "state": current}
@@ -172,11 +230,11 @@ def start(job, key, holder="?", lease=None, folder=None):
         if not os.path.isdir(folder_path):
             os.makedirs(folder_path)
         # Not fsynced: a job a power cut loses is simply dead, and run again. Only results are fsynced.
-        hostlock.write_atomic(_path(key, "job", folder),
-                              {"key": key, "job": job, "holder": holder, "created_at": time.time()})
+        document = {"key": key, "job": job, "holder": holder, "created_at": time.time()}
+        hostlock.write_atomic(_path(key, "job", folder), document)
         _preload()
         # The job keeps the session's cwd (the login home): its model path is relative to it.
-        pid = _spawn(key, folder, os.path.join(folder_path, key + ".log"))
+        pid = _spawn(key, folder, os.path.join(folder_path, key + ".log"), document, lock.get("lease"))
     except BaseException:
         hostlock.release(key, folder)
         raise
@@ -214,6 +272,7 @@ def collect(keys=None, wait=0.0, folder=None):
         raise SpoolError("field 'wait' must be a non-negative number of seconds")
     deadline = time.time() + min(float(wait), 600.0)
     while True:
+        _reap()
         report = {"finished": {}, "running": [], "dead": [], "unknown": []}
         for key in (keys if keys is not None else _known_keys(folder)):
             state = state_of(key, folder)
@@ -224,7 +283,7 @@ def collect(keys=None, wait=0.0, folder=None):
                 report[state].append(key)
         if report["finished"] or report["dead"] or not report["running"] or time.time() >= deadline:
             return report
-        time.sleep(POLL_SECONDS)
+        _sleep_until_change(report["running"], deadline)
 
 
 def ack(keys, folder=None):
@@ -237,6 +296,7 @@ def ack(keys, folder=None):
         if state_of(key, folder) == "running":
             kept.append(key)
             continue
+        _forget_wakeup(key)
         for kind in ("result", "job", "pid"):
             _remove(_path(key, kind, folder))
         _remove(os.path.join(spool_dir(folder), key + ".log"))
@@ -249,17 +309,24 @@ def _renew_until(key, stop, interval, folder=None):
         hostlock.renew(key, folder)
 
 
-def run_detached(key, folder=None):
-    """The body of the detached process: run the spooled job, write its result, free the host."""
+def run_detached(key, folder=None, document=None, lease=None):
+    """The body of the detached process: run the spooled job, write its result, free the host.
+
+    ``document`` and ``lease``: what ``start`` just wrote and took, handed over by the fork, so
+    the job starts without reading them back (``spool-run KEY`` reads both).
+    """
     from .bench import run_job  # imported here: the serve process never loads the runtime
 
     check_key(key)
-    document = _read(_path(key, "job", folder))
-    if not isinstance(document, dict):
-        hostlock.release(key, folder)
-        return 2
-    lease = float((hostlock.holder_of(folder) or {}).get("lease") or hostlock.lease_seconds())
-    hostlock.renew(key, folder)
+    if document is None:
+        document = _read(_path(key, "job", folder))
+        if not isinstance(document, dict):
+            hostlock.release(key, folder)
+            return 2
+    if lease is None:
+        lease = float((hostlock.holder_of(folder) or {}).get("lease") or hostlock.lease_seconds())
+        hostlock.renew(key, folder)
+    lease = float(lease)
     stop = threading.Event()
     renewer = threading.Thread(target=_renew_until, args=(key, stop, max(0.2, lease / 3.0), folder))
     renewer.daemon = True
@@ -272,4 +339,6 @@ def run_detached(key, folder=None):
     finally:
         stop.set()
         hostlock.release(key, folder)
+        # After the release: a controller woken by the result starts its next job on a free host.
+        _notify_finished()
     return 0

@@ -30,6 +30,7 @@ class AgentSession:
         self._channel: AgentChannel | None = None
         self._ids = itertools.count(1)
         self.uploaded_agent = False
+        self._models_present: set[str] = set()  # checked or sent on this session: no stat per job
 
     def open(self) -> AgentSession:
         deployment = deploy_agent(self.transport)
@@ -60,7 +61,9 @@ class AgentSession:
 
     def upload_model(self, local_path: Any, sha256: str) -> str:
         remote = f"{self.host.workdir}/models/{sha256}.tflite"
-        ensure_file(self.transport, remote, local_path)
+        if remote not in self._models_present:
+            ensure_file(self.transport, remote, local_path)
+            self._models_present.add(remote)
         return remote
 
     def run_job(self, job: dict[str, Any]) -> dict[str, Any]:

@@ -45,6 +45,10 @@ class LaneJob:
     keys: list[str] = field(default_factory=list)  # spool keys of earlier attempts, newest last
     budget_from: int = 0  # retries are counted from this attempt on: a resumed job gets a fresh budget
     label: Any = None  # what the observer is told about (a matrix Cell)
+    # The store says "dispatched" under keys[-1], but no agent ever confirmed the start (resume):
+    # a spool that does not know that key was never asked, so the same key is started, no failure counted.
+    unconfirmed: bool = False
+    predispatched: int | None = None  # the attempt whose "dispatched" the lane stored ahead of time
 
     def key(self, attempt: int) -> str:
         return f"{self.doc['job_id']}.{attempt}"
@@ -65,20 +69,44 @@ class LaneStats:
 
 
 class SpoolClient:
-    """The agent's spool ops on one session."""
+    """The agent's spool ops on one session.
 
-    def __init__(self, session: AgentSession) -> None:
+    ``unacked``: keys whose results are stored (database or fsynced journal) but not yet acked on the
+    device. They ride on the next start or collect, and are dropped from the list once the agent
+    has answered; a lost link leaves them for the next session.
+    """
+
+    def __init__(self, session: AgentSession, unacked: list[str] | None = None) -> None:
         self.session = session
+        self.unacked = unacked if unacked is not None else []
+
+    def _ask(self, message: dict[str, Any], timeout: float) -> dict[str, Any]:
+        riders = list(self.unacked)
+        if riders:
+            message["ack"] = riders
+        reply = self.session.request(message, timeout=timeout)
+        del self.unacked[:len(riders)]
+        return reply
 
     def start(self, doc: dict[str, Any], key: str, holder: str) -> dict[str, Any]:
-        return self.session.request({"op": "start", "job": doc, "key": key, "holder": holder},
-                                    timeout=ANSWER_SLACK)
+        return self._ask({"op": "start", "job": doc, "key": key, "holder": holder}, ANSWER_SLACK)
 
     def collect(self, keys: list[str], wait: float) -> dict[str, Any]:
-        return self.session.request({"op": "collect", "keys": keys, "wait": wait}, timeout=wait + COLLECT_SLACK)
+        return self._ask({"op": "collect", "keys": keys, "wait": wait}, wait + COLLECT_SLACK)
 
     def ack(self, keys: list[str]) -> dict[str, Any]:
-        return self.session.request({"op": "ack", "keys": keys}, timeout=ANSWER_SLACK)
+        riders = list(self.unacked)
+        reply = self.session.request({"op": "ack", "keys": [*riders, *keys]}, timeout=ANSWER_SLACK)
+        del self.unacked[:len(riders)]
+        return reply
+
+    def ack_later(self, key: str) -> None:
+        self.unacked.append(key)
+
+    def flush(self) -> None:
+        """Ack what is still pending (the lane's last job has no next request to ride on)."""
+        if self.unacked:
+            self.ack([])
 
 
 class Retry(Exception):
@@ -105,6 +133,12 @@ class Lane:
         self._progress = 0.0  # when a start or collect last answered (a connect's ping does not count)
         self.unhealthy = False
         self.stop = threading.Event()
+        self.unacked: list[str] = []  # stored results the device still keeps (see SpoolClient)
+        # Store work that waits until the next job is started, so it is not on the path between two
+        # jobs: a result's ingest. Its result stays in the device's spool (not acked) until then.
+        self._after_start: list[Callable[[], None]] = []
+        self._inherited: list[Callable[[], None]] = []  # deferred by earlier jobs of the lane
+        self._streak = False  # a failure was stored since the host was last stored as ok
 
     # --- the link ----------------------------------------------------------------------------
 
@@ -117,7 +151,7 @@ class Lane:
         if self.unhealthy:
             self.stats.health_checks += 1
             self.writer.write("host_ok", host_id=self.link.host_id, reason="health check passed")
-            self.unhealthy = False
+            self.unhealthy = False  # the streak stays open: the next job through clears the reason too
         self._last_answer = time.monotonic()
         self._say("ready")
         return session
@@ -130,6 +164,7 @@ class Lane:
                 session.transport.close()
 
     def _host_failed(self, reason: str) -> None:
+        self._streak = True
         if self.writer.write("host_failed", host_id=self.link.host_id, reason=reason,
                              unhealthy_after=self.policy.unhealthy_after):
             if not self.unhealthy:
@@ -138,8 +173,32 @@ class Lane:
 
     # --- one job -----------------------------------------------------------------------------
 
-    def run(self, job: LaneJob) -> tuple[str, str]:
-        """Drive one job to a terminal state; returns (status, detail)."""
+    def run(self, job: LaneJob, following: LaneJob | None = None) -> tuple[str, str]:
+        """Drive one job to a terminal state; returns (status, detail).
+
+        ``following``: the lane's next job, stored as dispatched while this one runs, so that
+        between the two only the start goes out. The store work this job's result needs is
+        done once that next job is started (``settle``).
+        """
+        # What earlier jobs left is done once this one has started, or when it ends whatever happened;
+        # what this job's own result needs waits for the next one.
+        self._inherited, self._after_start = self._inherited + self._after_start, []
+        try:
+            return self._run(job, following)
+        finally:
+            self._settle_inherited()
+
+    def _settle_inherited(self) -> None:
+        while self._inherited:
+            self._inherited.pop(0)()
+
+    def settle(self) -> None:
+        """Do all deferred store work now, oldest first."""
+        self._settle_inherited()
+        while self._after_start:
+            self._after_start.pop(0)()
+
+    def _run(self, job: LaneJob, following: LaneJob | None) -> tuple[str, str]:
         connect_failures = 0
         silent_links = 0  # links lost in a row without one answer in between
         while True:
@@ -147,8 +206,9 @@ class Lane:
                 raise KeyboardInterrupt
             try:
                 connected_at = time.monotonic()
-                spool = SpoolClient(self._session())
+                spool = SpoolClient(self._session(), self.unacked)
             except FarmError as exc:
+                self.settle()
                 failure = classify_transport_error(str(exc), during_job=False)
                 connect_failures += 1
                 self.link.error = str(exc)
@@ -160,8 +220,9 @@ class Lane:
                 continue
             connect_failures = 0
             try:
-                return self._drive(spool, job)
+                return self._drive(spool, job, following)
             except TransportError as exc:
+                self.settle()
                 self.stats.link_lost_at.append(time.time())
                 self.stats.detect_seconds.append(time.monotonic() - self._last_answer)
                 self.stats.reconnects += 1
@@ -175,8 +236,9 @@ class Lane:
                                        str(exc))
                 time.sleep(self.policy.delay(silent_links + 1))
 
-    def _drive(self, spool: SpoolClient, job: LaneJob) -> tuple[str, str]:
+    def _drive(self, spool: SpoolClient, job: LaneJob, following: LaneJob | None) -> tuple[str, str]:
         if job.keys:  # an earlier attempt may have finished, or still run, while we were away
+            self.settle()
             outcome = self._await(spool, job, job.keys[-1], job.attempt, late=True)
             if outcome is not None:
                 return outcome
@@ -185,20 +247,46 @@ class Lane:
             key = job.key(job.attempt)
             job.keys.append(key)
             self.stats.attempts += 1
-            if job.attempt > 1:
+            if job.attempt > 1 and not job.unconfirmed:
                 self.stats.retries += 1
                 time.sleep(self.policy.delay(job.attempt))
-            self.link.session.upload_model(job.model_path, job.model_sha256)
-            self.writer.write("dispatched", job_id=job.job_id, attempt=job.attempt, spool_key=key, job_doc=job.doc)
+            job.unconfirmed = False
+            if job.predispatched != job.attempt:
+                self.settle()
+                self.link.session.upload_model(job.model_path, job.model_sha256)
+                self.writer.write("dispatched", job_id=job.job_id, attempt=job.attempt, spool_key=key,
+                                  job_doc=job.doc)
+            job.predispatched = None
             try:
                 self._start(spool, job, key)
             except Retry as retry:
+                self.settle()
                 outcome = self._retry(job, retry)
             else:
+                self._settle_inherited()  # the previous job's ingest, now that this one runs
                 self.writer.write("running", job_id=job.job_id)
+                if following is not None:
+                    self._predispatch(following)
                 outcome = self._await(spool, job, key, job.attempt, late=False)
             if outcome is not None:
                 return outcome
+
+    def _predispatch(self, job: LaneJob) -> None:
+        """Store ``job`` as dispatched (its model on the host) while the current job runs.
+
+        Its next start then needs no store write first. Were the controller to die now, a resume
+        finds the key unknown to the spool and starts that same key: nothing was ever sent under it.
+        """
+        if job.keys or job.predispatched is not None or self.link.session is None:
+            return  # a job with earlier attempts is looked for in the spool first
+        attempt = job.attempt + 1
+        try:
+            self.link.session.upload_model(job.model_path, job.model_sha256)
+        except FarmError:
+            return  # the link is in trouble: the current job's collect finds out, and the job goes the usual way
+        self.writer.write("dispatched", job_id=job.job_id, attempt=attempt, spool_key=job.key(attempt),
+                          job_doc=job.doc)
+        job.predispatched = attempt
 
     def _start(self, spool: SpoolClient, job: LaneJob, key: str) -> None:
         deadline = time.monotonic() + job.timeout()
@@ -230,6 +318,12 @@ class Lane:
                 if time.monotonic() > deadline:
                     return self._retry(job, Retry("agent-died", f"no result for {key} in {job.timeout():.0f} s"))
                 continue
+            if late and job.unconfirmed and key in reply["unknown"]:
+                # Stored as dispatched, never started: start that same key now (``_drive``).
+                job.attempt -= 1
+                job.keys.pop()
+                return None
+            job.unconfirmed = False
             # dead or unknown: the process that ran it is gone without a result.
             spool.ack([key])
             why = "the job's process died on the device" if key in reply["dead"] \
@@ -255,19 +349,38 @@ class Lane:
             return self._retry(job, Retry("agent-error", f"{key} holds the result of another job "
                                                          f"({result.get('job_id')})"))
         if result["status"] == "succeeded":
-            self.writer.write("ingest", job_id=job.job_id, attempt=attempt, spool_key=key,
-                              facts_id=self.link.facts_id, python_version=self._python(), result=result)
-            spool.ack([key])  # only now: the result is in the database or the fsynced journal
-            self.writer.write("host_ok", host_id=self.link.host_id)
+            facts_id, python = self.link.facts_id, self._python()
+
+            def store() -> None:
+                self.writer.write("ingest", job_id=job.job_id, attempt=attempt, spool_key=key,
+                                  facts_id=facts_id, python_version=python, result=result)
+                spool.ack_later(key)  # only now: the result is in the database or the fsynced journal
+                if self._streak:
+                    self.writer.write("host_ok", host_id=self.link.host_id)
+                    self._streak = False
+
+            self._after_start.append(store)
             return "succeeded", f"median {result['timing']['summary']['median_ms']:.2f} ms"
         error = result["error"]
         failure = classify_agent_error(error["kind"], error["message"])
-        spool.ack([key])
         if result["status"] == "skipped":
-            return self._final(job, "skipped", failure, error["message"])
-        if error["kind"] == "infrastructure":
-            return self._retry(job, Retry(failure, error["message"]))
-        return self._final(job, "failed", failure, error["message"])
+            outcome = self._final(job, "skipped", failure, error["message"])
+        elif error["kind"] == "infrastructure":
+            outcome = self._retry(job, Retry(failure, error["message"]))
+        else:
+            outcome = self._final(job, "failed", failure, error["message"])
+        spool.ack_later(key)  # after the store has what the result said
+        return outcome
+
+    def flush_acks(self) -> None:
+        """Store what is deferred, then ack the results stored since the lane's last request.
+
+        A dead link leaves them on the device: a later contact or ``--resume`` acks nothing twice.
+        """
+        self.settle()
+        if self.unacked and self.link.session is not None:
+            with contextlib.suppress(FarmError):
+                SpoolClient(self.link.session, self.unacked).flush()
 
     def _final(self, job: LaneJob, status: str, failure: str | None, reason: str) -> tuple[str, str]:
         self.writer.write("finish", job_id=job.job_id, status=status, failure=failure, reason=reason)

@@ -113,7 +113,8 @@ def resume(runner: Runner, run_id: int, hosts: list[Host]) -> RunOutcome:
             keys = [job.spool_key] if in_flight and job.spool_key else []
             lanes.setdefault(job.host_id, []).append(
                 LaneJob(job.id, document, Path(model.path), model.sha256, attempt=job.attempt, keys=keys,
-                        budget_from=job.attempt, label=label))
+                        budget_from=job.attempt, label=label,
+                        unconfirmed=bool(keys) and job.status == "dispatched"))
         for host_id, link in links.items():
             runner.observer.jobs_planned(link.host.name, len(lanes.get(host_id, [])))
         # In-flight jobs first: they may hold the host's lock, and their results are the oldest.

@@ -285,7 +285,10 @@ class Runner:
                         timing=timing, power=power_request(cell), edgetpu=edgetpu_request(cell))
 
     def _lane(self, lane: Lane, jobs: list[LaneJob], outcome: RunOutcome) -> None:
-        for job in jobs:
-            status, detail = lane.run(job)
-            outcome.counts[status] += 1
-            self.observer.job_finished(lane.link.host.name, job.label, status, detail)
+        try:
+            for job, following in zip(jobs, [*jobs[1:], None], strict=True):
+                status, detail = lane.run(job, following)
+                outcome.counts[status] += 1
+                self.observer.job_finished(lane.link.host.name, job.label, status, detail)
+        finally:
+            lane.flush_acks()

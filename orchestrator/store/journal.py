@@ -164,7 +164,12 @@ class StoreWriter:
         done = 0
         try:
             for entry in entries:
-                OPERATIONS[entry["op"]](self.store, **entry["args"])
+                def apply(entry: dict[str, Any] = entry) -> Any:
+                    return OPERATIONS[entry["op"]](self.store, **entry["args"])
+
+                # Forced (the run's last word): as patient as a write; the first use of a pooled
+                # connection the outage broke fails once even when the database is back.
+                self._retrying(apply) if force else apply()
                 done += 1
         except (OperationalError, DBAPIError) as exc:
             if not _connection_lost(exc):
