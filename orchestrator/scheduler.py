@@ -10,7 +10,6 @@ so a dropped link or a killed controller loses nothing: ``resume`` goes on.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import socket
 import threading
@@ -26,8 +25,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from agent.schema import TIMING_DEFAULTS, make_job
 
+from . import spool_keys
 from .agent_client import AgentSession
-from .dispatch import Lane, LaneJob, LaneStats
+from .dispatch import ANSWER_SLACK, Lane, LaneJob, LaneStats
 from .errors import FarmError
 from .inventory import Host
 from .lifecycle import RetryPolicy, classify_transport_error
@@ -140,6 +140,7 @@ class Runner:
                 if not link.error:
                     self.writer.write("host_ok", host_id=link.host_id, reason="health check passed")
             by_host = plan()
+            self._ack_stored_leftovers(links)
             lanes = [self._make_lane(link) for link, _ in by_host]
             for lane in lanes:
                 lane.stats.reconnects += start_retries.get(lane.link.host.name, 0)
@@ -168,6 +169,28 @@ class Runner:
             if not outcome.journal_pending:
                 with contextlib.suppress(SQLAlchemyError):  # gone again: the counts the lanes saw stand
                     outcome.counts = Counter(job_store.status_counts(self.store, run_id))
+
+    def _ack_stored_leftovers(self, links: list[HostLink]) -> None:
+        """Ack results this database already holds but a killed controller left in a device's spool.
+
+        A result is acked with the lane's next request after it is stored; a controller killed in
+        between leaves it on the device, where nothing would ever collect it again.
+        """
+        tag = spool_keys.database_tag(self.store.url)
+        for link in links:
+            if link.session is None:
+                continue
+            try:
+                finished = link.session.request({"op": "collect", "keys": None, "wait": 0},
+                                                timeout=ANSWER_SLACK)["finished"]
+                ours = {key: parsed for key in finished
+                        if (parsed := spool_keys.parse(key)) is not None and parsed.tag == tag}
+                stored = job_store.stored_keys(self.store, [parsed.job_id for parsed in ours.values()])
+                done = [key for key, parsed in ours.items() if (parsed.job_id, parsed.attempt) in stored]
+                if done:
+                    link.session.request({"op": "ack", "keys": done}, timeout=ANSWER_SLACK)
+            except (FarmError, SQLAlchemyError):
+                continue  # tidying only: the lane finds out about a bad link or database itself
 
     def _make_lane(self, link: HostLink) -> Lane:
         assert self.writer is not None
@@ -278,10 +301,8 @@ class Runner:
 
     def _job_document(self, run_id: int, job_id: int, cell: Cell, link: HostLink,
                       timing: dict[str, Any]) -> dict[str, Any]:
-        # The id names the database too: two controllers with their own databases share no spool keys.
-        tag = hashlib.sha1(self.store.url.encode()).hexdigest()[:6]
         remote = f"{link.host.workdir}/models/{cell.model.sha256}.tflite"  # where upload_model puts it
-        return make_job(f"f{tag}-run{run_id}-job{job_id}", remote, cell.model.sha256, cell.delegate, cell.threads,
+        return make_job(spool_keys.job_name(self.store.url, run_id, job_id), remote, cell.model.sha256, cell.delegate, cell.threads,
                         timing=timing, power=power_request(cell), edgetpu=edgetpu_request(cell))
 
     def _lane(self, lane: Lane, jobs: list[LaneJob], outcome: RunOutcome) -> None:

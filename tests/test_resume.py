@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -68,6 +69,7 @@ def test_a_killed_controller_resumes_to_the_same_result(tmp_path: Path) -> None:
         crashed.wait()
     before = statuses(db, 2)
     in_flight = before.index("running")
+    assert before.count("dispatched") <= 1, before  # at most the next job, stored ahead of its start
     # The job in flight runs on, detached; let it finish while no controller watches.
     time.sleep(3.0)
 
@@ -88,6 +90,11 @@ def test_a_killed_controller_resumes_to_the_same_result(tmp_path: Path) -> None:
             result = session.query(ResultRow).filter(ResultRow.job_id == job.id).one()
             # Collected from the spool, not run again: still the first attempt, under its first key.
             assert (job.attempt, result.attempt) == (1, 1) and result.spool_key.endswith(".1")
+            # The lane stores its next job as dispatched while one runs. Never started, it is started
+            # under that same key on resume, and that costs it no attempt and no failure.
+            jobs = session.query(JobRow).filter(JobRow.run_id == 2).order_by(JobRow.id).all()
+            for index in (i for i, status in enumerate(before) if status == "dispatched"):
+                assert (jobs[index].attempt, jobs[index].failure) == (1, None), before
     finally:
         store.close()
     # Everything was acknowledged: the device's spool is empty again.
@@ -139,3 +146,43 @@ def test_farm_run_exits_3_while_the_database_stays_away_and_resume_finishes(pg_u
             store.close()
     finally:
         proxy.down()
+
+
+def _spool_again(document: dict, key: str, folder: Path) -> None:
+    """Run ``document`` under ``key`` through the agent's own spool, in a process of its own (it forks)."""
+    script = ("import json, sys\nfrom agent import spool\n"
+              "document, key, folder = json.loads(sys.stdin.read())\n"
+              "assert spool.start(document, key, 'test', folder=folder)['state'] == 'started'\n"
+              "assert key in spool.collect([key], 60, folder=folder)['finished']\n")
+    subprocess.run([sys.executable, "-c", script], input=json.dumps([document, key, str(folder)]), text=True,
+                   check=True, timeout=120)
+
+
+def test_a_result_left_in_the_spool_for_a_stored_job_is_acked_by_the_next_run(tmp_path: Path) -> None:
+    """A controller killed between storing a result and acking it leaves the result on the device: the
+    next run of the same database acks it; another database's leftovers are not its to delete."""
+    db = f"sqlite:///{tmp_path / 'farm.db'}"
+    matrix_file = tmp_path / "m.yaml"
+    matrix_file.write_text(MATRIX.replace("family:dense_stack, ", "").replace("[1, 2]", "[1]")
+                           .replace("min_seconds: 1.5", "min_seconds: 0"))
+    farm("models", "add", str(SHARED_MODELS / "mobilenet_v1_0.25_128_quant.tflite"), "--name", "mobilenet",
+         "--db", db)
+    farm("run", "--matrix", "slow", "--matrix-file", str(matrix_file), "--db", db)
+    store = open_store(db)
+    try:
+        with store.session() as session:
+            job = session.query(JobRow).filter(JobRow.run_id == 1).one()
+            document, key = job.job_doc, job.spool_key
+    finally:
+        store.close()
+    folder = Path(os.environ["HOME"]) / ".cache" / "farm"
+    foreign = "f000000-run1-job1.1"  # the same kind of key from a database whose tag is not ours
+    _spool_again(document, key, folder)
+    _spool_again({**document, "job_id": foreign.rsplit(".", 1)[0]}, foreign, folder)
+    spool = folder / "spool"
+    assert {p.name for p in spool.glob("*.result.json")} == {f"{key}.result.json", f"{foreign}.result.json"}
+
+    farm("run", "--matrix", "slow", "--matrix-file", str(matrix_file), "--db", db)
+    assert {p.name for p in spool.glob("*.result.json")} == {f"{foreign}.result.json"}
+    for leftover in spool.glob(f"{foreign}.*"):
+        leftover.unlink()

@@ -150,6 +150,18 @@ def open_jobs(store: Store, run_id: int) -> list[JobRow]:
                                                          JobRow.status.not_in(TERMINAL)).order_by(JobRow.id)))
 
 
+def stored_keys(store: Store, job_ids: list[int]) -> set[tuple[int, int]]:
+    """(job, attempt) pairs among ``job_ids`` whose outcome the store holds: the job is terminal and
+    the attempt is its last or an earlier one. A spooled result under such a key is no longer needed."""
+    if not job_ids:
+        return set()
+    with store.session() as session:
+        rows = session.execute(select(JobRow.id, JobRow.attempt).where(JobRow.id.in_(set(job_ids)),
+                                                                       JobRow.status.in_(TERMINAL)))
+        last = {job_id: attempt for job_id, attempt in rows}
+    return {(job_id, attempt) for job_id, latest in last.items() for attempt in range(1, latest + 1)}
+
+
 def status_counts(store: Store, run_id: int) -> dict[str, int]:
     with store.session() as session:
         rows = session.execute(select(JobRow.status, func.count()).where(JobRow.run_id == run_id)
