@@ -112,18 +112,24 @@ def holder_of(folder=None):
     return doc
 
 
-def acquire(holder, key, lease=None, folder=None):
-    """Take the lock for job ``key``; returns (True, doc) or (False, the other holder's doc)."""
+def acquire(holder, key, lease=None, folder=None, finished=None):
+    """Take the lock for job ``key``; returns (True, doc) or (False, the other holder's doc).
+
+    ``finished(other_key)``: True when that job's result is already written. Such a holder is only
+    on its way out (releasing is its last step, and a release of a lock it no longer holds does
+    nothing), so the lock is taken at once rather than after it has let go.
+    """
     path = lock_path(folder)
     lease = lease_seconds(lease)
     now = time.time()
     with _guard(path):
         doc = _read(path)
-        if doc is not None and doc.get("key") != key and not _stale(doc, now):
+        done = doc is not None and finished is not None and finished(doc.get("key"))
+        if doc is not None and doc.get("key") != key and not done and not _stale(doc, now):
             return False, doc
         taken = {"holder": holder, "key": key, "pid": None, "pid_start": None, "lease": lease,
                  "taken_at": now, "expires_at": now + lease}
-        if doc is not None and doc.get("key") != key:
+        if doc is not None and doc.get("key") != key and not done:
             taken["took_over"] = {"holder": doc.get("holder"), "key": doc.get("key")}
         _write(path, taken)
         return True, taken

@@ -221,7 +221,7 @@ def start(job, key, holder="?", lease=None, folder=None):
     current = state_of(key, folder)
     if current != "unknown":
         return {"key": key, "state": current}
-    taken, lock = hostlock.acquire(holder, key, lease, folder)
+    taken, lock = hostlock.acquire(holder, key, lease, folder, finished=lambda other: _has_result(other, folder))
     if not taken:
         return {"key": key, "state": "busy", "holder": lock.get("holder"), "busy_key": lock.get("key"),
                 "expires_in": max(0.0, float(lock.get("expires_at") or 0) - time.time())}
@@ -242,6 +242,13 @@ def start(job, key, holder="?", lease=None, folder=None):
     hostlock.write_atomic(_path(key, "pid", folder), {"pid": pid, "pid_start": pid_start})
     hostlock.set_owner(key, pid, pid_start, folder)
     return {"key": key, "state": "started", "pid": pid}
+
+
+def _has_result(key, folder=None):
+    try:
+        return os.path.exists(_path(check_key(key), "result", folder))
+    except SpoolError:
+        return False
 
 
 def _known_keys(folder=None):
@@ -336,9 +343,12 @@ def run_detached(key, folder=None, document=None, lease=None):
         result["spool_key"] = key
         power._write_state(_path(key, "result", folder),
                            {"key": key, "result": result, "finished_at": time.time()})
+        stop.set()
+        # Before the release: a controller woken now may start its next job at once, since a lock
+        # whose job has its result written counts as free (hostlock.acquire).
+        _notify_finished()
     finally:
         stop.set()
         hostlock.release(key, folder)
-        # After the release: a controller woken by the result starts its next job on a free host.
-        _notify_finished()
+        _notify_finished()  # no result (the job raised): the waiting collect looks and finds it dead
     return 0

@@ -178,6 +178,36 @@ def test_an_expired_lease_is_taken_over(nano: Path) -> None:
     assert hostlock.holder_of() is None
 
 
+def test_a_holder_whose_result_is_written_is_only_leaving(nano: Path) -> None:
+    """Between writing its result and releasing the lock a job still holds it, alive: a start that
+    comes then (the collect was woken by the result) takes the lock instead of waiting a lease out."""
+    assert hostlock.acquire("ctl", "1.1", lease=60)[0]
+    assert hostlock.set_owner("1.1", os.getpid(), power._process_start(os.getpid()))
+    assert hostlock.acquire("ctl", "2.1", finished=lambda key: False)[0] is False
+    taken, doc = hostlock.acquire("ctl", "2.1", finished=lambda key: key == "1.1")
+    assert taken and doc["key"] == "2.1" and "took_over" not in doc
+    assert hostlock.release("1.1") is False  # the leaving job's own release frees nothing now
+    assert hostlock.holder_of()["key"] == "2.1"
+
+
+def test_acks_ride_on_a_start_or_a_collect(nano: Path, shared_model: Path) -> None:
+    serve = Serve()
+    try:
+        assert serve.ask(op="start", key="5.1", job=job(shared_model, "5"))["state"] == "started"
+        assert collect_until_done(serve, "5.1")["finished"]["5.1"]["status"] == "succeeded"
+        started = serve.ask(op="start", key="6.1", job=job(shared_model, "6"), ack=["5.1"])
+        assert started["state"] == "started" and started["ack"] == {"acked": ["5.1"], "kept": []}
+        assert collect_until_done(serve, "6.1")["finished"]["6.1"]["status"] == "succeeded"
+        # A running key is kept: only what the controller has stored may go.
+        assert serve.ask(op="start", key="7.1", job=job(shared_model, "7", min_seconds=3.0))["state"] == "started"
+        reply = serve.ask(op="collect", keys=["6.1", "7.1"], wait=0, ack=["6.1", "7.1"])
+        assert reply["ack"] == {"acked": ["6.1"], "kept": ["7.1"]} and reply["running"] == ["7.1"]
+        assert collect_until_done(serve, "7.1")["finished"]["7.1"]["status"] == "succeeded"
+        assert serve.ask(op="collect", keys=["5.1", "6.1"])["unknown"] == ["5.1", "6.1"]
+    finally:
+        serve.close()
+
+
 @pytest.mark.parametrize("request_doc, words", [
     ({"op": "start", "key": "../etc/passwd", "job": {}}, "field 'key'"),
     ({"op": "start", "key": "1.1", "job": "x"}, "field 'job'"),
