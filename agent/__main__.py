@@ -16,7 +16,8 @@ USAGE = """usage: farm-agent COMMAND
   run JOB       run the job in file JOB (or - for stdin), print one JSON result
   serve         answer JSON requests, one per line, on stdin/stdout
                 (ops: ping, facts, run, start, collect, ack, exit;
-                start and collect may carry an 'ack' list too)
+                start and collect may carry an 'ack' list too;
+                start may name a running key to run 'after')
   spool-run KEY run the spooled job KEY (what op start runs, detached)
   version       print the agent version
 """
@@ -66,13 +67,14 @@ def handle(request):
 
 def _spool_op(op, request):
     if op == "ack":
+        spool.start_queued()
         return spool.ack(request.get("keys"))
     # A start or collect may carry the acks of results the controller has stored since its last
     # request: they ride along instead of costing a round trip each.
     acked = spool.ack(request["ack"]) if request.get("ack") is not None else None
     if op == "start":
         reply = spool.start(request.get("job"), request.get("key"), str(request.get("holder") or "?"),
-                            request.get("lease"))
+                            request.get("lease"), after=request.get("after"))
     else:
         reply = spool.collect(request.get("keys"), request.get("wait") or 0.0)
     if acked is not None:

@@ -41,6 +41,11 @@ _preloaded = []
 _wakeups = {}
 _notify_fd = []  # in a job process: the write end of its own wake-up pipe
 _children = []  # pids of job processes this serve forked and has not reaped yet
+# Keys started "after" a running job, oldest first: this serve starts each the moment the job it
+# waits for is no longer running, with no request in between. Read back from the spool by a
+# serve that did not queue them (the one that did may have died with its link).
+_queue = []
+_queue_loaded = []
 
 
 class SpoolError(ValueError):
@@ -204,6 +209,8 @@ def state_of(key, folder=None):
     if not os.path.exists(job_path):
         return "unknown"
     if owner is None:
+        if (_read(job_path) or {}).get("after"):
+            return "running"  # queued: it runs once the job it waits for is done
         try:
             age = time.time() - os.path.getmtime(job_path)
         except OSError:
@@ -212,36 +219,113 @@ def state_of(key, folder=None):
     return "dead"
 
 
-def start(job, key, holder="?", lease=None, folder=None):
-    """Start job ``key`` detached; returns {"state": started|running|finished|dead|busy, ...}."""
+def start(job, key, holder="?", lease=None, folder=None, after=None):
+    """Start job ``key`` detached; returns {"state": started|queued|running|finished|dead|busy, ...}.
+
+    ``after``: a key that may still be running on this host. While it runs, ``key`` is queued
+    and started by this spool as soon as that job is done, without waiting for another request:
+    the board goes from one job to the next without a round trip to the controller.
+    """
     check_key(key)
+    if after is not None:
+        check_key(after)
     if not isinstance(job, dict):
         raise SpoolError("field 'job' must be a JSON object")
     _reap()
+    start_queued(folder)
     current = state_of(key, folder)
     if current != "unknown":
         return {"key": key, "state": current}
+    document = {"key": key, "job": job, "holder": holder, "created_at": time.time()}
+    if after is not None and after != key and state_of(after, folder) == "running":
+        _ensure_spool(folder)
+        document.update(after=after, lease=lease)
+        hostlock.write_atomic(_path(key, "job", folder), document)
+        _queue.append(key)
+        return {"key": key, "state": "queued", "after": after}
     taken, lock = hostlock.acquire(holder, key, lease, folder, finished=lambda other: _has_result(other, folder))
     if not taken:
         return {"key": key, "state": "busy", "holder": lock.get("holder"), "busy_key": lock.get("key"),
                 "expires_in": max(0.0, float(lock.get("expires_at") or 0) - time.time())}
     try:
-        folder_path = spool_dir(folder)
-        if not os.path.isdir(folder_path):
-            os.makedirs(folder_path)
+        _ensure_spool(folder)
         # Not fsynced: a job a power cut loses is simply dead, and run again. Only results are fsynced.
-        document = {"key": key, "job": job, "holder": holder, "created_at": time.time()}
         hostlock.write_atomic(_path(key, "job", folder), document)
+    except BaseException:
+        hostlock.release(key, folder)
+        raise
+    return {"key": key, "state": "started", "pid": _launch(key, folder, document, lock)}
+
+
+def _ensure_spool(folder):
+    folder_path = spool_dir(folder)
+    if not os.path.isdir(folder_path):
+        with contextlib.suppress(OSError):  # made at the same moment by another serve: fine
+            os.makedirs(folder_path)
+
+
+def _launch(key, folder, document, lock):
+    """Fork the process of job ``key``, whose lock is taken and job file written; returns its pid."""
+    try:
         _preload()
         # The job keeps the session's cwd (the login home): its model path is relative to it.
-        pid = _spawn(key, folder, os.path.join(folder_path, key + ".log"), document, lock.get("lease"))
+        pid = _spawn(key, folder, os.path.join(spool_dir(folder), key + ".log"), document, lock.get("lease"))
     except BaseException:
         hostlock.release(key, folder)
         raise
     pid_start = power._process_start(pid)
     hostlock.write_atomic(_path(key, "pid", folder), {"pid": pid, "pid_start": pid_start})
     hostlock.set_owner(key, pid, pid_start, folder)
-    return {"key": key, "state": "started", "pid": pid}
+    return pid
+
+
+def _load_queue(folder):
+    if _queue_loaded:
+        return
+    _queue_loaded.append(True)
+    waiting = []
+    for key in _known_keys(folder):
+        if key in _queue or os.path.exists(_path(key, "pid", folder)):
+            continue
+        document = _read(_path(key, "job", folder))
+        if isinstance(document, dict) and document.get("after"):
+            waiting.append((float(document.get("created_at") or 0), key))
+    _queue.extend(key for _, key in sorted(waiting))
+
+
+def _claim(key, folder):
+    """True for the one serve that may start queued ``key`` (two serves may look at one spool)."""
+    try:
+        os.close(os.open(_path(key, "claim", folder), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+        return True
+    except OSError as exc:
+        if exc.errno == errno.EEXIST:
+            return False
+        raise
+
+
+def start_queued(folder=None):
+    """Start the oldest queued job if the job it waits for is done and the host is free."""
+    _load_queue(folder)
+    while _queue:
+        key = _queue[0]
+        document = _read(_path(key, "job", folder))
+        if not isinstance(document, dict) or state_of(key, folder) != "running" \
+                or os.path.exists(_path(key, "pid", folder)) or os.path.exists(_path(key, "claim", folder)):
+            _queue.pop(0)  # acked, started elsewhere, or gone: not this serve's to start
+            continue
+        after = document.get("after")
+        if isinstance(after, str) and after != key and state_of(after, folder) == "running":
+            return  # its predecessor still runs: its pipe wakes the collect that waits on it
+        taken, lock = hostlock.acquire(document.get("holder") or "?", key, document.get("lease"), folder,
+                                       finished=lambda other: _has_result(other, folder))
+        if not taken:
+            return  # another controller's job holds the host: try again on the next look
+        _queue.pop(0)
+        if not _claim(key, folder):
+            continue
+        _launch(key, folder, document, lock)
+        return
 
 
 def _has_result(key, folder=None):
@@ -280,6 +364,7 @@ def collect(keys=None, wait=0.0, folder=None):
     deadline = time.time() + min(float(wait), 600.0)
     while True:
         _reap()
+        start_queued(folder)
         report = {"finished": {}, "running": [], "dead": [], "unknown": []}
         for key in (keys if keys is not None else _known_keys(folder)):
             state = state_of(key, folder)
@@ -304,7 +389,10 @@ def ack(keys, folder=None):
             kept.append(key)
             continue
         _forget_wakeup(key)
-        for kind in ("result", "job", "pid"):
+        # A finished job may not have let go of the lock yet; once its result is gone nothing would
+        # tell a start that the holder is only leaving. Its release after this one frees nothing.
+        hostlock.release(key, folder)
+        for kind in ("result", "job", "pid", "claim"):
             _remove(_path(key, kind, folder))
         _remove(os.path.join(spool_dir(folder), key + ".log"))
         acked.append(key)

@@ -49,6 +49,7 @@ class LaneJob:
     # a spool that does not know that key was never asked, so the same key is started, no failure counted.
     unconfirmed: bool = False
     predispatched: int | None = None  # the attempt whose "dispatched" the lane stored ahead of time
+    queued: int | None = None  # the attempt already handed to the agent, to run after the job before it
 
     def key(self, attempt: int) -> str:
         return f"{self.doc['job_id']}.{attempt}"
@@ -88,8 +89,11 @@ class SpoolClient:
         del self.unacked[:len(riders)]
         return reply
 
-    def start(self, doc: dict[str, Any], key: str, holder: str) -> dict[str, Any]:
-        return self._ask({"op": "start", "job": doc, "key": key, "holder": holder}, ANSWER_SLACK)
+    def start(self, doc: dict[str, Any], key: str, holder: str, after: str | None = None) -> dict[str, Any]:
+        message = {"op": "start", "job": doc, "key": key, "holder": holder}
+        if after is not None:
+            message["after"] = after
+        return self._ask(message, ANSWER_SLACK)
 
     def collect(self, keys: list[str], wait: float) -> dict[str, Any]:
         return self._ask({"op": "collect", "keys": keys, "wait": wait}, wait + COLLECT_SLACK)
@@ -257,8 +261,10 @@ class Lane:
                 self.writer.write("dispatched", job_id=job.job_id, attempt=job.attempt, spool_key=key,
                                   job_doc=job.doc)
             job.predispatched = None
+            queued, job.queued = job.queued == job.attempt, None
             try:
-                self._start(spool, job, key)
+                if not queued:  # else the agent started it when the job before it was done
+                    self._start(spool, job, key)
             except Retry as retry:
                 self.settle()
                 outcome = self._retry(job, retry)
@@ -266,16 +272,18 @@ class Lane:
                 self._settle_inherited()  # the previous job's ingest, now that this one runs
                 self.writer.write("running", job_id=job.job_id)
                 if following is not None:
-                    self._predispatch(following)
+                    self._predispatch(following, spool, key)
                 outcome = self._await(spool, job, key, job.attempt, late=False)
             if outcome is not None:
                 return outcome
 
-    def _predispatch(self, job: LaneJob) -> None:
-        """Store ``job`` as dispatched (its model on the host) while the current job runs.
+    def _predispatch(self, job: LaneJob, spool: SpoolClient, current: str) -> None:
+        """Store ``job`` as dispatched and hand it to the agent to run after ``current``, while that runs.
 
-        Its next start then needs no store write first. Were the controller to die now, a resume
-        finds the key unknown to the spool and starts that same key: nothing was ever sent under it.
+        The agent starts it the moment ``current`` is done, so no round trip to the controller lies
+        between two jobs on the board. Were the controller to die after the store write and before
+        the agent has the job, a resume finds the key unknown to the spool and starts that same key:
+        nothing was ever sent under it.
         """
         if job.keys or job.predispatched is not None or self.link.session is None:
             return  # a job with earlier attempts is looked for in the spool first
@@ -287,6 +295,10 @@ class Lane:
         self.writer.write("dispatched", job_id=job.job_id, attempt=attempt, spool_key=job.key(attempt),
                           job_doc=job.doc)
         job.predispatched = attempt
+        reply = spool.start(job.doc, job.key(attempt), self.holder, after=current)
+        self._last_answer = self._progress = time.monotonic()
+        if reply.get("state") in ("queued", "started", "running", "finished"):
+            job.queued = attempt
 
     def _start(self, spool: SpoolClient, job: LaneJob, key: str) -> None:
         deadline = time.monotonic() + job.timeout()

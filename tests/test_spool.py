@@ -101,6 +101,51 @@ def test_a_job_survives_its_session_and_is_collected_by_the_next(nano: Path, sha
         second.close()
 
 
+def test_a_job_queued_after_a_running_one_starts_when_it_is_done_with_no_request_between(
+        nano: Path, shared_model: Path) -> None:
+    from agent import spool
+
+    serve = Serve()
+    try:
+        assert serve.ask(op="start", key="1.1", job=job(shared_model, "a", min_seconds=1.0))["state"] == "started"
+        queued = serve.ask(op="start", key="2.1", job=job(shared_model, "b"), after="1.1")
+        assert queued["state"] == "queued" and not Path(spool._path("2.1", "pid")).exists()
+        assert serve.ask(op="collect", keys=["2.1"])["running"] == ["2.1"]  # queued counts as on its way
+        first = serve.ask(op="collect", keys=["1.1"], wait=60)["finished"]["1.1"]
+        # Started by the spool when 1.1 was done, before that collect answered: its process exists.
+        assert Path(spool._path("2.1", "pid")).exists()
+        second = collect_until_done(serve, "2.1")["finished"]["2.1"]
+        assert second["status"] == "succeeded" and second["started_at"] >= first["finished_at"]
+        # A start "after" a job that is no longer running is a plain start.
+        assert serve.ask(op="start", key="3.1", job=job(shared_model, "c"), after="2.1")["state"] == "started"
+        assert collect_until_done(serve, "3.1")["finished"]["3.1"]["status"] == "succeeded"
+    finally:
+        serve.close()
+
+
+def test_a_queued_job_outlives_its_serve_and_the_next_serve_starts_it(nano: Path, shared_model: Path) -> None:
+    from agent import spool
+
+    first = Serve()
+    assert first.ask(op="start", key="4.1", job=job(shared_model, "a", min_seconds=1.0))["state"] == "started"
+    assert first.ask(op="start", key="5.1", job=job(shared_model, "b"), after="4.1")["state"] == "queued"
+    first.kill()  # the link drops: nobody is left to start 5.1 when 4.1 is done
+    deadline = time.monotonic() + 60
+    while not Path(spool._path("4.1", "result")).exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)
+    assert not Path(spool._path("5.1", "pid")).exists()
+    assert spool.state_of("5.1") == "running"  # still queued, not dead: a serve will start it
+    second = Serve()
+    try:
+        result = collect_until_done(second, "5.1")["finished"]["5.1"]
+        assert result["status"] == "succeeded" and result["job_id"] == "b"
+        assert second.ask(op="ack", keys=["4.1", "5.1"])["acked"] == ["4.1", "5.1"]
+        assert not list(Path(spool.spool_dir()).glob("5.1.*"))
+    finally:
+        second.close()
+
+
 def test_starting_a_known_key_starts_nothing(nano: Path, shared_model: Path) -> None:
     serve = Serve()
     try:
