@@ -544,8 +544,12 @@ def state_path(folder=None):
     return os.path.join(folder or state_dir(), name)
 
 
-def _write_state(path, doc):
-    """Atomic: a reader sees the old file or the whole new one, never half (write, fsync, rename)."""
+def _write_state(path, doc, sync_folder=True):
+    """Atomic: a reader sees the old file or the whole new one, never half (write, fsync, rename).
+
+    ``sync_folder=False`` leaves the folder's fsync (which makes the rename itself survive a power
+    cut) to the caller's ``_sync_folder``, for one that has something more urgent to do first.
+    """
     folder = os.path.dirname(path)
     if not os.path.isdir(folder):
         os.makedirs(folder)
@@ -555,10 +559,15 @@ def _write_state(path, doc):
         handle.flush()
         os.fsync(handle.fileno())
     os.rename(temporary, path)
+    if sync_folder:
+        _sync_folder(folder)
+
+
+def _sync_folder(folder):
     with contextlib.suppress(OSError):
         descriptor = os.open(folder, os.O_RDONLY)
         try:
-            os.fsync(descriptor)  # the rename itself must survive a power cut
+            os.fsync(descriptor)
         finally:
             os.close(descriptor)
 

@@ -33,6 +33,7 @@ POLL_SECONDS = 0.02
 # is a shortcut, the files stay the truth.
 WAKE_CHECK_SECONDS = 0.5
 JOB_PROCESS_NAME = "farm-job"  # the detached job's process name (comm), as ps and pgrep show it
+STANDBY_PROCESS_NAME = "farm-standby"  # a job process forked ahead, waiting for its job
 
 _preloaded = []
 # key -> read end of a pipe whose write end only that key's job process holds. The job writes a byte
@@ -41,6 +42,7 @@ _preloaded = []
 _wakeups = {}
 _notify_fd = []  # in a job process: the write end of its own wake-up pipe
 _children = []  # pids of job processes this serve forked and has not reaped yet
+_standby = []  # at most one (pid, order pipe, wake-up pipe): a job process forked ahead of its job
 # Keys started "after" a running job, oldest first: this serve starts each the moment the job it
 # waits for is no longer running, with no request in between. Read back from the spool by a
 # serve that did not queue them (the one that did may have died with its link).
@@ -98,38 +100,91 @@ def _preload():
 
 
 def _spawn(key, folder, log_path, document, lease):
-    """Run job ``key`` in a child in its own session; returns its pid.
+    """Run job ``key`` in a process of its own session; returns its pid.
 
-    One fork, not the classic two: a fork of ``serve`` (runtime loaded) costs about a millisecond
-    on its own and as much again before the child runs, and it lies on the path between one job
-    and the next. The child leads a session of its own with no terminal, so a dropped link's
-    SIGHUP never reaches it; ``serve`` reaps it (``_reap``), and if ``serve`` dies first, init does.
+    The process is the standby forked while the job before ran (``prepare_standby``), else a
+    fresh fork. A fork of ``serve`` with the runtime loaded costs 2-3 ms before the child runs;
+    a standby only has to read its order. One fork, not the classic two: the process leads a
+    session of its own with no terminal, so a dropped link's SIGHUP never reaches it; ``serve``
+    reaps it (``_reap``), and if ``serve`` dies first, init does.
     """
+    order = json.dumps({"key": key, "folder": folder, "log": log_path, "document": document,
+                        "lease": lease}).encode("utf-8")
+    while True:
+        standby = bool(_standby)
+        pid, order_write, wake_read = _standby.pop() if standby else _fork_job_process()
+        try:
+            rest = order
+            while rest:
+                rest = rest[os.write(order_write, rest):]
+        except OSError:
+            if not standby:
+                raise
+            os.close(wake_read)  # the standby died (killed): fork a fresh one
+            continue
+        finally:
+            os.close(order_write)
+        _forget_wakeup(key)
+        _wakeups[key] = wake_read
+        return pid
+
+
+def prepare_standby():
+    """Fork the next job's process now, while a job runs, so the start of the next costs no fork.
+
+    Called when a job is queued: the controller queues the next job right after the current one
+    starts, so the fork lands in that job's model load or warm-up rather than in its timed runs.
+    """
+    if not _standby:
+        _preload()
+        _standby.append(_fork_job_process())
+
+
+def _fork_job_process():
+    """Fork a process that waits for its job's order on a pipe; returns (pid, order pipe, wake-up pipe)."""
+    order_read, order_write = os.pipe()
     wake_read, wake_write = os.pipe()
     pid = os.fork()
     if pid == 0:
         code = 1
         try:
+            os.close(order_write)
             os.close(wake_read)
             for other in _wakeups.values():
                 os.close(other)
             del _children[:]
-            os.setsid()
-            _notify_fd.append(wake_write)
-            _detach_stdio(log_path)
-            _name_process(JOB_PROCESS_NAME)
-            try:
-                code = run_detached(key, folder, document, lease)
-            finally:
-                sys.stdout.flush()
-                sys.stderr.flush()
+            code = _job_process(order_read, wake_write)
         finally:
             os._exit(code)
+    os.close(order_read)
     os.close(wake_write)
     _children.append(pid)
-    _forget_wakeup(key)
-    _wakeups[key] = wake_read
-    return pid
+    return pid, order_write, wake_read
+
+
+def _job_process(order_read, wake_write):
+    os.setsid()
+    _detach_stdio(os.devnull)
+    _name_process(STANDBY_PROCESS_NAME)
+    renewer = _Renewer()
+    chunks = []
+    while True:
+        chunk = os.read(order_read, 65536)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(order_read)
+    if not chunks:
+        return 0  # serve is gone, or never needed this standby
+    order = json.loads(b"".join(chunks).decode("utf-8"))
+    _detach_stdio(order["log"])
+    _name_process(JOB_PROCESS_NAME)
+    _notify_fd.append(wake_write)
+    try:
+        return run_detached(order["key"], order["folder"], order["document"], order["lease"], renewer)
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
 
 
 def _reap():
@@ -242,6 +297,7 @@ def start(job, key, holder="?", lease=None, folder=None, after=None):
         document.update(after=after, lease=lease)
         hostlock.write_atomic(_path(key, "job", folder), document)
         _queue.append(key)
+        prepare_standby()
         return {"key": key, "state": "queued", "after": after}
     taken, lock = hostlock.acquire(holder, key, lease, folder, finished=lambda other: _has_result(other, folder))
     if not taken:
@@ -399,12 +455,36 @@ def ack(keys, folder=None):
     return {"acked": acked, "kept": kept}
 
 
-def _renew_until(key, stop, interval, folder=None):
-    while not stop.wait(interval):
-        hostlock.renew(key, folder)
+class _Renewer(object):
+    """Renews a job's lease while it runs. Its thread is started ahead (a standby starts it while it
+    waits for its job), as a thread start costs about a millisecond on the path to the job."""
+
+    def __init__(self):
+        self._go = threading.Event()
+        self._stop = threading.Event()
+        self._args = None
+        thread = threading.Thread(target=self._loop)
+        thread.daemon = True
+        thread.start()
+
+    def _loop(self):
+        self._go.wait()
+        if self._args is None:
+            return
+        key, folder, interval = self._args
+        while not self._stop.wait(interval):
+            hostlock.renew(key, folder)
+
+    def begin(self, key, folder, interval):
+        self._args = (key, folder, interval)
+        self._go.set()
+
+    def stop(self):
+        self._stop.set()
+        self._go.set()
 
 
-def run_detached(key, folder=None, document=None, lease=None):
+def run_detached(key, folder=None, document=None, lease=None, renewer=None):
     """The body of the detached process: run the spooled job, write its result, free the host.
 
     ``document`` and ``lease``: what ``start`` just wrote and took, handed over by the fork, so
@@ -422,21 +502,22 @@ def run_detached(key, folder=None, document=None, lease=None):
         lease = float((hostlock.holder_of(folder) or {}).get("lease") or hostlock.lease_seconds())
         hostlock.renew(key, folder)
     lease = float(lease)
-    stop = threading.Event()
-    renewer = threading.Thread(target=_renew_until, args=(key, stop, max(0.2, lease / 3.0), folder))
-    renewer.daemon = True
-    renewer.start()
+    renewer = renewer or _Renewer()
+    renewer.begin(key, folder, max(0.2, lease / 3.0))
     try:
         result = run_job(document.get("job"))
         result["spool_key"] = key
         power._write_state(_path(key, "result", folder),
-                           {"key": key, "result": result, "finished_at": time.time()})
-        stop.set()
+                           {"key": key, "result": result, "finished_at": time.time()}, sync_folder=False)
+        renewer.stop()
         # Before the release: a controller woken now may start its next job at once, since a lock
-        # whose job has its result written counts as free (hostlock.acquire).
+        # whose job has its result written counts as free (hostlock.acquire). Before the folder's
+        # fsync too: the result's bytes are on disk; were the rename lost to a power cut before the
+        # fsync below, the key would read as dead and run again, and nothing has acked it so soon.
         _notify_finished()
+        power._sync_folder(spool_dir(folder))
     finally:
-        stop.set()
+        renewer.stop()
         hostlock.release(key, folder)
         _notify_finished()  # no result (the job raised): the waiting collect looks and finds it dead
     return 0

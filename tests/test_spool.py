@@ -123,6 +123,36 @@ def test_a_job_queued_after_a_running_one_starts_when_it_is_done_with_no_request
         serve.close()
 
 
+def children_named(parent: int, name: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and (entry / "comm").read_text().strip() == name \
+                    and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == parent:
+                found.append(int(entry.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+def test_queueing_forks_a_standby_and_a_dead_standby_costs_only_a_fresh_fork(nano: Path, shared_model: Path) -> None:
+    serve = Serve()
+    try:
+        assert serve.ask(op="start", key="1.1", job=job(shared_model, "a", min_seconds=1.0))["state"] == "started"
+        assert serve.ask(op="start", key="2.1", job=job(shared_model, "b"), after="1.1")["state"] == "queued"
+        deadline = time.monotonic() + 10  # it names itself once it runs
+        while not (standby := children_named(serve.process.pid, "farm-standby")) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert len(standby) == 1  # the next job's process, forked while 1.1 runs, waiting for its order
+        os.kill(standby[0], signal.SIGKILL)
+        serve.ask(op="collect", keys=["1.1"], wait=60)
+        second = collect_until_done(serve, "2.1")["finished"]["2.1"]
+        assert second["status"] == "succeeded" and second["job_id"] == "b"
+        assert not children_named(serve.process.pid, "farm-standby")
+    finally:
+        serve.close()
+
+
 def test_a_queued_job_outlives_its_serve_and_the_next_serve_starts_it(nano: Path, shared_model: Path) -> None:
     from agent import spool
 
