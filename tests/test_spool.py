@@ -308,10 +308,17 @@ def test_the_zipapp_spools_under_python_36(nano: Path, shared_model: Path, tmp_p
     pyz.write_bytes(bundle.data)
     serve = Serve([python36(), str(pyz), "serve"])
     try:
-        assert serve.ask(op="start", key="36.1", holder="ctl", job=job(shared_model, "py36"))["state"] == "started"
+        slow = {**job(shared_model, "py36"), "power": {**FIVE_WATT, "settle_seconds": 1.0}}
+        assert serve.ask(op="start", key="36.1", holder="ctl", job=slow)["state"] == "started"
+        # The queue and its standby process under 3.6 too.
+        assert serve.ask(op="start", key="36.2", holder="ctl", job=job(shared_model, "py36-next"),
+                         after="36.1")["state"] == "queued"
         result = collect_until_done(serve, "36.1")["finished"]["36.1"]
         # The 3.6 interpreter has no TFLite runtime: the detached process ran and said so.
         assert result["status"] == "failed" and "no TFLite runtime" in result["error"]["message"]
+        following = collect_until_done(serve, "36.2")["finished"]["36.2"]
+        assert following["job_id"] == "py36-next" and "no TFLite runtime" in following["error"]["message"]
+        assert following["started_at"] >= result["finished_at"]
         assert power.current_mode()["name"] == "MAXN"
     finally:
         serve.close()
