@@ -6,6 +6,10 @@ drops it reconnects with backoff and collects the same key, so a job that ran
 on while the controller was away is not run again. A key that died on the
 device (agent or board killed) becomes a new attempt, while attempts last.
 Everything stored goes through the run's ``StoreWriter``.
+
+While a job runs, the lane queues the next one on the agent (``start`` with
+``after``), which starts it the moment the first is done; the first job's
+result is stored while the next runs, and its ack rides on the next request.
 """
 
 from __future__ import annotations
@@ -180,9 +184,9 @@ class Lane:
     def run(self, job: LaneJob, following: LaneJob | None = None) -> tuple[str, str]:
         """Drive one job to a terminal state; returns (status, detail).
 
-        ``following``: the lane's next job, stored as dispatched while this one runs, so that
-        between the two only the start goes out. The store work this job's result needs is
-        done once that next job is started (``settle``).
+        ``following``: the lane's next job, stored as dispatched and handed to the agent to run
+        after this one (``_predispatch``), so nothing of the controller lies between the two. The
+        store work this job's result needs is done once that next job has started (``settle``).
         """
         # What earlier jobs left is done once this one has started, or when it ends whatever happened;
         # what this job's own result needs waits for the next one.
