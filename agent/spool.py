@@ -438,6 +438,7 @@ def ack(keys, folder=None):
     """Forget finished or dead keys (the controller has stored them); running ones are kept."""
     if not isinstance(keys, list):
         raise SpoolError("field 'keys' must be a list of keys")
+    _reap()  # often a lane's last request: its finished jobs should not wait for serve's exit
     acked, kept = [], []
     for key in keys:
         check_key(key)
