@@ -25,6 +25,7 @@ from ..store.db import Store
 from . import pg_role
 from .limits import MAX_MB_ENV, MAX_ROWS_ENV, TIMEOUT_ENV, QueryLimits
 from .shape import READ_PRAGMAS, check_statement
+from .sqlite_heap import heap_limit
 
 _BATCH = 1000
 _PROGRESS_STEPS = 10_000  # SQLite virtual-machine steps between two looks at the clock
@@ -88,20 +89,19 @@ def _no_guard(_connection: Connection, _limits: QueryLimits, _deadline: float) -
 @contextmanager
 def _sqlite_guard(connection: Connection, limits: QueryLimits, deadline: float) -> Iterator[None]:
     driver = connection.connection.driver_connection
-    heap_before = connection.exec_driver_sql("PRAGMA hard_heap_limit").scalar()
     connection.exec_driver_sql("PRAGMA query_only = ON")
-    # The heap limit is the process's, not the connection's: restored below, and farm query is its own process.
-    connection.exec_driver_sql(f"PRAGMA hard_heap_limit = {int(limits.max_bytes)}")
-    # query_only leaves ATTACH (which creates files) and PRAGMA writes allowed: the authorizer refuses them.
-    driver.set_authorizer(_sqlite_authorizer)
-    driver.set_progress_handler(lambda: 1 if time.monotonic() > deadline else 0, _PROGRESS_STEPS)
     try:
-        yield
+        with heap_limit(driver, limits.max_bytes):
+            # query_only leaves ATTACH (which creates files) and PRAGMA writes allowed: the authorizer refuses them.
+            driver.set_authorizer(_sqlite_authorizer)
+            driver.set_progress_handler(lambda: 1 if time.monotonic() > deadline else 0, _PROGRESS_STEPS)
+            try:
+                yield
+            finally:
+                driver.set_progress_handler(None, _PROGRESS_STEPS)
+                driver.set_authorizer(None)
     finally:
-        driver.set_progress_handler(None, _PROGRESS_STEPS)
-        driver.set_authorizer(None)
         connection.rollback()
-        connection.exec_driver_sql(f"PRAGMA hard_heap_limit = {int(heap_before or 0)}")
         connection.exec_driver_sql("PRAGMA query_only = OFF")
 
 
