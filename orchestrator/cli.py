@@ -90,8 +90,8 @@ def run(
     """
     from .inventory import load_inventory
     from .matrix import load_matrix
-    from .models import registry
     from .progress import RichObserver
+    from .run_models import models_for_run
     from .scheduler import Runner
 
     if resume or run_arg is not None:
@@ -104,11 +104,7 @@ def run(
         hosts = [h for h in hosts if h.name in chosen]
     store = _open(db)
     try:
-        if not registry.list_models(store):
-            console.print("No models registered yet: building the default suite "
-                          f"({', '.join(f'{f} {v}' for f, v in registry.DEFAULT_SUITE)}).")
-            registry.ensure_default_suite(store)
-        models = registry.find_models(store, spec.models)
+        models = models_for_run(store, spec, console.print)
         options = _transport_options(accept_new_host_keys, known_hosts, inventory)
         with cli_resume.store_errors(store), RichObserver(console) as observer:
             runner = Runner(store, observer, options)

@@ -68,11 +68,11 @@ def nightly(
     from . import cli
     from .inventory import load_inventory
     from .matrix import load_matrix
-    from .models import registry
     from .nightly import outputs
     from .nightly.runner import EXIT_FAILED, Settings, run_nightly
     from .nightly.triggers import recompile_for, toolchain_probe
     from .progress import RichObserver
+    from .run_models import models_for_run
 
     inv = load_inventory(inventory)
     if matrix == "nightly" and (matrix_file is None or not _defines(matrix_file, "nightly")):
@@ -81,9 +81,7 @@ def nightly(
     spec = load_matrix(matrix, matrix_file)
     store = cli._open(db)
     try:
-        if not registry.list_models(store):
-            registry.ensure_default_suite(store)
-        models = registry.find_models(store, spec.models)
+        models = models_for_run(store, spec)
         chosen = {"trials": trials, "min_effect": min_effect, "alpha": alpha}
         settings = Settings(**{key: spec.regression[key] for key in chosen if key in spec.regression},
                             force=force, every_night=every_night)

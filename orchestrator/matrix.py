@@ -66,6 +66,7 @@ class MatrixSpec:
     power_modes: tuple[str, ...] | None = ()  # (): leave the host as it is; None: every mode it declares
     usb_ports: tuple[str, ...] | None = ()  # (): any Edge TPU; None: every port with one
     regression: dict[str, float] = field(default_factory=dict)  # nightly verdict settings, see REGRESSION_SETTINGS
+    models_at: tuple[str, int | None] | None = None  # (file, line) of `models`, for errors naming a model
 
 
 @dataclass(frozen=True)
@@ -121,8 +122,12 @@ def parse_matrix(doc: YamlDocument, name: str) -> MatrixSpec:
         if key not in MATRIX_FIELDS:
             raise doc.error(where + (key,), "unknown field", field=str(key),
                             expected="one of " + ", ".join(MATRIX_FIELDS))
+    if entry.get("models") == []:
+        raise doc.error(where + ("models",), "an empty list names no model", field="models",
+                        expected=MATRIX_FIELDS["models"] + " (leave the field out for all)")
     return MatrixSpec(
         name=name,
+        models_at=(doc.path, doc.line(where + ("models",))) if "models" in entry else None,
         models=_strings(doc, where, entry, "models") or ("all",),
         delegates=_delegates(doc, where, entry),
         threads=_threads(doc, where, entry),

@@ -11,11 +11,13 @@ import hashlib
 import os
 import re
 from collections.abc import Callable, Iterable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from ..errors import FarmError, InputError
 from ..store.db import Store, data_dir
@@ -84,17 +86,19 @@ def op_counts_of(data: bytes) -> dict[str, Any] | None:
 
 def register_bytes(store: Store, data: bytes, *, name: str, family: str, params: dict[str, Any],
                    source: str, source_model_id: int | None = None, compiler_version: str | None = None,
-                   compile_report: dict[str, Any] | None = None, op_counts: dict[str, Any] | None = None
-                   ) -> tuple[ModelRow, bool]:
+                   compile_report: dict[str, Any] | None = None, op_counts: dict[str, Any] | None = None,
+                   in_session: Session | None = None) -> tuple[ModelRow, bool]:
     """Store a model; returns (row, created). The same bytes register once.
 
     ``op_counts`` replaces the count read from the bytes: a compiled model hides its work inside
-    one custom op, so it carries its source model's count."""
+    one custom op, so it carries its source model's count. Given ``in_session``, the row is only
+    flushed into it: the caller commits several models at once."""
     if not MODEL_NAME.match(name):
         raise FarmError(f"model name '{name}' is not allowed: use letters, digits, '.', '_', '+' or '-'")
     info = inspect_model(data)
     sha = hashlib.sha256(data).hexdigest()
-    with store.session() as session:
+    owner = in_session is None
+    with store.session() if owner else nullcontext(in_session) as session:
         existing = session.scalar(select(ModelRow).where(ModelRow.sha256 == sha))
         if existing is not None:
             _ensure_cached(Path(existing.path), data)
@@ -112,7 +116,10 @@ def register_bytes(store: Store, data: bytes, *, name: str, family: str, params:
                        needs_edgetpu=info.needs_edgetpu, op_counts=counted, source_model_id=source_model_id,
                        compiler_version=compiler_version, compile_report=compile_report)
         session.add(row)
-        session.commit()
+        if owner:
+            session.commit()
+        else:
+            session.flush()
         return row, True
 
 
@@ -168,11 +175,21 @@ def model_name(family_name: str, params: dict[str, Any], family: Family) -> str:
 
 
 def ensure_default_suite(store: Store) -> list[ModelRow]:
-    created = []
+    """Build the default suite and store it in one transaction: a run sees all of it or none."""
+    known = families()
+    built = []
     for family_name, value in DEFAULT_SUITE:
-        row, new = build(store, family_name, [value])[0]
-        if new:
-            created.append(row)
+        family = known[family_name]
+        params = {**family.defaults, family.sweep: value}
+        built.append((family_name, params, model_name(family_name, params, family), family.build(**params)))
+    created = []
+    with store.session() as session:
+        for family_name, params, name, data in built:
+            row, new = register_bytes(store, data, name=name, family=family_name, params=params,
+                                      source="generated", in_session=session)
+            if new:
+                created.append(row)
+        session.commit()
     return created
 
 

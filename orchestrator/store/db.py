@@ -10,11 +10,10 @@ import os
 from pathlib import Path
 
 import platformdirs
-from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -22,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 import migrations
 
 from ..errors import StoreError
+from .migrate import migrate_to_head
 
 DB_URL_ENV = "FARM_DB_URL"
 MIGRATIONS_DIR = Path(migrations.__file__).resolve().parent
@@ -79,8 +79,8 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyp
     cursor = dbapi_connection.cursor()
     # WAL lets readers (farm results) run while a farm run writes; the busy
     # timeout rides over the moments when two writers meet.
-    cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 
@@ -94,11 +94,7 @@ def upgrade(url: str) -> tuple[str | None, str | None]:
     """Migrate to the newest schema; returns (revision before, revision after)."""
     engine = create_db_engine(url)
     try:
-        before = _guard(url, lambda: current_revision(engine))
-        with engine.begin() as connection:
-            config = _alembic_config(url)
-            config.attributes["connection"] = connection
-            _guard(url, lambda: command.upgrade(config, "head"))
+        before = _guard(url, lambda: migrate_to_head(engine, _alembic_config(url), safe_url(url)))
         return before, head_revision()
     finally:
         engine.dispose()
@@ -138,14 +134,8 @@ def open_store(url: str | None = None) -> Store:
         revision = _guard(url, lambda: current_revision(engine))
         head = head_revision()
         if revision is None:
-            tables = _guard(url, lambda: inspect(engine).get_table_names())
-            if tables:
-                raise StoreError(f"the database at {safe_url(url)} has tables but no farm schema version; "
-                                 "it is not a farm database (or predates migrations). Use another --db.")
-            # A brand-new database: creating it is not "running against an old schema".
-            engine.dispose()
+            # A brand-new (or half-created) database: creating it is not "running against an old schema".
             upgrade(url)
-            engine = create_db_engine(url)
         elif revision != head:
             known = ScriptDirectory.from_config(_alembic_config(url)).get_revision(revision) \
                 if _is_known(revision) else None
