@@ -13,6 +13,7 @@ from rich.table import Table
 
 from . import cli_resume
 from .errors import FarmError
+from .output_file import write_output
 
 app = typer.Typer(
     help="farm: run edge-AI benchmark matrices on a farm of devices and keep every result.\n\n"
@@ -282,7 +283,7 @@ def _emit(frame, output_format: str, output: Path | None) -> None:  # type: igno
     else:
         raise FarmError(f"--format must be table, csv or json, not '{output_format}'")
     if output:
-        output.write_text(text)
+        write_output(output, text)
         err_console.print(f"{len(frame)} rows written to {output}")
     else:
         sys.stdout.write(text + ("" if text.endswith("\n") else "\n"))
@@ -385,8 +386,15 @@ def main() -> None:
         lab_app = None
     if lab_app is not None:
         app.add_typer(lab_app, name="lab")
+    from sqlalchemy.exc import SQLAlchemyError
+
     try:
-        app()
+        try:
+            app()
+        except (SQLAlchemyError, OSError) as exc:
+            from .error_boundary import as_user_error
+
+            raise as_user_error(exc) from exc
     except FarmError as exc:
         err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
         sys.exit(1)

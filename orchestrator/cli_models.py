@@ -243,16 +243,14 @@ def models_check(
     Example: farm models check mobilenet_v2-s224
              farm models check ./keras_lstm_mnist_ptq.tflite
     """
+    from .bounded_read import read_model_file
     from .models.edgetpu_check import MAPPED, check_model
     from .models.inspect import ModelFormatError
 
     path = Path(name)
     if name.endswith(".tflite") or path.exists():
         label = str(path)
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise InputError(str(path), f"cannot read model file: {exc.strerror}") from None
+        data = read_model_file(path)
     else:
         store = _open(db)
         try:

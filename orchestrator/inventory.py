@@ -194,7 +194,7 @@ def _make_host(doc: YamlDocument, location: tuple, entry: dict) -> Host:
     transport = entry.get("transport") or "ssh"
     if transport not in TRANSPORTS:
         raise fail("transport", f"unknown transport '{transport}'")
-    port = entry.get("port") or 22
+    port = 22 if entry.get("port") is None else entry["port"]  # "or 22" turned port: 0 into 22
     if not 1 <= port <= 65535:
         raise fail("port", f"port {port} is out of range")
     tags = entry.get("tags") or []

@@ -7,6 +7,7 @@ from typing import Any
 
 import yaml
 
+from .bounded_read import read_yaml_file
 from .errors import InputError
 
 Location = tuple  # a path of keys and indexes into the document
@@ -35,11 +36,10 @@ class YamlDocument:
 
 def load_yaml(path: str | Path) -> YamlDocument:
     name = str(path)
+    data = read_yaml_file(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(name, "file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
         raise InputError(name, f"cannot read file: {exc}") from None
     return parse_yaml(text, name)
 

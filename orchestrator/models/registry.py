@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ..bounded_read import read_model_file
 from ..errors import FarmError, InputError
 from ..store.db import Store, data_dir
 from ..store.schema import ModelRow
@@ -126,19 +127,19 @@ def register_bytes(store: Store, data: bytes, *, name: str, family: str, params:
 def _ensure_cached(path: Path, data: bytes) -> None:
     if path.exists() and path.stat().st_size == len(data):
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(f".tmp{os.getpid()}")
-    temporary.write_bytes(data)
-    os.replace(temporary, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary.write_bytes(data)
+        os.replace(temporary, path)
+    except OSError as exc:
+        temporary.unlink(missing_ok=True)  # a full disk must not keep the partial copy as well
+        raise FarmError(f"cannot store the model in farm's cache {path.parent}: {exc.strerror}. Free space there "
+                        "or point FARM_DATA_DIR at a writable folder with room.") from None
 
 
 def add_file(store: Store, path: Path, *, name: str | None = None, family: str = "imported") -> tuple[ModelRow, bool]:
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(str(path), "model file not found") from None
-    except OSError as exc:
-        raise InputError(str(path), f"cannot read model file: {exc.strerror}") from None
+    data = read_model_file(path)
     try:
         return register_bytes(store, data, name=name or path.stem, family=family,
                               params={"file": path.name}, source="imported")

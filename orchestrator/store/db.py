@@ -129,6 +129,7 @@ class Store:
 def open_store(url: str | None = None) -> Store:
     """Open the store, creating a brand-new database, refusing one whose schema is behind."""
     url = url or default_db_url()
+    _refuse_in_memory(url)
     engine = create_db_engine(url)
     try:
         revision = _guard(url, lambda: current_revision(engine))
@@ -148,6 +149,16 @@ def open_store(url: str | None = None) -> Store:
     except BaseException:
         engine.dispose()
         raise
+
+
+def _refuse_in_memory(url: str) -> None:
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return  # create_db_engine says what is wrong with it
+    if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
+        raise StoreError(f"'{url}' is an in-memory SQLite database: it would be empty for every command and keep "
+                         "nothing. Give a file, e.g. sqlite:///path/farm.db (three slashes, then the path).")
 
 
 def _is_known(revision: str) -> bool:

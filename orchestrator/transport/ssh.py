@@ -137,6 +137,11 @@ class SshTransport(Transport):
         except (OSError, paramiko.SSHException) as exc:
             raise TransportError(f"{self.host.name}: cannot read the known_hosts file {self.known_hosts}: "
                                  f"{exc}") from None
+        except paramiko.hostkeys.InvalidHostKey as exc:  # not an SSHException: a line paramiko cannot parse
+            line = str(exc.args[0])[:120] if exc.args else "?"
+            raise TransportError(f"{self.host.name}: the known_hosts file {self.known_hosts} has a line farm's SSH "
+                                 f"client cannot use: '{line}'. @cert-authority and @revoked lines are not "
+                                 "supported: remove them, or give another --known-hosts") from None
 
     def _open_socket(self, address: str, port: int) -> socket.socket:
         """Our own TCP socket, so the connect timeout keeps its fractions of a second."""

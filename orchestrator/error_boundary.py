@@ -1,0 +1,32 @@
+"""The last line before a traceback: database and file-system errors said as one paragraph.
+
+Commands turn the errors they expect into FarmError themselves; this catches what reaches the
+top anyway (a full disk mid-write, a read-only data folder) so the user still gets a sentence
+saying what to do rather than a stack.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+from .errors import FarmError
+
+
+def as_user_error(exc: SQLAlchemyError | OSError) -> FarmError:
+    from .store.db import DB_URL_ENV
+
+    if isinstance(exc, DBAPIError):
+        reason = " ".join(str(exc.orig or exc).split())[:300]
+        lowered = reason.lower()
+        if "disk is full" in lowered or "no space left" in lowered:
+            return FarmError(f"the database's disk is full ({reason}); nothing more was stored. Free space "
+                             f"where the database lives (FARM_DATA_DIR, --db or {DB_URL_ENV}) and run the command "
+                             "again.")
+        if "readonly database" in lowered or "read-only file system" in lowered:
+            return FarmError(f"the database cannot be written ({reason}). Make its file and folder writable, or "
+                             f"point --db, {DB_URL_ENV} or FARM_DATA_DIR somewhere writable.")
+        return FarmError(f"database error: {reason}")
+    if isinstance(exc, SQLAlchemyError):
+        return FarmError(f"database error: {' '.join(str(exc).split())[:300]}")
+    where = f" {exc.filename}" if exc.filename else ""
+    return FarmError(f"cannot use{where}: {exc.strerror or exc}")
