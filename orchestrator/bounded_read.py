@@ -15,7 +15,7 @@ from .errors import FarmError, InputError
 
 YAML_LIMIT_ENV = "FARM_MAX_YAML_MB"
 MODEL_LIMIT_ENV = "FARM_MAX_MODEL_MB"
-DEFAULT_YAML_MB = 4
+DEFAULT_YAML_MB = 1  # about 15,000 hosts; PyYAML takes seconds per megabyte
 DEFAULT_MODEL_MB = 1024
 _CHUNK = 1 << 20
 
@@ -50,11 +50,12 @@ def read_bounded(path: str | Path, limit: int, env: str, what: str) -> bytes:
         raise InputError(name, f"{what} not found") from None
     except OSError as exc:
         raise InputError(name, f"cannot read {what}: {exc.strerror}") from None
+    status = os.fstat(descriptor)
+    if not stat.S_ISREG(status.st_mode):
+        os.close(descriptor)
+        raise InputError(name, f"cannot read {what}: it is {_kind(status.st_mode)}, not a regular file")
     with os.fdopen(descriptor, "rb", buffering=0) as handle:
-        mode = os.fstat(descriptor).st_mode
-        if not stat.S_ISREG(mode):
-            raise InputError(name, f"cannot read {what}: it is {_kind(mode)}, not a regular file")
-        size = os.fstat(descriptor).st_size
+        size = status.st_size
         if size > limit:
             raise InputError(name, f"the {what} is {_mb(size)}, more than the {_mb(limit)} farm reads "
                              f"(raise {env} to allow more)")

@@ -60,6 +60,9 @@ def create_db_engine(url: str) -> Engine:
     except ArgumentError:
         raise StoreError(f"'{url}' is not a database URL (expected e.g. sqlite:///path/farm.db or "
                          "postgresql+psycopg://user@host:5432/dbname)") from None
+    if "\x00" in url or "\x00" in str(parsed.database or ""):  # the drivers raise a bare ValueError on it
+        raise StoreError(f"the database URL {safe_url(url)!r} holds a NUL character (or %00); "
+                         "give e.g. sqlite:///path/farm.db")
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() in ("psycopg2", "postgresql"):
