@@ -40,8 +40,8 @@ def build_agent() -> AgentBundle:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         _add(archive, "__main__.py", MAIN.encode())
-        for path in sorted(AGENT_SOURCE.glob("*.py")):
-            _add(archive, f"agent/{path.name}", path.read_bytes())
+        for path in sorted(AGENT_SOURCE.rglob("*.py")):  # subpackages too (agent/backends)
+            _add(archive, f"agent/{path.relative_to(AGENT_SOURCE).as_posix()}", path.read_bytes())
     data = b"#!/usr/bin/env python3\n" + buffer.getvalue()
     return AgentBundle(data=data, sha256=hashlib.sha256(data).hexdigest())
 
