@@ -121,6 +121,7 @@ def validate_job(doc):
         raise SchemaError("job: field 'backend' must be one of {}, got {!r}".format(
             ", ".join(sorted(BACKEND_DELEGATES)), backend))
     delegates = BACKEND_DELEGATES[backend or DEFAULT_BACKEND]
+    optional(doc, "precision", (str,), where)  # None: the model file's own types; a backend refuses what it cannot run
     delegate = require(doc, "delegate", (str,), where)
     if delegate not in delegates:
         raise SchemaError("job: field 'delegate' must be one of {}, got {!r}".format(

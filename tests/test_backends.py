@@ -84,6 +84,14 @@ def test_the_edgetpu_twin_without_libedgetpu_is_skipped_naming_the_tpu_it_would_
     assert message.endswith("; the job would have used usb:1 (port 1-1.2 at 480 Mb/s)")
 
 
+def test_a_precision_tflite_cannot_choose_skips_the_job(shared_model: Path) -> None:
+    result = validate_result(run_job({**job_for(shared_model), "precision": "fp16"}))
+    assert (result["status"], result["error"]["kind"]) == ("skipped", "unsupported")
+    assert "cannot run at precision 'fp16'" in result["error"]["message"]
+    with pytest.raises(SchemaError, match="job: field 'precision' must be a string"):
+        validate_job({**job_for(shared_model), "precision": 16})
+
+
 def test_a_model_whose_op_fails_is_a_benchmark_failure_at_load() -> None:
     with pytest.raises(JobFailed) as failed:
         loaded(SHARED_MODELS / "model_invoking_error.tflite")

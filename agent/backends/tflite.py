@@ -41,6 +41,9 @@ class TfliteBackend(Backend):
         return {"edgetpu": self.tpu}
 
     def load(self, model_path):
+        if self.options.precision is not None:
+            raise JobFailed("unsupported", "the tflite backend runs each tensor in the model file's own type; "
+                            "it cannot run at precision {!r}".format(self.options.precision), status="skipped")
         try:
             name, version, module = load_runtime()
         except RuntimeMissing as exc:
