@@ -19,12 +19,11 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-import migrations
-
 from ..errors import StoreError
+# By location, not `import migrations`: a user's migrations/ folder on sys.path must never be what runs.
+from ..own_packages import MIGRATIONS_DIR
 
 DB_URL_ENV = "FARM_DB_URL"
-MIGRATIONS_DIR = Path(migrations.__file__).resolve().parent
 
 
 def data_dir() -> Path:
