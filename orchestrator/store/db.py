@@ -20,8 +20,7 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, S
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..errors import StoreError
-# By location, not `import migrations`: a user's migrations/ folder on sys.path must never be what runs.
-from ..own_packages import MIGRATIONS_DIR
+from ..own_packages import MIGRATIONS_DIR  # by location: a user's migrations/ on sys.path never runs
 
 DB_URL_ENV = "FARM_DB_URL"
 
