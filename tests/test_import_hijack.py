@@ -1,8 +1,9 @@
 """A user's own `agent/`, `migrations/` and `inventory/` folders never change what farm deploys or migrates.
 
 farm runs here from a directory holding decoys of all three (each leaves a marker file when imported or
-run), started both ways the nightly schedulers and users start it: `python -m orchestrator`, whose
-sys.path begins with the working directory, and the `farm` command with the decoys on PYTHONPATH.
+run), with more decoys on PYTHONPATH, started both ways users start it: `python -m orchestrator`, whose
+sys.path begins with the working directory, and the `farm` command (what nightly schedules run), which
+also ignores an `orchestrator/` folder there.
 """
 
 from __future__ import annotations
@@ -26,18 +27,24 @@ DECOY_FILES = ["agent/__init__.py", "agent/schema.py", "agent/__main__.py", "age
                "migrations/__init__.py", "migrations/env.py", "inventory/__init__.py"]
 
 
-@pytest.fixture
-def decoys(tmp_path: Path) -> Path:
-    folder = tmp_path / "user project"
-    markers = tmp_path / "markers"
-    markers.mkdir()
-    for name in DECOY_FILES:
+def write_decoys(folder: Path, names: list[str], markers: Path) -> None:
+    """Packages that leave a marker and stop the process the moment anything imports or runs them."""
+    markers.mkdir(exist_ok=True)
+    for name in names:
         path = folder / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        marker = markers / name.replace("/", "-")
+        marker = markers / f"{folder.name}-{name.replace('/', '-')}"
         path.write_text(f"open({str(marker)!r}, 'w').write('decoy ran')\nraise SystemExit('decoy {name} ran')\n")
+    (folder / "inventory").mkdir(exist_ok=True)
     (folder / "inventory" / "local.yaml").write_text("hosts:\n  - {name: decoy-host, transport: local}\n")
-    return folder
+
+
+@pytest.fixture
+def decoys(tmp_path: Path) -> Path:
+    """A user's project (the working directory) and a user's library folder (on PYTHONPATH), both with decoys."""
+    for folder in ("user project", "user lib"):
+        write_decoys(tmp_path / folder, DECOY_FILES, tmp_path / "markers")
+    return tmp_path
 
 
 def _farm_command(how: str) -> list[str]:
@@ -51,17 +58,21 @@ def _farm_command(how: str) -> list[str]:
 
 @pytest.mark.parametrize("how", ["module", "script"])
 def test_decoy_packages_in_the_working_directory_change_nothing(decoys: Path, isolated_home: Path, how: str) -> None:
-    db_file = decoys.parent / "fresh.db"
-    # The decoys' folder comes first on sys.path either way: as the working directory of -m, or on
-    # PYTHONPATH for the script. The repository after it only makes farm importable when not installed.
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(decoys), str(REPO)]), "COLUMNS": "200"}
+    project = decoys / "user project"
+    if how == "script":
+        # Only the console script can ignore a working directory's orchestrator/ (-m runs that one: Python's rule).
+        write_decoys(project, ["orchestrator/__init__.py", "orchestrator/__main__.py"], decoys / "markers")
+    db_file = decoys / "fresh.db"
+    # sys.path holds the project (for -m), then the user's library, then the repository: the last only
+    # makes farm importable where it is not installed.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(decoys / "user lib"), str(REPO)]), "COLUMNS": "200"}
     done = subprocess.run([*_farm_command(how), "inventory", "check", "--db", f"sqlite:///{db_file}"],
-                          cwd=decoys, env=env, capture_output=True, text=True, timeout=120, check=False)
+                          cwd=project, env=env, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "1 of 1 host(s) reachable" in done.stdout
     assert "local" in done.stdout and "decoy-host" not in done.stdout
 
-    assert sorted(p.name for p in (decoys.parent / "markers").iterdir()) == []
+    assert sorted(p.name for p in (decoys / "markers").iterdir()) == []
 
     # What reached the host is farm's own agent, byte for byte: the archive built from farm's source.
     bundle = build_agent()
