@@ -25,28 +25,35 @@ def bind_agent() -> ModuleType:
     """Make `import agent` mean farm's agent for this process, before anything imports it by name.
 
     The controller imports `agent.schema` (and the toolchain probe `agent.facts`): the wire schema it
-    validates results with must be the one it deploys. The package is loaded from AGENT_DIR and put in
-    sys.modules, and its submodules then come from its own `__path__`, never from sys.path.
+    validates results with must be the one it deploys.
     """
-    init = AGENT_DIR / "__init__.py"
-    loaded = sys.modules.get("agent")
+    return bind_own_package("agent")
+
+
+def bind_own_package(name: str) -> ModuleType:
+    """Load farm's top-level package ``name`` from beside `orchestrator` and put it in sys.modules.
+
+    Its submodules then come from its own `__path__`, never from sys.path.
+    """
+    directory = FARM_ROOT / name
+    init = directory / "__init__.py"
+    loaded = sys.modules.get(name)
     if loaded is not None:
         if _is_file(getattr(loaded, "__file__", None), init):
             return loaded
         where = getattr(loaded, "__file__", None) or list(getattr(loaded, "__path__", []))
-        # Replacing it would break whoever imported it; using it would deploy someone else's agent.
-        raise ImportError(f"a package named 'agent' from {where} is already imported, but farm runs and "
-                          f"deploys its own agent from {AGENT_DIR}: import orchestrator before that package, "
-                          "or rename it")
-    spec = importlib.util.spec_from_file_location("agent", init, submodule_search_locations=[str(AGENT_DIR)])
+        # Replacing it would break whoever imported it; using it would run someone else's code as farm's.
+        raise ImportError(f"a package named '{name}' from {where} is already imported, but farm uses its own "
+                          f"from {directory}: import orchestrator before that package, or rename it")
+    spec = importlib.util.spec_from_file_location(name, init, submodule_search_locations=[str(directory)])
     if spec is None or spec.loader is None:
-        raise ImportError(f"farm's agent package is missing from {AGENT_DIR}: reinstall farm")
+        raise ImportError(f"farm's '{name}' package is missing from {directory}: reinstall farm")
     module = importlib.util.module_from_spec(spec)
-    sys.modules["agent"] = module
+    sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
     except BaseException:
-        del sys.modules["agent"]
+        del sys.modules[name]
         raise
     return module
 
