@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.errors import FarmError
-from orchestrator.nightly import schedule
+from orchestrator.nightly import job, schedule
 from orchestrator.store.db import open_store
 from orchestrator.store.schema import NightlyRow
 from tests.conftest import REPO
@@ -100,7 +100,7 @@ def test_cron_entry_records_the_database_and_status_reads_it(crontab_saved, pg_u
 
     entry = schedule.install_cron("03:15", ["--known-hosts", "/srv/farm/known_hosts"], tmp_path, tmp_path / "log")
     [installed] = [e for e in schedule.installed() if e.kind == "cron"]
-    assert installed.command == entry.command == [schedule.farm_executable(), "nightly", "--known-hosts",
+    assert installed.command == entry.command == [job.farm_executable(), "nightly", "--known-hosts",
                                                   "/srv/farm/known_hosts"]
     recorded = {"FARM_DATA_DIR": os.environ["FARM_DATA_DIR"], "FARM_DB_URL": pg_url, "SSH_AUTH_SOCK": str(socket_path)}
     assert installed.environment == entry.environment
@@ -112,7 +112,7 @@ def test_cron_entry_records_the_database_and_status_reads_it(crontab_saved, pg_u
         **shell_env, "COLUMNS": "250"}, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     assert "cron: every day at 03:15" in done.stdout
-    assert f"runs: {schedule.farm_executable()} nightly --known-hosts /srv/farm/known_hosts" in done.stdout
+    assert f"runs: {job.farm_executable()} nightly --known-hosts /srv/farm/known_hosts" in done.stdout
     assert f"FARM_DB_URL={pg_url}" in done.stdout
     assert f"SSH_AUTH_SOCK={socket_path} (gone" in done.stdout  # no agent listens there
     assert "known_hosts: /srv/farm/known_hosts" in done.stdout
@@ -122,7 +122,7 @@ def test_cron_entry_records_the_database_and_status_reads_it(crontab_saved, pg_u
 def test_the_job_runs_the_installed_farm_whatever_its_directory_holds(tmp_path: Path, isolated_home: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     try:
-        farm = schedule.farm_executable()
+        farm = job.farm_executable()
     except FarmError as exc:
         pytest.skip(str(exc))
     workdir = tmp_path / "project"
@@ -133,8 +133,8 @@ def test_the_job_runs_the_installed_farm_whatever_its_directory_holds(tmp_path: 
     database = tmp_path / "nightly 100% here.db"
     monkeypatch.setenv("FARM_DB_URL", f"sqlite:///{database}")
 
-    environment = schedule.nightly_environment(["status"])
-    command = schedule.nightly_command(["status"])
+    environment = job.nightly_environment(["status"])
+    command = job.nightly_command(["status"])
     assert command[0] == farm
     log = tmp_path / "nightly.log"
     done = run_like_cron(schedule.cron_line("02:30", command, workdir, log, environment), isolated_home)
@@ -161,7 +161,7 @@ def test_systemd_unit_records_the_settings_exactly(tmp_path: Path, monkeypatch: 
         assert done.returncode == 0, done.stderr
         assert str(service) not in done.stderr  # systemd warns, and drops the setting, at a bad specifier or escape
     [installed] = [e for e in schedule.installed() if e.kind == "systemd"]
-    assert installed.command == entry.command == [schedule.farm_executable(), "nightly", *args]
+    assert installed.command == entry.command == [job.farm_executable(), "nightly", *args]
     assert installed.environment == environment
     shown = "\n".join(schedule.describe(installed))
     assert "FARM_DB_URL=postgresql+psycopg://u:***@db/farm" in shown and "s3cr" not in shown
