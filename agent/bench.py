@@ -14,7 +14,7 @@ import time
 
 from . import backends, conditions, contact, power
 from .backends.base import JobFailed, one_line
-from .result_builder import ResultBuilder
+from .result_builder import ResultBuilder, timing_document
 from .schema import validate_job
 
 try:
@@ -102,14 +102,9 @@ def time_invokes(invoke, timing, errors=(ValueError, RuntimeError)):
             samples.append(clock_ns() - before)
     except errors as exc:
         raise JobFailed("benchmark", "invoke failed: {}".format(one_line(exc)))
-    return {
-        "first_inference_ms": first_ns / 1e6,
-        "warmup_runs": warmup_runs,
-        "warmup_seconds": warmup_ns / 1e9,
-        "timed_seconds": (clock_ns() - timed_started) / 1e9,
-        "samples_ns": samples,
-        "summary": summarize(samples),
-    }
+    timed_seconds = (clock_ns() - timed_started) / 1e9
+    return timing_document(samples, summarize(samples), first_inference_ms=first_ns / 1e6, warmup_runs=warmup_runs,
+                           warmup_seconds=warmup_ns / 1e9, timed_seconds=timed_seconds)
 
 
 def run_job(job):

@@ -72,6 +72,21 @@ class ResultBuilder(object):
         return self.doc
 
 
+def timing_document(samples_ns, summary, first_inference_ms, warmup_runs, warmup_seconds, timed_seconds):
+    """The ``timing`` sub-document the timing loop fills: every sample in ns, their summary in ms.
+
+    ``init_ms`` joins it in ``ResultBuilder.timing``, since the backend, not the loop, times the load.
+    """
+    return {
+        "first_inference_ms": first_inference_ms,
+        "warmup_runs": warmup_runs,
+        "warmup_seconds": warmup_seconds,
+        "timed_seconds": timed_seconds,
+        "samples_ns": samples_ns,
+        "summary": summary,
+    }
+
+
 def with_spool_key(result, key):
     """The result as the spool keeps it: stamped with the key the controller asked for it by."""
     result["spool_key"] = key

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from agent.result_builder import ResultBuilder, with_spool_key
+from agent.result_builder import ResultBuilder, timing_document, with_spool_key
 from agent.schema import (
     READABLE_RESULT_VERSIONS,
     RESULT_SCHEMA_VERSION,
@@ -47,8 +47,8 @@ def built(**changes: Any) -> dict[str, Any]:
     builder.devices({"edgetpu": dict(TPU)})
     builder.backend(backend_document("tflite_runtime", "2.14.0", "edgetpu", "usb:1"))
     builder.conditions_during(dict(DURING))
-    builder.timing({"samples_ns": list(SAMPLES), "summary": dict(SUMMARY), "first_inference_ms": 4.0,
-                    "warmup_runs": 2, "warmup_seconds": 0.01, "timed_seconds": 0.003}, init_ns=12_500_000)
+    builder.timing(timing_document(list(SAMPLES), dict(SUMMARY), first_inference_ms=4.0, warmup_runs=2,
+                                   warmup_seconds=0.01, timed_seconds=0.003), init_ns=12_500_000)
     builder.succeeded()
     builder.conditions_after(dict(SNAPSHOT))
     doc = with_spool_key(builder.finish(1_700_000_001.0), "f123abc-run1-job1.1")
