@@ -64,6 +64,7 @@ class Host:
 class Inventory:
     path: str
     hosts: tuple[Host, ...]
+    kind: str = "farm inventory"  # or the Ansible format it was read from
 
     def select(self, names: list[str] | None = None, tags: list[str] | None = None) -> list[Host]:
         chosen = list(self.hosts)
@@ -115,7 +116,15 @@ FORBIDDEN = {"password": "passwords do not belong in inventory files; use a key 
 
 
 def load_inventory(path: str | Path | None = None) -> Inventory:
-    """Read and validate an inventory; ``None`` means the embedded default (this machine)."""
+    """Read and validate an inventory; ``None`` means the embedded default (this machine).
+
+    An Ansible inventory (INI, YAML or ``ansible-inventory --list`` JSON) is read as it is.
+    """
+    from .ansible_inventory import load_if_ansible  # it builds on this module
+
+    ansible = load_if_ansible(path) if path is not None else None
+    if ansible is not None:
+        return ansible
     doc = load_yaml(path or DEFAULT_INVENTORY)
     return parse_inventory(doc)
 

@@ -1,0 +1,149 @@
+"""Ansible variables onto farm's host fields, checked by farm's own inventory validation.
+
+Each host becomes the entry a farm YAML file would hold, and ``parse_inventory``
+validates it; its complaints come back naming the Ansible variable and the line
+that set it, not farm's field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Any
+
+import yaml
+
+from ..errors import InputError
+from ..inventory import FIELDS, Inventory, parse_inventory
+from ..yamlfile import YamlDocument
+from .tree import AnsibleTree, FlatHost, Var
+
+# Ansible's connection variables farm uses, the modern name first where there are two.
+ANSIBLE_FIELDS = {
+    "ansible_host": "address", "ansible_ssh_host": "address",
+    "ansible_port": "port", "ansible_ssh_port": "port",
+    "ansible_user": "user", "ansible_ssh_user": "user",
+    "ansible_ssh_private_key_file": "identity_file", "ansible_private_key_file": "identity_file",
+    "ansible_python_interpreter": "python",
+}
+FARM_FIELDS = {
+    "farm_board": "board", "farm_transport": "transport", "farm_tags": "tags", "farm_env": "env",
+    "farm_workdir": "workdir", "farm_power_modes": "power_modes", "farm_usb_ports": "usb_ports",
+}
+PASSWORDS = ("ansible_password", "ansible_ssh_pass", "ansible_ssh_password")
+CONNECTIONS = {"ssh": "ssh", "smart": "ssh", "paramiko": "ssh", "paramiko_ssh": "ssh", "local": "local"}
+# Ansible's interpreter discovery: farm's own default (python3 on the PATH) is the equivalent.
+DISCOVERY = ("auto", "auto_silent", "auto_legacy", "auto_legacy_silent")
+# Every field a host's variables can set, and the variable to name when one is missing.
+VARIABLE_FOR = {"address": "ansible_host", "port": "ansible_port", "user": "ansible_user",
+                "identity_file": "ansible_ssh_private_key_file", "python": "ansible_python_interpreter",
+                **{field: variable for variable, field in FARM_FIELDS.items()}}
+
+
+def to_inventory(tree: AnsibleTree) -> Inventory:
+    hosts = tree.flatten()
+    if not hosts:
+        raise tree.error("defines no hosts", 1, expected="at least one host in a group")
+    entries, origins = [], []
+    for host in hosts:
+        entry, origin = _entry(tree, host)
+        entries.append(entry)
+        origins.append(origin)
+    doc = _AnsibleDocument(tree, hosts, origins, {"hosts": entries})
+    return dataclasses.replace(parse_inventory(doc), kind=tree.kind)
+
+
+def _entry(tree: AnsibleTree, host: FlatHost) -> tuple[dict[str, Any], dict[str, Var]]:
+    entry: dict[str, Any] = {"name": host.name, "address": host.name}
+    origin: dict[str, Var] = {}
+    for variable in PASSWORDS:
+        if variable in host.vars:
+            raise tree.error("farm logs in with keys only and refuses passwords in inventories",
+                             host.vars[variable].line, variable=variable, host=host.name,
+                             expected="ansible_ssh_private_key_file, or a key in ssh-agent")
+    for variable in reversed(list(ANSIBLE_FIELDS)):  # reversed: the modern name, read last, wins
+        if variable in host.vars:
+            _set(entry, origin, ANSIBLE_FIELDS[variable], host.vars[variable])
+    if entry.get("python") in DISCOVERY:
+        del entry["python"], origin["python"]
+    connection = host.vars.get("ansible_connection")
+    if connection is not None:
+        transport = CONNECTIONS.get(str(connection.value))
+        if transport is None:
+            raise tree.error(f"farm cannot reach a host over '{connection.value}'", connection.line,
+                             variable=connection.name, host=host.name, expected="ssh or local")
+        _set(entry, origin, "transport", dataclasses.replace(connection, value=transport))
+    for variable, var in host.vars.items():
+        if variable.startswith("farm_"):
+            if variable not in FARM_FIELDS:
+                raise tree.error("unknown farm variable", var.line, variable=variable, host=host.name,
+                                 expected="one of " + ", ".join(FARM_FIELDS))
+            _set(entry, origin, FARM_FIELDS[variable], var)
+    extra_tags = entry.pop("tags", None)
+    entry["tags"] = list(host.groups) + (extra_tags if isinstance(extra_tags, list) else [])
+    if extra_tags is not None and not isinstance(extra_tags, list):
+        entry["tags"] = extra_tags  # not a list: farm's validation says so, naming farm_tags
+    return entry, origin
+
+
+def _set(entry: dict[str, Any], origin: dict[str, Var], field: str, var: Var) -> None:
+    entry[field] = _typed(field, var.value)
+    origin[field] = var
+
+
+def _typed(field: str, value: Any) -> Any:
+    """INI ``:vars`` give strings: a port and farm's mappings and lists are read out of them.
+
+    Ansible itself templates ``"5555"`` into a port at connection time; a mapping
+    is written the way Ansible users write one inline, as YAML/JSON flow text.
+    """
+    if not isinstance(value, str):
+        return value
+    kinds = FIELDS[field][0]
+    if int in kinds and re.fullmatch(r"[0-9]{1,6}", value.strip()):
+        return int(value)
+    if (dict in kinds or list in kinds) and value.strip()[:1] in "{[":
+        try:
+            parsed = yaml.safe_load(value)
+        except (yaml.YAMLError, RecursionError):
+            return value
+        return parsed if isinstance(parsed, kinds) else value
+    return value
+
+
+class _AnsibleDocument(YamlDocument):
+    """The hosts as farm entries, whose errors point back at the Ansible variables that made them."""
+
+    def __init__(self, tree: AnsibleTree, hosts: list[FlatHost], origins: list[dict[str, Var]],
+                 data: dict[str, Any]) -> None:
+        super().__init__(tree.path, data, {})
+        self._tree = tree
+        self._hosts = hosts
+        self._origins = origins
+
+    def _origin(self, location: tuple) -> tuple[FlatHost | None, Var | None, str | None]:
+        if len(location) < 2 or location[0] != "hosts" or not isinstance(location[1], int):
+            return None, None, None
+        host = self._hosts[location[1]]
+        key = location[2] if len(location) > 2 else None
+        return host, self._origins[location[1]].get(key) if isinstance(key, str) else None, key
+
+    def line(self, location: tuple) -> int | None:
+        host, var, _ = self._origin(location)
+        if var is not None:
+            return var.line
+        return host.line if host else 1
+
+    def error(self, location: tuple, problem: str, *, field: str | None = None,
+              expected: str | None = None) -> InputError:
+        host, var, key = self._origin(location)
+        head, _, rest = (field or key or "").partition(".")
+        if head == "tags" and var is None:
+            variable = None
+            problem = f"its groups as tags: {problem}"
+        elif head == "name":
+            variable = None
+        else:
+            variable = (var.name if var else VARIABLE_FOR.get(head, head)) + (f".{rest}" if rest else "") or None
+        return self._tree.error(problem, self.line(location), variable=variable,
+                                host=host.name if host else None, expected=expected)
