@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from . import cli_resume
@@ -414,7 +415,8 @@ def main() -> None:
     try:
         app()
     except FarmError as exc:
-        err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
+        # escape: "[web:vars]" or "www[01:50]" in a message is the user's text, not Rich markup
+        err_console.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(1)
 
 

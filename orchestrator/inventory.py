@@ -203,7 +203,7 @@ def _make_host(doc: YamlDocument, location: tuple, entry: dict) -> Host:
     transport = entry.get("transport") or "ssh"
     if transport not in TRANSPORTS:
         raise fail("transport", f"unknown transport '{transport}'")
-    port = entry.get("port") or 22
+    port = 22 if entry.get("port") is None else entry["port"]  # not "or 22": port 0 is an error, not 22
     if not 1 <= port <= 65535:
         raise fail("port", f"port {port} is out of range")
     tags = entry.get("tags") or []
@@ -221,10 +221,10 @@ def _make_host(doc: YamlDocument, location: tuple, entry: dict) -> Host:
                         expected=FIELDS["address"][1])
     power_modes = _settings(doc, location, entry, "power_modes", POWER_MODE_KEYS)
     usb_ports = _settings(doc, location, entry, "usb_ports", USB_PORT_KEYS)
-    for name, spec in usb_ports.items():
+    for port_name, spec in usb_ports.items():  # not "name": that is the host's, used below
         if "port" not in spec:
-            raise doc.error(location + ("usb_ports", name), "a USB port needs its sysfs port path",
-                            field=f"usb_ports.{name}.port", expected="e.g. port: 2-1")
+            raise doc.error(location + ("usb_ports", port_name), "a USB port needs its sysfs port path",
+                            field=f"usb_ports.{port_name}.port", expected="e.g. port: 2-1")
     python = entry.get("python")
     if transport == "local" and python in (None, "", "self"):
         # The controller's own interpreter already has a runtime installed with farm.

@@ -48,7 +48,8 @@ def read_tree(text: str, name: str) -> AnsibleTree | None:
     if not isinstance(doc.data, dict) or isinstance(doc.data.get("hosts"), list) or "defaults" in doc.data:
         return None
     groups = [body for key, body in doc.data.items() if key != "_meta"]
-    if "_meta" in doc.data or any(_listed(body) for body in groups):
+    json_text = text.lstrip().startswith("{")
+    if "_meta" in doc.data or any(_listed(body, json_text) for body in groups):
         return read_list_json(doc)
     if "all" in doc.data or any(isinstance(body, dict) and set(body) & set(GROUP_KEYS) for body in groups):
         return read_yaml_inventory(doc)
@@ -77,8 +78,12 @@ def _structured(text: str, name: str) -> YamlDocument | None:
     return YamlDocument(name, data, {})
 
 
-def _listed(body: Any) -> bool:
-    """A ``--list`` group: its hosts and children are lists of names (YAML's are mappings)."""
+def _listed(body: Any, json_text: bool) -> bool:
+    """A ``--list`` group: its hosts and children are lists of names (YAML's are mappings).
+
+    A bare list of hosts counts only in JSON, as a dynamic inventory script prints it:
+    in YAML it is more likely a farm inventory with a misspelt ``hosts:``.
+    """
     if isinstance(body, list):
-        return True
+        return json_text
     return isinstance(body, dict) and any(isinstance(body.get(key), list) for key in ("hosts", "children"))

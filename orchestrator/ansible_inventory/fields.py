@@ -54,7 +54,7 @@ def to_inventory(tree: AnsibleTree) -> Inventory:
 
 
 def _entry(tree: AnsibleTree, host: FlatHost) -> tuple[dict[str, Any], dict[str, Var]]:
-    entry: dict[str, Any] = {"name": host.name, "address": host.name}
+    entry: dict[str, Any] = {"name": host.name}
     origin: dict[str, Var] = {}
     for variable in PASSWORDS:
         if variable in host.vars:
@@ -79,6 +79,8 @@ def _entry(tree: AnsibleTree, host: FlatHost) -> tuple[dict[str, Any], dict[str,
                 raise tree.error("unknown farm variable", var.line, variable=variable, host=host.name,
                                  expected="one of " + ", ".join(FARM_FIELDS))
             _set(entry, origin, FARM_FIELDS[variable], var)
+    if entry.get("transport") != "local":
+        entry.setdefault("address", host.name)  # Ansible connects to the inventory name itself
     extra_tags = entry.pop("tags", None)
     entry["tags"] = list(host.groups) + (extra_tags if isinstance(extra_tags, list) else [])
     if extra_tags is not None and not isinstance(extra_tags, list):

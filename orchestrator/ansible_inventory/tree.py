@@ -70,7 +70,9 @@ class AnsibleTree:
 
     def set_host_vars(self, host: str, variables: list[Var], line: int | None) -> None:
         """A host's own variables; a host that no group lists is in ``ungrouped``."""
-        self.host_lines.setdefault(host, line)
+        # The host's line is its first mention in the file (in --list JSON, _meta may come first).
+        known = self.host_lines.get(host)
+        self.host_lines[host] = line if known is None or (line is not None and line < known) else known
         own = self.host_vars.setdefault(host, {})
         for var in variables:
             own[var.name] = var
