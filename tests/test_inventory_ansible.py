@@ -14,7 +14,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from orchestrator.ansible_inventory import parse_if_ansible
 from orchestrator.ansible_inventory.ranges import PatternError, expand, split_port
 from orchestrator.errors import InputError
 from orchestrator.inventory import Host, Inventory, load_inventory
@@ -429,3 +432,78 @@ def test_a_cli_error_keeps_the_brackets_of_the_users_text(tmp_path: Path) -> Non
     assert done.returncode == 1
     assert "[web:vars] names the group 'web'" in " ".join(done.stderr.split())
     assert "Traceback" not in done.stderr
+
+
+# -- garbage in: an error that names the file, never a traceback ---------------------------------------------
+
+FEW = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+HOSTILE_TEXT = ["$(reboot)", "`id`", "a;rm -rf ~", "a b", "it's", '"q"', "*", "~", "--help", "-oProxyCommand=x",
+                "name\n", "\x00", "é", "名前", "\u202etxt", "$HOME", "{x}", "[", "]", "[1:9]", ":", "=", "#", ""]
+hostile_text = st.one_of(st.sampled_from(HOSTILE_TEXT), st.text(max_size=20))
+any_value = st.recursive(
+    st.one_of(hostile_text, st.integers(-(10 ** 20), 10 ** 20), st.floats(), st.booleans(), st.none()),
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(hostile_text, inner, max_size=3)),
+    max_leaves=6)
+MAPPED = ["ansible_host", "ansible_port", "ansible_user", "ansible_ssh_private_key_file",
+          "ansible_python_interpreter", "ansible_connection", "ansible_ssh_host", "ansible_ssh_port",
+          "farm_board", "farm_transport", "farm_tags", "farm_env", "farm_workdir", "farm_power_modes",
+          "farm_usb_ports", "farm_other", "ansible_password", "ansible_become_user"]
+INI_LINES = ["[web]", "[db]", "[web:vars]", "[web:children]", "[all:vars]", "[x:bad]", "[", "db", "web",
+             "h1", "h2 ansible_port=2222", "www[01:03].example.com", "h[a:c]:2200", "h1 farm_board=rpi4",
+             "ansible_user=farm", "farm_env={A: 1}", "h3 farm_env=\"{'A': 'b'}\"", "; comment", "# comment",
+             "h4 ansible_connection=local", "h5 x=[1,2", "h6 'a", "k=v=w", "=x"]
+
+
+def assert_safe(inventory: Inventory) -> None:
+    for host in inventory.hosts:
+        for text in [host.name, host.address, host.python, host.workdir, *host.tags, *(v for _, v in host.env)]:
+            assert not any(ord(c) < 32 or ord(c) == 127 for c in text), text
+        assert 1 <= host.port <= 65535
+
+
+@FEW
+@given(lines=st.lists(st.one_of(st.sampled_from(INI_LINES), hostile_text), max_size=12))
+def test_garbage_ini_gives_an_error_naming_the_file_or_safe_hosts(lines: list[str]) -> None:
+    try:
+        inventory = parse_if_ansible("[web]\n" + "\n".join(lines), "garbage.ini")
+    except InputError as error:
+        assert str(error).startswith("garbage.ini"), str(error)
+        return
+    assert inventory is not None
+    assert_safe(inventory)
+
+
+@FEW
+@given(variable=st.sampled_from(MAPPED), value=any_value, in_group=st.booleans())
+def test_a_hostile_variable_is_refused_by_name_or_accepted_safely(variable: str, value: object,
+                                                                  in_group: bool) -> None:
+    where = {"vars": {variable: value}, "hosts": {"h1": None}} if in_group else {"hosts": {"h1": {variable: value}}}
+    text = yaml.safe_dump({"all": {"children": {"web": where}}}, allow_unicode=True)
+    try:
+        inventory = parse_if_ansible(text, "hostile.yaml")
+    except InputError as error:
+        message = str(error)
+        assert message.startswith("hostile.yaml:") and "Ansible YAML inventory" in message, message
+        if error.field is not None:
+            assert error.field.split(".")[0] == variable, message
+            assert f"variable '{error.field}'" in message
+            assert error.line == (7 if in_group else 6), message  # the variable's own line
+        return
+    assert inventory is not None
+    assert_safe(inventory)
+
+
+@FEW
+@given(data=st.data())
+def test_a_truncated_or_mangled_ansible_inventory_never_crashes(data: st.DataObject) -> None:
+    name, text = data.draw(st.sampled_from([("cut.ini", DOCS_INI), ("cut.yaml", DOCS_GROUPS_YAML),
+                                            ("cut.json", json.dumps(LIST_JSON, indent=2))]))
+    cut = data.draw(st.integers(0, len(text)))
+    junk = data.draw(st.sampled_from(["", ":", "- ", "[", "{", "]", "=", "&a [*a]", "\t", "'", "\x00", "[a:b]"]))
+    try:
+        inventory = parse_if_ansible(text[:cut] + junk, name)
+    except InputError as error:
+        assert str(error).startswith(name), str(error)
+        return
+    if inventory is not None:
+        assert_safe(inventory)

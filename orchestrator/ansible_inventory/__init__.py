@@ -20,7 +20,7 @@ from .ini import SECTION, read_ini
 from .structured import GROUP_KEYS, read_list_json, read_yaml_inventory
 from .tree import AnsibleTree
 
-__all__ = ["load_if_ansible", "read_tree"]
+__all__ = ["load_if_ansible", "parse_if_ansible", "read_tree"]
 
 
 def load_if_ansible(path: str | Path) -> Inventory | None:
@@ -32,6 +32,10 @@ def load_if_ansible(path: str | Path) -> Inventory | None:
         raise InputError(name, "file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(name, f"cannot read file: {exc}") from None
+    return parse_if_ansible(text, name)
+
+
+def parse_if_ansible(text: str, name: str) -> Inventory | None:
     tree = read_tree(text, name)
     return None if tree is None else to_inventory(tree)
 

@@ -123,29 +123,30 @@ class _AnsibleDocument(YamlDocument):
         self._hosts = hosts
         self._origins = origins
 
-    def _origin(self, location: tuple) -> tuple[FlatHost | None, Var | None, str | None]:
+    def _origin(self, location: tuple, field: str | None = None) -> tuple[FlatHost | None, Var | None, str | None]:
+        """The host at ``location``, and the variable behind its field (named by the location or the error)."""
         if len(location) < 2 or location[0] != "hosts" or not isinstance(location[1], int):
             return None, None, None
         host = self._hosts[location[1]]
-        key = location[2] if len(location) > 2 else None
+        key = location[2] if len(location) > 2 else (field or "").partition(".")[0] or None
         return host, self._origins[location[1]].get(key) if isinstance(key, str) else None, key
 
-    def line(self, location: tuple) -> int | None:
-        host, var, _ = self._origin(location)
+    def line(self, location: tuple, field: str | None = None) -> int | None:
+        host, var, _ = self._origin(location, field)
         if var is not None:
             return var.line
         return host.line if host else 1
 
     def error(self, location: tuple, problem: str, *, field: str | None = None,
               expected: str | None = None) -> InputError:
-        host, var, key = self._origin(location)
+        host, var, key = self._origin(location, field)
         head, _, rest = (field or key or "").partition(".")
         if head == "tags" and var is None:
             variable = None
             problem = f"its groups as tags: {problem}"
-        elif head == "name":
+        elif head in ("name", ""):
             variable = None
         else:
-            variable = (var.name if var else VARIABLE_FOR.get(head, head)) + (f".{rest}" if rest else "") or None
-        return self._tree.error(problem, self.line(location), variable=variable,
+            variable = (var.name if var else VARIABLE_FOR.get(head, head)) + (f".{rest}" if rest else "")
+        return self._tree.error(problem, self.line(location, field), variable=variable,
                                 host=host.name if host else None, expected=expected)
