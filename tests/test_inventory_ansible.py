@@ -507,3 +507,46 @@ def test_a_truncated_or_mangled_ansible_inventory_never_crashes(data: st.DataObj
         return
     if inventory is not None:
         assert_safe(inventory)
+
+
+def test_group_vars_and_host_vars_beside_the_inventory_with_ansibles_precedence(tmp_path: Path) -> None:
+    ini = write(tmp_path, "hosts.ini", """\
+[jetsons]
+nano-1 ansible_host=10.0.0.1 ansible_user=from-host-line
+nano-2 ansible_host=10.0.0.2
+
+[jetsons:vars]
+farm_workdir=from-inventory-group
+ansible_port=2201
+
+[edge:children]
+jetsons
+""")
+    (tmp_path / "group_vars" / "all").mkdir(parents=True)
+    (tmp_path / "host_vars").mkdir()
+    write(tmp_path, "group_vars/all/10-login.yml", "ansible_user: from-group-vars-all\nfarm_board: x86\n")
+    write(tmp_path, "group_vars/all/20-more.yaml", "ansible_ssh_private_key_file: ~/.ssh/farm\n")
+    # A vault file holds secrets farm never reads; an inline !vault value farm does not need is ignored.
+    write(tmp_path, "group_vars/all/vault.yml", "$ANSIBLE_VAULT;1.1;AES256\n6162636465\n")
+    write(tmp_path, "group_vars/edge.yml", "farm_board: jetson-nano\nansible_become_password: !vault |\n"
+                                           "  $ANSIBLE_VAULT;1.1;AES256\n  3132333435\n")
+    write(tmp_path, "group_vars/jetsons", "ansible_port: 2222\n")
+    write(tmp_path, "host_vars/nano-2.json", '{"ansible_user": "from-host-vars", "farm_workdir": "own"}')
+    hosts = by_name(load_inventory(ini))
+    one, two = hosts["nano-1"], hosts["nano-2"]
+    # group_vars/* outrank the inventory's group vars; the inventory's host vars outrank group_vars.
+    assert (one.user, one.port, one.workdir, one.board, one.identity_file) == (
+        "from-host-line", 2222, "from-inventory-group", "jetson-nano", "~/.ssh/farm")
+    assert (two.user, two.workdir) == ("from-host-vars", "own")
+
+    write(tmp_path, "host_vars/nano-1.yml", "\n\nansible_port: 99999\n")
+    with pytest.raises(InputError) as caught:
+        load_inventory(ini)
+    assert str(caught.value).startswith(f"{tmp_path / 'host_vars' / 'nano-1.yml'}:3: Ansible INI inventory: "
+                                        "host 'nano-1': variable 'ansible_port': port 99999 is out of range")
+    write(tmp_path, "host_vars/nano-1.yml", "ansible_user: !vault |\n  $ANSIBLE_VAULT;1.1;AES256\n  3132\n")
+    with pytest.raises(InputError, match="variable 'ansible_user': is encrypted with ansible-vault"):
+        load_inventory(ini)
+    write(tmp_path, "host_vars/nano-1.yml", "- a list\n")
+    with pytest.raises(InputError, match="nano-1.yml:1: Ansible INI inventory: a vars file must be a mapping"):
+        load_inventory(ini)

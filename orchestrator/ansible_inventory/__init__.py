@@ -17,8 +17,9 @@ from ..inventory import Inventory
 from ..yamlfile import YamlDocument, parse_yaml
 from .fields import to_inventory
 from .ini import SECTION, read_ini
-from .structured import GROUP_KEYS, read_list_json, read_yaml_inventory
+from .structured import GROUP_KEYS, LIST_KIND, read_list_json, read_yaml_inventory
 from .tree import AnsibleTree
+from .vars_dirs import add_vars_directories
 
 __all__ = ["load_if_ansible", "parse_if_ansible", "read_tree"]
 
@@ -32,10 +33,16 @@ def load_if_ansible(path: str | Path) -> Inventory | None:
         raise InputError(name, "file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(name, f"cannot read file: {exc}") from None
-    return parse_if_ansible(text, name)
+    tree = read_tree(text, name)
+    if tree is None:
+        return None
+    if tree.kind != LIST_KIND:  # ansible-inventory has already merged them into --list's hostvars
+        add_vars_directories(tree, Path(path))
+    return to_inventory(tree)
 
 
 def parse_if_ansible(text: str, name: str) -> Inventory | None:
+    """Like ``load_if_ansible`` for text in hand, which has no group_vars/ or host_vars/ beside it."""
     tree = read_tree(text, name)
     return None if tree is None else to_inventory(tree)
 

@@ -17,6 +17,7 @@ from ..errors import InputError
 from ..inventory import FIELDS, Inventory, parse_inventory
 from ..yamlfile import YamlDocument
 from .tree import AnsibleTree, FlatHost, Var
+from .vars_dirs import VAULT_HEADER
 
 # Ansible's connection variables farm uses, the modern name first where there are two.
 ANSIBLE_FIELDS = {
@@ -58,9 +59,16 @@ def _entry(tree: AnsibleTree, host: FlatHost) -> tuple[dict[str, Any], dict[str,
     origin: dict[str, Var] = {}
     for variable in PASSWORDS:
         if variable in host.vars:
-            raise tree.error("farm logs in with keys only and refuses passwords in inventories",
-                             host.vars[variable].line, variable=variable, host=host.name,
+            var = host.vars[variable]
+            raise tree.error("farm logs in with keys only and refuses passwords in inventories", var.line,
+                             variable=variable, host=host.name, path=var.path,
                              expected="ansible_ssh_private_key_file, or a key in ssh-agent")
+    for variable, var in host.vars.items():
+        mapped = variable in ANSIBLE_FIELDS or variable in FARM_FIELDS or variable == "ansible_connection"
+        if mapped and isinstance(var.value, str) and var.value.startswith(VAULT_HEADER):
+            raise tree.error("is encrypted with ansible-vault, and farm decrypts nothing", var.line,
+                             variable=variable, host=host.name, path=var.path,
+                             expected="the value in plain text: farm's settings are not secrets")
     for variable in reversed(list(ANSIBLE_FIELDS)):  # reversed: the modern name, read last, wins
         if variable in host.vars:
             _set(entry, origin, ANSIBLE_FIELDS[variable], host.vars[variable])
@@ -71,13 +79,14 @@ def _entry(tree: AnsibleTree, host: FlatHost) -> tuple[dict[str, Any], dict[str,
         transport = CONNECTIONS.get(str(connection.value))
         if transport is None:
             raise tree.error(f"farm cannot reach a host over '{connection.value}'", connection.line,
-                             variable=connection.name, host=host.name, expected="ssh or local")
+                             variable=connection.name, host=host.name, path=connection.path,
+                             expected="ssh or local")
         _set(entry, origin, "transport", dataclasses.replace(connection, value=transport))
     for variable, var in host.vars.items():
         if variable.startswith("farm_"):
             if variable not in FARM_FIELDS:
                 raise tree.error("unknown farm variable", var.line, variable=variable, host=host.name,
-                                 expected="one of " + ", ".join(FARM_FIELDS))
+                                 path=var.path, expected="one of " + ", ".join(FARM_FIELDS))
             _set(entry, origin, FARM_FIELDS[variable], var)
     if entry.get("transport") != "local":
         entry.setdefault("address", host.name)  # Ansible connects to the inventory name itself
@@ -149,4 +158,5 @@ class _AnsibleDocument(YamlDocument):
         else:
             variable = (var.name if var else VARIABLE_FOR.get(head, head)) + (f".{rest}" if rest else "")
         return self._tree.error(problem, self.line(location, field), variable=variable,
-                                host=host.name if host else None, expected=expected)
+                                host=host.name if host else None, expected=expected,
+                                path=var.path if var else None)

@@ -18,11 +18,12 @@ IMPLICIT_GROUPS = ("all", "ungrouped")
 
 @dataclass(frozen=True)
 class Var:
-    """One variable's value and the line that set it."""
+    """One variable's value and the line that set it (in ``path`` when not the inventory itself)."""
 
     name: str
     value: Any
     line: int | None
+    path: str | None = None
 
 
 @dataclass
@@ -51,10 +52,13 @@ class AnsibleTree:
         self.groups: dict[str, Group] = {"all": Group("all", None)}
         self.host_vars: dict[str, dict[str, Var]] = {}  # insertion order is the order hosts first appear
         self.host_lines: dict[str, int | None] = {}
+        # From group_vars/ and host_vars/ beside the inventory: they outrank the file's own vars.
+        self.group_files: dict[str, dict[str, Var]] = {}
+        self.host_files: dict[str, dict[str, Var]] = {}
 
     def error(self, problem: str, line: int | None = None, *, variable: str | None = None,
-              host: str | None = None, expected: str | None = None) -> AnsibleInventoryError:
-        return AnsibleInventoryError(self.path, self.kind, problem, line=line, variable=variable, host=host,
+              host: str | None = None, expected: str | None = None, path: str | None = None) -> AnsibleInventoryError:
+        return AnsibleInventoryError(path or self.path, self.kind, problem, line=line, variable=variable, host=host,
                                      expected=expected)
 
     def group(self, name: str, line: int | None) -> Group:
@@ -104,9 +108,14 @@ class AnsibleTree:
             every.add("all")
             order = sorted(every, key=lambda name: (depths.get(name, 0), name))
             merged: dict[str, Var] = {}
+            # Ansible's precedence: the inventory's group vars, group_vars/all, group_vars/<group>,
+            # the inventory's host vars, host_vars/<host>; groups from the outermost in.
             for name in order:
                 merged.update(self.groups[name].vars if name in self.groups else {})
+            for name in order:
+                merged.update(self.group_files.get(name, {}))
             merged.update(own)
+            merged.update(self.host_files.get(host, {}))
             # Tags innermost group first ("atlanta, southeast, usa"), as the file defined them within a depth.
             tags = tuple(sorted((name for name in every if name not in IMPLICIT_GROUPS),
                                 key=lambda name: (-depths.get(name, 0), position[name])))
