@@ -48,7 +48,7 @@ DbOption = Annotated[str | None, typer.Option(
     "--db", help="Database URL, e.g. sqlite:///farm.db or postgresql+psycopg://user@host/db "
                  "\\[default: $FARM_DB_URL, else SQLite in the user data dir]")]
 InventoryOption = Annotated[Path | None, typer.Option(
-    "--inventory", "-i", help="Inventory YAML file \\[default: this machine only]")]
+    "--inventory", "-i", help="Inventory: farm YAML, or Ansible INI, YAML or --list JSON \\[default: this machine only]")]
 
 
 def _open(db: str | None):  # type: ignore[no-untyped-def]
