@@ -550,3 +550,15 @@ jetsons
     write(tmp_path, "host_vars/nano-1.yml", "- a list\n")
     with pytest.raises(InputError, match="nano-1.yml:1: Ansible INI inventory: a vars file must be a mapping"):
         load_inventory(ini)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("mail.example.com\nfoo.example.com\n", [("mail.example.com", 22), ("foo.example.com", 22)]),
+    ("h1 ansible_port=2200\n", [("h1", 2200)]),
+    ("\ufeff[web]\r\nh1:2200\r\nh2\r\n", [("h1", 2200), ("h2", 22)]),
+])
+def test_an_ini_inventory_is_known_by_its_content_not_its_name(tmp_path: Path, text: str,
+                                                               expected: list[tuple[str, int]]) -> None:
+    inventory = load_inventory(write(tmp_path, "hosts", text))
+    assert inventory.kind == "Ansible INI inventory"
+    assert [(h.name, h.port) for h in inventory.hosts] == expected

@@ -33,7 +33,7 @@ def load_if_ansible(path: str | Path) -> Inventory | None:
         raise InputError(name, "file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(name, f"cannot read file: {exc}") from None
-    tree = read_tree(text, name)
+    tree = read_tree(text.removeprefix("\ufeff"), name)  # an editor's byte-order mark hides "[group]"
     if tree is None:
         return None
     if tree.kind != LIST_KIND:  # ansible-inventory has already merged them into --list's hostvars

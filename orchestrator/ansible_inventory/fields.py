@@ -11,11 +11,9 @@ import dataclasses
 import re
 from typing import Any
 
-import yaml
-
 from ..errors import InputError
 from ..inventory import FIELDS, Inventory, parse_inventory
-from ..yamlfile import YamlDocument
+from ..yamlfile import YamlDocument, parse_yaml
 from .tree import AnsibleTree, FlatHost, Var
 from .vars_dirs import VAULT_HEADER
 
@@ -55,20 +53,10 @@ def to_inventory(tree: AnsibleTree) -> Inventory:
 
 
 def _entry(tree: AnsibleTree, host: FlatHost) -> tuple[dict[str, Any], dict[str, Var]]:
+    """The farm entry for one host, and the variable behind each of its fields."""
+    _refuse_secrets(tree, host)
     entry: dict[str, Any] = {"name": host.name}
     origin: dict[str, Var] = {}
-    for variable in PASSWORDS:
-        if variable in host.vars:
-            var = host.vars[variable]
-            raise tree.error("farm logs in with keys only and refuses passwords in inventories", var.line,
-                             variable=variable, host=host.name, path=var.path,
-                             expected="ansible_ssh_private_key_file, or a key in ssh-agent")
-    for variable, var in host.vars.items():
-        mapped = variable in ANSIBLE_FIELDS or variable in FARM_FIELDS or variable == "ansible_connection"
-        if mapped and isinstance(var.value, str) and var.value.startswith(VAULT_HEADER):
-            raise tree.error("is encrypted with ansible-vault, and farm decrypts nothing", var.line,
-                             variable=variable, host=host.name, path=var.path,
-                             expected="the value in plain text: farm's settings are not secrets")
     for variable in reversed(list(ANSIBLE_FIELDS)):  # reversed: the modern name, read last, wins
         if variable in host.vars:
             _set(entry, origin, ANSIBLE_FIELDS[variable], host.vars[variable])
@@ -87,14 +75,28 @@ def _entry(tree: AnsibleTree, host: FlatHost) -> tuple[dict[str, Any], dict[str,
             if variable not in FARM_FIELDS:
                 raise tree.error("unknown farm variable", var.line, variable=variable, host=host.name,
                                  path=var.path, expected="one of " + ", ".join(FARM_FIELDS))
-            _set(entry, origin, FARM_FIELDS[variable], var)
+            _set(entry, origin, FARM_FIELDS[variable], var)  # after ansible_connection: farm_transport wins
     if entry.get("transport") != "local":
         entry.setdefault("address", host.name)  # Ansible connects to the inventory name itself
-    extra_tags = entry.pop("tags", None)
-    entry["tags"] = list(host.groups) + (extra_tags if isinstance(extra_tags, list) else [])
-    if extra_tags is not None and not isinstance(extra_tags, list):
-        entry["tags"] = extra_tags  # not a list: farm's validation says so, naming farm_tags
+    extra_tags = entry.pop("tags", [])
+    # farm_tags that is not a list stays as it is, for farm's validation to refuse by name.
+    entry["tags"] = [*host.groups, *extra_tags] if isinstance(extra_tags, list) else extra_tags
     return entry, origin
+
+
+def _refuse_secrets(tree: AnsibleTree, host: FlatHost) -> None:
+    for variable in PASSWORDS:
+        if variable in host.vars:
+            var = host.vars[variable]
+            raise tree.error("farm logs in with keys only and refuses passwords in inventories", var.line,
+                             variable=variable, host=host.name, path=var.path,
+                             expected="ansible_ssh_private_key_file, or a key in ssh-agent")
+    for variable, var in host.vars.items():
+        mapped = variable in ANSIBLE_FIELDS or variable in FARM_FIELDS or variable == "ansible_connection"
+        if mapped and isinstance(var.value, str) and var.value.startswith(VAULT_HEADER):
+            raise tree.error("is encrypted with ansible-vault, and farm decrypts nothing", var.line,
+                             variable=variable, host=host.name, path=var.path,
+                             expected="the value in plain text: farm's settings are not secrets")
 
 
 def _set(entry: dict[str, Any], origin: dict[str, Var], field: str, var: Var) -> None:
@@ -115,9 +117,9 @@ def _typed(field: str, value: Any) -> Any:
         return int(value)
     if (dict in kinds or list in kinds) and value.strip()[:1] in "{[":
         try:
-            parsed = yaml.safe_load(value)
-        except (yaml.YAMLError, RecursionError):
-            return value
+            parsed = parse_yaml(value, "value").data  # farm's loader: bounded against alias bombs
+        except InputError:
+            return value  # farm's validation refuses the text, naming the variable
         return parsed if isinstance(parsed, kinds) else value
     return value
 
