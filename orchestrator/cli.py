@@ -383,7 +383,7 @@ def inventory_check(
                                   store)
     finally:
         store.close()
-    table = Table(title=inv.path)
+    table = Table(title=f"{inv.path} ({inv.kind})")
     for column in ("host", "reachable", "board", "OS", "Python", "runtime", "CPUs", "agent", "notes"):
         table.add_column(column)
     for check in checks:

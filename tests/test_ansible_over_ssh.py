@@ -53,6 +53,7 @@ def test_inventory_check_over_an_ansible_ini_inventory_reaches_every_lab_host(
         capture_output=True, text=True, check=False, timeout=300, env={**os.environ, "COLUMNS": "250"})
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"{len(lab_hosts)} of {len(lab_hosts)} host(s) reachable" in done.stdout
+    assert "(Ansible INI inventory)" in done.stdout
     for host in mapped.hosts:
         cells = [cell.strip() for cell in next(
             line for line in done.stdout.splitlines() if f" {host.name} " in line).split("│")[1:-1]]

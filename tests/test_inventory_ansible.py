@@ -295,6 +295,11 @@ def test_farm_inventories_are_still_farms_own(tmp_path: Path) -> None:
     assert load_inventory(None).kind == "farm inventory"
 
 
+def test_an_inventory_directory_is_refused_with_the_way_round_it(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="is a directory.*ansible-inventory -i .* --list"):
+        load_inventory(tmp_path)
+
+
 @pytest.mark.parametrize("name, text, line, variable, words", [
     ("h.ini", "[web]\nh1 ansible_port=70000\n", 2, "ansible_port", "port 70000 is out of range"),
     ("h.ini", "[web]\nh1\n[web:vars]\nansible_port=twenty\n", 4, "ansible_port", "got 'twenty'"),

@@ -27,6 +27,10 @@ __all__ = ["load_if_ansible", "parse_if_ansible", "read_tree"]
 def load_if_ansible(path: str | Path) -> Inventory | None:
     """The inventory in an Ansible file, or None when the file is not one (farm's own YAML reads it)."""
     name = str(path)
+    if Path(path).is_dir():
+        raise InputError(name, "is a directory; farm reads one inventory file (and the group_vars/ and "
+                               "host_vars/ beside it)",
+                         expected=f"a file in it, or the JSON of 'ansible-inventory -i {name} --list'")
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
