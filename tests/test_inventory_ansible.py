@@ -6,6 +6,7 @@ them; what farm makes of them is checked host by host, field by field.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -567,3 +568,25 @@ def test_an_ini_inventory_is_known_by_its_content_not_its_name(tmp_path: Path, t
     inventory = load_inventory(write(tmp_path, "hosts", text))
     assert inventory.kind == "Ansible INI inventory"
     assert [(h.name, h.port) for h in inventory.hosts] == expected
+
+
+# Each inventory beside its listing by ansible-core 2.19.14's own `ansible-inventory -i FILE --list`:
+# what farm reads from the file is what Ansible itself makes of it.
+ANSIBLE_LISTED = Path(__file__).resolve().parent / "ansible_inventories"
+
+
+@pytest.mark.parametrize("source, listing", [
+    ("docs.ini", "docs.list.json"), ("literals.ini", "literals.list.json"),
+    ("precedence.ini", "precedence.list.json"), ("all.yml", "all.list.json"),
+    ("vars_dirs/hosts", "vars_dirs.list.json"),
+])
+def test_farm_reads_an_inventory_as_ansible_itself_lists_it(source: str, listing: str) -> None:
+    ours = load_inventory(ANSIBLE_LISTED / source)
+    ansibles = by_name(load_inventory(ANSIBLE_LISTED / listing))
+    assert sorted(h.name for h in ours.hosts) == sorted(ansibles)
+    for host in ours.hosts:
+        theirs = ansibles[host.name]
+        # --list orders groups its own way: the same tags, maybe not in the same order.
+        assert (host, host.power_modes, host.usb_ports) == (
+            dataclasses.replace(theirs, tags=tuple(sorted(theirs.tags, key=host.tags.index))),
+            theirs.power_modes, theirs.usb_ports), host.name
