@@ -296,9 +296,12 @@ def test_farm_inventories_are_still_farms_own(tmp_path: Path) -> None:
     assert load_inventory(None).kind == "farm inventory"
 
 
-def test_an_inventory_directory_is_refused_with_the_way_round_it(tmp_path: Path) -> None:
+def test_an_inventory_directory_or_plugin_config_is_refused_with_the_way_round_it(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="is a directory.*ansible-inventory -i .* --list"):
         load_inventory(tmp_path)
+    plugin = write(tmp_path, "aws_ec2.yml", "# AWS\nplugin: amazon.aws.aws_ec2\nregions: [eu-west-1]\n")
+    with pytest.raises(InputError, match=r"aws_ec2.yml:2: .*'amazon.aws.aws_ec2' inventory plugin.*--list"):
+        load_inventory(plugin)
 
 
 @pytest.mark.parametrize("name, text, line, variable, words", [

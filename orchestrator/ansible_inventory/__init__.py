@@ -62,6 +62,10 @@ def read_tree(text: str, name: str) -> AnsibleTree | None:
         return read_ini(text, name)
     if not isinstance(doc.data, dict) or isinstance(doc.data.get("hosts"), list) or "defaults" in doc.data:
         return None
+    if isinstance(doc.data.get("plugin"), str):
+        raise InputError(name, f"is the configuration of Ansible's '{doc.data['plugin']}' inventory plugin, "
+                               "which only Ansible can run", line=doc.line(("plugin",)),
+                         expected=f"its hosts as JSON: ansible-inventory -i {name} --list > hosts.json")
     groups = [body for key, body in doc.data.items() if key != "_meta"]
     json_text = text.lstrip().startswith("{")
     if "_meta" in doc.data or any(_listed(body, json_text) for body in groups):
