@@ -32,7 +32,7 @@ class Group:
     line: int | None
     vars: dict[str, Var] = field(default_factory=dict)
     children: list[str] = field(default_factory=list)
-    hosts: list[str] = field(default_factory=list)
+    hosts: dict[str, None] = field(default_factory=dict)  # an ordered set: big groups stay fast
 
 
 @dataclass(frozen=True)
@@ -67,9 +67,7 @@ class AnsibleTree:
         return self.groups[name]
 
     def add_host(self, group: str, host: str, variables: list[Var], line: int | None) -> None:
-        members = self.group(group, line).hosts
-        if host not in members:
-            members.append(host)
+        self.group(group, line).hosts.setdefault(host)
         self.set_host_vars(host, variables, line)
 
     def set_host_vars(self, host: str, variables: list[Var], line: int | None) -> None:
@@ -93,11 +91,14 @@ class AnsibleTree:
         parents = self._parents()
         depths = self._depths(parents)
         position = {name: index for index, name in enumerate(self.groups)}
+        member_of: dict[str, list[str]] = {}
+        for group in self.groups.values():
+            for host in group.hosts:
+                if group.name != "all":
+                    member_of.setdefault(host, []).append(group.name)
         hosts = []
         for host, own in self.host_vars.items():
-            direct = [g.name for g in self.groups.values() if host in g.hosts and g.name != "all"]
-            if not direct:
-                direct = ["ungrouped"]
+            direct = member_of.get(host) or ["ungrouped"]
             every: set[str] = set()
             pending = list(direct)
             while pending:
