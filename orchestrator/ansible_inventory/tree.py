@@ -31,7 +31,7 @@ class Group:
     name: str
     line: int | None
     vars: dict[str, Var] = field(default_factory=dict)
-    children: list[str] = field(default_factory=list)
+    children: dict[str, None] = field(default_factory=dict)
     hosts: dict[str, None] = field(default_factory=dict)  # an ordered set: big groups stay fast
 
 
@@ -83,9 +83,7 @@ class AnsibleTree:
         if child == "all":
             raise self.error(f"group 'all' cannot be a child of '{parent}'", line)
         self.group(child, line)
-        children = self.group(parent, line).children
-        if child not in children:
-            children.append(child)
+        self.group(parent, line).children.setdefault(child)
 
     def flatten(self) -> list[FlatHost]:
         parents = self._parents()
@@ -98,15 +96,7 @@ class AnsibleTree:
                     member_of.setdefault(host, []).append(group.name)
         hosts = []
         for host, own in self.host_vars.items():
-            direct = member_of.get(host) or ["ungrouped"]
-            every: set[str] = set()
-            pending = list(direct)
-            while pending:
-                name = pending.pop()
-                if name not in every:
-                    every.add(name)
-                    pending.extend(parents.get(name, ()))
-            every.add("all")
+            every = _with_ancestors(member_of.get(host) or ["ungrouped"], parents)
             order = sorted(every, key=lambda name: (depths.get(name, 0), name))
             merged: dict[str, Var] = {}
             # Ansible's precedence: the inventory's group vars, group_vars/all, group_vars/<group>,
@@ -152,3 +142,14 @@ class AnsibleTree:
             raise self.error(f"group '{looped[0]}' is its own descendant through its children",
                              self.groups[looped[0]].line)
         return depths
+
+
+def _with_ancestors(groups: list[str], parents: dict[str, list[str]]) -> set[str]:
+    found = {"all"}
+    pending = list(groups)
+    while pending:
+        name = pending.pop()
+        if name not in found:
+            found.add(name)
+            pending.extend(parents.get(name, ()))
+    return found
