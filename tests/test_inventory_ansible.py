@@ -296,9 +296,10 @@ def test_farm_inventories_are_still_farms_own(tmp_path: Path) -> None:
     assert load_inventory(None).kind == "farm inventory"
 
 
-def test_an_inventory_directory_or_plugin_config_is_refused_with_the_way_round_it(tmp_path: Path) -> None:
-    with pytest.raises(InputError, match="is a directory.*ansible-inventory -i .* --list"):
-        load_inventory(tmp_path)
+def test_a_plugin_config_or_inventory_script_is_refused_with_the_way_round_it(tmp_path: Path) -> None:
+    script = write(tmp_path, "ec2.py", "#!/usr/bin/env python3\nprint('{}')\n")
+    with pytest.raises(InputError, match=r"ec2.py: is a dynamic inventory script.*ec2.py --list > hosts.json"):
+        load_inventory(script)
     plugin = write(tmp_path, "aws_ec2.yml", "# AWS\nplugin: amazon.aws.aws_ec2\nregions: [eu-west-1]\n")
     with pytest.raises(InputError, match=r"aws_ec2.yml:2: .*'amazon.aws.aws_ec2' inventory plugin.*--list"):
         load_inventory(plugin)
@@ -581,7 +582,7 @@ ANSIBLE_LISTED = Path(__file__).resolve().parent / "ansible_inventories"
 @pytest.mark.parametrize("source, listing", [
     ("docs.ini", "docs.list.json"), ("literals.ini", "literals.list.json"),
     ("precedence.ini", "precedence.list.json"), ("all.yml", "all.list.json"),
-    ("vars_dirs/hosts", "vars_dirs.list.json"),
+    ("vars_dirs/hosts", "vars_dirs.list.json"), ("directory", "directory.list.json"),
 ])
 def test_farm_reads_an_inventory_as_ansible_itself_lists_it(source: str, listing: str) -> None:
     ours = load_inventory(ANSIBLE_LISTED / source)
@@ -593,3 +594,34 @@ def test_farm_reads_an_inventory_as_ansible_itself_lists_it(source: str, listing
         assert (host, host.power_modes, host.usb_ports) == (
             dataclasses.replace(theirs, tags=tuple(sorted(theirs.tags, key=host.tags.index))),
             theirs.power_modes, theirs.usb_ports), host.name
+
+
+def test_an_inventory_directory_merges_its_files_and_reads_its_vars_directories(tmp_path: Path) -> None:
+    inventory = tmp_path / "production"
+    (inventory / "group_vars").mkdir(parents=True)
+    (inventory / "edge").mkdir()
+    write(inventory, "01-jetsons.ini", "[jetsons]\nnano-1 ansible_host=10.0.0.1\n[jetsons:vars]\nansible_port=2201\n")
+    write(inventory, "edge/02-pis.yml", "pis:\n  hosts:\n    pi-1:\n      ansible_host: 10.0.0.2\n"
+                                       "edge:\n  children:\n    jetsons:\n    pis:\n")
+    write(inventory, "group_vars/edge.yml", "ansible_user: farm\n")
+    write(inventory, "README.md", "# not an inventory: Ansible skips .md files, and so does farm\n")
+    write(inventory, "hosts.bak", "[old]\ngone\n")
+    loaded = load_inventory(inventory)
+    assert loaded.kind == "Ansible inventory directory"
+    hosts = by_name(loaded)
+    assert [(h.name, h.address, h.port, h.user, h.tags) for h in hosts.values()] == [
+        ("nano-1", "10.0.0.1", 2201, "farm", ("jetsons", "edge")), ("pi-1", "10.0.0.2", 22, "farm", ("pis", "edge"))]
+    assert hosts["pi-1"].source == f"{inventory / 'edge' / '02-pis.yml'}:3"
+
+    write(inventory, "03-bad.ini", "[more]\nh1 ansible_port=0\n")
+    with pytest.raises(InputError) as caught:
+        load_inventory(inventory)
+    assert str(caught.value).startswith(f"{inventory / '03-bad.ini'}:2: Ansible inventory directory: host 'h1': "
+                                        "variable 'ansible_port': port 0 is out of range"), str(caught.value)
+    (inventory / "03-bad.ini").unlink()
+    write(inventory, "03-bad.yaml", "just: [a farm file]\n")
+    with pytest.raises(InputError, match="03-bad.yaml: is in the inventory directory .* not an Ansible inventory"):
+        load_inventory(inventory)
+    (inventory / "group_vars" / "nothing-here").mkdir()
+    with pytest.raises(InputError, match="holds no inventory files"):
+        load_inventory(inventory / "group_vars" / "nothing-here")

@@ -15,6 +15,7 @@ from typing import Any
 from ..errors import InputError
 from ..inventory import Inventory
 from ..yamlfile import YamlDocument, parse_yaml
+from .directory import read_directory
 from .fields import to_inventory
 from .ini import SECTION, read_ini
 from .structured import GROUP_KEYS, LIST_KIND, read_list_json, read_yaml_inventory
@@ -25,24 +26,32 @@ __all__ = ["load_if_ansible", "parse_if_ansible", "read_tree"]
 
 
 def load_if_ansible(path: str | Path) -> Inventory | None:
-    """The inventory in an Ansible file, or None when the file is not one (farm's own YAML reads it)."""
+    """The inventory in an Ansible file or directory, or None for any other file (farm's own YAML reads it)."""
+    source = Path(path)
+    if source.is_dir():
+        tree = read_directory(source, _read_file)
+        add_vars_directories(tree, source)
+        return to_inventory(tree)
+    tree = _read_file(source)
+    if tree is None:
+        return None
+    if tree.kind != LIST_KIND:  # ansible-inventory has already merged them into --list's hostvars
+        add_vars_directories(tree, source.parent)
+    return to_inventory(tree)
+
+
+def _read_file(path: Path) -> AnsibleTree | None:
     name = str(path)
-    if Path(path).is_dir():
-        raise InputError(name, "is a directory; farm reads one inventory file (and the group_vars/ and "
-                               "host_vars/ beside it)",
-                         expected=f"a file in it, or the JSON of 'ansible-inventory -i {name} --list'")
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise InputError(name, "file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(name, f"cannot read file: {exc}") from None
-    tree = read_tree(text.removeprefix("\ufeff"), name)  # an editor's byte-order mark hides "[group]"
-    if tree is None:
-        return None
-    if tree.kind != LIST_KIND:  # ansible-inventory has already merged them into --list's hostvars
-        add_vars_directories(tree, Path(path))
-    return to_inventory(tree)
+    if text.startswith("#!"):
+        raise InputError(name, "is a dynamic inventory script, which farm does not run",
+                         expected=f"its hosts as JSON: {name} --list > hosts.json")
+    return read_tree(text.removeprefix("\ufeff"), name)  # an editor's byte-order mark hides "[group]"
 
 
 def parse_if_ansible(text: str, name: str) -> Inventory | None:

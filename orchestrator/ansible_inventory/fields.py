@@ -49,7 +49,11 @@ def to_inventory(tree: AnsibleTree) -> Inventory:
         entries.append(entry)
         origins.append(origin)
     doc = _AnsibleDocument(tree, hosts, origins, {"hosts": entries})
-    return dataclasses.replace(parse_inventory(doc), kind=tree.kind)
+    inventory = parse_inventory(doc)
+    # Each host's own file and line: in an inventory directory that is not the directory.
+    located = tuple(dataclasses.replace(host, source=f"{flat.path}:{flat.line}")
+                    for host, flat in zip(inventory.hosts, hosts, strict=True))
+    return dataclasses.replace(inventory, hosts=located, kind=tree.kind)
 
 
 def _entry(tree: AnsibleTree, host: FlatHost) -> tuple[dict[str, Any], dict[str, Var]]:
@@ -161,4 +165,4 @@ class _AnsibleDocument(YamlDocument):
             variable = (var.name if var else VARIABLE_FOR.get(head, head)) + (f".{rest}" if rest else "")
         return self._tree.error(problem, self.line(location, field), variable=variable,
                                 host=host.name if host else None, expected=expected,
-                                path=var.path if var else None)
+                                path=var.path if var else host.path if host else None)

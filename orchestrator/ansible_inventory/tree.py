@@ -8,6 +8,7 @@ order), then the host itself.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +41,7 @@ class FlatHost:
     """A host as farm sees it: its groups, innermost first, and its variables after precedence."""
 
     name: str
+    path: str  # the file that first mentions it
     line: int | None
     groups: tuple[str, ...]
     vars: dict[str, Var]
@@ -52,6 +54,7 @@ class AnsibleTree:
         self.groups: dict[str, Group] = {"all": Group("all", None)}
         self.host_vars: dict[str, dict[str, Var]] = {}  # insertion order is the order hosts first appear
         self.host_lines: dict[str, int | None] = {}
+        self.host_paths: dict[str, str] = {}  # only hosts first mentioned in another file than ``path``
         # From group_vars/ and host_vars/ beside the inventory: they outrank the file's own vars.
         self.group_files: dict[str, dict[str, Var]] = {}
         self.host_files: dict[str, dict[str, Var]] = {}
@@ -85,6 +88,22 @@ class AnsibleTree:
         self.group(child, line)
         self.group(parent, line).children.setdefault(child)
 
+    def absorb(self, other: AnsibleTree) -> None:
+        """Another file's groups and hosts, as Ansible merges the files of an inventory directory."""
+        def located(variables: dict[str, Var]) -> list[Var]:
+            return [var if var.path else dataclasses.replace(var, path=other.path) for var in variables.values()]
+
+        for name, group in other.groups.items():
+            mine = self.group(name, group.line)
+            mine.vars.update((var.name, var) for var in located(group.vars))
+            mine.hosts.update(group.hosts)
+            mine.children.update(group.children)
+        for host, own in other.host_vars.items():
+            if host not in self.host_vars:
+                self.host_paths[host] = other.path
+                self.host_lines[host] = other.host_lines.get(host)
+            self.host_vars.setdefault(host, {}).update((var.name, var) for var in located(own))
+
     def flatten(self) -> list[FlatHost]:
         parents = self._parents()
         depths = self._depths(parents)
@@ -110,7 +129,7 @@ class AnsibleTree:
             # Tags innermost group first ("atlanta, southeast, usa"), as the file defined them within a depth.
             tags = tuple(sorted((name for name in every if name not in IMPLICIT_GROUPS),
                                 key=lambda name: (-depths.get(name, 0), position[name])))
-            hosts.append(FlatHost(host, self.host_lines.get(host), tags, merged))
+            hosts.append(FlatHost(host, self.host_paths.get(host, self.path), self.host_lines.get(host), tags, merged))
         return hosts
 
     def _parents(self) -> dict[str, list[str]]:

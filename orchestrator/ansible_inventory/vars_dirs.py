@@ -20,8 +20,9 @@ VAULT_TAG = re.compile(r"(?<=[:\-\s])!vault(?=\s)")
 MAX_FILE_BYTES = 1 << 20
 
 
-def add_vars_directories(tree: AnsibleTree, inventory: Path) -> None:
-    base = inventory.expanduser().absolute().parent
+def add_vars_directories(tree: AnsibleTree, base: Path) -> None:
+    """The vars in ``base``'s group_vars/ and host_vars/: the inventory file's directory, or the inventory directory."""
+    base = base.expanduser().absolute()
     for name in tree.groups:
         tree.group_files[name] = _load_all(tree, base / "group_vars", name)
     for name in tree.host_vars:
