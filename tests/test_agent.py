@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
 import statistics
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -61,6 +63,17 @@ def test_zipapp_runs_facts_and_a_job_under_real_python_36(tmp_path: Path, shared
     assert result["status"] == "failed"
     assert result["error"]["kind"] == "infrastructure"
     assert "pip install tflite-runtime" in result["error"]["message"]
+
+
+def test_zipapp_holds_every_agent_module_subpackages_included() -> None:
+    bundle = build_agent()
+    with zipfile.ZipFile(io.BytesIO(bundle.data)) as archive:
+        names = archive.namelist()
+        assert all(archive.getinfo(name).date_time == (2020, 1, 1, 0, 0, 0) for name in names)
+    expected = sorted(f"agent/{p.relative_to(REPO / 'agent').as_posix()}" for p in (REPO / "agent").rglob("*.py")
+                      if "__pycache__" not in p.parts)
+    assert any("/" in name[len("agent/"):] for name in expected), "the agent has no subpackage to ship"
+    assert names == ["__main__.py", *expected]
 
 
 def test_agent_build_is_reproducible() -> None:
