@@ -76,6 +76,30 @@ def test_zipapp_holds_every_agent_module_subpackages_included() -> None:
     assert names == ["__main__.py", *expected]
 
 
+def test_a_subpackage_of_the_zipapp_runs_under_real_python_36(tmp_path: Path) -> None:
+    """agent/boards/ ships inside the zipapp and works under 3.6, from `facts` and imported on its own."""
+    bundle = build_agent()
+    pyz = tmp_path / bundle.file_name
+    pyz.write_bytes(bundle.data)
+    root = tmp_path / "pi"
+    for relative, text in (("proc/device-tree/model", "Raspberry Pi 4 Model B Rev 1.4\0"),
+                           ("sys/devices/system/cpu/online", "0\n"),
+                           ("sys/devices/system/cpu/cpu0/cpufreq/scaling_governor", "ondemand\n"),
+                           ("sys/devices/system/cpu/cpu0/cpufreq/scaling_available_governors", "ondemand powersave\n")):
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / relative).write_text(text)
+    env = {**os.environ, "FARM_DEVICE_ROOT": str(root), "FARM_AGENT_DIR": str(tmp_path / "state")}
+    facts = json.loads(subprocess.run([python36(), str(pyz), "facts"], capture_output=True, text=True, check=True,
+                                      env=env).stdout)
+    assert facts["board"] == "Raspberry Pi 4 Model B Rev 1.4"
+    assert facts["power"]["driver"] == "governor" and facts["power"]["current"]["governor"] == "ondemand"
+    script = ("import sys; sys.path.insert(0, sys.argv[1]); from agent.boards import raspberry_pi, family_for; "
+              "print(raspberry_pi.__file__); print(family_for().name)")
+    done = subprocess.run([python36(), "-c", script, str(pyz)], capture_output=True, text=True, check=True, env=env)
+    module_file, family = done.stdout.split()
+    assert module_file == f"{pyz}/agent/boards/raspberry_pi.py" and family == "raspberry_pi"
+
+
 def test_agent_build_is_reproducible() -> None:
     build_agent.cache_clear()
     first = build_agent()

@@ -17,8 +17,7 @@ from ..sysfs import device_tree_model
 from .base import BoardFamily, NoPowerControl, PowerControl
 from .coral_devboard import CoralDevBoard
 from .generic_linux import GenericLinux
-from .governor import GovernorDriver
-from .jetson import Jetson, JetsonDriver, l4t_release
+from .jetson import Jetson, l4t_release
 from .raspberry_pi import RaspberryPi
 
 __all__ = [
@@ -31,6 +30,7 @@ __all__ = [
     "detect_board",
     "family_for",
     "firmware_throttling",
+    "inventory_examples",
     "l4t_release",
     "placeholder_zones",
     "power_control",
@@ -83,10 +83,16 @@ def power_control(board=None):
 
 def control_named(name):
     """A PowerControl by the ``name`` a state file recorded ("nvpmodel", "governor", "none")."""
-    for control in (JetsonDriver, GovernorDriver):
-        if control.name == name:
-            return control(detect_board())
+    for family in FAMILIES:
+        for control in family.power_controls:
+            if control.name == name:
+                return control(detect_board())
     return NoPowerControl(detect_board())
+
+
+def inventory_examples():
+    """One inventory board name per family, for help texts ("jetson-nano", "rpi4", ...)."""
+    return [family.inventory_example for family in FAMILIES if family.inventory_example]
 
 
 def default_power_modes(inventory_board):

@@ -16,6 +16,9 @@ class PowerControl(abc.ABC):
 
     name = None
 
+    def __init__(self, board=None):
+        self.board = board  # the board's name, for messages
+
     @abc.abstractmethod
     def current_mode(self):
         """{"driver": name, "name": ..., ...} as the board is now."""
@@ -49,9 +52,6 @@ class NoPowerControl(PowerControl):
     """A board with neither a power-mode tool nor cpufreq: it can only run jobs that leave power alone."""
 
     name = "none"
-
-    def __init__(self, board=None):
-        self.board = board
 
     def current_mode(self):
         return {"driver": self.name, "name": None}
@@ -101,6 +101,10 @@ class BoardFamily(abc.ABC):
     name = None
     name_hints = ()
     inventory_prefixes = ()
+    # A board name as a user would write it in an inventory, for help texts.
+    inventory_example = None
+    # Every PowerControl class ``power_control`` may hand out: a state file names one to restore with.
+    power_controls = ()
     # Thermal zones that read a fixed value with no sensor behind them: reported, never the maximum.
     placeholder_zones = ()
 

@@ -13,6 +13,8 @@ class CoralDevBoard(BoardFamily):
     name = "coral_devboard"
     name_hints = ("devboard", "dev board", "coral", "i.mx", "imx", "phanbein")
     inventory_prefixes = ("devboard",)
+    inventory_example = "devboard"
+    power_controls = (GovernorDriver,)
 
     def present(self):
         return any(entry.startswith("fsl,imx8mq-phanbein") for entry in device_tree_compatible())

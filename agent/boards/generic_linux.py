@@ -10,6 +10,8 @@ from .governor import GovernorDriver, has_governors
 
 class GenericLinux(BoardFamily):
     name = "generic_linux"
+    inventory_example = "x86"
+    power_controls = (GovernorDriver, NoPowerControl)
 
     def present(self):
         return True

@@ -71,7 +71,7 @@ class GovernorDriver(PowerControl):
     OWN_KEYS = ("name", "governor", "settle_seconds")
 
     def __init__(self, board=None):
-        self.board = board
+        PowerControl.__init__(self, board)
         self.governor = GovernorControl()
 
     def current_mode(self):

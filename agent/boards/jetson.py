@@ -35,14 +35,37 @@ DEFAULT_MODES = {
 }
 
 
-def l4t_release():
-    """'32.7.1' from /etc/nv_tegra_release ('# R32 (release), REVISION: 7.1, ...'), else None."""
-    first = (read_text(TEGRA_RELEASE) or "").splitlines()[:1]
-    match = re.search(r"R(\d+)\s*\(release\),\s*REVISION:\s*([0-9.]+)", first[0]) if first else None
+# L4T release -> JetPack (NVIDIA's release table); unknown releases show as L4T only.
+JETPACK_OF_L4T = {
+    "32.4.3": "4.4", "32.4.4": "4.4.1", "32.5": "4.5", "32.5.1": "4.5.1", "32.5.2": "4.5.1", "32.6.1": "4.6",
+    "32.7.1": "4.6.1", "32.7.2": "4.6.2", "32.7.3": "4.6.3", "32.7.4": "4.6.4", "32.7.5": "4.6.5",
+    "35.1.0": "5.0.2", "35.2.1": "5.1", "35.3.1": "5.1.1", "35.4.1": "5.1.2", "35.5.0": "5.1.3",
+    "36.3.0": "6.0", "36.4.0": "6.1", "36.4.3": "6.2",
+}
+L4T_LINE = re.compile(r"R(\d+)\s*\(release\),\s*REVISION:\s*([0-9.]+)")
+
+
+def parse_l4t(text):
+    """'32.7.1' from an nv_tegra_release line ('# R32 (release), REVISION: 7.1, ...') anywhere in ``text``."""
+    match = L4T_LINE.search(text or "")
     if not match:
         return None
     release = "{}.{}".format(match.group(1), match.group(2))
     return release if release.count(".") >= 2 else release + ".0"
+
+
+def jetpack_of(l4t):
+    """The JetPack an L4T release belongs to ('35.4.1' -> '5.1.2'), or None for a release not in the table."""
+    if l4t is None:
+        return None
+    short = re.sub(r"\.0\Z", "", l4t)  # the table writes 32.5, facts say 32.5.0 (str.removesuffix is 3.9+)
+    return JETPACK_OF_L4T.get(l4t) or JETPACK_OF_L4T.get(short)
+
+
+def l4t_release():
+    """'32.7.1' from /etc/nv_tegra_release's first line, else None."""
+    first = (read_text(TEGRA_RELEASE) or "").splitlines()[:1]
+    return parse_l4t(first[0]) if first else None
 
 
 def clocks_pinned():
@@ -91,7 +114,7 @@ class JetsonDriver(PowerControl):
     MODE_LINE = re.compile(r"POWER_MODEL:\s*ID=(\d+)\s+NAME=(\S+)")
 
     def __init__(self, board=None):
-        self.board = board
+        PowerControl.__init__(self, board)
         self.governor = GovernorControl()
         self._modes = None
 
@@ -257,6 +280,8 @@ class Jetson(BoardFamily):
     name = "jetson"
     name_hints = ("jetson", "tegra", "nvidia")
     inventory_prefixes = ("jetson",)
+    inventory_example = "jetson-nano"
+    power_controls = (JetsonDriver,)
     placeholder_zones = ("PMIC-Die",)
 
     def present(self):

@@ -46,6 +46,8 @@ class RaspberryPi(BoardFamily):
     name = "raspberry_pi"
     name_hints = ("raspberry", "rpi")
     inventory_prefixes = ("rpi",)
+    inventory_example = "rpi4"
+    power_controls = (GovernorDriver,)
 
     def present(self):
         return any(entry.startswith("raspberrypi,") for entry in device_tree_compatible())
