@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from agent.boards import jetson
+from agent import boards
 
 from .errors import FarmError
 from .inventory import Host
@@ -46,11 +46,11 @@ def l4t_of(facts: dict[str, Any]) -> str | None:
     """The host's L4T release: its ``l4t`` fact, else the release in its board string (older agents)."""
     if facts.get("l4t"):
         return str(facts["l4t"])
-    return jetson.parse_l4t(facts.get("board"))
+    return boards.parse_l4t(facts.get("board"))
 
 
 def jetpack_of(l4t: str | None) -> str | None:
-    return jetson.jetpack_of(l4t)
+    return boards.jetpack_of(l4t)
 
 
 def libedgetpu_of(library: dict[str, Any] | None) -> str | None:

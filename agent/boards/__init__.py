@@ -17,7 +17,7 @@ from ..sysfs import device_tree_model
 from .base import BoardFamily, NoPowerControl, PowerControl
 from .coral_devboard import CoralDevBoard
 from .generic_linux import GenericLinux
-from .jetson import Jetson, l4t_release
+from .jetson import Jetson, jetpack_of, l4t_release, parse_l4t
 from .raspberry_pi import RaspberryPi
 
 __all__ = [
@@ -31,7 +31,9 @@ __all__ = [
     "family_for",
     "firmware_throttling",
     "inventory_examples",
+    "jetpack_of",
     "l4t_release",
+    "parse_l4t",
     "placeholder_zones",
     "power_control",
     "power_monitor",

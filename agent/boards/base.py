@@ -120,11 +120,10 @@ class BoardFamily(abc.ABC):
 
     @abc.abstractmethod
     def present(self):
-        """Whether the device root shows this family when its board name says nothing (no model file)."""
+        """Whether the device root shows this family when no family recognises its board name."""
 
     def board_name(self):
-        """A board name from this family's own files, for a device without a device-tree model."""
-        return
+        """A board name from this family's own files, for a device without a device-tree model (None: none)."""
 
     @abc.abstractmethod
     def power_control(self, board=None):
@@ -144,4 +143,3 @@ class BoardFamily(abc.ABC):
 
     def firmware_throttling(self):
         """The board firmware's own throttling report ({"now": [...], ...}, or {"error": ...}), or None."""
-        return
