@@ -114,7 +114,7 @@ FORBIDDEN = {"password": "passwords do not belong in inventory files; use a key 
 def load_inventory(path: str | Path | None = None) -> Inventory:
     """Read and validate an inventory; ``None`` means the embedded default (this machine).
 
-    An Ansible inventory (INI, YAML or ``ansible-inventory --list`` JSON) is read as it is.
+    An Ansible inventory (INI, YAML, ``ansible-inventory --list`` JSON, or a directory of them) is read as it is.
     """
     from .ansible_inventory import load_if_ansible  # it builds on this module
 
