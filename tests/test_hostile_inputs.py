@@ -80,7 +80,7 @@ def fifo(tmp_path: Path) -> Path:
     (["models", "check", "{fifo}.tflite"], "model file not found"),
     (["models", "add", "/dev/zero"], "/dev/zero: cannot read model file: it is a device"),
     (["models", "check", "/dev/zero"], "it is a device, not a regular file"),
-    (["inventory", "show", "-i", "{tmp}"], "it is a directory, not a regular file"),
+    (["models", "add", "{tmp}"], "it is a directory, not a regular file"),
 ])
 def test_files_that_are_not_regular_files_are_refused_at_once(tmp_path: Path, fifo: Path, args: list[str],
                                                               words: str) -> None:
