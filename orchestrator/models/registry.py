@@ -182,12 +182,14 @@ def ensure_default_suite(store: Store) -> list[ModelRow]:
     for family_name, value in DEFAULT_SUITE:
         family = known[family_name]
         params = {**family.defaults, family.sweep: value}
-        built.append((family_name, params, model_name(family_name, params, family), family.build(**params)))
+        data = family.build(**params)
+        # Counted before the transaction opens: on SQLite it holds the write lock other runs wait for.
+        built.append((family_name, params, model_name(family_name, params, family), data, op_counts_of(data)))
     created = []
     with store.session() as session:
-        for family_name, params, name, data in built:
+        for family_name, params, name, data, counted in built:
             row, new = register_bytes(store, data, name=name, family=family_name, params=params,
-                                      source="generated", in_session=session)
+                                      source="generated", op_counts=counted, in_session=session)
             if new:
                 created.append(row)
         session.commit()

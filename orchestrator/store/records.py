@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError
 
 from agent.result_reader import ResultView
 
@@ -16,6 +17,14 @@ from .schema import HostFactsRow, HostRow, JobRow, ResultRow, RunRow, SampleRow,
 
 
 def upsert_host(store: Store, host: Host) -> int:
+    try:
+        return _upsert_host_once(store, host)
+    except IntegrityError:
+        # Two runs met the same new host at once and the other inserted it first: now it is an update.
+        return _upsert_host_once(store, host)
+
+
+def _upsert_host_once(store: Store, host: Host) -> int:
     with store.session() as session:
         row = session.scalar(select(HostRow).where(HostRow.name == host.name))
         if row is None:
