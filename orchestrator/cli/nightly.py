@@ -242,7 +242,7 @@ def baseline_accept(run: Annotated[int, typer.Argument(help="Run id (a nightly's
 
     Example: farm baseline accept 42
     """
-    from ..nightly import baseline
+    from ..results import baselines as baseline
     from ..store import open_store
 
     store = open_store(db)
@@ -259,7 +259,7 @@ def baseline_show(db: DbOption = None) -> None:
 
     Example: farm baseline show --db postgresql+psycopg://127.0.0.1/test
     """
-    from ..nightly import baseline
+    from ..results import baselines as baseline
     from ..store import open_store
 
     store = open_store(db)

@@ -48,14 +48,15 @@ def report(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No tables in the terminal")] = False,
 ) -> None:
     """See REPORT_HELP."""
-    from ..report import Selection, build_report, export, parse_when
+    from ..report import build_report
     from ..report.render import to_html, to_markdown, to_terminal
+    from ..results import ResultFilter, export, parse_when, results_frame
     from ..store import open_store
 
     by_run = bool(run_id or since or until or tag)
     if all_runs and (by_run or latest):
         raise FarmError("--all-runs cannot be combined with --run, --latest, --since, --until or --tag")
-    selection = Selection(
+    selection = ResultFilter(
         runs=tuple(run_id or ()), latest=latest or not (by_run or all_runs),
         since=parse_when(since) if since else None, until=parse_when(until, end_of_day=True) if until else None,
         tags=tuple(tag or ()), hosts=tuple(host or ()), models=tuple(model or ()), delegates=tuple(delegate or ()),
@@ -64,9 +65,7 @@ def report(
     try:
         built = build_report(store, selection, with_plots=bool(markdown or html_path))
         if export_path:
-            from ..report.data import load_results
-
-            written = export(load_results(store, selection), export_path)
+            written = export(results_frame(store, selection), export_path)
             err_console.print(f"{built.rows} rows written to {export_path} ({written})")
     finally:
         store.close()

@@ -16,11 +16,17 @@ from .options import (
     OutputOption,
     PowerModesOption,
     RunsOption,
+    RunTagsOption,
+    SinceOption,
     ThreadsOption,
+    UntilOption,
     UsbSpeedsOption,
     check_format,
 )
 from .output import emit
+
+TABLE_COLUMNS = ["run_id", "host", "model", "delegate", "threads", "power_mode", "usb_port", "usb_speed", "status",
+                 "median_ms", "p90_ms", "gops", "samples", "runtime", "runtime_version", "python"]
 
 
 def results(
@@ -37,6 +43,9 @@ def results(
     power_mode: PowerModesOption = None,
     usb_speed: UsbSpeedsOption = None,
     group_by: Annotated[list[str] | None, typer.Option("--group-by", help="power_mode, usb_speed, host, ...")] = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    tag: RunTagsOption = None,
 ) -> None:
     """Show or export stored results, one row per job with its context.
 
@@ -45,18 +54,23 @@ def results(
     Every cell, run or not, with its reason: farm results --status all --format json
 
     By power mode and USB speed: farm results --power-mode 5W --usb-speed 480 --group-by power_mode --group-by usb_speed
+
+    CSV and JSON name columns as the v_results view does (run_id, model_family, ...), like farm report --export.
     """
-    from ..results import GROUPS, STATUSES, ResultFilter, grouped, results_frame
+    from ..results import GROUPS, STATUSES, ResultFilter, grouped, parse_when, results_frame
     from ..store import open_store
 
     if status not in STATUSES:
         raise FarmError(f"--status must be one of {', '.join(STATUSES)}, not '{status}'")
     check_format(output_format)
+    selected = ResultFilter(
+        runs=tuple(run_id or ()), latest=latest, since=parse_when(since) if since else None,
+        until=parse_when(until, end_of_day=True) if until else None, tags=tuple(tag or ()), hosts=tuple(host or ()),
+        models=tuple(model or ()), delegates=tuple(delegate or ()), threads=tuple(threads or ()),
+        power_modes=tuple(power_mode or ()), usb_speeds=tuple(usb_speed or ()), status=status)
     store = open_store(db)
     try:
-        frame = results_frame(store, ResultFilter(tuple(host or ()), tuple(model or ()), tuple(delegate or ()),
-                                                  tuple(threads or ()), tuple(run_id or ()), status, latest,
-                                                  tuple(power_mode or ()), tuple(usb_speed or ())))
+        frame = results_frame(store, selected)
     finally:
         store.close()
     if group_by:
@@ -66,9 +80,10 @@ def results(
         frame = grouped(frame, list(group_by))
         emit(frame, output_format, output)
         return
-    columns = ["run", "host", "model", "delegate", "threads", "power_mode", "usb_port", "usb_speed", "status",
-               "median_ms", "p90_ms", "gops", "samples", "runtime", "runtime_version", "python"]
-    emit(frame[columns] if output_format == "table" and not frame.empty else frame, output_format, output)
+    if output_format == "table" and not frame.empty:
+        frame = frame[TABLE_COLUMNS]
+    # CSV and JSON keep v_results' names, the same as `farm report --export` writes; the table may be terse.
+    emit(frame, output_format, output, headings={"run_id": "run"})
 
 
 def query(
