@@ -11,7 +11,7 @@ import sys
 import typer
 
 from ..errors import FarmError
-from . import compare, db, inventory, models, nightly, report, results, run, toolchain
+from . import baseline, compare, db, inventory, models, nightly, report, results, run, toolchain
 from .output import err_console
 
 app = typer.Typer(
@@ -24,7 +24,7 @@ for name, command in (("toolchain", toolchain.toolchain), ("report", report.repo
                       ("run", run.run), ("results", results.results), ("query", results.query)):
     app.command(name)(command)
 for name, group in (("db", db.db_app), ("inventory", inventory.inventory_app), ("models", models.models_app),
-                    ("nightly", nightly.nightly_app), ("baseline", nightly.baseline_app)):
+                    ("nightly", nightly.nightly_app), ("baseline", baseline.baseline_app)):
     app.add_typer(group, name=name)
 
 
