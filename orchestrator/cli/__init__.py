@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 
 import typer
+from rich.markup import escape
 
 from ..errors import FarmError
 from . import baseline, compare, db, inventory, models, nightly, report, results, run, toolchain
@@ -42,7 +43,8 @@ def main() -> None:
     try:
         app()
     except FarmError as exc:
-        err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
+        # escape: "[web:vars]" or "www[01:50]" in a message is the user's text, not Rich markup
+        err_console.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(1)
 
 

@@ -1,6 +1,9 @@
-"""`farm inventory`: validate an inventory, and reach its hosts to read their facts."""
+"""`farm inventory`: validate or convert an inventory, and reach its hosts to read their facts."""
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -20,13 +23,35 @@ def inventory_show(inventory: InventoryOption = None) -> None:
     from ..inventory import load_inventory
 
     inv = load_inventory(inventory)
-    table = Table(title=inv.path)
+    table = Table(title=f"{inv.path} ({inv.kind})")
     for column in ("name", "transport", "address", "port", "user", "board", "python", "tags"):
         table.add_column(column)
     for h in inv.hosts:
         table.add_row(h.name, h.transport, h.address, str(h.port), h.user or "", h.board or "", h.python,
                       ", ".join(h.tags))
     console.print(table)
+
+
+@inventory_app.command("convert")
+def inventory_convert(
+    inventory: InventoryOption = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write \\[default: print it]")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace the output file if it exists")] = False,
+) -> None:
+    """Write an inventory (an Ansible INI, YAML or --list JSON one) as farm YAML.
+
+    Example: farm inventory convert -i hosts.ini -o farm.yaml
+    """
+    from ..inventory import load_inventory
+    from ..inventory_writer import farm_yaml, save
+
+    inv = load_inventory(inventory)
+    text = farm_yaml(inv)
+    if output is None:
+        typer.echo(text, nl=False)
+        return
+    save(text, output, force=force)
+    console.print(f"Wrote {len(inv.hosts)} host(s) from {inv.path} ({inv.kind}) to {output}.")
 
 
 @inventory_app.command("check")
@@ -61,7 +86,7 @@ def inventory_check(
                                  store)
     finally:
         store.close()
-    table = Table(title=inv.path)
+    table = Table(title=f"{inv.path} ({inv.kind})")
     for column in ("host", "reachable", "board", "OS", "Python", "runtime", "CPUs", "agent", "notes"):
         table.add_column(column)
     for check in checks:

@@ -16,7 +16,7 @@ DbOption = Annotated[str | None, typer.Option(
     "--db", help="Database URL, e.g. sqlite:///farm.db or postgresql+psycopg://user@host/db "
                  "\\[default: $FARM_DB_URL, else SQLite in the user data dir]")]
 InventoryOption = Annotated[Path | None, typer.Option(
-    "--inventory", "-i", help="Inventory YAML file \\[default: this machine only]")]
+    "--inventory", "-i", help="Inventory: farm YAML, or Ansible INI, YAML or --list JSON \\[default: this machine only]")]
 MatrixFileOption = Annotated[Path | None, typer.Option("--matrix-file", help="YAML file of named matrices")]
 AcceptNewHostKeysOption = Annotated[bool, typer.Option(
     "--accept-new-host-keys", help="Trust and remember SSH host keys never seen before")]
