@@ -64,7 +64,10 @@ def models_list(db: DbOption = None) -> None:
         inputs = ", ".join(f"{t['dtype']}{t['shape']}" for t in row.inputs)
         gop = f"{row.ops_per_inference / 1e9:.3f}" if row.ops_per_inference is not None else "?"
         source = row.source if row.source_model_id is None else \
-            f"compiled from {by_id.get(row.source_model_id, row.source_model_id)} ({row.compiler_version})"
+            f"compiled from {by_id.get(row.source_model_id, row.source_model_id)} " \
+            f"({row.compiler_version or 'published'})"
+        if row.needs_edgetpu and row.source_model_id is None:
+            source += " (unlinked twin)"
         table.add_row(row.name, row.family, source, row.sha256[:16], f"{row.size_bytes:,}", inputs, gop,
                       "yes" if row.needs_edgetpu else "")
     console.print(table if rows else "No models registered: try `farm models build --family mobilenet_v2`.")
@@ -131,21 +134,38 @@ def _numbers(option: str, text: str) -> list[int]:
 def models_add(
     path: Annotated[Path, typer.Argument(help="A .tflite file")],
     name: Annotated[str | None, typer.Option("--name", help="Name to register it under \\[default: file stem]")] = None,
+    source: Annotated[str | None, typer.Option(
+        "--source", help="For a compiled (_edgetpu) file: the model it was compiled from, a registered name or a "
+                         ".tflite file \\[default: the registered model its name points at]")] = None,
     db: DbOption = None,
 ) -> None:
-    """Register your own .tflite file.
+    """Register your own .tflite file. An Edge TPU file (Coral's <name>_edgetpu.tflite) links to its source
+    model, so it carries the source's operations per inference; a source links its twins added before it.
 
     Example: farm models add ./mobilenet_v2_1.0_224_quant.tflite --name mobilenet_v2
+             farm models add ./mobilenet_v2_1.0_224_quant_edgetpu.tflite --source mobilenet_v2
     """
-    from .models import registry
+    from .models import registry, twins
+    from .store.schema import ModelRow
 
     store = _open(db)
     try:
-        row, created = registry.add_file(store, path, name=name)
+        row, created = registry.add_file(store, path, name=name, source=source)
+        with store.session() as session:
+            origin = session.get(ModelRow, row.source_model_id) if row.source_model_id is not None else None
+        linked = [] if row.needs_edgetpu else twins.twins_of(store, row)
     finally:
         store.close()
     console.print(f"{'registered' if created else 'already registered'}: {row.name} ({row.sha256[:16]}, "
                   f"{row.size_bytes:,} bytes{', Edge TPU' if row.needs_edgetpu else ''})")
+    if origin is not None:
+        gop = f"{row.ops_per_inference / 1e9:.3f} GOP" if row.ops_per_inference is not None else "? GOP"
+        console.print(f"twin of {origin.name}: carries its {gop} per inference")
+    elif row.needs_edgetpu:
+        console.print("[yellow]unlinked twin:[/yellow] no registered source model; its GOPS stay empty until "
+                      "its source is added (or add it with --source NAME|FILE)")
+    for twin in linked:
+        console.print(f"linked twin: {twin.name}")
 
 
 @models_app.command("show")
@@ -169,6 +189,7 @@ def models_show(
     facts = [("name", row.name), ("sha256", row.sha256), ("family", row.family),
              ("source", row.source + (f" from {source.name} ({source.sha256[:16]})" if source else "")),
              ("compiler", row.compiler_version or ""), ("parameters", _params(row.params)),
+             *_twin_facts(row, source),
              ("size", f"{row.size_bytes:,} bytes ({_size(row.size_bytes)})"), ("file", row.path),
              ("needs Edge TPU", "yes" if row.needs_edgetpu else "no"),
              ("ops/inference", f"{row.ops_per_inference:,} ({row.ops_per_inference / 1e9:.3f} GOP; "
@@ -195,6 +216,23 @@ def models_show(
         console.print(ops)
     if row.compile_report:
         _print_compile_report(row.compile_report)
+
+
+def _twin_facts(row: Any, source: Any) -> list[tuple[str, str]]:
+    if not row.needs_edgetpu:
+        return []
+    twin = (row.params or {}).get("twin") or {}
+    kind = twin.get("kind") or ("segment" if (row.compile_report or {}).get("segment") is not None else "compiled")
+    if kind == "segment":
+        kind = f"segment {twin.get('segment', (row.compile_report or {}).get('segment'))} of " \
+               f"{twin.get('num_segments', (row.compile_report or {}).get('num_segments'))}"
+    elif kind == "co-compiled":
+        kind += " with " + ", ".join(twin.get("co_compiled_with") or [])
+    if source is None:
+        unlinked = f"{kind}; unlinked: no source model registered, so its operations per inference and GOPS " \
+            "are left empty"
+        return [("Edge TPU twin", unlinked)]
+    return [("Edge TPU twin", f"{kind}; of {source.name}, whose operations per inference it carries")]
 
 
 def _macs(counts: dict[str, Any] | None) -> float:
@@ -243,10 +281,12 @@ def models_check(
     Example: farm models check mobilenet_v2-s224
              farm models check ./keras_lstm_mnist_ptq.tflite
     """
+    from .models import twins
     from .models.edgetpu_check import MAPPED, check_model
     from .models.inspect import ModelFormatError
 
     path = Path(name)
+    compiled: list[Any] = []
     if name.endswith(".tflite") or path.exists():
         label = str(path)
         try:
@@ -257,6 +297,7 @@ def models_check(
         store = _open(db)
         try:
             row = _one(store, name)
+            compiled = [t for t in twins.twins_of(store, row) if not twins.is_segment(t)]
         finally:
             store.close()
         label, data = row.name, Path(row.path).read_bytes()
@@ -272,14 +313,45 @@ def models_check(
     console.print(table)
     for problem in report.problems:
         console.print(f"[red]problem:[/red] {problem}")
+    if report.ended_by is not None:
+        first = report.ops[report.ended_by]
+        console.print(f"The Edge TPU subgraph ends at {first.label}: {first.status}"
+                      f"{f' ({first.detail})' if first.detail else ''}; it and everything that depends on it run "
+                      "on the CPU.")
     for op, count, reason in report.fallbacks():
         console.print(f"CPU: {op} ×{count}: {reason}")
+    for caution in report.cautions:
+        console.print(f"[yellow]caution:[/yellow] {caution}")
+    for twin in compiled:
+        _print_twin_comparison(report, twin)
     if report.compatible:
         console.print(f"All {report.tpu_ops} operations map to the Edge TPU.")
         return
     console.print(f"{report.tpu_ops} of {len(report.ops)} operations map to the Edge TPU; "
                   f"{report.cpu_ops} run on the CPU.")
     raise typer.Exit(1)
+
+
+def _print_twin_comparison(report: Any, twin: Any) -> None:
+    from .models import twins
+
+    actual = twins.cpu_ops_of(twin)
+    if actual is None:
+        console.print(f"twin {twin.name}: what it runs on the CPU is not recorded, so it cannot be compared")
+        return
+    rows = twins.compare_with_twin(report.tpu_by_op(), report.cpu_by_op(), actual)
+    table = Table(title=f"Predicted vs compiled twin {twin.name} ({twin.compiler_version or 'published'})")
+    for column in ("Operator", "TPU predicted", "TPU actual", "CPU predicted", "CPU actual", ""):
+        table.add_column(column, justify="left" if column == "Operator" else "right")
+    for row in rows:
+        table.add_row(row["op"], str(row["predicted_tpu"]), str(row["actual_tpu"]), str(row["predicted_cpu"]),
+                      str(row["actual_cpu"]), "" if row["agrees"] else "[red]differs[/red]")
+    console.print(table)
+    differing = [row["op"] for row in rows if not row["agrees"]]
+    if differing:
+        console.print(f"The prediction differs from {twin.name} for {', '.join(differing)}.")
+    else:
+        console.print(f"The prediction matches {twin.name}: {sum(actual.values())} operations on the CPU.")
 
 
 @models_app.command("compile")

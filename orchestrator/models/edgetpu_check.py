@@ -283,14 +283,14 @@ def _limit(g: _Graph, op: Any, name: str, inputs: list[int], outputs: list[int])
         # (the image-pooling branch) left on the CPU.
         before, after = g.shape(inputs[0]), g.shape(outputs[0])
         if len(before) == 4 and len(after) == 4 and before[1:3] == [1, 1] and after[1] * after[2] > 1:
-            return LIMITATION, f"resizing {_sizes(g, inputs[:1], outputs[:1])}: a 1x1 input is not resized on " \
-                               "the Edge TPU (as in Coral's published DeepLab twin)"
+            return LIMITATION, (f"resizing {_sizes(g, inputs[:1], outputs[:1])}: a 1x1 input is not resized on "
+                                "the Edge TPU (as in Coral's published DeepLab twin)")
     if name == "CONV_2D":
         options = _options(op, "Conv2DOptions")
         # "Must use the same dilation in x and y dimensions."
         if options is not None and options.DilationHFactor() != options.DilationWFactor():
-            return LIMITATION, f"dilation {options.DilationHFactor()}x{options.DilationWFactor()}: " \
-                               "x and y must use the same dilation"
+            return LIMITATION, (f"dilation {options.DilationHFactor()}x{options.DilationWFactor()}: "
+                                "x and y must use the same dilation")
     if name == "SOFTMAX" and inputs:
         # "Supports only 1-D input tensor with a max of 16,000 elements."
         shape = g.shape(inputs[0])

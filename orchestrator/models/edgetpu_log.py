@@ -332,7 +332,7 @@ def parse_console(text: str) -> CompilerRun:
 
 
 def _is_outcome(stripped: str) -> bool:
-    return stripped.startswith(SUCCEEDED_LINE) or stripped.startswith(FAILED_LINE)
+    return stripped.startswith((SUCCEEDED_LINE, FAILED_LINE))
 
 
 def _share_group_cache(run: CompilerRun) -> None:
