@@ -258,6 +258,11 @@ def _print_compile_report(report: dict[str, Any]) -> None:
             ("co-compiled with", ", ".join(report.get("co_compiled_with") or []) or "-"),
             ("segment", f"{report['segment']} of {report['num_segments']}" if report.get("segment") is not None
              else "-")]
+    group = report.get("co_compile_group")
+    if group:
+        shared = f"{_size(group['capacity_bytes'])} (every model's used + {_size(group['remaining_bytes'])} remaining)"
+        rows.append(("co-compiled group cache", shared))
+    rows.extend(("warning", warning) for warning in report.get("warnings") or [])
     for key, value in rows:
         table.add_row(key, str(value))
     console.print(table)
@@ -357,10 +362,13 @@ def _print_twin_comparison(report: Any, twin: Any) -> None:
 @models_app.command("compile")
 def models_compile(
     names: Annotated[list[str], typer.Argument(help="Models to co-compile (names or sha256 prefixes)")],
-    compiler: Annotated[str | None, typer.Option("--compiler", help="edgetpu_compiler to run "
-                                                 "\\[default: $FARM_EDGETPU_COMPILER, else PATH]")] = None,
+    compiler: Annotated[list[str] | None, typer.Option(
+        "--compiler", help="edgetpu_compiler to run; repeat it to compile with several versions side by side "
+                           "\\[default: $FARM_EDGETPU_COMPILER, else PATH]")] = None,
     num_segments: Annotated[int, typer.Option("--num-segments", "-n",
                                               help="Split each model for an N-TPU pipeline")] = 1,
+    search_delegate: Annotated[bool, typer.Option(
+        "--search-delegate", help="Let the compiler search for a delegate that compiles (its -d)")] = False,
     db: DbOption = None,
 ) -> None:
     """Compile models for the Edge TPU on this machine and register each result, linked to its source and
@@ -368,6 +376,8 @@ def models_compile(
 
     Example: farm models compile mobilenet_v2-s224 --compiler /usr/bin/edgetpu_compiler
              farm models compile mobilenet_v1-s224 mobilenet_v2-s224 --num-segments 2
+             farm models compile mobilenet_v2-s224 --compiler ./compiler-15/edgetpu_compiler \\
+                 --compiler ./compiler-16/edgetpu_compiler
     """
     import os
 
@@ -378,20 +388,33 @@ def models_compile(
         sources = [_one(store, name) for name in names]
         if len({s.id for s in sources}) != len(sources):
             raise FarmError("a model is named twice: each model can be co-compiled once")
-        results = compile_models(store, sources, compiler=compiler or os.environ.get("FARM_EDGETPU_COMPILER"),
-                                 num_segments=num_segments)
+        chosen = compiler or [os.environ.get("FARM_EDGETPU_COMPILER")]  # type: ignore[list-item]
+        results = compile_models(store, sources, compiler=chosen, num_segments=num_segments,
+                                 search_delegate=search_delegate)
     finally:
         store.close()
-    table = Table(title=f"Edge TPU compiler {results[0].report['compiler_version']}" if results else None)
-    for column in ("model", "from", "size", "on-chip used", "off-chip used", "TPU ops", "CPU ops", ""):
+    versions = sorted({r.report["compiler_version"] for r in results})
+    table = Table(title=f"Edge TPU compiler {', '.join(versions)}" if results else None)
+    for column in ("model", "from", "compiler", "size", "on-chip used", "off-chip used", "TPU ops", "CPU ops", ""):
         table.add_column(column)
     for result in results:
         summary = result.report.get("summary") or {}
-        table.add_row(result.row.name, result.source.name, _size(result.row.size_bytes),
-                      _size(summary.get("on_chip_used_bytes")), _size(summary.get("off_chip_used_bytes")),
-                      str(summary.get("tpu_ops")), str(summary.get("cpu_ops")),
-                      "new" if result.created else "already registered")
+        table.add_row(result.row.name, result.source.name, result.report["compiler_version"],
+                      _size(result.row.size_bytes), _size(summary.get("on_chip_used_bytes")),
+                      _size(summary.get("off_chip_used_bytes")), str(summary.get("tpu_ops")),
+                      str(summary.get("cpu_ops")), "new" if result.created else "already registered")
     console.print(table)
+    shown: set[str] = set()
+    for result in results:
+        group = result.report.get("co_compile_group")
+        if group and f"{group['id']}{result.report['compiler_version']}" not in shown:
+            shown.add(f"{group['id']}{result.report['compiler_version']}")
+            console.print(f"co-compiled group {group['id']}: {_size(group['capacity_bytes'])} on-chip cache "
+                          f"shared, {_size(group['remaining_bytes'])} of it left free")
+        for warning in result.report.get("warnings") or []:
+            console.print(f"[yellow]warning:[/yellow] {warning}; results measured on {result.row.name} are flagged")
+        if result.report.get("log_check") and result.report["log_check"] != "no operation log":
+            console.print(f"[yellow]warning:[/yellow] {result.row.name}: {result.report['log_check']}")
 
 
 def toolchain(

@@ -293,8 +293,11 @@ def parse_console(text: str) -> CompilerRun:
                 continue
             if NOT_ALL_MAPPED in line:
                 current.not_all_mapped = True
-        if tensors_next and stripped and not _is_outcome(stripped):
+        # The list goes on over lines that are indented or a bare tensor name; any other line ends it.
+        tensors_next = tensors_next and bool(stripped) and (line[:1].isspace() or " " not in stripped)
+        if tensors_next and not _is_outcome(stripped):
             run.intermediate_tensors.append(stripped)
+            continue
         if stripped.startswith("Intermediate tensors:"):
             tensors_next = True
             rest = stripped.split(":", 1)[1].strip()
