@@ -7,8 +7,13 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.models.edgetpu_log import log_gap, parse_console, parse_operation_log, parse_operation_logs, \
-    parse_size
+from orchestrator.models.edgetpu_log import (
+    log_gap,
+    parse_console,
+    parse_operation_log,
+    parse_operation_logs,
+    parse_size,
+)
 
 MIB = 1024 ** 2
 
@@ -266,12 +271,12 @@ def test_zero_subgraphs_is_a_success_that_warns_nothing_runs_on_the_edge_tpu() -
 
 
 @pytest.mark.parametrize(("text", "words"), [
-    ("Edge TPU Compiler version 16.0.384591198\n\nInvalid model: f.tflite\nModel not quantized\n"
-     "Compilation child process completed within timeout period.\nCompilation failed!\n", "Model not quantized"),
+    (("Edge TPU Compiler version 16.0.384591198\n\nInvalid model: f.tflite\nModel not quantized\n"
+     "Compilation child process completed within timeout period.\nCompilation failed!\n"), "Model not quantized"),
     ("Edge TPU Compiler version 2.0.267685300\nInvalid model: x.tflite\nModel could not be parsed\n",
      "Model could not be parsed"),
-    ("Edge TPU Compiler version 14.1.317412892\nERROR: Didn't find op for builtin opcode 'RESIZE_NEAREST_NEIGHBOR' "
-     "version '3'\nERROR: Registration failed.\nInvalid model: y.tflite\nModel could not be parsed\n",
+    (("Edge TPU Compiler version 14.1.317412892\nERROR: Didn't find op for builtin opcode 'RESIZE_NEAREST_NEIGHBOR' "
+     "version '3'\nERROR: Registration failed.\nInvalid model: y.tflite\nModel could not be parsed\n"),
      "Didn't find op for builtin opcode 'RESIZE_NEAREST_NEIGHBOR' version '3'"),
     ("Edge TPU Compiler version 15.0.340273435\nInternal compiler error. Aborting!\n",
      "Internal compiler error. Aborting!"),
