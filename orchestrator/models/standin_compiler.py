@@ -13,7 +13,7 @@ writes: ``<name>_edgetpu.tflite`` and ``<name>_edgetpu.log`` (a segment: ``<name
 - Co-compiling: ``Models compiled successfully`` and one block per model, ``remaining`` shared by the
   group; a later model that does not fit what is left gets 0.00B on-chip, all its parameters off-chip.
 - ``--num_segments``: a banner and block per segment.
-- Nothing mappable: ``Number of Edge TPU subgraphs: 0`` and the model written back unchanged.
+- Nothing mappable: ``Number of Edge TPU subgraphs: 0`` and the model written back without a custom op.
 
 Failures the model cannot cause are played on demand through ``FARM_STANDIN_COMPILER_FAULT``:
 ``large-activations:K`` (segment K fails after the ones before it), ``search:N`` (``-d`` fails N attempts
@@ -122,12 +122,6 @@ def compile_one(data: bytes, name: str, segments: int, cache_left: int, later_mo
     report = check_model(data)
     source = _Source(data)
     mapped = [v.index for v in report.ops if v.status == MAPPED]
-    if not mapped:  # nothing maps: the real compiler reports 0 subgraphs and writes the model back as it was
-        suffix = f"_segment_0_of_{segments}" if segments > 1 else ""
-        return [(f"{name}{suffix}_edgetpu.tflite", data, {
-            "input": f"{name}.tflite", "input_size": len(data), "used": 0, "off_chip": 0,
-            "remaining": max(0, cache_left), "tpu_ops": 0, "cpu_ops": len(report.ops), "subgraphs": 0,
-            "table": report.table(), "log": f"{name}{suffix}_edgetpu.log"})]
     parts = [mapped[k * len(mapped) // segments:(k + 1) * len(mapped) // segments] for k in range(segments)] \
         if segments > 1 else [mapped]
     results = []
@@ -143,9 +137,14 @@ def compile_one(data: bytes, name: str, segments: int, cache_left: int, later_mo
         needed_later = {t for i in later for t in source.op_io(i)[0]}
         graph_outputs = {int(source.graph.Outputs(k)) for k in range(source.graph.OutputsLength())}
         exits = sorted(t for t in produced if t in needed_later or t in graph_outputs or t not in consumed_inside)
-        ins = [_copy_tensor(graph, source, t, mapping, False) for t in entry]
-        outs = [_copy_tensor(graph, source, t, mapping, False) for t in exits]
-        graph.custom_op(EDGETPU_CUSTOM_OP, ins, outs, parameters or b"\0")
+        if part:
+            ins = [_copy_tensor(graph, source, t, mapping, False) for t in entry]
+            outs = [_copy_tensor(graph, source, t, mapping, False) for t in exits]
+            graph.custom_op(EDGETPU_CUSTOM_OP, ins, outs, parameters or b"\0")
+        else:  # nothing maps: 0 Edge TPU subgraphs, the model written back with its ops as they were
+            ins = [_copy_tensor(graph, source, int(source.graph.Inputs(k)), mapping, False)
+                   for k in range(source.graph.InputsLength())]
+            outs = []
         last = number == len(parts) - 1
         cpu_side = [v for v in report.ops if v.status != MAPPED]
         if segments == 1:
@@ -172,7 +171,7 @@ def compile_one(data: bytes, name: str, segments: int, cache_left: int, later_mo
         results.append((f"{name}{suffix}_edgetpu.tflite", out_bytes, {
             "input": f"{name}{suffix}.tflite" if segments > 1 else f"{name}.tflite", "input_size": len(data),
             "used": used, "off_chip": len(parameters) - used, "remaining": max(0, cache_left),
-            "tpu_ops": len(part), "cpu_ops": len(cpu_side) if last else 0, "subgraphs": 1,
+            "tpu_ops": len(part), "cpu_ops": len(cpu_side) if last else 0, "subgraphs": 1 if part else 0,
             "table": [(op, n, status) for (op, status), n in table], "log": f"{name}{suffix}_edgetpu.log"}))
     return results
 
