@@ -192,8 +192,8 @@ def test_zero_subgraphs_registers_with_a_warning(tmp_path: Path) -> None:
         [compiled] = compile_models(store, [source], compiler=str(make_compiler(tmp_path, VERSIONS[-1])))
         assert compiled.created and compiled.row.source_model_id == source.id and not compiled.row.needs_edgetpu
         assert compiled.row.compile_report["warnings"] == compiled.report["warnings"]
-        assert compiled.report["warnings"] == ["argmax.tflite: Number of Edge TPU subgraphs: 0, nothing runs on "
-                                               "the Edge TPU"]
+        assert compiled.report["warnings"] == [("argmax.tflite: Number of Edge TPU subgraphs: 0, nothing runs on "
+                                               "the Edge TPU")]
         assert compiled.report["summary"]["tpu_ops"] == 0 and compiled.report["summary"]["cpu_ops"] == 1
     finally:
         store.close()
