@@ -26,6 +26,7 @@ wiring (not their options: the file is for the registry, not for running).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import sys
 from collections import Counter
@@ -115,8 +116,8 @@ def _copy_tensor(graph: GraphBuilder, source: _Source, index: int, mapping: dict
     return mapping[index]
 
 
-def compile_one(data: bytes, name: str, segments: int, cache_left: int, later_model: bool = False
-                ) -> list[tuple[str, bytes, dict]]:
+def compile_one(data: bytes, name: str, segments: int, cache_left: int, later_model: bool = False,
+                group_token: bytes = b"") -> list[tuple[str, bytes, dict]]:
     """The output files of one input model: [(file name, bytes, summary numbers)]. A later model of a
     co-compile caches its parameters only if they all fit in what the earlier ones left."""
     report = check_model(data)
@@ -137,10 +138,15 @@ def compile_one(data: bytes, name: str, segments: int, cache_left: int, later_mo
         needed_later = {t for i in later for t in source.op_io(i)[0]}
         graph_outputs = {int(source.graph.Outputs(k)) for k in range(source.graph.OutputsLength())}
         exits = sorted(t for t in produced if t in needed_later or t in graph_outputs or t not in consumed_inside)
+        fits = len(parameters) <= cache_left
+        used = (len(parameters) if fits else 0) if later_model else min(len(parameters), max(0, cache_left))
+        cache_left -= used
         if part:
             ins = [_copy_tensor(graph, source, t, mapping, False) for t in entry]
             outs = [_copy_tensor(graph, source, t, mapping, False) for t in exits]
-            graph.custom_op(EDGETPU_CUSTOM_OP, ins, outs, parameters or b"\0")
+            # How much sits on-chip, and a co-compile's shared caching token, are compiled into the model:
+            # the same source co-compiled and compiled alone gives two different files.
+            graph.custom_op(EDGETPU_CUSTOM_OP, ins, outs, group_token + used.to_bytes(8, "little") + parameters)
         else:  # nothing maps: 0 Edge TPU subgraphs, the model written back with its ops as they were
             ins = [_copy_tensor(graph, source, int(source.graph.Inputs(k)), mapping, False)
                    for k in range(source.graph.InputsLength())]
@@ -161,9 +167,6 @@ def compile_one(data: bytes, name: str, segments: int, cache_left: int, later_mo
                     graph.op(builtin, new_in, new_out)
         final_outputs = [mapping[t] for t in sorted(graph_outputs) if t in mapping] or outs
         out_bytes = graph.finish(ins, final_outputs)
-        fits = len(parameters) <= cache_left
-        used = (len(parameters) if fits else 0) if later_model else min(len(parameters), max(0, cache_left))
-        cache_left -= used
         suffix = f"_segment_{number}_of_{segments}" if segments > 1 else ""
         # A segment's table lists its own ops; the ops left to the CPU go with the last segment.
         rows = [v for v in report.ops if v.index in members] + (cpu_side if last else [])
@@ -246,7 +249,9 @@ def main(argv: list[str] | None = None) -> int:
         if report.already_compiled:
             return play.failed(f"\nInvalid model: {path}", "Model is already compiled for the Edge TPU")
         name = Path(path).name.removesuffix(".tflite")
-        for file_name, content, numbers in compile_one(data, name, args.num_segments, cache_left, position > 0):
+        token = hashlib.sha256("\n".join(args.models).encode()).digest()[:8] if len(args.models) > 1 else b""
+        for file_name, content, numbers in compile_one(data, name, args.num_segments, cache_left, position > 0,
+                                                       token):
             segment = len([o for o in outputs if o[2]["model"] == name])
             if fault == "large-activations" and args.num_segments > 1 and segment == fault_at:
                 return play.failed("ERROR: Restored original execution plan after delegate application failure.",

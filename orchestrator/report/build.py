@@ -84,7 +84,9 @@ def build_report(store: Store, selection: Selection, *, with_plots: bool = True)
     if not compiled.empty:
         add(Section(COMPILER, "From edgetpu_compiler's summary: model sizes, parameter memory on and off the chip, "
                     "operations mapped to the Edge TPU and left to the CPU.", {"": compiled}))
-    _add_edgetpu_sections(report, store, models)
+    # Compile facts hold whether or not a cell ran: an Edge TPU cell skipped on a host without a TPU still
+    # names the compiled model the matrix asked for.
+    _add_edgetpu_sections(report, store, model_rows(store, every["model_sha256"].dropna().unique().tolist()))
     context = tables.hosts_and_toolchains(frame)
     if not context.empty:
         add(Section(CONTEXT, "What the results were measured with, as each host reported it (several values: the "
