@@ -107,3 +107,36 @@ def test_cli_add_show_and_check_against_the_published_twin(tmp_path: Path) -> No
         in checked.stdout
     listed = farm("models", "list", "--db", db).stdout
     assert "compiled from deeplabv3_mnv2_dm05_pascal_quant (published)" in listed
+
+
+def test_upgrading_drops_the_cpu_side_count_of_a_twin_registered_before(db_url: str) -> None:
+    """Before 0014 an unlinked twin kept its own graph's count (the CPU side): the upgrade empties it."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from orchestrator.store import db as store_db
+
+    engine = store_db.create_db_engine(db_url)
+    with engine.begin() as connection:
+        config = store_db._alembic_config(db_url)
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0011")
+        insert = text("insert into models (sha256, name, family, params, source, path, size_bytes, inputs, outputs, "
+                      "ops_per_inference, needs_edgetpu, created_at, source_model_id) values (:sha, :name, 'imported', "
+                      "'{}', :source, '/x', 1, '[]', '[]', :ops, :tpu, CURRENT_TIMESTAMP, :parent)")
+        connection.execute(insert, {"sha": "a" * 64, "name": "src", "source": "imported", "ops": 1736, "tpu": False,
+                                    "parent": None})
+        parent = connection.execute(text("select id from models where name = 'src'")).scalar()
+        for name, source, link in (("twin", "imported", None), ("linked", "imported", parent),
+                                   ("compiled", "compiled", parent)):
+            connection.execute(insert, {"sha": name[0] * 64, "name": name, "source": source, "ops": 297,
+                                        "tpu": True, "parent": link})
+    engine.dispose()
+    store_db.upgrade(db_url)
+    store = open_store(db_url)
+    try:
+        with store.engine.connect() as connection:
+            counts = dict(connection.execute(text("select name, ops_per_inference from models")).all())
+    finally:
+        store.close()
+    assert counts == {"src": 1736, "twin": None, "linked": 297, "compiled": 297}
