@@ -214,3 +214,12 @@ def test_two_compilers_side_by_side_from_the_cli(tmp_path: Path) -> None:
         assert versions == ["16.0.384591198", "2.1.302470888"]
     finally:
         store.close()
+
+
+def test_a_truncated_operation_log_is_said_to_be(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'farm.db'}"
+    farm("models", "add", str(DEEPLAB), "--db", db)
+    done = farm("models", "compile", "deeplabv3_mnv2_dm05_pascal_quant", "--compiler",
+                str(make_compiler(tmp_path, VERSIONS[-1], "truncated-log")), "--db", db).stdout
+    # DeepLab's 72 operations, but the log's table lost its last row.
+    assert "the operation log is truncated" in done and "of the model's 72 operations" in done

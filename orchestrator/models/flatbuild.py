@@ -19,6 +19,7 @@ import numpy as np
 _MODULES = ("Buffer", "Model", "SubGraph", "Tensor", "Operator", "OperatorCode", "QuantizationParameters",
             "Conv2DOptions", "DepthwiseConv2DOptions", "FullyConnectedOptions", "Pool2DOptions", "PadOptions",
             "ReducerOptions", "ReshapeOptions", "AddOptions", "SoftmaxOptions", "ConcatenationOptions",
+            "StridedSliceOptions", "PackOptions", "ResizeBilinearOptions",
             "BuiltinOperator", "BuiltinOptions", "TensorType", "Padding", "ActivationFunctionType")
 fb = {name: importlib.import_module(f"tflite.{name}") for name in _MODULES}
 

@@ -17,7 +17,8 @@ writes: ``<name>_edgetpu.tflite`` and ``<name>_edgetpu.log`` (a segment: ``<name
 
 Failures the model cannot cause are played on demand through ``FARM_STANDIN_COMPILER_FAULT``:
 ``large-activations:K`` (segment K fails after the ones before it), ``search:N`` (``-d`` fails N attempts
-before succeeding), ``internal``, ``crash`` (exit 139, no output) and ``opcode`` (an op it cannot parse).
+before succeeding), ``internal``, ``crash`` (exit 139, no output), ``opcode`` (an op it cannot parse) and
+``truncated-log`` (an operation log missing its last row).
 The output model is a real TFLite file whose Edge TPU part is one ``edgetpu-custom-op`` carrying the
 parameters (so it grows like a real compiled model); ops left on the CPU follow it with their type and
 wiring (not their options: the file is for the registry, not for running).
@@ -261,6 +262,8 @@ def main(argv: list[str] | None = None) -> int:
             (out_dir / file_name).write_bytes(content)
             log = [f"Edge TPU Compiler version {current}", f"Input: {path}", f"Output: {out_dir / file_name}", "",
                    *_table(numbers["table"]), ""]
+            if fault == "truncated-log":  # a log cut short, as a full disk or an interrupted copy leaves it
+                log = log[:-2]
             (out_dir / numbers["log"]).write_text("\n".join(log))
             outputs.append((file_name, content, numbers))
             if args.num_segments > 1:  # each segment is compiled on its own, with its own banner and block
