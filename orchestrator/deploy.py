@@ -16,11 +16,11 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import agent
-
+from .own_packages import AGENT_DIR
 from .transport.base import Transport
 
-AGENT_SOURCE = Path(agent.__file__).resolve().parent
+# By location, not `import agent`: a user's own agent/ folder on sys.path must never be what is deployed.
+AGENT_SOURCE = AGENT_DIR
 MAIN = "import sys\nfrom agent.__main__ import main\nsys.exit(main())\n"
 FIXED_TIME = (2020, 1, 1, 0, 0, 0)
 
