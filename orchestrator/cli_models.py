@@ -232,6 +232,9 @@ def _twin_facts(row: Any, source: Any) -> list[tuple[str, str]]:
         unlinked = f"{kind}; unlinked: no source model registered, so its operations per inference and GOPS " \
             "are left empty"
         return [("Edge TPU twin", unlinked)]
+    if kind.startswith("segment"):
+        return [("Edge TPU twin", (f"{kind} of {source.name}; a segment's share of its operations is not known, "
+                                  "so it has no GOPS"))]
     return [("Edge TPU twin", f"{kind}; of {source.name}, whose operations per inference it carries")]
 
 

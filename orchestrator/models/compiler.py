@@ -56,6 +56,10 @@ def compiler_version(compiler: str) -> str:
 
 
 def _run(argv: list[str], cwd: Path) -> str:
+    return _run_with_status(argv, cwd)[0]
+
+
+def _run_with_status(argv: list[str], cwd: Path) -> tuple[str, int]:
     try:
         done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
     except OSError as exc:
@@ -64,13 +68,13 @@ def _run(argv: list[str], cwd: Path) -> str:
         raise FarmError(f"{argv[0]} did not finish within {TIMEOUT_S} s") from None
     output = done.stdout + done.stderr
     if done.returncode != 0 and parse_version(output) is not None and "--version" not in argv:
-        return output  # it failed in its own words: the parsed run says how
+        return output, done.returncode  # it failed in its own words: the parsed run says how
     if done.returncode != 0:
         tail = " ".join(line.strip() for line in output.strip().splitlines()[-4:])
         crashed = done.returncode in (139, -11)  # a segmentation fault, through a shell or not
         what = "crashed (exit 139, segmentation fault)" if crashed else f"failed (exit {done.returncode})"
         raise FarmError(f"{Path(argv[0]).name} {what}: {tail or 'it printed nothing, not even its version banner'}")
-    return output
+    return output, 0
 
 
 def compile_models(store: Store, sources: list[ModelRow], *, compiler: str | list[str] | None = None,
@@ -106,11 +110,13 @@ def _compile_with(store: Store, sources: list[ModelRow], executable: str, num_se
             argv[1:1] = ["--num_segments", str(num_segments)]
         if search_delegate:
             argv[1:1] = ["--search_delegate"]
-        console = _run(argv, folder)
+        console, status = _run_with_status(argv, folder)
         try:
             run = parse_console(console)
         except CompilerLogError as exc:
             raise FarmError(f"cannot read {Path(executable).name}'s output: {exc}") from None
+        if status != 0 and run.succeeded:  # its words say success, its exit status does not: trust neither
+            run.succeeded, run.failure = False, f"exit status {status} after: {' '.join(run.messages[-2:])}"
         if not run.succeeded:
             raise FarmError(f"{Path(executable).name} {version} failed{_partial(run, num_segments)}: "
                             f"{run.failure or ' '.join(run.messages[-3:])}")
