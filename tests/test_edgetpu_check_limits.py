@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from orchestrator.models.edgetpu_check import LIMITATION, MAPPED, MORE_THAN_ONE_SUBGRAPH, check_model
+from orchestrator.models.edgetpu_check import MAPPED, MORE_THAN_ONE_SUBGRAPH, check_model
+from orchestrator.models.edgetpu_limits import LIMITATION
 from orchestrator.models.flatbuild import BuiltinOperator, BuiltinOptions, GraphBuilder, Padding, Quant, TensorType
 
 Q = Quant([0.05], [0])

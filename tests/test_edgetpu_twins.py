@@ -11,7 +11,8 @@ import pytest
 
 from orchestrator.errors import FarmError
 from orchestrator.models import registry, twins
-from orchestrator.models.edgetpu_check import LIMITATION, MORE_THAN_ONE_SUBGRAPH, check_model
+from orchestrator.models.edgetpu_check import MORE_THAN_ONE_SUBGRAPH, check_model
+from orchestrator.models.edgetpu_limits import LIMITATION
 from orchestrator.store import open_store
 from tests.conftest import SHARED_MODELS
 from tests.test_cli_run import farm
