@@ -69,8 +69,14 @@ def models_list(db: DbOption = None) -> None:
         if row.needs_edgetpu and row.source_model_id is None:
             source += " (unlinked twin)"
         table.add_row(row.name, row.family, source, row.sha256[:16], f"{row.size_bytes:,}", inputs, gop,
-                      "yes" if row.needs_edgetpu else "")
+                      _edgetpu_cell(row))
     console.print(table if rows else "No models registered: try `farm models build --family mobilenet_v2`.")
+
+
+def _edgetpu_cell(row: Any) -> str:
+    if ((row.compile_report or {}).get("summary") or {}).get("subgraphs") == 0:
+        return "none: 0 subgraphs"  # compiled, yet every op runs on the CPU: its results measure the CPU
+    return "yes" if row.needs_edgetpu else ""
 
 
 @models_app.command("build")

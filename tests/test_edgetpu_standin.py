@@ -197,6 +197,7 @@ def test_zero_subgraphs_registers_with_a_warning(tmp_path: Path) -> None:
         assert compiled.report["summary"]["tpu_ops"] == 0 and compiled.report["summary"]["cpu_ops"] == 1
     finally:
         store.close()
+    assert "none: 0 subgraphs" in farm("models", "list", "--db", f"sqlite:///{tmp_path / 'farm.db'}").stdout
 
 
 def test_two_compilers_side_by_side_from_the_cli(tmp_path: Path) -> None:
