@@ -7,14 +7,23 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pytest
 import tflite
 
+from agent.bench import summarize
+from orchestrator.inventory import Host
 from orchestrator.models import registry
 from orchestrator.report import Selection, build_report, render
-from orchestrator.report.build import CO_COMPILED, COMPILER_CHANGES, SEGMENTS
-from orchestrator.store import open_store
+from orchestrator.report.build import CO_COMPILED, COMPILER_CHANGES, SEGMENTS, SPEEDUP, THROUGHPUT
+from orchestrator.store import open_store, records
+from orchestrator.store.db import Store
+from orchestrator.store.schema import ModelRow
+from tests.conftest import SHARED_MODELS
+from tests.seed_data import DEEPLAB, samples_around
 from tests.test_cli_run import farm
 from tests.test_edgetpu_standin import make_compiler
+from tests.test_edgetpu_twins import DEEPLAB as DEEPLAB_SOURCE
+from tests.test_edgetpu_twins import DEEPLAB_TWIN
 
 if TYPE_CHECKING:
     from tests.lab_support import RunningLab
@@ -71,3 +80,59 @@ matrices:
     assert changes["model"].unique().tolist() == ["conv_stack-l1"]
     page = render.to_html(report)
     assert CO_COMPILED in page and SEGMENTS in page and COMPILER_CHANGES in page
+
+
+def store_deeplab_results(store: Store, cpu: ModelRow, twin: ModelRow) -> None:
+    """SEEDS §1's Jetson Nano means for dm0.5 at 1..4 threads: the CPU model and the Edge TPU twin on USB3."""
+    host_id = records.upsert_host(store, Host(name="nano-1", transport="ssh", address="192.0.2.10",
+                                              board="jetson-nano"))
+    facts_id = records.add_facts(store, host_id, {"board": "NVIDIA Jetson Nano Developer Kit", "cpu_count": 4})
+    run_id = records.create_run(store, "deeplab", "seed.yaml", ["seed"])
+    cells = [(cpu, "cpu", t + 1, None, ms) for t, ms in enumerate(DEEPLAB[("jetson-nano", "cpu",
+                                                                            "deeplabv3_mnv2_dm05")])]
+    cells += [(twin, "edgetpu", t + 1, "2-1", ms) for t, ms in enumerate(DEEPLAB[("jetson-nano", "edgetpu",
+                                                                                  "deeplabv3_mnv2_dm05")])]
+    jobs = [{"host_id": host_id, "model_id": model.id, "delegate": delegate, "threads": threads, "power_mode": None,
+             "usb_port": port, "usb_speed": 5000 if port else None, "timing": {},
+             "cell_key": f"nano-1|{model.sha256[:16]}|{delegate}|{threads}|-|{port or '-'}"}
+            for model, delegate, threads, port, _ in cells]
+    for job_id, (_, _, _, port, ms) in zip(records.add_jobs(store, run_id, jobs), cells, strict=True):
+        samples = samples_around(ms)
+        records.store_result(store, job_id, facts_id, "3.6.9", {
+            "runtime": {"name": "tflite_runtime", "version": "2.1.0"},
+            "edgetpu": {"port": port, "device": "usb:0"} if port else None,
+            "timing": {"samples_ns": samples, "summary": summarize(samples), "init_ms": 50.0,
+                       "first_inference_ms": ms * 1.5, "warmup_runs": 1}})
+    records.finish_run(store, run_id, "finished")
+
+
+def test_a_published_pair_fills_the_speedup_table_and_its_gops(db_url: str) -> None:
+    store = open_store(db_url)
+    try:
+        twin, _ = registry.add_file(store, DEEPLAB_TWIN)
+        cpu, _ = registry.add_file(store, DEEPLAB_SOURCE)  # added second: the twin links now
+        store_deeplab_results(store, cpu, twin)
+        report = build_report(store, Selection(), with_plots=False)
+    finally:
+        store.close()
+    (row,) = report.table(SPEEDUP).itertuples()
+    assert row.model == "deeplabv3_mnv2_dm05_pascal_quant"
+    assert (row.cpu_ms, row.edgetpu_USB3_ms, row.speedup_USB3) == pytest.approx((179, 153, 179 / 153))
+    rate = report.table(THROUGHPUT)
+    best_tpu = rate[(rate["delegate"] == "edgetpu") & (rate["threads"] == 4)].iloc[0]
+    # The source's 1.736 GOP per inference over the twin's 153 ms, not the CPU side's 0.297 GOP.
+    assert best_tpu["gops_per_inference"] == pytest.approx(1.736, abs=0.0005)
+    assert best_tpu["gops"] == pytest.approx(1.736 / 0.153, rel=1e-3)
+
+
+def test_an_unlinked_twin_has_no_gops_rather_than_wrong_ones(db_url: str) -> None:
+    store = open_store(db_url)
+    try:
+        twin, _ = registry.add_file(store, DEEPLAB_TWIN)
+        cpu, _ = registry.add_file(store, SHARED_MODELS / "mobilenet_v1_0.25_128_quant.tflite")  # not its source
+        store_deeplab_results(store, cpu, twin)
+        report = build_report(store, Selection(), with_plots=False)
+    finally:
+        store.close()
+    rate = report.table(THROUGHPUT)
+    assert set(rate["delegate"]) == {"cpu"}  # the twin's rows are left out, not filled with 0.297 GOP
