@@ -8,7 +8,7 @@ A file looks like::
     hosts:
       - name: nano-1
         address: 192.168.1.10
-        board: jetson-nano
+        board: rpi4
         python: /usr/bin/python3
         tags: [lab-a, usb3]
 
@@ -23,6 +23,9 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from agent import boards
+from agent.schema import POWER_KEYS
 
 from .errors import InputError
 from .yamlfile import YamlDocument, load_yaml
@@ -64,6 +67,7 @@ class Host:
 class Inventory:
     path: str
     hosts: tuple[Host, ...]
+    kind: str = "farm inventory"  # or the Ansible format it was read from
 
     def select(self, names: list[str] | None = None, tags: list[str] | None = None) -> list[Host]:
         chosen = list(self.hosts)
@@ -86,7 +90,7 @@ FIELDS: dict[str, tuple[tuple[type, ...], str]] = {
     "user": ((str,), "a login name"),
     "identity_file": ((str,), "the path of a private key file"),
     "python": ((str,), "the interpreter that runs the agent, e.g. /usr/bin/python3"),
-    "board": ((str,), "a board name such as jetson-nano, rpi4, devboard, x86"),
+    "board": ((str,), "a board name such as " + ", ".join(boards.inventory_examples())),
     "transport": ((str,), "ssh or local"),
     "tags": ((list,), "a list of strings"),
     "env": ((dict,), "a mapping of environment variable names to strings"),
@@ -94,28 +98,29 @@ FIELDS: dict[str, tuple[tuple[type, ...], str]] = {
     "power_modes": ((dict,), "a mapping of mode names to settings, e.g. {5W: {nvpmodel: 1}}"),
     "usb_ports": ((dict,), "a mapping of port names to sysfs port paths, e.g. {usb3-left: {port: 2-1}}"),
 }
-POWER_MODE_KEYS = {"nvpmodel": (int,), "jetson_clocks": (bool,), "governor": (str,), "settle_seconds": (int, float)}
+# The settings a power mode may hold are the job schema's: an inventory mode becomes a job's power spec.
+POWER_MODE_KEYS = POWER_KEYS
 USB_PORT_KEYS = {"port": (str,), "speed": (int,)}
-
-# Modes a board has when the inventory names none: Jetson Nano's nvpmodel ids
-# (0 = MAXN, its 10 W mode; 1 = 5W), and the cpufreq governors of Linux boards.
-BOARD_POWER_MODES: dict[str, dict[str, dict[str, Any]]] = {
-    "jetson-nano": {"10W": {"nvpmodel": 0}, "5W": {"nvpmodel": 1}},
-    "rpi": {"performance": {"governor": "performance"}, "powersave": {"governor": "powersave"}},
-    "devboard": {"performance": {"governor": "performance"}, "powersave": {"governor": "powersave"}},
-}
 
 
 def default_power_modes(board: str | None) -> dict[str, dict[str, Any]]:
-    for prefix, modes in BOARD_POWER_MODES.items():
-        if board and board.startswith(prefix):
-            return {name: dict(spec) for name, spec in modes.items()}
-    return {}
+    """The modes a host has when its inventory names none: its board family's, as the agent defines them."""
+    return boards.default_power_modes(board)
+
+
 FORBIDDEN = {"password": "passwords do not belong in inventory files; use a key file or ssh-agent"}
 
 
 def load_inventory(path: str | Path | None = None) -> Inventory:
-    """Read and validate an inventory; ``None`` means the embedded default (this machine)."""
+    """Read and validate an inventory; ``None`` means the embedded default (this machine).
+
+    An Ansible inventory (INI, YAML, ``ansible-inventory --list`` JSON, or a directory of them) is read as it is.
+    """
+    from .ansible_inventory import load_if_ansible  # it builds on this module
+
+    ansible = load_if_ansible(path) if path is not None else None
+    if ansible is not None:
+        return ansible
     doc = load_yaml(path or DEFAULT_INVENTORY)
     return parse_inventory(doc)
 
@@ -194,7 +199,7 @@ def _make_host(doc: YamlDocument, location: tuple, entry: dict) -> Host:
     transport = entry.get("transport") or "ssh"
     if transport not in TRANSPORTS:
         raise fail("transport", f"unknown transport '{transport}'")
-    port = entry.get("port") or 22
+    port = 22 if entry.get("port") is None else entry["port"]  # not "or 22": port 0 is an error, not 22
     if not 1 <= port <= 65535:
         raise fail("port", f"port {port} is out of range")
     tags = entry.get("tags") or []
@@ -212,10 +217,10 @@ def _make_host(doc: YamlDocument, location: tuple, entry: dict) -> Host:
                         expected=FIELDS["address"][1])
     power_modes = _settings(doc, location, entry, "power_modes", POWER_MODE_KEYS)
     usb_ports = _settings(doc, location, entry, "usb_ports", USB_PORT_KEYS)
-    for name, spec in usb_ports.items():
+    for port_name, spec in usb_ports.items():  # not "name": that is the host's, used below
         if "port" not in spec:
-            raise doc.error(location + ("usb_ports", name), "a USB port needs its sysfs port path",
-                            field=f"usb_ports.{name}.port", expected="e.g. port: 2-1")
+            raise doc.error(location + ("usb_ports", port_name), "a USB port needs its sysfs port path",
+                            field=f"usb_ports.{port_name}.port", expected="e.g. port: 2-1")
     python = entry.get("python")
     if transport == "local" and python in (None, "", "self"):
         # The controller's own interpreter already has a runtime installed with farm.
