@@ -1,7 +1,7 @@
 """farm_query: the PostgreSQL role `farm query` switches to, allowed SELECT on farm's tables only
 
 Revision ID: 0012
-Revises: 0011
+Revises: 0014 (numbered 0012 when planned; it follows the model-twins migration, merged first)
 Create Date: 2026-12-01 22:10:00
 
 Roles belong to the whole server, so the role may exist already (another farm database) and the
@@ -11,7 +11,7 @@ with the statements an administrator must run (orchestrator/query/pg_role.py).
 from alembic import op
 
 revision = "0012"
-down_revision = "0011"
+down_revision = "0014"
 branch_labels = None
 depends_on = None
 
