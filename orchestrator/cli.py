@@ -68,7 +68,7 @@ def run(
         "--accept-new-host-keys", help="Trust and remember SSH host keys never seen before")] = False,
     known_hosts: Annotated[Path | None, typer.Option(
         "--known-hosts",
-        help="known_hosts file for SSH hosts \\[default: a lab inventory's own, else ~/.ssh/known_hosts]")] = None,
+        help="known_hosts file for SSH hosts \\[default: the inventory's known_hosts, else ~/.ssh/known_hosts]")] = None,
     resume: Annotated[bool, typer.Option(
         "--resume", help="Continue run RUN (default: the newest unfinished) whose controller died")] = False,
     run_arg: Annotated[int | None, typer.Argument(metavar="[RUN]", help="The run --resume continues")] = None,
@@ -109,7 +109,7 @@ def run(
                           f"({', '.join(f'{f} {v}' for f, v in registry.DEFAULT_SUITE)}).")
             registry.ensure_default_suite(store)
         models = registry.find_models(store, spec.models)
-        options = _transport_options(accept_new_host_keys, known_hosts, inventory)
+        options = _transport_options(accept_new_host_keys, known_hosts)
         with cli_resume.store_errors(store), RichObserver(console) as observer:
             runner = Runner(store, observer, options)
             runner.on_run_created = cli_resume.announcer(console)  # "Run N started": what --resume takes
@@ -129,7 +129,7 @@ def _resume(resume: bool, run_arg: int | None, inventory: Path | None, db: str |
         raise FarmError(f"a run number ({run_arg}) is only taken with --resume: farm run --resume {run_arg}")
     store = _open(db)
     try:
-        options = _transport_options(accept_new_host_keys, known_hosts, inventory)
+        options = _transport_options(accept_new_host_keys, known_hosts)
         with cli_resume.store_errors(store), RichObserver(console) as observer:
             outcome = cli_resume.resume_run(run_arg, inventory, store, host, tag, options, observer, console)
         code = cli_resume.report(console, err_console, store, outcome, _print_run_summary)
@@ -139,11 +139,9 @@ def _resume(resume: bool, run_arg: int | None, inventory: Path | None, db: str |
         store.close()
 
 
-def _transport_options(accept_new_host_keys: bool, known_hosts: Path | None, inventory: Path | None = None) -> dict:
-    from .transport.known_hosts import choose_known_hosts
-
+def _transport_options(accept_new_host_keys: bool, known_hosts: Path | None) -> dict:
+    """The command line's options; without --known-hosts each host's inventory names its file (or none)."""
     options: dict = {"accept_new_host_keys": accept_new_host_keys}
-    known_hosts = choose_known_hosts(known_hosts, inventory)
     if known_hosts is not None:
         options["known_hosts"] = known_hosts
     return options
@@ -334,7 +332,7 @@ def inventory_check(
         "--accept-new-host-keys", help="Trust and remember SSH host keys never seen before")] = False,
     known_hosts: Annotated[Path | None, typer.Option(
         "--known-hosts",
-        help="known_hosts file for SSH hosts \\[default: a lab inventory's own, else ~/.ssh/known_hosts]")] = None,
+        help="known_hosts file for SSH hosts \\[default: the inventory's known_hosts, else ~/.ssh/known_hosts]")] = None,
 ) -> None:
     """Reach every host at once, deploy the agent, store and show its facts.
 
@@ -356,7 +354,7 @@ def inventory_check(
     store = _open(db)
     try:
         with console.status(f"checking {len(inv.hosts)} host(s)"):
-            checks = check_hosts(list(inv.hosts), _transport_options(accept_new_host_keys, known_hosts, inventory),
+            checks = check_hosts(list(inv.hosts), _transport_options(accept_new_host_keys, known_hosts),
                                   store)
     finally:
         store.close()
@@ -383,12 +381,9 @@ def inventory_check(
 
 
 def main() -> None:
-    try:
-        from .lab.cli import app as lab_app
-    except ImportError:  # the lab is optional tooling
-        lab_app = None
-    if lab_app is not None:
-        app.add_typer(lab_app, name="lab")
+    from .lab_command import register_lab
+
+    register_lab(app)
     try:
         app()
     except FarmError as exc:

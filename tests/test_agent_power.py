@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from agent import power
-from orchestrator.lab import hardware
+from farm_lab import hardware
 from tests.conftest import REPO
 
 FIVE_WATT = {"name": "5W", "nvpmodel": 1, "jetson_clocks": False, "settle_seconds": 0}

@@ -1,0 +1,60 @@
+"""``farm lab``: the simulated lab's commands, which live in the separate ``farm_lab`` package.
+
+The controller never imports ``farm_lab`` on its own path: the lab's commands are
+loaded only when the command line asks for ``farm lab``. Elsewhere (``farm --help``)
+a stand-in command is listed in its place; when ``farm_lab`` is not installed, the
+stand-in is what ``farm lab`` runs, and it says how to get the lab.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+import typer
+
+from .errors import FarmError
+
+LAB_PACKAGE = "farm_lab"
+HELP = ("A simulated lab of real OpenSSH servers on loopback addresses, each posing as a board "
+        "(package farm_lab).\n\nExample: farm lab up --hosts 6")
+MISSING = ("farm lab needs the simulated lab, the farm_lab package, which this installation lacks "
+           "({reason}); install farm from its source tree (pip install -e .) to get it")
+
+
+def register_lab(app: typer.Typer, argv: Sequence[str] | None = None) -> None:
+    """Add ``farm lab`` to ``app``: the lab's own commands when ``argv`` runs them, else the stand-in."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if _command_of(args) == "lab":
+        lab_app = _lab_app()
+        if lab_app is not None:
+            app.add_typer(lab_app, name="lab")
+            return
+    app.command("lab", help=HELP, context_settings={"allow_extra_args": True, "ignore_unknown_options": True,
+                                                    "help_option_names": []})(_lab_missing)
+
+
+def _command_of(args: list[str]) -> str | None:
+    """The subcommand ``args`` names: ``farm`` itself takes no options before it but --help."""
+    return next((arg for arg in args if not arg.startswith("-")), None)
+
+
+def _lab_app() -> typer.Typer | None:
+    try:
+        from farm_lab.cli import app as lab_app
+    except ImportError as exc:
+        # A module missing inside farm_lab (a dependency of the lab) is a real error, not an absent lab.
+        if (exc.name or "").split(".")[0] != LAB_PACKAGE:
+            raise
+        return None
+    return lab_app
+
+
+def _lab_missing() -> None:
+    try:
+        import farm_lab  # noqa: F401 - only to tell "not installed" from "broken"
+    except ImportError as exc:
+        raise FarmError(MISSING.format(reason=exc)) from None
+    # farm_lab is there, so register_lab was not told this command line ran the lab (an app called directly).
+    raise FarmError("farm lab: the lab's commands were not loaded; run them as `farm lab ...` "
+                    "(or `python -m farm_lab ...`)")
