@@ -73,7 +73,7 @@ def test_a_farm_run_on_this_machine_never_imports_the_lab(tmp_path: Path) -> Non
 
 def test_no_controller_module_imports_the_lab() -> None:
     """Every module under orchestrator/ imported, as any command could: none pulls in farm_lab."""
-    done, seen = run_child("""
+    _, seen = run_child("""
         import pkgutil, orchestrator
         failed = {}
         for info in pkgutil.walk_packages(orchestrator.__path__, "orchestrator."):
