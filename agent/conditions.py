@@ -2,42 +2,28 @@
 
 ``snapshot()`` reads them once (before and after a run); a ``PowerSampler``
 runs beside the timed loop and gives the average power and the energy per
-inference. Everything is read below the device root, and ``vcgencmd`` is the
-one found on PATH, so a simulated board answers through the same code.
+inference. Everything is read below the device root, and what only some boards
+have (a power monitor, firmware throttling flags, fake thermal zones) is asked
+of the board's family (``agent/boards``), so a simulated board answers through
+the same code.
 """
 
 import glob
 import os
-import subprocess
 import threading
 import time
 
-from .facts import detect_board, read_text, root_path
-from .power import cpus_online, find_tool
+from . import boards
+from .boards.raspberry_pi import decode_throttled
+from .sysfs import cpus_online, read_text, root_path
+from .sysfs import int_or_none as _int
+from .sysfs import read_stripped as _read
 
-# vcgencmd get_throttled: bits 0-3 describe now, bits 16-19 the same events since boot.
-THROTTLE_BITS = ((0, "under-voltage"), (1, "arm-frequency-capped"), (2, "throttled"), (3, "soft-temperature-limit"))
-SINCE_BOOT_SHIFT = 16
+__all__ = ["PowerSampler", "cpu_frequencies", "decode_throttled", "power", "read_rails", "snapshot",
+           "temperatures", "throttling", "total_mw"]
+
 # A CPU this far below its frequency limit while a benchmark loads it counts as throttled.
 CLOCK_SLACK = 0.9
-# Jetson's PMIC-Die zone has no sensor behind it and always reads 100 °C: reported, never the maximum.
-PLACEHOLDER_ZONES = ("PMIC-Die",)
-
-
-def _int(text):
-    try:
-        return int(str(text).strip())
-    except (TypeError, ValueError):
-        return None
-
-
-def _read(path):
-    """A file by its path on this machine (already under the device root), stripped, or None."""
-    try:
-        with open(path) as handle:
-            return handle.read().strip()
-    except (OSError, IOError):
-        return None
 
 
 # --- temperatures and clocks --------------------------------------------------------------------------
@@ -80,34 +66,6 @@ def cpu_frequencies():
 
 # --- throttling ---------------------------------------------------------------------------------------
 
-def decode_throttled(value):
-    """vcgencmd's flags: 0x50005 -> now under-voltage and throttled, and both since boot."""
-    now = [name for bit, name in THROTTLE_BITS if value & (1 << bit)]
-    since = [name for bit, name in THROTTLE_BITS if value & (1 << (bit + SINCE_BOOT_SHIFT))]
-    return {"raw": "0x{:x}".format(value), "now": now, "since_boot": since, "throttled": bool(now)}
-
-
-def _vcgencmd_throttled():
-    """decode_throttled of ``vcgencmd get_throttled``, None without vcgencmd, or {"error": ...}."""
-    # Only a Pi's firmware answers; a vcgencmd elsewhere (a shared tools folder) says nothing about this board.
-    tool = find_tool("vcgencmd")
-    if tool is None or "raspberry pi" not in (detect_board() or "").lower():
-        return None
-    try:
-        done = subprocess.run([tool, "get_throttled"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              universal_newlines=True, timeout=10, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return {"error": "vcgencmd get_throttled: {}".format(exc)}
-    text = done.stdout.strip()
-    if done.returncode != 0 or not text.startswith("throttled="):
-        # e.g. "VCHI initialization failed" when the user is not in the video group.
-        return {"error": "vcgencmd get_throttled: {}".format((text + " " + done.stderr.strip()).strip())}
-    try:
-        return decode_throttled(int(text.split("=", 1)[1], 16))
-    except ValueError:
-        return {"error": "vcgencmd get_throttled printed {!r}".format(text)}
-
-
 def _cooling_reasons():
     """Thermal cooling devices that act on CPU clocks and are engaged (cur_state > 0)."""
     reasons = []
@@ -123,13 +81,13 @@ def _cooling_reasons():
 def throttling(under_load=False):
     """Is the board throttling? {"throttled": bool, "method": ..., "reasons": [...], ...}.
 
-    Raspberry Pi: the firmware's own flags (``vcgencmd get_throttled``), with
-    "now" and "since_boot" lists. Other boards: CPU cooling devices engaged, and,
+    A board whose firmware keeps throttling flags (a Raspberry Pi's ``vcgencmd
+    get_throttled``): those, with "now" and "since_boot" lists. Other boards: CPU cooling devices engaged, and,
     only when ``under_load`` (during a run), CPUs running below 90% of their
     frequency limit; a heuristic, since an idle core is slow by design and a run
     that waits on an Edge TPU idles its CPU too.
     """
-    firmware = _vcgencmd_throttled()
+    firmware = boards.firmware_throttling()
     if firmware is not None and "error" not in firmware:
         firmware.update(method="vcgencmd", reasons=list(firmware["now"]))
         return firmware
@@ -150,38 +108,7 @@ def throttling(under_load=False):
     return result
 
 
-# --- power (INA3221) ----------------------------------------------------------------------------------
-
-def find_rails():
-    """(source, [(rail name, {"power"|"voltage"|"current": file})]) of the INA3221 rails, or (None, []).
-
-    JetPack 4 (Nano, TX1/TX2): the ina3221x IIO driver with ``rail_name_N`` and
-    ``in_powerN_input`` in mW. JetPack 5 and later: the upstream ina3221 hwmon
-    driver with ``inN_label``, ``inN_input`` in mV and ``currN_input`` in mA.
-    """
-    rails = []
-    for folder in sorted(glob.glob(root_path("sys/bus/i2c/drivers/ina3221x/*/iio:device*"))):
-        for channel in range(3):
-            name = _read(os.path.join(folder, "rail_name_{}".format(channel)))
-            if name:
-                rails.append((name, {kind: os.path.join(folder, "in_{}{}_input".format(kind, channel))
-                                     for kind in ("power", "voltage", "current")}))
-    if rails:
-        return "ina3221x", rails
-    for folder in sorted(glob.glob(root_path("sys/bus/i2c/drivers/ina3221/*/hwmon/hwmon*"))):
-        for channel in (1, 2, 3):
-            name = _read(os.path.join(folder, "in{}_label".format(channel)))
-            if name and name.upper() != "NC":
-                rails.append((name, {"voltage": os.path.join(folder, "in{}_input".format(channel)),
-                                     "current": os.path.join(folder, "curr{}_input".format(channel))}))
-    return ("ina3221", rails) if rails else (None, [])
-
-
-def _is_board_input(name):
-    # The rail that feeds the whole module (POM_5V_IN on a Nano, VDD_IN on later Jetsons) is the total.
-    upper = name.upper()
-    return upper.endswith("_IN") or upper.startswith("VDD_IN")
-
+# --- power (the board family's power monitor) ------------------------------------------------------
 
 def read_rails(rails):
     """{rail: {"mw", "mv", "ma"}}; mW computed from mV x mA where the driver gives no power file."""
@@ -195,10 +122,10 @@ def read_rails(rails):
     return readings
 
 
-def total_mw(readings):
-    """(mW, rail name) of the board's input rail, else the sum of all rails ("sum")."""
+def total_mw(readings, family=None):
+    """(mW, rail name) of the board's input rail (as its family names it), else the sum of all rails ("sum")."""
     for name, reading in readings.items():
-        if _is_board_input(name) and reading["mw"] is not None:
+        if family is not None and family.is_input_rail(name) and reading["mw"] is not None:
             return reading["mw"], name
     values = [r["mw"] for r in readings.values() if r["mw"] is not None]
     return (sum(values), "sum") if values else (None, None)
@@ -206,11 +133,11 @@ def total_mw(readings):
 
 def power():
     """One reading of the power monitor, or None where the board has none."""
-    source, rails = find_rails()
+    family, source, rails = boards.power_monitor()
     if not rails:
         return None
     readings = read_rails(rails)
-    milliwatts, rail = total_mw(readings)
+    milliwatts, rail = total_mw(readings, family)
     return {"source": source, "rails": readings, "total_mw": milliwatts, "total_rail": rail}
 
 
@@ -228,7 +155,7 @@ def snapshot(under_load=False):
     return {
         "time": time.time(),
         "temperatures_c": temps,
-        "max_temperature_c": max([c for k, c in temps.items() if k not in PLACEHOLDER_ZONES] or [None]),
+        "max_temperature_c": max([c for k, c in temps.items() if k not in boards.placeholder_zones()] or [None]),
         "cpus_online": cpus_online(),
         "cpu_freq_khz": cpu_frequencies(),
         "throttling": throttle,
@@ -257,7 +184,7 @@ class PowerSampler(object):
         self.interval = interval
         self.throttle_every = throttle_every
         self.cpu_bound = cpu_bound
-        self.source, self.rails = None, []
+        self.family, self.source, self.rails = None, None, []
         self._samples = []  # (monotonic time, total mW, {rail: mW})
         self._throttle_reasons = []
         self._throttle_checks = 0
@@ -267,7 +194,7 @@ class PowerSampler(object):
         self.started = self.stopped = None
 
     def start(self):
-        self.source, self.rails = find_rails()
+        self.family, self.source, self.rails = boards.power_monitor()
         self.started = time.monotonic()
         self._thread = threading.Thread(target=self._run, name="farm-power-sampler")
         self._thread.daemon = True
@@ -280,7 +207,7 @@ class PowerSampler(object):
             now = time.monotonic()
             if self.rails:
                 readings = read_rails(self.rails)
-                milliwatts, self._total_rail = total_mw(readings)
+                milliwatts, self._total_rail = total_mw(readings, self.family)
                 if milliwatts is not None:
                     self._samples.append((now, milliwatts, {k: v["mw"] for k, v in readings.items()}))
             if now >= next_throttle:

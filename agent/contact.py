@@ -1,12 +1,12 @@
 """What the agent does whenever the controller reaches it: undo a killed job's power mode, report facts.
 
 A job that was SIGKILLed left its board in the job's power mode, with the
-original written in power's state file. The next contact (agent start, ping,
+original written in the restore state file. The next contact (agent start, ping,
 facts) puts it back and says so, once, in its reply, so the controller can
 record that the board was not in its own mode between the kill and now.
 """
 
-from . import conditions, edgetpu, power
+from . import conditions, edgetpu, power, restore_state
 from .facts import gather
 
 _unreported = []
@@ -19,8 +19,8 @@ def restore_pending():
     "restored": false and the error, and the file stays for the next contact.
     """
     try:
-        held = power._read_state(power.state_path())
-        if held is not None and power._owner_alive(held):
+        held = restore_state.read_state(restore_state.state_path())
+        if held is not None and restore_state.owner_alive(held):
             return None  # a job running detached holds the board in its mode: nothing was left behind
         report = power.pending_restore()
     except Exception as exc:  # noqa: BLE001 - a contact must answer whatever the board does

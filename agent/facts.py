@@ -1,53 +1,24 @@
 """What a device is: read through a device root so a simulated board can stand in.
 
-Everything hardware-specific is read below ``FARM_DEVICE_ROOT`` (default ``/``);
-a simulated host points it at a directory laid out like a Jetson or a Pi.
+Everything hardware-specific is read below ``FARM_DEVICE_ROOT`` (default ``/``,
+see ``sysfs``); the board's name and its family's release come from ``boards``.
 """
 
 import os
 import platform
-import re
 import socket
 import sys
 
-from . import __version__
+from . import __version__, boards
 from .runtime import describe_runtime
+from .sysfs import DEVICE_ROOT_ENV, device_root, parse_cpu_list, read_text, root_path
 
-DEVICE_ROOT_ENV = "FARM_DEVICE_ROOT"
-
-
-def device_root():
-    return os.environ.get(DEVICE_ROOT_ENV) or "/"
-
-
-def root_path(*parts):
-    return os.path.join(device_root(), *[p.lstrip("/") for p in parts])
-
-
-def read_text(*parts):
-    """Contents of a file under the device root, or None when it is absent."""
-    try:
-        with open(root_path(*parts), "rb") as handle:
-            return handle.read().decode("utf-8", "replace")
-    except (OSError, IOError):
-        return None
-
-
-def parse_cpu_list(text):
-    """Parse the kernel's CPU list format, e.g. '0-3' or '0,2-3'."""
-    cpus = []
-    for part in text.strip().split(","):
-        if not part:
-            continue
-        if "-" in part:
-            low, high = part.split("-", 1)
-            cpus.extend(range(int(low), int(high) + 1))
-        else:
-            cpus.append(int(part))
-    return cpus
-
+# Kept importable from here: edgetpu and the lab read the device root through these names.
+__all__ = ["DEVICE_ROOT_ENV", "cpus_online", "detect_board", "device_root", "gather", "kernel_release",
+           "l4t_release", "memory_total_kib", "os_release", "parse_cpu_list", "read_text", "root_path"]
 
 def cpus_online():
+    """The online CPUs, else as many as Python counts: facts always name at least one."""
     text = read_text("sys/devices/system/cpu/online")
     if text and text.strip():
         try:
@@ -68,27 +39,16 @@ def os_release():
 
 
 def detect_board():
-    """Board name from the device tree or the L4T release file, else None."""
-    model = read_text("proc/device-tree/model")
-    if model:
-        return model.replace("\x00", "").strip() or None
-    tegra = read_text("etc/nv_tegra_release")
-    if tegra:
-        return "NVIDIA Jetson (" + tegra.splitlines()[0].strip("# ").strip() + ")"
-    return None
+    """Board name from the device tree or the board family's own files, else None."""
+    return boards.detect_board()
 
 
 def l4t_release():
-    """'32.7.1' from /etc/nv_tegra_release ('# R32 (release), REVISION: 7.1, ...'), else None.
+    """The L4T release of a board that has one ('32.7.1'), else None.
 
-    Results keep it so that numbers measured under different JetPacks are never mixed up unnoticed.
+    Results keep it so that numbers measured under different releases are never mixed up unnoticed.
     """
-    first = (read_text("etc/nv_tegra_release") or "").splitlines()[:1]
-    match = re.search(r"R(\d+)\s*\(release\),\s*REVISION:\s*([0-9.]+)", first[0]) if first else None
-    if not match:
-        return None
-    release = "{}.{}".format(match.group(1), match.group(2))
-    return release if release.count(".") >= 2 else release + ".0"
+    return boards.l4t_release()
 
 
 def kernel_release():

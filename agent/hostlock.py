@@ -15,7 +15,7 @@ import json
 import os
 import time
 
-from . import power
+from . import restore_state
 
 LEASE_ENV = "FARM_LOCK_LEASE"
 LOCK_DIR_ENV = "FARM_LOCK_DIR"
@@ -39,7 +39,7 @@ def lock_dir():
 
 
 def lock_path(folder=None):
-    tag = power._root_tag()  # simulated boards sharing one home each get their own lock
+    tag = restore_state.root_tag()  # simulated boards sharing one home each get their own lock
     name = "host-lock.json" if tag == "root" else "host-lock-{}.json".format(tag)
     return os.path.join(folder or lock_dir(), name)
 

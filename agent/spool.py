@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 
-from . import hostlock, power
+from . import atomic, hostlock, restore_state
 
 KEY_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}\Z")  # \Z: "$" would accept a trailing newline
 # A job file without a pid file this old belongs to a start that died half-way.
@@ -57,7 +57,7 @@ class SpoolError(ValueError):
 def spool_dir(folder=None):
     # One spool per workdir even when simulated boards share it: keys are unique per controller's
     # database and job, so they never collide, and a reader finds the spool at <workdir>/spool.
-    return os.path.join(folder or power.state_dir(), "spool")
+    return os.path.join(folder or restore_state.state_dir(), "spool")
 
 
 def _path(key, kind, folder=None):
@@ -329,7 +329,7 @@ def _launch(key, folder, document, lock):
     except BaseException:
         hostlock.release(key, folder)
         raise
-    pid_start = power._process_start(pid)
+    pid_start = restore_state.process_start(pid)
     hostlock.write_atomic(_path(key, "pid", folder), {"pid": pid, "pid_start": pid_start})
     hostlock.set_owner(key, pid, pid_start, folder)
     return pid
@@ -508,15 +508,15 @@ def run_detached(key, folder=None, document=None, lease=None, renewer=None):
     try:
         result = run_job(document.get("job"))
         result["spool_key"] = key
-        power._write_state(_path(key, "result", folder),
-                           {"key": key, "result": result, "finished_at": time.time()}, sync_folder=False)
+        atomic.write_json(_path(key, "result", folder),
+                          {"key": key, "result": result, "finished_at": time.time()}, sync=False)
         renewer.stop()
         # Before the release: a controller woken now may start its next job at once, since a lock
         # whose job has its result written counts as free (hostlock.acquire). Before the folder's
         # fsync too: the result's bytes are on disk; were the rename lost to a power cut before the
         # fsync below, the key would read as dead and run again, and nothing has acked it so soon.
         _notify_finished()
-        power._sync_folder(spool_dir(folder))
+        atomic.sync_folder(spool_dir(folder))
     finally:
         renewer.stop()
         hostlock.release(key, folder)

@@ -173,6 +173,8 @@ def nightly_install(
         entry, note = schedule.install_systemd(at, list(args or []), workdir)
         console.print(f"systemd user timer {schedule.UNIT}.timer in {entry.where}: every day at {entry.at}")
         console.print(note)
+    for line in schedule.describe(entry):
+        console.print(f"  {line}", markup=False)
 
 
 @nightly_app.command("uninstall")
@@ -218,7 +220,10 @@ def nightly_status(db: DbOption = None) -> None:
     for entry in entries:
         console.print(f"{entry.kind}: every day at {entry.at}; next run {schedule.next_run(entry.at, now):%Y-%m-%d %H:%M}"
                       f" ({entry.where})")
-    store = cli._open(db)
+        for line in schedule.describe(entry):
+            console.print(f"  {line}", markup=False)
+    # The runs to list are in the database the schedule writes to, unless told otherwise.
+    store = cli._open(db or os.environ.get("FARM_DB_URL") or schedule.recorded_db_url(entries))
     try:
         with store.session() as session:
             last = list(session.scalars(select(NightlyRow).order_by(NightlyRow.id.desc()).limit(5)))

@@ -16,11 +16,11 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import agent
-
+from .own_packages import AGENT_DIR
 from .transport.base import Transport
 
-AGENT_SOURCE = Path(agent.__file__).resolve().parent
+# By location, not `import agent`: a user's own agent/ folder on sys.path must never be what is deployed.
+AGENT_SOURCE = AGENT_DIR
 MAIN = "import sys\nfrom agent.__main__ import main\nsys.exit(main())\n"
 FIXED_TIME = (2020, 1, 1, 0, 0, 0)
 
@@ -40,10 +40,21 @@ def build_agent() -> AgentBundle:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         _add(archive, "__main__.py", MAIN.encode())
-        for path in sorted(AGENT_SOURCE.glob("*.py")):
-            _add(archive, f"agent/{path.name}", path.read_bytes())
+        for name, path in agent_sources():
+            _add(archive, name, path.read_bytes())
     data = b"#!/usr/bin/env python3\n" + buffer.getvalue()
     return AgentBundle(data=data, sha256=hashlib.sha256(data).hexdigest())
+
+
+def agent_sources() -> list[tuple[str, Path]]:
+    """(archive name, file) of every module of the agent, its subpackages included, in a fixed order.
+
+    Sorted by the archive name (POSIX separators), not by the file system's order, so the
+    archive and its hash are the same on every controller.
+    """
+    found = [(f"agent/{path.relative_to(AGENT_SOURCE).as_posix()}", path) for path in AGENT_SOURCE.rglob("*.py")
+             if "__pycache__" not in path.relative_to(AGENT_SOURCE).parts]
+    return sorted(found)
 
 
 def _add(archive: zipfile.ZipFile, name: str, data: bytes) -> None:

@@ -12,19 +12,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent import boards
+
 from .agent_client import AgentSession
 from .errors import FarmError
 from .inventory import Host
 from .store import records
 from .store.db import Store
 from .transport import open_transport
-
-# Words that identify a board family in /proc/device-tree/model or L4T strings.
-BOARD_WORDS = {
-    "jetson": ("jetson", "tegra"),
-    "rpi": ("raspberry pi",),
-    "devboard": ("phanbein", "coral", "i.mx8"),
-}
 
 
 @dataclass
@@ -71,11 +66,11 @@ def check_hosts(hosts: list[Host], transport_options: dict[str, Any], store: Sto
 
 
 def contradictions(host: Host, facts: dict[str, Any]) -> list[str]:
+    """What the host's facts say against its inventory entry: a board of another family than declared."""
     found = []
-    board = (facts.get("board") or "").lower()
-    if host.board and board:
-        declared = host.board.lower()
-        for family, words in BOARD_WORDS.items():
-            if declared.startswith(family) and not any(w in board for w in words):
-                found.append(f"board declared {host.board}, host reports {facts.get('board')}")
+    reported = facts.get("board")
+    declared = boards.declared_family(host.board)
+    # Only a name the agent's registry recognises is compared: a board it has no family for says nothing.
+    if declared is not None and reported and not declared.named(reported):
+        found.append(f"board declared {host.board}, host reports {reported}")
     return found

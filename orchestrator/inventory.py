@@ -9,7 +9,7 @@ A file looks like::
     hosts:
       - name: nano-1
         address: 192.168.1.10
-        board: jetson-nano
+        board: rpi4
         python: /usr/bin/python3
         tags: [lab-a, usb3]
 
@@ -25,6 +25,9 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from agent import boards
+from agent.schema import POWER_KEYS
 
 from .errors import InputError
 from .yamlfile import YamlDocument, load_yaml
@@ -91,7 +94,7 @@ FIELDS: dict[str, tuple[tuple[type, ...], str]] = {
     "identity_file": ((str,), "the path of a private key file"),
     "known_hosts": ((str,), "the known_hosts file to check host keys against, relative to the inventory file"),
     "python": ((str,), "the interpreter that runs the agent, e.g. /usr/bin/python3"),
-    "board": ((str,), "a board name such as jetson-nano, rpi4, devboard, x86"),
+    "board": ((str,), "a board name such as " + ", ".join(boards.inventory_examples())),
     "transport": ((str,), "ssh or local"),
     "tags": ((list,), "a list of strings"),
     "env": ((dict,), "a mapping of environment variable names to strings"),
@@ -99,23 +102,16 @@ FIELDS: dict[str, tuple[tuple[type, ...], str]] = {
     "power_modes": ((dict,), "a mapping of mode names to settings, e.g. {5W: {nvpmodel: 1}}"),
     "usb_ports": ((dict,), "a mapping of port names to sysfs port paths, e.g. {usb3-left: {port: 2-1}}"),
 }
-POWER_MODE_KEYS = {"nvpmodel": (int,), "jetson_clocks": (bool,), "governor": (str,), "settle_seconds": (int, float)}
+# The settings a power mode may hold are the job schema's: an inventory mode becomes a job's power spec.
+POWER_MODE_KEYS = POWER_KEYS
 USB_PORT_KEYS = {"port": (str,), "speed": (int,)}
-
-# Modes a board has when the inventory names none: Jetson Nano's nvpmodel ids
-# (0 = MAXN, its 10 W mode; 1 = 5W), and the cpufreq governors of Linux boards.
-BOARD_POWER_MODES: dict[str, dict[str, dict[str, Any]]] = {
-    "jetson-nano": {"10W": {"nvpmodel": 0}, "5W": {"nvpmodel": 1}},
-    "rpi": {"performance": {"governor": "performance"}, "powersave": {"governor": "powersave"}},
-    "devboard": {"performance": {"governor": "performance"}, "powersave": {"governor": "powersave"}},
-}
 
 
 def default_power_modes(board: str | None) -> dict[str, dict[str, Any]]:
-    for prefix, modes in BOARD_POWER_MODES.items():
-        if board and board.startswith(prefix):
-            return {name: dict(spec) for name, spec in modes.items()}
-    return {}
+    """The modes a host has when its inventory names none: its board family's, as the agent defines them."""
+    return boards.default_power_modes(board)
+
+
 FORBIDDEN = {"password": "passwords do not belong in inventory files; use a key file or ssh-agent"}
 
 

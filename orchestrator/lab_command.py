@@ -14,8 +14,10 @@ from collections.abc import Sequence
 import typer
 
 from .errors import FarmError
+from .own_packages import FARM_ROOT, bind_own_package
 
 LAB_PACKAGE = "farm_lab"
+LAB_INIT = FARM_ROOT / LAB_PACKAGE / "__init__.py"
 HELP = ("A simulated lab of real OpenSSH servers on loopback addresses, each posing as a board "
         "(package farm_lab).\n\nExample: farm lab up --hosts 6")
 MISSING = ("farm lab needs the simulated lab, the farm_lab package, which this installation lacks "
@@ -40,21 +42,18 @@ def _command_of(args: list[str]) -> str | None:
 
 
 def _lab_app() -> typer.Typer | None:
-    try:
-        from farm_lab.cli import app as lab_app
-    except ImportError as exc:
-        # A module missing inside farm_lab (a dependency of the lab) is a real error, not an absent lab.
-        if (exc.name or "").split(".")[0] != LAB_PACKAGE:
-            raise
+    if not LAB_INIT.is_file():
         return None
+    # By location, like farm's other packages: a user's own farm_lab/ folder must not be what `farm lab` runs.
+    bind_own_package(LAB_PACKAGE)
+    from farm_lab.cli import app as lab_app
+
     return lab_app
 
 
 def _lab_missing() -> None:
-    try:
-        import farm_lab  # noqa: F401 - only to tell "not installed" from "broken"
-    except ImportError as exc:
-        raise FarmError(MISSING.format(reason=exc)) from None
+    if not LAB_INIT.is_file():
+        raise FarmError(MISSING.format(reason=f"no {LAB_INIT.parent}"))
     # farm_lab is there, so register_lab was not told this command line ran the lab (an app called directly).
     raise FarmError("farm lab: the lab's commands were not loaded; run them as `farm lab ...` "
                     "(or `python -m farm_lab ...`)")

@@ -11,13 +11,14 @@ differs from the last probe is stored as an event (old, new); the nightly job ac
 from __future__ import annotations
 
 import os
-import re
 import shutil
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
+
+from agent import boards
 
 from .errors import FarmError
 from .inventory import Host
@@ -27,16 +28,6 @@ from .store.schema import ToolchainEventRow, ToolchainVersionRow, utcnow
 CONTROLLER = "@controller"  # '@' cannot start an inventory host name, so it never clashes
 COMPONENTS = ("edgetpu_compiler", "libedgetpu", "tflite_runtime", "pycoral", "l4t", "jetpack", "kernel")
 COMPILER_ENV = "FARM_EDGETPU_COMPILER"
-
-# L4T release -> JetPack (NVIDIA's release table); unknown releases show as L4T only.
-JETPACK_OF_L4T = {
-    "32.4.3": "4.4", "32.4.4": "4.4.1", "32.5": "4.5", "32.5.1": "4.5.1", "32.5.2": "4.5.1", "32.6.1": "4.6",
-    "32.7.1": "4.6.1", "32.7.2": "4.6.2", "32.7.3": "4.6.3", "32.7.4": "4.6.4", "32.7.5": "4.6.5",
-    "35.1.0": "5.0.2", "35.2.1": "5.1", "35.3.1": "5.1.1", "35.4.1": "5.1.2", "35.5.0": "5.1.3",
-    "36.3.0": "6.0", "36.4.0": "6.1", "36.4.3": "6.2",
-}
-_L4T = re.compile(r"R(\d+)\s*\(release\),\s*REVISION:\s*([0-9.]+)")
-
 
 @dataclass
 class HostVersions:
@@ -52,19 +43,14 @@ class Probe:
 
 
 def l4t_of(facts: dict[str, Any]) -> str | None:
+    """The host's L4T release: its ``l4t`` fact, else the release in its board string (older agents)."""
     if facts.get("l4t"):
         return str(facts["l4t"])
-    match = _L4T.search(facts.get("board") or "")
-    if not match:
-        return None
-    release = f"{match.group(1)}.{match.group(2)}"
-    return release if release.count(".") >= 2 else release + ".0"
+    return boards.parse_l4t(facts.get("board"))
 
 
 def jetpack_of(l4t: str | None) -> str | None:
-    if l4t is None:
-        return None
-    return JETPACK_OF_L4T.get(l4t) or JETPACK_OF_L4T.get(l4t.removesuffix(".0"))
+    return boards.jetpack_of(l4t)
 
 
 def libedgetpu_of(library: dict[str, Any] | None) -> str | None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
 import statistics
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -61,6 +63,41 @@ def test_zipapp_runs_facts_and_a_job_under_real_python_36(tmp_path: Path, shared
     assert result["status"] == "failed"
     assert result["error"]["kind"] == "infrastructure"
     assert "pip install tflite-runtime" in result["error"]["message"]
+
+
+def test_zipapp_holds_every_agent_module_subpackages_included() -> None:
+    bundle = build_agent()
+    with zipfile.ZipFile(io.BytesIO(bundle.data)) as archive:
+        names = archive.namelist()
+        assert all(archive.getinfo(name).date_time == (2020, 1, 1, 0, 0, 0) for name in names)
+    expected = sorted(f"agent/{p.relative_to(REPO / 'agent').as_posix()}" for p in (REPO / "agent").rglob("*.py")
+                      if "__pycache__" not in p.parts)
+    assert any("/" in name[len("agent/"):] for name in expected), "the agent has no subpackage to ship"
+    assert names == ["__main__.py", *expected]
+
+
+def test_a_subpackage_of_the_zipapp_runs_under_real_python_36(tmp_path: Path) -> None:
+    """agent/boards/ ships inside the zipapp and works under 3.6, from `facts` and imported on its own."""
+    bundle = build_agent()
+    pyz = tmp_path / bundle.file_name
+    pyz.write_bytes(bundle.data)
+    root = tmp_path / "pi"
+    for relative, text in (("proc/device-tree/model", "Raspberry Pi 4 Model B Rev 1.4\0"),
+                           ("sys/devices/system/cpu/online", "0\n"),
+                           ("sys/devices/system/cpu/cpu0/cpufreq/scaling_governor", "ondemand\n"),
+                           ("sys/devices/system/cpu/cpu0/cpufreq/scaling_available_governors", "ondemand powersave\n")):
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / relative).write_text(text)
+    env = {**os.environ, "FARM_DEVICE_ROOT": str(root), "FARM_AGENT_DIR": str(tmp_path / "state")}
+    facts = json.loads(subprocess.run([python36(), str(pyz), "facts"], capture_output=True, text=True, check=True,
+                                      env=env).stdout)
+    assert facts["board"] == "Raspberry Pi 4 Model B Rev 1.4"
+    assert facts["power"]["driver"] == "governor" and facts["power"]["current"]["governor"] == "ondemand"
+    script = ("import sys; sys.path.insert(0, sys.argv[1]); from agent.boards import raspberry_pi, family_for; "
+              "print(raspberry_pi.__file__); print(family_for().name)")
+    done = subprocess.run([python36(), "-c", script, str(pyz)], capture_output=True, text=True, check=True, env=env)
+    module_file, family = done.stdout.split()
+    assert module_file == f"{pyz}/agent/boards/raspberry_pi.py" and family == "raspberry_pi"
 
 
 def test_agent_build_is_reproducible() -> None:

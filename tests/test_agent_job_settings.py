@@ -109,7 +109,7 @@ def test_sudo_refused_fails_the_job_with_the_sudoers_line(nano: Path, tmp_path: 
     fake_sudo(tmp_path / "bin", 'echo "sudo: a password is required" >&2\nexit 1\n')
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.delenv("FARM_NO_SUDO")
-    monkeypatch.setattr("agent.power.needs_sudo", lambda: True)
+    monkeypatch.setattr("agent.tools.needs_sudo", lambda: True)
     result = validate_result(run_job(job(shared_model, power=FIVE_WATT)))
     assert result["status"] == "failed" and result["error"]["kind"] == "infrastructure"
     message = result["error"]["message"]

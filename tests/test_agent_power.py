@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from agent import power
+from agent import power, tools
+from agent.boards.governor import GovernorDriver
+from agent.boards.jetson import JetsonDriver
 from farm_lab import hardware
 from tests.conftest import REPO
 
@@ -226,7 +228,7 @@ def pretend_real_board_as_a_user(monkeypatch: pytest.MonkeyPatch) -> None:
     """Take the sudo path as a non-root agent on real hardware would (simulated roots never use sudo)."""
     monkeypatch.delenv("FARM_NO_SUDO")
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
-    monkeypatch.setattr(power, "needs_sudo", lambda: True)
+    monkeypatch.setattr(tools, "needs_sudo", lambda: True)
 
 
 def test_sudo_is_for_real_boards_only(nano: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -288,7 +290,7 @@ def test_tools_run_through_sudo_n_by_absolute_path(nano: Path, tmp_path: Path,
 # --- cpufreq governor boards ----------------------------------------------------------------------------------
 
 def test_governor_mode_on_a_raspberry_pi(rpi: Path) -> None:
-    assert isinstance(power.driver_for("Raspberry Pi 4 Model B Rev 1.4"), power.GovernorDriver)
+    assert isinstance(power.driver_for("Raspberry Pi 4 Model B Rev 1.4"), GovernorDriver)
     with power.applied({"name": "powersave", "governor": "powersave", "settle_seconds": 0}) as info:
         assert info["before"]["governor"] == "ondemand"
         assert info["measured"]["governor"] == "powersave" and info["measured"]["ok"]
@@ -308,10 +310,10 @@ def test_governor_the_kernel_lacks_and_nvpmodel_on_a_pi_are_refused(rpi: Path) -
 
 
 def test_driver_for_board_names_and_facts() -> None:
-    assert isinstance(power.driver_for("jetson-nano"), power.JetsonDriver)
-    assert isinstance(power.driver_for({"board": "NVIDIA Jetson Nano Developer Kit"}), power.JetsonDriver)
-    assert isinstance(power.driver_for("devboard"), power.GovernorDriver)
-    assert isinstance(power.driver_for("Freescale i.MX8MQ Phanbein"), power.GovernorDriver)
+    assert isinstance(power.driver_for("jetson-nano"), JetsonDriver)
+    assert isinstance(power.driver_for({"board": "NVIDIA Jetson Nano Developer Kit"}), JetsonDriver)
+    assert isinstance(power.driver_for("devboard"), GovernorDriver)
+    assert isinstance(power.driver_for("Freescale i.MX8MQ Phanbein"), GovernorDriver)
 
 
 # --- the agent's modules under the Python 3.6 that JetPack 4 ships -------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -103,28 +104,33 @@ def test_only_the_lab_command_names_the_lab_package() -> None:
     assert sorted(set(naming)) == ["orchestrator/lab_command.py"]
 
 
-def test_farm_lab_without_the_lab_package_says_what_is_missing() -> None:
-    done, seen = run_child("""
-        from orchestrator import cli
-        sys.argv = ["farm", "lab", "up", "--hosts", "2"]
-        try:
-            cli.main()
-            code = 0
-        except SystemExit as exc:
-            code = exc.code
-        report(code=code)
-    """)
-    assert seen["code"] == 1
-    assert "farm lab needs the simulated lab, the farm_lab package" in done.stderr
+def test_farm_lab_without_the_lab_package_says_what_is_missing(tmp_path: Path) -> None:
+    """A farm installed without farm_lab beside it (here: a copy of the controller's packages alone)."""
+    for package in ("orchestrator", "agent", "migrations", "inventory"):
+        shutil.copytree(REPO / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
+    done = subprocess.run([sys.executable, "-m", "orchestrator", "lab", "up", "--hosts", "2"], capture_output=True,
+                          text=True, timeout=120, cwd=tmp_path, env={**os.environ, "COLUMNS": "200"}, check=False)
+    assert done.returncode == 1, done.stdout + done.stderr
+    text = " ".join(done.stderr.split())
+    assert "farm lab needs the simulated lab, the farm_lab package" in text and str(tmp_path / "farm_lab") in text
     assert "Traceback" not in done.stderr
-    assert seen["attempts"] and seen["loaded"] == []
+    # The rest of farm still works there, from the copy.
+    shown = subprocess.run([sys.executable, "-m", "orchestrator", "inventory", "show"], capture_output=True,
+                           text=True, timeout=120, cwd=tmp_path, check=True, env={**os.environ, "COLUMNS": "300"})
+    assert str(tmp_path / "inventory" / "local.yaml") in shown.stdout and " local " in shown.stdout
 
 
-def test_farm_lab_runs_the_lab_commands_and_farm_help_lists_them() -> None:
+def test_farm_lab_runs_farms_own_lab_commands_and_farm_help_lists_them(tmp_path: Path) -> None:
+    # A user's own farm_lab/ in the working directory (first on sys.path) is not what `farm lab` runs.
+    decoy = tmp_path / "farm_lab"
+    decoy.mkdir()
+    (decoy / "__init__.py").write_text("")
+    (decoy / "cli.py").write_text("raise SystemExit('DECOY farm_lab ran')\n")
     shown = subprocess.run([sys.executable, "-m", "orchestrator", "lab", "--help"], capture_output=True, text=True,
-                           timeout=120, cwd=REPO, env={**os.environ, "COLUMNS": "200"}, check=True).stdout
+                           timeout=120, cwd=tmp_path, env={**os.environ, "COLUMNS": "200"}, check=False)
+    assert shown.returncode == 0 and "DECOY" not in shown.stdout + shown.stderr, shown.stdout + shown.stderr
     for command in ("up", "down", "status"):
-        assert f" {command} " in shown
+        assert f" {command} " in shown.stdout
     listed = subprocess.run([sys.executable, "-m", "orchestrator", "--help"], capture_output=True, text=True,
                             timeout=120, cwd=REPO, env={**os.environ, "COLUMNS": "200"}, check=True).stdout
     assert " lab " in listed and "simulated lab" in listed

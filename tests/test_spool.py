@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from agent import hostlock, power
+from agent import hostlock, power, restore_state
 from agent.schema import make_job
 from farm_lab import hardware
 from tests.conftest import REPO
@@ -257,7 +257,7 @@ def test_a_holder_whose_result_is_written_is_only_leaving(nano: Path) -> None:
     """Between writing its result and releasing the lock a job still holds it, alive: a start that
     comes then (the collect was woken by the result) takes the lock instead of waiting a lease out."""
     assert hostlock.acquire("ctl", "1.1", lease=60)[0]
-    assert hostlock.set_owner("1.1", os.getpid(), power._process_start(os.getpid()))
+    assert hostlock.set_owner("1.1", os.getpid(), restore_state.process_start(os.getpid()))
     assert hostlock.acquire("ctl", "2.1", finished=lambda key: False)[0] is False
     taken, doc = hostlock.acquire("ctl", "2.1", finished=lambda key: key == "1.1")
     assert taken and doc["key"] == "2.1" and "took_over" not in doc

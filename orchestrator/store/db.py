@@ -19,12 +19,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-import migrations
-
 from ..errors import StoreError
+from ..own_packages import MIGRATIONS_DIR  # by location: a user's migrations/ on sys.path never runs
 
 DB_URL_ENV = "FARM_DB_URL"
-MIGRATIONS_DIR = Path(migrations.__file__).resolve().parent
 
 
 def data_dir() -> Path:
