@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from . import cli_resume
@@ -47,7 +48,7 @@ DbOption = Annotated[str | None, typer.Option(
     "--db", help="Database URL, e.g. sqlite:///farm.db or postgresql+psycopg://user@host/db "
                  "\\[default: $FARM_DB_URL, else SQLite in the user data dir]")]
 InventoryOption = Annotated[Path | None, typer.Option(
-    "--inventory", "-i", help="Inventory YAML file \\[default: this machine only]")]
+    "--inventory", "-i", help="Inventory: farm YAML, or Ansible INI, YAML or --list JSON \\[default: this machine only]")]
 
 
 def _open(db: str | None):  # type: ignore[no-untyped-def]
@@ -315,13 +316,35 @@ def inventory_show(inventory: InventoryOption = None) -> None:
     from .inventory import load_inventory
 
     inv = load_inventory(inventory)
-    table = Table(title=inv.path)
+    table = Table(title=f"{inv.path} ({inv.kind})")
     for column in ("name", "transport", "address", "port", "user", "board", "python", "tags"):
         table.add_column(column)
     for h in inv.hosts:
         table.add_row(h.name, h.transport, h.address, str(h.port), h.user or "", h.board or "", h.python,
                       ", ".join(h.tags))
     console.print(table)
+
+
+@inventory_app.command("convert")
+def inventory_convert(
+    inventory: InventoryOption = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write \\[default: print it]")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace the output file if it exists")] = False,
+) -> None:
+    """Write an inventory (an Ansible INI, YAML or --list JSON one) as farm YAML.
+
+    Example: farm inventory convert -i hosts.ini -o farm.yaml
+    """
+    from .inventory import load_inventory
+    from .inventory_writer import farm_yaml, save
+
+    inv = load_inventory(inventory)
+    text = farm_yaml(inv)
+    if output is None:
+        typer.echo(text, nl=False)
+        return
+    save(text, output, force=force)
+    console.print(f"Wrote {len(inv.hosts)} host(s) from {inv.path} ({inv.kind}) to {output}.")
 
 
 @inventory_app.command("check")
@@ -358,7 +381,7 @@ def inventory_check(
                                   store)
     finally:
         store.close()
-    table = Table(title=inv.path)
+    table = Table(title=f"{inv.path} ({inv.kind})")
     for column in ("host", "reachable", "board", "OS", "Python", "runtime", "CPUs", "agent", "notes"):
         table.add_column(column)
     for check in checks:
@@ -387,7 +410,8 @@ def main() -> None:
     try:
         app()
     except FarmError as exc:
-        err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
+        # escape: "[web:vars]" or "www[01:50]" in a message is the user's text, not Rich markup
+        err_console.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(1)
 
 

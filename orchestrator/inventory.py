@@ -71,6 +71,7 @@ class Host:
 class Inventory:
     path: str
     hosts: tuple[Host, ...]
+    kind: str = "farm inventory"  # or the Ansible format it was read from
 
     def select(self, names: list[str] | None = None, tags: list[str] | None = None) -> list[Host]:
         chosen = list(self.hosts)
@@ -116,7 +117,15 @@ FORBIDDEN = {"password": "passwords do not belong in inventory files; use a key 
 
 
 def load_inventory(path: str | Path | None = None) -> Inventory:
-    """Read and validate an inventory; ``None`` means the embedded default (this machine)."""
+    """Read and validate an inventory; ``None`` means the embedded default (this machine).
+
+    An Ansible inventory (INI, YAML, ``ansible-inventory --list`` JSON, or a directory of them) is read as it is.
+    """
+    from .ansible_inventory import load_if_ansible  # it builds on this module
+
+    ansible = load_if_ansible(path) if path is not None else None
+    if ansible is not None:
+        return ansible
     doc = load_yaml(path or DEFAULT_INVENTORY)
     return parse_inventory(doc)
 
@@ -195,7 +204,7 @@ def _make_host(doc: YamlDocument, location: tuple, entry: dict) -> Host:
     transport = entry.get("transport") or "ssh"
     if transport not in TRANSPORTS:
         raise fail("transport", f"unknown transport '{transport}'")
-    port = entry.get("port") or 22
+    port = 22 if entry.get("port") is None else entry["port"]  # not "or 22": port 0 is an error, not 22
     if not 1 <= port <= 65535:
         raise fail("port", f"port {port} is out of range")
     tags = entry.get("tags") or []
@@ -213,10 +222,10 @@ def _make_host(doc: YamlDocument, location: tuple, entry: dict) -> Host:
                         expected=FIELDS["address"][1])
     power_modes = _settings(doc, location, entry, "power_modes", POWER_MODE_KEYS)
     usb_ports = _settings(doc, location, entry, "usb_ports", USB_PORT_KEYS)
-    for name, spec in usb_ports.items():
+    for port_name, spec in usb_ports.items():  # not "name": that is the host's, used below
         if "port" not in spec:
-            raise doc.error(location + ("usb_ports", name), "a USB port needs its sysfs port path",
-                            field=f"usb_ports.{name}.port", expected="e.g. port: 2-1")
+            raise doc.error(location + ("usb_ports", port_name), "a USB port needs its sysfs port path",
+                            field=f"usb_ports.{port_name}.port", expected="e.g. port: 2-1")
     python = entry.get("python")
     if transport == "local" and python in (None, "", "self"):
         # The controller's own interpreter already has a runtime installed with farm.

@@ -110,3 +110,10 @@ def test_bad_power_modes_and_ports(tmp_path: Path, text: str, words: str) -> Non
     path = write(tmp_path, f"hosts:\n  - name: a\n    address: x\n    {text}\n")
     with pytest.raises(InputError, match=words.replace(".", r"\.").replace("(", r"\(")):
         load_inventory(path)
+
+
+def test_a_host_with_usb_ports_keeps_its_name_and_port_zero_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, "hosts:\n  - name: pi-1\n    address: x\n    usb_ports: {usb3-left: {port: 2-1}}\n")
+    assert [h.name for h in load_inventory(path).hosts] == ["pi-1"]
+    with pytest.raises(InputError, match="port 0 is out of range"):
+        load_inventory(write(tmp_path, "hosts:\n  - name: a\n    address: x\n    port: 0\n"))
