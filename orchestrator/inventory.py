@@ -250,10 +250,12 @@ def _make_host(doc: YamlDocument, location: tuple, entry: dict) -> Host:
 
 
 def _beside(inventory: str, path: str | None) -> str | None:
-    """``path`` as the inventory means it: relative to the inventory's own directory, not to the cwd."""
+    """``path`` as the inventory means it: relative to the inventory's own directory (an Ansible inventory
+    directory: that directory), not to the cwd."""
     if not path:
         return None
-    directory = os.path.dirname(os.path.abspath(os.path.expanduser(inventory)))
+    where = os.path.abspath(os.path.expanduser(inventory))
+    directory = where if os.path.isdir(where) else os.path.dirname(where)
     return os.path.abspath(os.path.join(directory, os.path.expanduser(path)))
 
 

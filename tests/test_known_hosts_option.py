@@ -106,3 +106,15 @@ def test_over_ssh_the_inventorys_known_hosts_is_used_and_the_command_line_wins(
     wrong = write(tmp_path / "wrong.yaml", yaml.safe_dump({"defaults": {"known_hosts": "empty_known_hosts"},
                                                            "hosts": [entry]}))
     assert "1 of 1 host(s) reachable" in farm_check(wrong, "--known-hosts", str(running_lab.known_hosts)).stdout
+
+
+def test_an_ansible_inventory_names_it_with_farm_known_hosts_and_convert_keeps_it(tmp_path: Path) -> None:
+    from orchestrator.inventory_writer import farm_yaml
+
+    ini = write(tmp_path / "ansible" / "hosts.ini",
+                "[lab]\nh1 ansible_host=10.0.0.1\nh2 ansible_host=10.0.0.2\n\n[lab:vars]\nfarm_known_hosts=keys/kh\n")
+    inventory = load_inventory(ini)
+    assert {h.known_hosts for h in inventory.hosts} == {str(tmp_path / "ansible" / "keys" / "kh")}
+    converted = yaml.safe_load(farm_yaml(inventory))
+    assert converted["defaults"]["known_hosts"] == str(tmp_path / "ansible" / "keys" / "kh")
+    assert all("known_hosts" not in host for host in converted["hosts"])
