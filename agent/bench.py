@@ -2,6 +2,8 @@
 
 Only ``invoke()`` is inside the timed region: input preparation and output
 reads are outside it, as in the seeds' harnesses and TFLite's benchmark_model.
+The runtime is a backend (``agent/backends``); this one timing loop times
+every backend the same way.
 """
 
 import hashlib
@@ -10,9 +12,10 @@ import os
 import random
 import time
 
-from . import conditions, contact, edgetpu, power
-from .runtime import RuntimeMissing, load_delegate, load_runtime
-from .schema import SCHEMA_VERSION, validate_job
+from . import backends, conditions, contact, power
+from .backends.base import JobFailed, one_line
+from .result_builder import ResultBuilder, timing_document
+from .schema import validate_job
 
 try:
     from time import perf_counter_ns as clock_ns  # novermin
@@ -20,20 +23,7 @@ except ImportError:  # Python 3.6 (JetPack 4) lacks perf_counter_ns
     def clock_ns():
         return int(time.perf_counter() * 1e9)
 
-EDGETPU_LIBRARY = "libedgetpu.so.1"
-
-
-class JobFailed(Exception):
-    """The job cannot produce a measurement; ``kind`` says whose fault it is.
-
-    ``status`` is "failed", or "skipped" when this host cannot run the cell at all.
-    """
-
-    def __init__(self, kind, message, status="failed"):
-        Exception.__init__(self, message)
-        self.kind = kind
-        self.message = message
-        self.status = status
+__all__ = ["JobFailed", "file_sha256", "percentile", "run_job", "summarize", "time_invokes"]
 
 
 def summarize(samples_ns):
@@ -73,106 +63,20 @@ def file_sha256(path):
     return digest.hexdigest()
 
 
-def _make_interpreter(job, tpu=None):
+def _checked_invoke(invoke, errors):
     try:
-        name, version, module = load_runtime()
-    except RuntimeMissing as exc:
-        raise JobFailed("infrastructure", str(exc))
-    delegates = []
-    if job["delegate"] == "edgetpu":
-        options = {}
-        device = (tpu or {}).get("device") or job["options"].get("edgetpu_device")
-        if device:
-            options["device"] = str(device)
-        try:
-            delegates.append(load_delegate(module, EDGETPU_LIBRARY, options))
-        except (ValueError, OSError, RuntimeMissing) as exc:
-            library = (tpu or {}).get("library") or {}
-            if tpu is not None and not library.get("path"):
-                # The runtime tried and the library is not there: this host cannot run the cell.
-                raise JobFailed("unsupported", "{}; the job would have used {} ({})".format(
-                    library.get("error") or "{} is not installed".format(EDGETPU_LIBRARY), device,
-                    _tpu_text(tpu)), status="skipped")
-            raise JobFailed("infrastructure", "cannot load the Edge TPU delegate {} for {}: {}".format(
-                EDGETPU_LIBRARY, device or "the first Edge TPU", exc))
-    started = clock_ns()
-    try:
-        interpreter = module.Interpreter(
-            model_path=job["model"]["path"],
-            num_threads=job["threads"],
-            experimental_delegates=delegates or None,
-        )
-        interpreter.allocate_tensors()
-    except (ValueError, RuntimeError) as exc:
-        raise JobFailed("benchmark", "model failed to load: {}".format(_one_line(exc)))
-    init_ns = clock_ns() - started
-    return interpreter, init_ns, {"name": name, "version": version}
+        invoke()
+    except errors as exc:
+        raise JobFailed("benchmark", "invoke failed: {}".format(one_line(exc)))
 
 
-def _tpu_text(tpu):
-    if tpu.get("type") == "pci":
-        return "PCIe {}".format(tpu.get("path"))
-    return "port {} at {} Mb/s".format(tpu.get("port"), tpu.get("speed"))
+def time_invokes(invoke, timing, errors=(ValueError, RuntimeError)):
+    """Warm up, then time ``invoke`` (a backend's bare call); returns the timing part of a result.
 
-
-def select_tpu(request):
-    """The Edge TPU a job asks for, resolved to usb:N now, right before the delegate loads.
-
-    Indexes shift when a TPU loads its firmware and re-enumerates, so the port
-    (a sysfs path or an inventory name) is resolved at the last moment. A
-    missing library does not stop the resolution: the result still says which
-    TPU, port and speed the job would have used.
+    ``errors``: what the backend's runtime raises when the model fails (``Backend.invoke_errors``).
     """
-    request = dict(request or {})
-    ports = request.pop("ports", None) or {}
-    found = edgetpu.discover()
-    try:
-        tpu = edgetpu.resolve(request, ports=ports, found=found, need_library=False)
-    except edgetpu.EdgeTpuError as exc:
-        # A missing or wrong TPU fails the job: the matrix already skips cells the facts rule out,
-        # so reaching here means the hardware changed since the facts were read.
-        missing = found["library"].get("error")
-        raise JobFailed("infrastructure", "{} ({}){}".format(
-            exc.message, exc.reason, "; and " + missing if missing else ""))
-    tpu["library"] = found["library"]
-    tpu["pycoral"] = found["pycoral"]
-    tpu["order"] = found["order"]
-    return tpu
-
-
-def _one_line(exc):
-    return " ".join(str(exc).split()) or type(exc).__name__
-
-
-def _fill_inputs(interpreter, seed):
-    """Random inputs, as benchmark_model uses, set once before timing."""
-    import numpy  # the runtime depends on numpy, so it is present wherever it is
-
-    rng = numpy.random.RandomState(seed)
-    for detail in interpreter.get_input_details():
-        dtype = numpy.dtype(detail["dtype"])
-        shape = tuple(int(d) for d in detail["shape"])
-        if dtype.kind in "iu":
-            info = numpy.iinfo(dtype)
-            data = rng.randint(info.min, int(info.max) + 1, size=shape).astype(dtype)
-        elif dtype.kind == "b":
-            data = rng.randint(0, 2, size=shape).astype(dtype)
-        else:
-            data = rng.uniform(-1.0, 1.0, size=shape).astype(dtype)
-        interpreter.set_tensor(detail["index"], data)
-
-
-def _invoke(interpreter):
-    try:
-        interpreter.invoke()
-    except (ValueError, RuntimeError) as exc:
-        raise JobFailed("benchmark", "invoke failed: {}".format(_one_line(exc)))
-
-
-def time_invokes(interpreter, timing):
-    """Warm up, then time invokes; returns the timing part of a result."""
     first_started = clock_ns()
-    _invoke(interpreter)
+    _checked_invoke(invoke, errors)
     first_ns = clock_ns() - first_started
     warmup_runs = 1
     warmup_started = first_started
@@ -180,7 +84,7 @@ def time_invokes(interpreter, timing):
            or clock_ns() - warmup_started < timing["warmup_min_seconds"] * 1e9):
         if clock_ns() - warmup_started > timing["max_seconds"] * 1e9:
             break
-        _invoke(interpreter)
+        _checked_invoke(invoke, errors)
         warmup_runs += 1
     warmup_ns = clock_ns() - warmup_started
 
@@ -192,42 +96,30 @@ def time_invokes(interpreter, timing):
             enough = len(samples) >= timing["min_runs"] and elapsed >= timing["min_seconds"] * 1e9
             if samples and (enough or elapsed >= timing["max_seconds"] * 1e9):
                 break
-            # The bare call, not _invoke(): nothing but invoke() between the clocks.
+            # The bare call, not _checked_invoke(): nothing but invoke() between the clocks.
             before = clock_ns()
-            interpreter.invoke()
+            invoke()
             samples.append(clock_ns() - before)
-    except (ValueError, RuntimeError) as exc:
-        raise JobFailed("benchmark", "invoke failed: {}".format(_one_line(exc)))
-    return {
-        "first_inference_ms": first_ns / 1e6,
-        "warmup_runs": warmup_runs,
-        "warmup_seconds": warmup_ns / 1e9,
-        "timed_seconds": (clock_ns() - timed_started) / 1e9,
-        "samples_ns": samples,
-        "summary": summarize(samples),
-    }
+    except errors as exc:
+        raise JobFailed("benchmark", "invoke failed: {}".format(one_line(exc)))
+    timed_seconds = (clock_ns() - timed_started) / 1e9
+    return timing_document(samples, summarize(samples), first_inference_ms=first_ns / 1e6, warmup_runs=warmup_runs,
+                           warmup_seconds=warmup_ns / 1e9, timed_seconds=timed_seconds)
 
 
 def run_job(job):
     """Run a (validated) job document and return a result document; never raises.
 
     Around the timing: the power mode is set, verified and restored
-    (``power.applied``), the Edge TPU is resolved to its ``usb:N`` right
-    before the delegate loads, and the conditions are read before, during
-    (power sampler) and after.
+    (``power.applied``), the backend resolves its device (the Edge TPU's
+    ``usb:N``) right before the model loads, and the conditions are read
+    before, during (power sampler) and after.
     """
-    started_at = time.time()
-    result = {
-        "schema": SCHEMA_VERSION,
-        "job_id": job.get("job_id", "?") if isinstance(job, dict) else "?",
-        "started_at": started_at,
-    }
-    restored = contact.take_reports()
-    if restored:
-        result["power_restored"] = restored
+    result = ResultBuilder(job.get("job_id", "?") if isinstance(job, dict) else "?", time.time())
+    result.power_restored(contact.take_reports())
     try:
         job = validate_job(job)
-        result["job_id"] = job["job_id"]
+        result.set_job_id(job["job_id"])
         path = job["model"]["path"]
         if not os.path.isfile(path):
             raise JobFailed("infrastructure", "model file not found on the device: {}".format(path))
@@ -235,45 +127,37 @@ def run_job(job):
         if actual != job["model"]["sha256"]:
             raise JobFailed("infrastructure", "model file {} has sha256 {}, expected {}".format(
                 path, actual, job["model"]["sha256"]))
-        result["conditions"] = {"before": conditions.snapshot()}
-        if job["power"]:
-            result["power"] = {"requested": job["power"]}
+        result.conditions_before(conditions.snapshot())
+        result.power_requested(job["power"])
         with power.applied(job["power"]) as settings:
             if job["power"]:
-                result["power"] = settings  # "restore" is filled in when the block exits
+                result.power_applied(settings)  # "restore" is filled in when the block exits
             _measure(job, result)
-        result["status"] = "succeeded"
+        result.succeeded()
     except JobFailed as exc:
-        result["status"] = exc.status
-        result["error"] = {"kind": exc.kind, "message": exc.message}
+        result.failed(exc.kind, exc.message, exc.status)
     except power.PowerError as exc:
         # Sudo refused, nvpmodel failed, a mode that did not take: the message carries the remedy.
-        result["status"] = "failed"
-        result["error"] = {"kind": "infrastructure", "message": str(exc)}
+        result.failed("infrastructure", str(exc))
     except ValueError as exc:  # schema errors: the controller sent a bad job
-        result["status"] = "failed"
-        result["error"] = {"kind": "infrastructure", "message": str(exc)}
-    if "conditions" in result:
-        result["conditions"]["after"] = conditions.snapshot()
-        during = result["conditions"].get("during") or {}
-        result["throttled"] = bool(during.get("throttled") or result["conditions"]["before"]["throttled"]
-                                   or result["conditions"]["after"]["throttled"])
-    result["finished_at"] = time.time()
-    return result
+        result.failed("infrastructure", str(exc))
+    if result.has_conditions():
+        result.conditions_after(conditions.snapshot())
+    return result.finish(time.time())
 
 
 def _measure(job, result):
-    """Select the TPU, load the model, time it with the power sampler running; fills ``result``."""
-    tpu = None
-    if job["delegate"] == "edgetpu":
-        tpu = select_tpu(job["edgetpu"])
-        result["edgetpu"] = tpu
-    interpreter, init_ns, runtime = _make_interpreter(job, tpu)
-    result["runtime"] = runtime
-    _fill_inputs(interpreter, seed=random.Random(job["job_id"]).randint(0, 2 ** 31 - 1))
-    with conditions.PowerSampler(cpu_bound=job["delegate"] == "cpu") as sampler:
-        timing = time_invokes(interpreter, job["timing"])
-    result["conditions"]["during"] = sampler.summary(inferences=len(timing["samples_ns"]),
-                                                     seconds=timing["timed_seconds"])
-    timing["init_ms"] = init_ns / 1e6
-    result["timing"] = timing
+    """Choose the device, load the model, time it with the power sampler running; fills ``result``."""
+    backend = backends.for_job(job)
+    try:
+        result.devices(backend.select_device())
+        init_ns = backend.load(job["model"]["path"])
+        result.backend(backend.describe())
+        backend.prepare_inputs(seed=random.Random(job["job_id"]).randint(0, 2 ** 31 - 1))
+        with conditions.PowerSampler(cpu_bound=job["delegate"] == "cpu") as sampler:
+            timing = time_invokes(backend.invoker(), job["timing"], backend.invoke_errors)
+        result.conditions_during(sampler.summary(inferences=len(timing["samples_ns"]),
+                                                 seconds=timing["timed_seconds"]))
+        result.timing(timing, init_ns)
+    finally:
+        backend.close()

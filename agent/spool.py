@@ -92,11 +92,11 @@ def _preload():
     if _preloaded:
         return
     _preloaded.append(True)
-    from . import runtime
+    from . import backends
 
     # A missing runtime is the job's to report (in its result), not the spool's.
     with contextlib.suppress(Exception):
-        runtime.load_runtime()
+        backends.preload()
 
 
 def _spawn(key, folder, log_path, document, lease):
@@ -492,6 +492,7 @@ def run_detached(key, folder=None, document=None, lease=None, renewer=None):
     the job starts without reading them back (``spool-run KEY`` reads both).
     """
     from .bench import run_job  # imported here: the serve process never loads the runtime
+    from .result_builder import with_spool_key
 
     check_key(key)
     if document is None:
@@ -506,8 +507,7 @@ def run_detached(key, folder=None, document=None, lease=None, renewer=None):
     renewer = renewer or _Renewer()
     renewer.begin(key, folder, max(0.2, lease / 3.0))
     try:
-        result = run_job(document.get("job"))
-        result["spool_key"] = key
+        result = with_spool_key(run_job(document.get("job")), key)
         atomic.write_json(_path(key, "result", folder),
                           {"key": key, "result": result, "finished_at": time.time()}, sync=False)
         renewer.stop()

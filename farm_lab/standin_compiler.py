@@ -1,22 +1,36 @@
 """A stand-in for edgetpu_compiler, for machines where the real one cannot run (it is x86-64 Linux only).
 
 It takes the real command line (``-o/--out_dir``, ``-n/--num_segments``, ``-s/--show_operations``,
-``-v/--version``, models to co-compile), decides per operation what maps with the same rules as
-``farm models check``, and writes what the real compiler writes: ``<name>_edgetpu.tflite`` (or
-``<name>_segment_K_of_N_edgetpu.tflite``), ``<name>_edgetpu.log`` with the ``Operator Count Status``
-table, and the console summary, in the newer ("remaining") or older ("available") wording
-depending on its version. The output model is a real TFLite file whose Edge TPU part is one
-``edgetpu-custom-op`` carrying the parameters (so it grows like a real compiled model); ops left
-on the CPU follow it with their type and wiring (not their options: the file is for the registry,
-not for running). Its version comes from ``FARM_STANDIN_COMPILER_VERSION`` (default 16.0.384591198),
-so tests can play a compiler update.
+``-d/--search_delegate``, ``-t/--timeout_sec``, ``-v/--version``, models to co-compile), decides per
+operation what maps with the same rules as ``farm models check``, and writes what the real compiler
+writes: ``<name>_edgetpu.tflite`` and ``<name>_edgetpu.log`` (a segment: ``<name>_segment_K_of_N_edgetpu``
+``.tflite``/``.log``), and the console summary of the version it plays
+(``FARM_STANDIN_COMPILER_VERSION``, default 16.0.384591198), as the published outputs of each show it:
+
+- 2.0: ``available`` printed before ``used``; 2.1 and later: ``used`` then ``remaining``.
+- 14 and later: the TPU/CPU operation counts; 16.0 omits them when every operation maps, and prints its
+  timeout timer (``-t``), ``Compilation child process completed within timeout period.`` and the outcome.
+- Co-compiling: ``Models compiled successfully`` and one block per model, ``remaining`` shared by the
+  group; a later model that does not fit what is left gets 0.00B on-chip, all its parameters off-chip.
+- ``--num_segments``: a banner and block per segment.
+- Nothing mappable: ``Number of Edge TPU subgraphs: 0`` and the model written back without a custom op.
+
+Failures the model cannot cause are played on demand through ``FARM_STANDIN_COMPILER_FAULT``:
+``large-activations:K`` (segment K fails after the ones before it), ``search:N`` (``-d`` fails N attempts
+before succeeding), ``internal``, ``crash`` (exit 139, no output), ``opcode`` (an op it cannot parse) and
+``truncated-log`` (an operation log missing its last row).
+The output model is a real TFLite file whose Edge TPU part is one ``edgetpu-custom-op`` carrying the
+parameters (so it grows like a real compiled model); ops left on the CPU follow it with their type and
+wiring (not their options: the file is for the registry, not for running).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +41,7 @@ from orchestrator.models.inspect import EDGETPU_CUSTOM_OP, ModelFormatError
 
 DEFAULT_VERSION = "16.0.384591198"
 VERSION_ENV = "FARM_STANDIN_COMPILER_VERSION"
+FAULT_ENV = "FARM_STANDIN_COMPILER_FAULT"
 ON_CHIP_BYTES = int(7.0 * 1024 ** 2)  # what a USB accelerator offers for caching parameters (SEEDS §2: 6.9-7.6)
 _BUILTIN_CUSTOM = 32
 _DTYPES = {0: np.float32, 2: np.int32, 3: np.uint8, 4: np.int64, 9: np.int8}  # TensorType -> numpy
@@ -36,11 +51,12 @@ def version() -> str:
     return os.environ.get(VERSION_ENV) or DEFAULT_VERSION
 
 
-def _new_era(text: str) -> bool:
+def _version_at_least(text: str, wanted: tuple[int, int]) -> bool:
     try:
-        return int(text.split(".")[0]) >= 15
+        parts = tuple(int(p) for p in text.split(".")[:2])
     except ValueError:
         return True
+    return parts + (0,) * (2 - len(parts)) >= wanted
 
 
 def mib(value: int) -> str:
@@ -101,8 +117,10 @@ def _copy_tensor(graph: GraphBuilder, source: _Source, index: int, mapping: dict
     return mapping[index]
 
 
-def compile_one(data: bytes, name: str, segments: int, cache_left: int) -> list[tuple[str, bytes, dict]]:
-    """The output files of one input model: [(file name, bytes, summary numbers)]."""
+def compile_one(data: bytes, name: str, segments: int, cache_left: int, later_model: bool = False,
+                group_token: bytes = b"") -> list[tuple[str, bytes, dict]]:
+    """The output files of one input model: [(file name, bytes, summary numbers)]. A later model of a
+    co-compile caches its parameters only if they all fit in what the earlier ones left."""
     report = check_model(data)
     source = _Source(data)
     mapped = [v.index for v in report.ops if v.status == MAPPED]
@@ -121,9 +139,21 @@ def compile_one(data: bytes, name: str, segments: int, cache_left: int) -> list[
         needed_later = {t for i in later for t in source.op_io(i)[0]}
         graph_outputs = {int(source.graph.Outputs(k)) for k in range(source.graph.OutputsLength())}
         exits = sorted(t for t in produced if t in needed_later or t in graph_outputs or t not in consumed_inside)
-        ins = [_copy_tensor(graph, source, t, mapping, False) for t in entry]
-        outs = [_copy_tensor(graph, source, t, mapping, False) for t in exits]
-        graph.custom_op(EDGETPU_CUSTOM_OP, ins, outs, parameters or b"\0")
+        fits = len(parameters) <= cache_left
+        used = (len(parameters) if fits else 0) if later_model else min(len(parameters), max(0, cache_left))
+        cache_left -= used
+        if part:
+            ins = [_copy_tensor(graph, source, t, mapping, False) for t in entry]
+            outs = [_copy_tensor(graph, source, t, mapping, False) for t in exits]
+            # How much sits on-chip, and a co-compile's shared caching token, are compiled into the model:
+            # the same source co-compiled and compiled alone gives two different files.
+            graph.custom_op(EDGETPU_CUSTOM_OP, ins, outs, group_token + used.to_bytes(8, "little") + parameters)
+        else:  # nothing maps: 0 Edge TPU subgraphs, the model written back with its ops as they were
+            ins = [_copy_tensor(graph, source, int(source.graph.Inputs(k)), mapping, False)
+                   for k in range(source.graph.InputsLength())]
+            outs = []
+        last = number == len(parts) - 1
+        cpu_side = [v for v in report.ops if v.status != MAPPED]
         if segments == 1:
             for index in later:
                 if index < (part[0] if part else 0):
@@ -138,14 +168,15 @@ def compile_one(data: bytes, name: str, segments: int, cache_left: int) -> list[
                     graph.op(builtin, new_in, new_out)
         final_outputs = [mapping[t] for t in sorted(graph_outputs) if t in mapping] or outs
         out_bytes = graph.finish(ins, final_outputs)
-        used = min(len(parameters), max(0, cache_left))
-        cache_left -= used
         suffix = f"_segment_{number}_of_{segments}" if segments > 1 else ""
+        # A segment's table lists its own ops; the ops left to the CPU go with the last segment.
+        rows = [v for v in report.ops if v.index in members] + (cpu_side if last else [])
+        table = sorted(Counter((v.op, v.status) for v in rows).items())
         results.append((f"{name}{suffix}_edgetpu.tflite", out_bytes, {
-            "input": f"{name}{suffix}.tflite", "input_size": len(data), "used": used,
-            "off_chip": len(parameters) - used, "remaining": max(0, cache_left),
-            "tpu_ops": len(part), "cpu_ops": len(report.ops) - len(mapped) if segments == 1 else 0,
-            "table": report.table(), "log": f"{name}_edgetpu.log"}))
+            "input": f"{name}{suffix}.tflite" if segments > 1 else f"{name}.tflite", "input_size": len(data),
+            "used": used, "off_chip": len(parameters) - used, "remaining": max(0, cache_left),
+            "tpu_ops": len(part), "cpu_ops": len(cpu_side) if last else 0, "subgraphs": 1 if part else 0,
+            "table": [(op, n, status) for (op, status), n in table], "log": f"{name}{suffix}_edgetpu.log"}))
     return results
 
 
@@ -157,6 +188,11 @@ def _table(rows: list[tuple[str, int, str]]) -> list[str]:
     return lines
 
 
+def _fault() -> tuple[str, int]:
+    kind, _, number = (os.environ.get(FAULT_ENV) or "").partition(":")
+    return kind, int(number) if number.isdigit() else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="edgetpu_compiler", add_help=True)
     parser.add_argument("models", nargs="*")
@@ -166,12 +202,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-v", "--version", action="store_true")
     parser.add_argument("-m", "--min_runtime_version", default=None)
     parser.add_argument("-t", "--timeout_sec", type=int, default=180)
+    parser.add_argument("-d", "--search_delegate", action="store_true")
+    parser.add_argument("-k", "--delegate_search_step", type=int, default=1)
     parser.add_argument("-a", "--enable_multiple_subgraphs", action="store_true")
     args = parser.parse_args(argv)
     current = version()
+    fault, fault_at = _fault()
+    if fault == "crash":
+        return 139  # a segmentation fault: the real compiler dies before printing its banner
     if args.version:
         print(f"Edgetpu Compiler version {current}")  # what the real 16.0 prints for -v
         return 0
+    play = _Play(current, args)
     print(f"Edge TPU Compiler version {current}")
     if not args.models:
         print("No input model specified.", file=sys.stderr)
@@ -179,44 +221,101 @@ def main(argv: list[str] | None = None) -> int:
     if args.num_segments < 1:
         print("Invalid --num_segments: must be at least 1.", file=sys.stderr)
         return 1
+    if args.search_delegate and play.v16:
+        print(f"Searching for valid delegate with step {args.delegate_search_step}")
+    if fault == "search" and args.search_delegate:
+        for attempt in range(fault_at):
+            play.timer()
+            play.failed("ERROR: Restored original execution plan after delegate application failure.",
+                        "Compilation failed: Compilation failed due to large activation tensors in model.")
+            print(f"Intermediate tensors: attempt{attempt}/tensor_a, attempt{attempt}/tensor_b")
+    play.timer()
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     cache_left = ON_CHIP_BYTES
     outputs = []
-    for path in args.models:
+    for position, path in enumerate(args.models):
         try:
             data = Path(path).read_bytes()
             report = check_model(data)
         except (OSError, ModelFormatError) as exc:
-            print(f"\nInvalid model: {path}\n{exc}\nCompilation failed!")
-            return 1
+            return play.failed(f"\nInvalid model: {path}", str(exc), "Model could not be parsed")
+        if fault == "opcode":
+            return play.failed("ERROR: Didn't find op for builtin opcode 'CONV_2D' version '6'",
+                               "ERROR: Registration failed.", f"\nInvalid model: {path}", "Model could not be parsed")
+        if fault == "internal":
+            return play.failed("Internal compiler error. Aborting!")
         if not report.quantized and not report.tpu_ops:
-            print(f"\nInvalid model: {path}\nModel not quantized\nCompilation failed!")
-            return 1
+            return play.failed(f"\nInvalid model: {path}", "Model not quantized")
         if report.already_compiled:
-            print(f"\nInvalid model: {path}\nModel is already compiled for the Edge TPU\nCompilation failed!")
-            return 1
+            return play.failed(f"\nInvalid model: {path}", "Model is already compiled for the Edge TPU")
         name = Path(path).name.removesuffix(".tflite")
-        for file_name, content, numbers in compile_one(data, name, args.num_segments, cache_left):
+        token = hashlib.sha256("\n".join(args.models).encode()).digest()[:8] if len(args.models) > 1 else b""
+        for file_name, content, numbers in compile_one(data, name, args.num_segments, cache_left, position > 0,
+                                                       token):
+            segment = len([o for o in outputs if o[2]["model"] == name])
+            if fault == "large-activations" and args.num_segments > 1 and segment == fault_at:
+                return play.failed("ERROR: Restored original execution plan after delegate application failure.",
+                                   "Compilation failed: Compilation failed due to large activation tensors in model.")
             cache_left = numbers["remaining"]
+            numbers["model"] = name
             (out_dir / file_name).write_bytes(content)
+            log = [f"Edge TPU Compiler version {current}", f"Input: {path}", f"Output: {out_dir / file_name}", "",
+                   *_table(numbers["table"]), ""]
+            if fault == "truncated-log":  # a log cut short, as a full disk or an interrupted copy leaves it
+                log = log[:-2]
+            (out_dir / numbers["log"]).write_text("\n".join(log))
             outputs.append((file_name, content, numbers))
-        log = [f"Edge TPU Compiler version {current}", f"Input: {path}",
-               f"Output: {out_dir / (name + '_edgetpu.tflite')}", "", *_table(report.table()), ""]
-        (out_dir / f"{name}_edgetpu.log").write_text("\n".join(log))
-    new = _new_era(current)
-    print(f"\nModel compiled successfully in {12 + 3 * len(outputs)} ms.")
-    for file_name, content, numbers in outputs:
+            if args.num_segments > 1:  # each segment is compiled on its own, with its own banner and block
+                play.block(out_dir, file_name, content, numbers, numbers["remaining"], single=True)
+    if args.num_segments == 1:
+        co_compiled = len(args.models) > 1
+        print(f"\nModel{'s' if co_compiled else ''} compiled successfully in {12 + 3 * len(outputs)} ms.")
+        for file_name, content, numbers in outputs:
+            # Co-compiled models share the cache: each block shows what the group leaves, once it is placed.
+            play.block(out_dir, file_name, content, numbers, cache_left, single=False)
+    return play.succeeded()
+
+
+class _Play:
+    """What the version being played prints, where versions differ."""
+
+    def __init__(self, current: str, args: argparse.Namespace) -> None:
+        self.args = args
+        self.v16 = _version_at_least(current, (16, 0))
+        self.remaining_era = _version_at_least(current, (2, 1))
+        self.counts = _version_at_least(current, (14, 0))
+
+    def timer(self) -> None:
+        if self.v16:
+            print(f"Started a compilation timeout timer of {self.args.timeout_sec} seconds.")
+
+    def failed(self, *lines: str) -> int:
+        print("\n".join(lines))
+        if self.v16:
+            print("Compilation child process completed within timeout period.")
+        print("Compilation failed!")
+        return 1
+
+    def succeeded(self) -> int:
+        if self.v16:
+            print("Compilation child process completed within timeout period.\nCompilation succeeded!")
+        return 0
+
+    def block(self, out_dir: Path, file_name: str, content: bytes, numbers: dict, remaining: int,
+              single: bool) -> None:
+        if single:
+            print(f"\nModel compiled successfully in {12 + numbers['tpu_ops']} ms.")
         print(f"\nInput model: {numbers['input']}\nInput size: {mib(numbers['input_size'])}\n"
               f"Output model: {out_dir / file_name}\nOutput size: {mib(len(content))}")
-        print(f"On-chip memory used for caching model parameters: {mib(numbers['used'])}")
-        if new:
-            print(f"On-chip memory remaining for caching model parameters: {mib(numbers['remaining'])}")
+        if self.remaining_era:
+            print(f"On-chip memory used for caching model parameters: {mib(numbers['used'])}")
+            print(f"On-chip memory remaining for caching model parameters: {mib(remaining)}")
         else:
-            print(f"On-chip memory available for caching model parameters: "
-                  f"{mib(numbers['used'] + numbers['remaining'])}")
+            print(f"On-chip memory available for caching model parameters: {mib(numbers['used'] + remaining)}")
+            print(f"On-chip memory used for caching model parameters: {mib(numbers['used'])}")
         print(f"Off-chip memory used for streaming uncached model parameters: {mib(numbers['off_chip'])}")
-        print("Number of Edge TPU subgraphs: 1")
+        print(f"Number of Edge TPU subgraphs: {numbers['subgraphs']}")
         print(f"Total number of operations: {numbers['tpu_ops'] + numbers['cpu_ops']}")
         print(f"Operation log: {out_dir / numbers['log']}")
         if numbers["cpu_ops"]:
@@ -224,16 +323,13 @@ def main(argv: list[str] | None = None) -> int:
                   "percentage of the model will instead run on the CPU, which is slower. If possible, consider "
                   "updating your model to use only operations supported by the Edge TPU. For details, visit "
                   "g.co/coral/model-reqs.")
-        if new:
+        if self.counts and not (self.v16 and numbers["cpu_ops"] == 0):  # 16.0 omits them when all map
             print(f"Number of operations that will run on Edge TPU: {numbers['tpu_ops']}")
             print(f"Number of operations that will run on CPU: {numbers['cpu_ops']}")
-        if args.show_operations:
+        if self.args.show_operations:
             print("\n" + "\n".join(_table(numbers["table"])))
         else:
             print("See the operation log file for individual operation details.")
-    if new:
-        print("Compilation child process completed within timeout period.\nCompilation succeeded!")
-    return 0
 
 
 if __name__ == "__main__":

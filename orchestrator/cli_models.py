@@ -64,10 +64,19 @@ def models_list(db: DbOption = None) -> None:
         inputs = ", ".join(f"{t['dtype']}{t['shape']}" for t in row.inputs)
         gop = f"{row.ops_per_inference / 1e9:.3f}" if row.ops_per_inference is not None else "?"
         source = row.source if row.source_model_id is None else \
-            f"compiled from {by_id.get(row.source_model_id, row.source_model_id)} ({row.compiler_version})"
+            f"compiled from {by_id.get(row.source_model_id, row.source_model_id)} " \
+            f"({row.compiler_version or 'published'})"
+        if row.needs_edgetpu and row.source_model_id is None:
+            source += " (unlinked twin)"
         table.add_row(row.name, row.family, source, row.sha256[:16], f"{row.size_bytes:,}", inputs, gop,
-                      "yes" if row.needs_edgetpu else "")
+                      _edgetpu_cell(row))
     console.print(table if rows else "No models registered: try `farm models build --family mobilenet_v2`.")
+
+
+def _edgetpu_cell(row: Any) -> str:
+    if ((row.compile_report or {}).get("summary") or {}).get("subgraphs") == 0:
+        return "none: 0 subgraphs"  # compiled, yet every op runs on the CPU: its results measure the CPU
+    return "yes" if row.needs_edgetpu else ""
 
 
 @models_app.command("build")
@@ -131,21 +140,38 @@ def _numbers(option: str, text: str) -> list[int]:
 def models_add(
     path: Annotated[Path, typer.Argument(help="A .tflite file")],
     name: Annotated[str | None, typer.Option("--name", help="Name to register it under \\[default: file stem]")] = None,
+    source: Annotated[str | None, typer.Option(
+        "--source", help="For a compiled (_edgetpu) file: the model it was compiled from, a registered name or a "
+                         ".tflite file \\[default: the registered model its name points at]")] = None,
     db: DbOption = None,
 ) -> None:
-    """Register your own .tflite file.
+    """Register your own .tflite file. An Edge TPU file (Coral's <name>_edgetpu.tflite) links to its source
+    model, so it carries the source's operations per inference; a source links its twins added before it.
 
     Example: farm models add ./mobilenet_v2_1.0_224_quant.tflite --name mobilenet_v2
+             farm models add ./mobilenet_v2_1.0_224_quant_edgetpu.tflite --source mobilenet_v2
     """
-    from .models import registry
+    from .models import registry, twins
+    from .store.schema import ModelRow
 
     store = _open(db)
     try:
-        row, created = registry.add_file(store, path, name=name)
+        row, created = registry.add_file(store, path, name=name, source=source)
+        with store.session() as session:
+            origin = session.get(ModelRow, row.source_model_id) if row.source_model_id is not None else None
+        linked = [] if row.needs_edgetpu else twins.twins_of(store, row)
     finally:
         store.close()
     console.print(f"{'registered' if created else 'already registered'}: {row.name} ({row.sha256[:16]}, "
                   f"{row.size_bytes:,} bytes{', Edge TPU' if row.needs_edgetpu else ''})")
+    if origin is not None:
+        gop = f"{row.ops_per_inference / 1e9:.3f} GOP" if row.ops_per_inference is not None else "? GOP"
+        console.print(f"twin of {origin.name}: carries its {gop} per inference")
+    elif row.needs_edgetpu:
+        console.print("[yellow]unlinked twin:[/yellow] no registered source model; its GOPS stay empty until "
+                      "its source is added (or add it with --source NAME|FILE)")
+    for twin in linked:
+        console.print(f"linked twin: {twin.name}")
 
 
 @models_app.command("show")
@@ -169,6 +195,7 @@ def models_show(
     facts = [("name", row.name), ("sha256", row.sha256), ("family", row.family),
              ("source", row.source + (f" from {source.name} ({source.sha256[:16]})" if source else "")),
              ("compiler", row.compiler_version or ""), ("parameters", _params(row.params)),
+             *_twin_facts(row, source),
              ("size", f"{row.size_bytes:,} bytes ({_size(row.size_bytes)})"), ("file", row.path),
              ("needs Edge TPU", "yes" if row.needs_edgetpu else "no"),
              ("ops/inference", f"{row.ops_per_inference:,} ({row.ops_per_inference / 1e9:.3f} GOP; "
@@ -197,6 +224,26 @@ def models_show(
         _print_compile_report(row.compile_report)
 
 
+def _twin_facts(row: Any, source: Any) -> list[tuple[str, str]]:
+    if not row.needs_edgetpu:
+        return []
+    twin = (row.params or {}).get("twin") or {}
+    kind = twin.get("kind") or ("segment" if (row.compile_report or {}).get("segment") is not None else "compiled")
+    if kind == "segment":
+        kind = f"segment {twin.get('segment', (row.compile_report or {}).get('segment'))} of " \
+               f"{twin.get('num_segments', (row.compile_report or {}).get('num_segments'))}"
+    elif kind == "co-compiled":
+        kind += " with " + ", ".join(twin.get("co_compiled_with") or [])
+    if source is None:
+        unlinked = f"{kind}; unlinked: no source model registered, so its operations per inference and GOPS " \
+            "are left empty"
+        return [("Edge TPU twin", unlinked)]
+    if kind.startswith("segment"):
+        return [("Edge TPU twin", (f"{kind} of {source.name}; a segment's share of its operations is not known, "
+                                  "so it has no GOPS"))]
+    return [("Edge TPU twin", f"{kind}; of {source.name}, whose operations per inference it carries")]
+
+
 def _macs(counts: dict[str, Any] | None) -> float:
     """Multiply-adds of the layers papers count (their figure for MobileNet v1 is 569 M)."""
     by_op = (counts or {}).get("by_op") or {}
@@ -220,6 +267,11 @@ def _print_compile_report(report: dict[str, Any]) -> None:
             ("co-compiled with", ", ".join(report.get("co_compiled_with") or []) or "-"),
             ("segment", f"{report['segment']} of {report['num_segments']}" if report.get("segment") is not None
              else "-")]
+    group = report.get("co_compile_group")
+    if group:
+        shared = f"{_size(group['capacity_bytes'])} (every model's used + {_size(group['remaining_bytes'])} remaining)"
+        rows.append(("co-compiled group cache", shared))
+    rows.extend(("warning", warning) for warning in report.get("warnings") or [])
     for key, value in rows:
         table.add_row(key, str(value))
     console.print(table)
@@ -243,10 +295,12 @@ def models_check(
     Example: farm models check mobilenet_v2-s224
              farm models check ./keras_lstm_mnist_ptq.tflite
     """
+    from .models import twins
     from .models.edgetpu_check import MAPPED, check_model
     from .models.inspect import ModelFormatError
 
     path = Path(name)
+    compiled: list[Any] = []
     if name.endswith(".tflite") or path.exists():
         label = str(path)
         try:
@@ -257,6 +311,7 @@ def models_check(
         store = _open(db)
         try:
             row = _one(store, name)
+            compiled = [t for t in twins.twins_of(store, row) if not twins.is_segment(t)]
         finally:
             store.close()
         label, data = row.name, Path(row.path).read_bytes()
@@ -272,8 +327,17 @@ def models_check(
     console.print(table)
     for problem in report.problems:
         console.print(f"[red]problem:[/red] {problem}")
+    if report.ended_by is not None:
+        first = report.ops[report.ended_by]
+        console.print(f"The Edge TPU subgraph ends at {first.label}: {first.status}"
+                      f"{f' ({first.detail})' if first.detail else ''}; it and everything that depends on it run "
+                      "on the CPU.")
     for op, count, reason in report.fallbacks():
         console.print(f"CPU: {op} ×{count}: {reason}")
+    for caution in report.cautions:
+        console.print(f"[yellow]caution:[/yellow] {caution}")
+    for twin in compiled:
+        _print_twin_comparison(report, twin)
     if report.compatible:
         console.print(f"All {report.tpu_ops} operations map to the Edge TPU.")
         return
@@ -282,13 +346,38 @@ def models_check(
     raise typer.Exit(1)
 
 
+def _print_twin_comparison(report: Any, twin: Any) -> None:
+    from .models import twins
+
+    actual = twins.cpu_ops_of(twin)
+    if actual is None:
+        console.print(f"twin {twin.name}: what it runs on the CPU is not recorded, so it cannot be compared")
+        return
+    rows = twins.compare_with_twin(report.tpu_by_op(), report.cpu_by_op(), actual)
+    table = Table(title=f"Predicted vs compiled twin {twin.name} ({twin.compiler_version or 'published'})")
+    for column in ("Operator", "TPU predicted", "TPU actual", "CPU predicted", "CPU actual", ""):
+        table.add_column(column, justify="left" if column == "Operator" else "right")
+    for row in rows:
+        table.add_row(row["op"], str(row["predicted_tpu"]), str(row["actual_tpu"]), str(row["predicted_cpu"]),
+                      str(row["actual_cpu"]), "" if row["agrees"] else "[red]differs[/red]")
+    console.print(table)
+    differing = [row["op"] for row in rows if not row["agrees"]]
+    if differing:
+        console.print(f"The prediction differs from {twin.name} for {', '.join(differing)}.")
+    else:
+        console.print(f"The prediction matches {twin.name}: {sum(actual.values())} operations on the CPU.")
+
+
 @models_app.command("compile")
 def models_compile(
     names: Annotated[list[str], typer.Argument(help="Models to co-compile (names or sha256 prefixes)")],
-    compiler: Annotated[str | None, typer.Option("--compiler", help="edgetpu_compiler to run "
-                                                 "\\[default: $FARM_EDGETPU_COMPILER, else PATH]")] = None,
+    compiler: Annotated[list[str] | None, typer.Option(
+        "--compiler", help="edgetpu_compiler to run; repeat it to compile with several versions side by side "
+                           "\\[default: $FARM_EDGETPU_COMPILER, else PATH]")] = None,
     num_segments: Annotated[int, typer.Option("--num-segments", "-n",
                                               help="Split each model for an N-TPU pipeline")] = 1,
+    search_delegate: Annotated[bool, typer.Option(
+        "--search-delegate", help="Let the compiler search for a delegate that compiles (its -d)")] = False,
     db: DbOption = None,
 ) -> None:
     """Compile models for the Edge TPU on this machine and register each result, linked to its source and
@@ -296,6 +385,8 @@ def models_compile(
 
     Example: farm models compile mobilenet_v2-s224 --compiler /usr/bin/edgetpu_compiler
              farm models compile mobilenet_v1-s224 mobilenet_v2-s224 --num-segments 2
+             farm models compile mobilenet_v2-s224 --compiler ./compiler-15/edgetpu_compiler \\
+                 --compiler ./compiler-16/edgetpu_compiler
     """
     import os
 
@@ -306,20 +397,33 @@ def models_compile(
         sources = [_one(store, name) for name in names]
         if len({s.id for s in sources}) != len(sources):
             raise FarmError("a model is named twice: each model can be co-compiled once")
-        results = compile_models(store, sources, compiler=compiler or os.environ.get("FARM_EDGETPU_COMPILER"),
-                                 num_segments=num_segments)
+        chosen = compiler or [os.environ.get("FARM_EDGETPU_COMPILER")]  # type: ignore[list-item]
+        results = compile_models(store, sources, compiler=chosen, num_segments=num_segments,
+                                 search_delegate=search_delegate)
     finally:
         store.close()
-    table = Table(title=f"Edge TPU compiler {results[0].report['compiler_version']}" if results else None)
-    for column in ("model", "from", "size", "on-chip used", "off-chip used", "TPU ops", "CPU ops", ""):
+    versions = sorted({r.report["compiler_version"] for r in results})
+    table = Table(title=f"Edge TPU compiler {', '.join(versions)}" if results else None)
+    for column in ("model", "from", "compiler", "size", "on-chip used", "off-chip used", "TPU ops", "CPU ops", ""):
         table.add_column(column)
     for result in results:
         summary = result.report.get("summary") or {}
-        table.add_row(result.row.name, result.source.name, _size(result.row.size_bytes),
-                      _size(summary.get("on_chip_used_bytes")), _size(summary.get("off_chip_used_bytes")),
-                      str(summary.get("tpu_ops")), str(summary.get("cpu_ops")),
-                      "new" if result.created else "already registered")
+        table.add_row(result.row.name, result.source.name, result.report["compiler_version"],
+                      _size(result.row.size_bytes), _size(summary.get("on_chip_used_bytes")),
+                      _size(summary.get("off_chip_used_bytes")), str(summary.get("tpu_ops")),
+                      str(summary.get("cpu_ops")), "new" if result.created else "already registered")
     console.print(table)
+    shown: set[str] = set()
+    for result in results:
+        group = result.report.get("co_compile_group")
+        if group and f"{group['id']}{result.report['compiler_version']}" not in shown:
+            shown.add(f"{group['id']}{result.report['compiler_version']}")
+            console.print(f"co-compiled group {group['id']}: {_size(group['capacity_bytes'])} on-chip cache "
+                          f"shared, {_size(group['remaining_bytes'])} of it left free")
+        for warning in result.report.get("warnings") or []:
+            console.print(f"[yellow]warning:[/yellow] {warning}; results measured on {result.row.name} are flagged")
+        if result.report.get("log_check") and result.report["log_check"] != "no operation log":
+            console.print(f"[yellow]warning:[/yellow] {result.row.name}: {result.report['log_check']}")
 
 
 def toolchain(

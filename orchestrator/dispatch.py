@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent.schema import SchemaError, validate_result
+from agent.schema import SchemaError, read_result
 
 from .agent_client import AgentSession
 from .errors import FarmError, TransportError
@@ -356,35 +356,35 @@ class Lane:
     def _finished(self, spool: SpoolClient, job: LaneJob, key: str, attempt: int,
                   result: Any) -> tuple[str, str] | None:
         try:
-            result = validate_result(result)
+            view = read_result(result)
         except SchemaError as exc:
             spool.ack([key])
             return self._retry(job, Retry("agent-error", f"agent sent a malformed result: {exc}"))
-        if result.get("spool_key") not in (None, key) or str(result.get("job_id")) != job.doc["job_id"]:
+        if view.spool_key not in (None, key) or view.job_id != job.doc["job_id"]:
             spool.ack([key])
             return self._retry(job, Retry("agent-error", f"{key} holds the result of another job "
-                                                         f"({result.get('job_id')})"))
-        if result["status"] == "succeeded":
+                                                         f"({view.job_id})"))
+        if view.succeeded:
             facts_id, python = self.link.facts_id, self._python()
 
             def store() -> None:
                 self.writer.write("ingest", job_id=job.job_id, attempt=attempt, spool_key=key,
-                                  facts_id=facts_id, python_version=python, result=result)
+                                  facts_id=facts_id, python_version=python, result=view.doc)
                 spool.ack_later(key)  # only now: the result is in the database or the fsynced journal
                 if self._streak:
                     self.writer.write("host_ok", host_id=self.link.host_id)
                     self._streak = False
 
             self._after_start.append(store)
-            return "succeeded", f"median {result['timing']['summary']['median_ms']:.2f} ms"
-        error = result["error"]
-        failure = classify_agent_error(error["kind"], error["message"])
-        if result["status"] == "skipped":
-            outcome = self._final(job, "skipped", failure, error["message"])
-        elif error["kind"] == "infrastructure":
-            outcome = self._retry(job, Retry(failure, error["message"]))
+            return "succeeded", f"median {view.median_ms:.2f} ms"
+        kind, message = view.error_kind or "", view.error_message or ""
+        failure = classify_agent_error(kind, message)
+        if view.status == "skipped":
+            outcome = self._final(job, "skipped", failure, message)
+        elif kind == "infrastructure":
+            outcome = self._retry(job, Retry(failure, message))
         else:
-            outcome = self._final(job, "failed", failure, error["message"])
+            outcome = self._final(job, "failed", failure, message)
         spool.ack_later(key)  # after the store has what the result said
         return outcome
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import func, select
 
+from agent.result_reader import ResultView
+
 from .lifecycle import TERMINAL
 from .store.db import Store
 from .store.schema import HostRow, JobRow, ResultRow, SampleRow
@@ -72,7 +74,7 @@ def check_run(store: Store, run_id: int) -> RunIntegrity:
     for result in results:
         job = jobs[result.job_id]
         expected = (job.job_doc or {}).get("job_id")
-        named = (result.detail or {}).get("job_id")
+        named = ResultView(result.detail or {}).job_id
         key_ok = result.spool_key is None or expected is None or result.spool_key.startswith(f"{expected}.")
         if (expected is not None and named != expected) or not key_ok:
             report.misattributed.append(result.id)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import itertools
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from agent.result_reader import ResultView
+
 if TYPE_CHECKING:
     from .inventory import Host
     from .matrix import Cell
@@ -78,21 +80,21 @@ def mode_switches(modes: list[str | None]) -> int:
     return sum(1 for before, after in itertools.pairwise(modes) if after is not None and after != before)
 
 
-def measured_columns(result: dict[str, Any]) -> dict[str, Any]:
-    """The result table's measured-settings columns from an agent result document."""
-    measured = (result.get("power") or {}).get("measured") or {}
+def measured_columns(result: dict[str, Any] | ResultView) -> dict[str, Any]:
+    """The result table's measured-settings columns from an agent result document (or a view of one)."""
+    view = result if isinstance(result, ResultView) else ResultView(result)
+    measured = view.power_measured
     mode = None
     if measured.get("nvpmodel") is not None:
         mode = f"{measured.get('name')} (nvpmodel {measured['nvpmodel']})"
     elif measured.get("name"):
         mode = str(measured["name"])
-    during = (result.get("conditions") or {}).get("during") or {}
     return {
         "power_mode_measured": mode[:64] if mode else None,
-        "usb_speed_measured": (result.get("edgetpu") or {}).get("speed"),
-        "throttled": result.get("throttled"),
-        "avg_power_w": during.get("average_w") if during.get("available") else None,
-        "energy_mj": during.get("energy_per_inference_mj") if during.get("available") else None,
+        "usb_speed_measured": view.usb_speed,
+        "throttled": view.throttled,
+        "avg_power_w": view.average_power_w,
+        "energy_mj": view.energy_per_inference_mj,
     }
 
 

@@ -2,10 +2,11 @@
 
 The rules are the Coral documentation's model requirements (SEEDS §5): 8-bit quantized tensors,
 sizes constant at compile time, constant parameters, at most three dimensions larger than one,
-and only the operations the compiler maps. Like the compiler, the check makes one Edge TPU
-partition: an operation that depends on something already sent back to the CPU stays on the CPU
-("More than one subgraph is not supported"), so an unsupported op early in a model costs far
-more than one at its end. The result reads like the compiler's ``Operator Count Status`` table.
+only the operations the compiler maps, and those within their documented limits (edgetpu_limits). Like the
+compiler, the check partitions the graph once: the first operation that cannot map ends the Edge
+TPU subgraph, and it and everything that depends on it run on the CPU, even operations the Edge
+TPU supports ("More than one subgraph is not supported"). So an unsupported op early in a model
+costs far more than one at its end. The result reads like the compiler's ``Operator Count Status``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from .edgetpu_limits import SIZE_DEPENDENT, describe_sizes, limit
 from .flatbuild import fb
 from .inspect import EDGETPU_CUSTOM_OP, ModelFormatError
 from .opcount import _op_name
@@ -52,6 +54,11 @@ class OpVerdict:
     op: str
     status: str
     detail: str = ""
+    depends_on: int | None = None  # the index of the CPU op that ended the Edge TPU subgraph above it
+
+    @property
+    def label(self) -> str:
+        return f"{self.op} #{self.index}"
 
     @property
     def on_tpu(self) -> bool:
@@ -64,6 +71,14 @@ class CheckReport:
     problems: list[str] = field(default_factory=list)  # model-wide reasons, worst first
     quantized: bool = True
     already_compiled: bool = False
+    cautions: list[str] = field(default_factory=list)  # mapped, but the documented limit gives no sizes
+    ended_by: int | None = None  # the first op the compiler cannot map: the Edge TPU subgraph ends there
+
+    def cpu_by_op(self) -> Counter[str]:
+        return Counter(verdict.op for verdict in self.ops if not verdict.on_tpu)
+
+    def tpu_by_op(self) -> Counter[str]:
+        return Counter(verdict.op for verdict in self.ops if verdict.on_tpu)
 
     @property
     def tpu_ops(self) -> int:
@@ -96,7 +111,8 @@ class CheckReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {"compatible": self.compatible, "quantized": self.quantized, "problems": self.problems,
-                "tpu_ops": self.tpu_ops, "cpu_ops": self.cpu_ops,
+                "tpu_ops": self.tpu_ops, "cpu_ops": self.cpu_ops, "cautions": self.cautions,
+                "ended_by": None if self.ended_by is None else self.ops[self.ended_by].label,
                 "operators": [{"op": op, "count": n, "status": s} for op, n, s in self.table()],
                 "fallbacks": [{"op": op, "count": n, "reason": r} for op, n, r in self.fallbacks()]}
 
@@ -143,8 +159,7 @@ def _check(model: Any) -> CheckReport:
                                "only the first can be compiled")
     g = _Graph(model, model.Subgraphs(0))
     graph = g.graph
-    started = False  # the Edge TPU partition has begun
-    cpu_tensors: set[int] = set()  # outputs of CPU ops after the partition began
+    cpu_roots: dict[int, int] = {}  # tensor -> the op that ended the Edge TPU subgraph above it
     quantized_compute = float_compute = 0
     for index in range(graph.OperatorsLength()):
         op = graph.Operators(index)
@@ -160,13 +175,24 @@ def _check(model: Any) -> CheckReport:
                 quantized_compute += 1
             elif "float32" in data_types or "float16" in data_types:
                 float_compute += 1
-        if status == MAPPED and started and any(t in cpu_tensors for t in inputs):
-            status, detail = MORE_THAN_ONE_SUBGRAPH, "it depends on an operation that already went to the CPU"
-        if status == MAPPED:
-            started = True
-        elif started:
-            cpu_tensors.update(outputs)
-        report.ops.append(OpVerdict(index, name, status, detail))
+        verdict = OpVerdict(index, name, status, detail)
+        upstream = [cpu_roots[t] for t in inputs if t in cpu_roots]
+        if upstream:
+            verdict.depends_on = min(upstream)
+            if status == MAPPED:
+                # Coral: the compiler partitions once, so a supported op after the CPU op stays there.
+                verdict.status, verdict.detail = MORE_THAN_ONE_SUBGRAPH, \
+                    f"depends on {report.ops[verdict.depends_on].label}"
+        elif status == MAPPED and name in SIZE_DEPENDENT:
+            report.cautions.append(f"{verdict.label} ({describe_sizes(g, inputs[:1], outputs[:1])}) is predicted to map, "
+                                   "but Coral documents that depending on input/output size it may stay on the "
+                                   "CPU, without giving the sizes")
+        if not verdict.on_tpu:
+            if report.ended_by is None:
+                report.ended_by = index
+            root = verdict.depends_on if verdict.depends_on is not None else index
+            cpu_roots.update((t, root) for t in outputs)
+        report.ops.append(verdict)
     if report.already_compiled:
         report.problems.insert(0, "the model is already compiled for the Edge TPU (it contains "
                                   f"'{EDGETPU_CUSTOM_OP}'); compile its source model instead")
@@ -209,6 +235,9 @@ def _verdict(g: _Graph, op: Any, name: str, inputs: list[int], outputs: list[int
         for tensor in parameters:
             if not g.constant(tensor):
                 return NON_CONSTANT, f"tensor '{g.name(tensor)}' is computed at run time"
+    limited = limit(g, op, name, inputs, outputs)
+    if limited is not None:
+        return limited
     options_name = _NO_FUSED_ACTIVATION.get(name)
     if options_name is not None and op.BuiltinOptions() is not None:
         table = op.BuiltinOptions()
@@ -217,3 +246,4 @@ def _verdict(g: _Graph, op: Any, name: str, inputs: list[int], outputs: list[int
         if options.FusedActivationFunction() != 0:
             return FUSED_ACTIVATION, ""
     return MAPPED, ""
+

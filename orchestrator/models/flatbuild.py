@@ -19,6 +19,7 @@ import numpy as np
 _MODULES = ("Buffer", "Model", "SubGraph", "Tensor", "Operator", "OperatorCode", "QuantizationParameters",
             "Conv2DOptions", "DepthwiseConv2DOptions", "FullyConnectedOptions", "Pool2DOptions", "PadOptions",
             "ReducerOptions", "ReshapeOptions", "AddOptions", "SoftmaxOptions", "ConcatenationOptions",
+            "StridedSliceOptions", "PackOptions", "ResizeBilinearOptions",
             "BuiltinOperator", "BuiltinOptions", "TensorType", "Padding", "ActivationFunctionType")
 fb = {name: importlib.import_module(f"tflite.{name}") for name in _MODULES}
 
@@ -81,7 +82,8 @@ class GraphBuilder:
         buffer = 0
         if data is not None:
             array = np.ascontiguousarray(data, dtype=_NUMPY_TYPES[dtype])
-            if tuple(array.shape) != tuple(shape):
+            # ascontiguousarray makes a scalar 1-D: a scalar's one value still fits shape ().
+            if tuple(array.shape) != tuple(shape) and not (tuple(shape) == () and array.shape == (1,)):
                 raise ValueError(f"tensor {name}: data shape {array.shape} is not {shape}")
             self.buffers.append(array.astype(array.dtype.newbyteorder("<")).tobytes())
             buffer = len(self.buffers) - 1

@@ -108,7 +108,8 @@ def register_bytes(store: Store, data: bytes, *, name: str, family: str, params:
         counted = op_counts if op_counts is not None else op_counts_of(data)
         row = ModelRow(sha256=sha, name=name, family=family, params=params, source=source, path=str(path),
                        size_bytes=len(data), inputs=info.inputs, outputs=info.outputs,
-                       ops_per_inference=None if counted is None else int(counted["total"]),
+                       ops_per_inference=None if counted is None or counted.get("total") is None
+                       else int(counted["total"]),
                        needs_edgetpu=info.needs_edgetpu, op_counts=counted, source_model_id=source_model_id,
                        compiler_version=compiler_version, compile_report=compile_report)
         session.add(row)
@@ -125,18 +126,65 @@ def _ensure_cached(path: Path, data: bytes) -> None:
     os.replace(temporary, path)
 
 
-def add_file(store: Store, path: Path, *, name: str | None = None, family: str = "imported") -> tuple[ModelRow, bool]:
+def add_file(store: Store, path: Path, *, name: str | None = None, family: str = "imported",
+             source: str | None = None) -> tuple[ModelRow, bool]:
+    """Register a user's file. A compiled one links to its source (``source``: a registered name or a
+    file to register first; else the model its Coral-style name points at); a source links the
+    compiled twins already registered under its name."""
+    from . import twins
+
+    data = _read(path)
     try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(str(path), "model file not found") from None
-    except OSError as exc:
-        raise InputError(str(path), f"cannot read model file: {exc.strerror}") from None
-    try:
-        return register_bytes(store, data, name=name or path.stem, family=family,
-                              params={"file": path.name}, source="imported")
+        info = inspect_model(data)
     except ModelFormatError as exc:
         raise InputError(str(path), str(exc)) from None
+    params: dict[str, Any] = {"file": path.name}
+    counts = None
+    if info.needs_edgetpu:
+        parsed = twins.parse_twin_name(path.stem)
+        if parsed is not None:
+            params["twin"] = parsed.as_dict()
+        counts = twins.unlink_counts(op_counts_of(data))
+    elif source is not None:
+        raise FarmError(f"{path.name} is not compiled for the Edge TPU: --source names the model a compiled "
+                        "file came from")
+    try:
+        row, created = register_bytes(store, data, name=name or path.stem, family=family, params=params,
+                                      source="imported", op_counts=counts)
+    except ModelFormatError as exc:
+        raise InputError(str(path), str(exc)) from None
+    if row.needs_edgetpu:
+        origin = _source_model(store, source) if source is not None else \
+            None if row.source_model_id is not None else twins.find_source_for(store, row)
+        if origin is not None and origin.id != row.source_model_id:
+            row = twins.link(store, row.id, origin.id)
+    else:
+        for waiting in twins.find_twins_waiting_for(store, row):
+            twins.link(store, waiting.id, row.id)
+    return row, created
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(str(path), "model file not found") from None
+    except IsADirectoryError:
+        raise InputError(str(path), "is a directory, not a model file") from None
+    except OSError as exc:
+        raise InputError(str(path), f"cannot read model file: {exc.strerror}") from None
+
+
+def _source_model(store: Store, source: str) -> ModelRow:
+    """``--source``: a registered model's name or sha256 prefix, or a .tflite file (registered here)."""
+    path = Path(source)
+    if source.endswith(".tflite") or path.is_file():
+        row, _ = add_file(store, path)
+    else:
+        [row] = find_models(store, [source])[:1]
+    if row.needs_edgetpu:
+        raise FarmError(f"--source {source} is itself compiled for the Edge TPU: name the model it was compiled from")
+    return row
 
 
 def build(store: Store, family_name: str, sweep_values: Iterable[int] | None, **overrides: Any

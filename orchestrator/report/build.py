@@ -7,8 +7,8 @@ from dataclasses import dataclass, field, replace
 import pandas as pd
 
 from ..store.db import Store
-from . import plots, tables
-from .data import Selection, load_results, model_rows
+from . import edgetpu, plots, tables
+from .data import ModelInfo, Selection, load_results, model_rows
 
 
 @dataclass
@@ -41,6 +41,9 @@ POWER = "Power modes"
 SPEEDUP = "Edge TPU speed-up over CPU"
 THROUGHPUT = "Achieved throughput"
 COMPILER = "Edge TPU compiler report"
+CO_COMPILED = "Co-compiled groups"
+SEGMENTS = "Operators per segment"
+COMPILER_CHANGES = "What a compiler upgrade changed"
 CONTEXT = "Hosts and toolchains"
 
 
@@ -76,10 +79,14 @@ def build_report(store: Store, selection: Selection, *, with_plots: bool = True)
     rate = tables.throughput(frame)
     if not rate.empty:
         add(Section(THROUGHPUT, "Operations per inference (multiply + add = 2) / median time.", {"": rate}))
-    compiled = tables.compiler_report(frame, model_rows(store, frame["model_sha256"].dropna().unique().tolist()))
+    models = model_rows(store, frame["model_sha256"].dropna().unique().tolist())
+    compiled = tables.compiler_report(frame, models)
     if not compiled.empty:
         add(Section(COMPILER, "From edgetpu_compiler's summary: model sizes, parameter memory on and off the chip, "
                     "operations mapped to the Edge TPU and left to the CPU.", {"": compiled}))
+    # Compile facts hold whether or not a cell ran: an Edge TPU cell skipped on a host without a TPU still
+    # names the compiled model the matrix asked for.
+    _add_edgetpu_sections(report, store, model_rows(store, every["model_sha256"].dropna().unique().tolist()))
     context = tables.hosts_and_toolchains(frame)
     if not context.empty:
         add(Section(CONTEXT, "What the results were measured with, as each host reported it (several values: the "
@@ -87,6 +94,26 @@ def build_report(store: Store, selection: Selection, *, with_plots: bool = True)
     if with_plots:
         report.plots = plots.latency_vs_layers(frame) + plots.thread_sweep_bars(frame)
     return report
+
+
+def _add_edgetpu_sections(report: Report, store: Store, models: dict[str, ModelInfo]) -> None:
+    groups = edgetpu.co_compile_groups(models)
+    if not groups.empty:
+        report.sections.append(Section(CO_COMPILED, "Models compiled together share the Edge TPU's parameter cache: "
+                                       "the cache is every model's used plus the remaining figure once.",
+                                       {"": groups}))
+    segments = edgetpu.segment_operators(models)
+    if segments:
+        report.sections.append(Section(SEGMENTS, "Each segment of a segmented compile, from its own operation log.",
+                                       segments))
+    changes = edgetpu.compiler_changes(store, models)
+    if not changes.empty:
+        report.sections.append(Section(COMPILER_CHANGES, "The same source compiled by each compiler version: "
+                                       "operations mapped and parameter memory, and the change from the version "
+                                       "before.", {"": changes}))
+    for name in edgetpu.nothing_on_tpu(models):
+        report.notes.append(f"Results on {name} ran with nothing on the Edge TPU: its compiler reported 0 Edge TPU "
+                            "subgraphs, so every operation ran on the CPU.")
 
 
 def _title(runs: list[int]) -> str:

@@ -13,6 +13,8 @@ from typing import Any
 from sqlalchemy import case, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from agent.result_reader import ResultView
+
 from ..lifecycle import TERMINAL, failure_class
 from ..power_usb import measured_columns
 from .db import Store
@@ -75,23 +77,13 @@ def ingest_result(store: Store, job_id: int, attempt: int, spool_key: str | None
     Idempotent on the job (and so on job + attempt): the check runs inside the
     transaction and the unique constraints catch a concurrent second writer.
     """
-    timing = result["timing"]
-    summary = timing["summary"]
-    samples = timing["samples_ns"]
-    detail = {**result, "timing": {k: v for k, v in timing.items() if k != "samples_ns"}}
-    runtime = result.get("runtime") or {}
+    view = ResultView(result)  # validated where it arrived (dispatch), before the journal kept it
+    samples = view.samples_ns
     with store.session() as session:
         if session.scalar(select(ResultRow.id).where(ResultRow.job_id == job_id)) is not None:
             return False
-        row = ResultRow(
-            job_id=job_id, attempt=attempt, spool_key=spool_key, facts_id=facts_id,
-            runtime_name=runtime.get("name"), runtime_version=runtime.get("version"),
-            python_version=python_version, init_ms=timing["init_ms"],
-            first_inference_ms=timing["first_inference_ms"], warmup_runs=timing["warmup_runs"],
-            count=summary["count"], mean_ms=summary["mean_ms"], median_ms=summary["median_ms"],
-            p90_ms=summary["p90_ms"], p99_ms=summary["p99_ms"], min_ms=summary["min_ms"],
-            max_ms=summary["max_ms"], std_ms=summary["std_ms"], detail=detail, **measured_columns(result),
-        )
+        row = ResultRow(job_id=job_id, attempt=attempt, spool_key=spool_key, facts_id=facts_id,
+                        python_version=python_version, **result_columns(view))
         session.add(row)
         try:
             session.flush()
@@ -110,6 +102,17 @@ def ingest_result(store: Store, job_id: int, attempt: int, spool_key: str | None
             session.rollback()
             return False
         return True
+
+
+def result_columns(view: ResultView) -> dict[str, Any]:
+    """The results row's columns read from a succeeded result: timings, what ran, what was measured."""
+    summary = view.summary
+    return dict(
+        runtime_name=view.runtime_name, runtime_version=view.runtime_version, init_ms=view.init_ms,
+        first_inference_ms=view.first_inference_ms, warmup_runs=view.warmup_runs, count=summary["count"],
+        mean_ms=summary["mean_ms"], median_ms=summary["median_ms"], p90_ms=summary["p90_ms"],
+        p99_ms=summary["p99_ms"], min_ms=summary["min_ms"], max_ms=summary["max_ms"], std_ms=summary["std_ms"],
+        detail=view.detail(), **measured_columns(view))
 
 
 def set_documents(store: Store, documents: dict[int, dict[str, Any]]) -> None:

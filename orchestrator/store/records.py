@@ -6,10 +6,12 @@ from typing import Any
 
 from sqlalchemy import insert, select
 
+from agent.result_reader import ResultView
+
 from .. import __version__
 from ..inventory import Host
-from ..power_usb import measured_columns
 from .db import Store
+from .jobs import result_columns
 from .schema import HostFactsRow, HostRow, JobRow, ResultRow, RunRow, SampleRow, utcnow
 
 
@@ -80,21 +82,10 @@ def mark_job(store: Store, job_id: int, status: str, *, reason: str | None = Non
 def store_result(store: Store, job_id: int, facts_id: int | None, python_version: str | None,
                  result: dict[str, Any]) -> int:
     """Store a succeeded result and its samples, and close the job, in one transaction."""
-    timing = result["timing"]
-    summary = timing["summary"]
-    samples = timing["samples_ns"]
-    detail = {**result, "timing": {k: v for k, v in timing.items() if k != "samples_ns"}}
-    runtime = result.get("runtime") or {}
+    view = ResultView(result)
+    samples = view.samples_ns
     with store.session() as session:
-        row = ResultRow(
-            job_id=job_id, facts_id=facts_id, runtime_name=runtime.get("name"),
-            runtime_version=runtime.get("version"), python_version=python_version,
-            init_ms=timing["init_ms"], first_inference_ms=timing["first_inference_ms"],
-            warmup_runs=timing["warmup_runs"], count=summary["count"], mean_ms=summary["mean_ms"],
-            median_ms=summary["median_ms"], p90_ms=summary["p90_ms"], p99_ms=summary["p99_ms"],
-            min_ms=summary["min_ms"], max_ms=summary["max_ms"], std_ms=summary["std_ms"], detail=detail,
-            **measured_columns(result),
-        )
+        row = ResultRow(job_id=job_id, facts_id=facts_id, python_version=python_version, **result_columns(view))
         session.add(row)
         session.flush()
         session.execute(insert(SampleRow), [

@@ -1,0 +1,48 @@
+"""Inference backends by name: the job's ``backend`` picks one, the timing loop in ``bench`` runs them all.
+
+A new runtime is one module with a ``Backend`` subclass, named in BACKENDS.
+Modules are imported when a job asks for them: ``facts`` imports the TFLite
+runtime finder from here, and the Edge TPU part of the TFLite backend
+imports ``facts`` back, so importing every backend up front would be a cycle.
+A backend's runtime itself is imported in ``load``/``preload`` (most hosts
+lack most runtimes).
+"""
+
+import importlib
+
+from .base import Backend, JobFailed, LoadOptions
+
+DEFAULT_BACKEND = "tflite"
+
+# name -> (module in this package, class)
+BACKENDS = {
+    "tflite": ("tflite", "TfliteBackend"),
+}
+
+__all__ = ["BACKENDS", "DEFAULT_BACKEND", "Backend", "JobFailed", "LoadOptions", "available", "for_job", "get",
+           "preload"]
+
+
+def get(name):
+    """The Backend class registered as ``name``; JobFailed (infrastructure) for a name this agent lacks."""
+    if name not in BACKENDS:
+        raise JobFailed("infrastructure", "this agent has no backend '{}'; it has {}".format(
+            name, ", ".join(sorted(BACKENDS))))
+    module_name, class_name = BACKENDS[name]
+    return getattr(importlib.import_module("." + module_name, __name__), class_name)
+
+
+def for_job(job):
+    """A backend instance for a validated job document (no ``backend`` field: tflite)."""
+    return get(job.get("backend") or DEFAULT_BACKEND)(LoadOptions.from_job(job))
+
+
+def available():
+    """{name: {"name", "version", "error"}} for every backend: what this host can run."""
+    return {name: get(name).available() for name in sorted(BACKENDS)}
+
+
+def preload():
+    """Import every backend's runtime once, so forked job processes find them loaded."""
+    for name in BACKENDS:
+        get(name).preload()
