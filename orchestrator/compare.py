@@ -1,6 +1,6 @@
 """Two sets of runs (or runs against their saved baselines) side by side, cell by cell.
 
-The verdict is the nightly job's (:func:`orchestrator.nightly.verdict.classify`): Mann-Whitney U on
+The verdict is the nightly job's (:func:`orchestrator.verdict.classify`): Mann-Whitney U on
 the pooled samples at a strict alpha, plus a minimum effect, plus the spread between trials. One
 side may be a single run; several runs per side (``12,13,14``) are treated as trials, which is what
 lets the spread between them raise the bar against slow machine drift.
@@ -8,14 +8,13 @@ lets the spread between them raise the bar against slow machine drift.
 
 from __future__ import annotations
 
-import statistics
 from dataclasses import dataclass
 
 from .errors import FarmError
-from .nightly.baseline import baselines
-from .nightly.cells import CellTrials, collect, runs_exist
-from .nightly.verdict import MIN_SAMPLES, classify
+from .results import CellTrials, collect_runs, missing_runs
+from .results.baselines import baselines
 from .store.db import Store
+from .verdict import MIN_SAMPLES, classify, median_of_trials
 
 
 @dataclass(frozen=True)
@@ -44,20 +43,15 @@ def parse_runs(text: str, what: str) -> list[int]:
 
 
 def _check_runs(store: Store, runs: list[int], what: str) -> None:
-    missing = sorted(set(runs) - set(runs_exist(store, runs)))
+    missing = missing_runs(store, runs)
     if missing:
         raise FarmError(f"{what}: no run {', '.join(map(str, missing))} in this database; see "
                         "`farm results --status all` for run ids")
 
 
-def _median(cell: CellTrials | None) -> float | None:
-    medians = [statistics.median(t) for t in (cell.trials if cell else []) if t]
-    return statistics.median(medians) if medians else None
-
-
 def _judge(label: str, key: str, a: CellTrials | None, b: CellTrials | None, min_effect: float,
            alpha: float) -> CellComparison:
-    a_ms, b_ms = _median(a), _median(b)
+    a_ms, b_ms = (median_of_trials(cell.trials) if cell else None for cell in (a, b))
     if a is None or b is None:
         state = "new" if a is None else "missing"
         return CellComparison(label, key, a_ms, b_ms, None, None, None, state,
@@ -77,7 +71,7 @@ def compare_runs(store: Store, a_runs: list[int], b_runs: list[int], *, min_effe
     """Every cell of A and B; B is judged against A (a ratio above 1 means B is slower)."""
     _check_runs(store, a_runs, "A")
     _check_runs(store, b_runs, "B")
-    a_cells, b_cells = collect(store, a_runs), collect(store, b_runs)
+    a_cells, b_cells = collect_runs(store, a_runs), collect_runs(store, b_runs)
     out = []
     for key in sorted(set(a_cells) | set(b_cells), key=lambda k: (b_cells.get(k) or a_cells[k]).label):
         a, b = a_cells.get(key), b_cells.get(key)
@@ -89,7 +83,7 @@ def compare_to_baselines(store: Store, runs: list[int], *, min_effect: float = 0
                          alpha: float = 0.002) -> list[CellComparison]:
     """Each cell of ``runs`` against its accepted baseline (``farm baseline show``); a cell without one is new."""
     _check_runs(store, runs, "RUN")
-    current = collect(store, runs)
+    current = collect_runs(store, runs)
     saved = baselines(store)
     by_runs: dict[tuple[int, ...], dict[str, CellTrials]] = {}
     out = []
@@ -100,7 +94,7 @@ def compare_to_baselines(store: Store, runs: list[int], *, min_effect: float = 0
             continue
         base_runs = tuple(row.run_ids or ())
         if base_runs not in by_runs:
-            by_runs[base_runs] = collect(store, list(base_runs))
+            by_runs[base_runs] = collect_runs(store, list(base_runs))
         out.append(_judge(current[key].label, key, by_runs[base_runs].get(key) or CellTrials(key, row.cell_key, ""),
                           current[key], min_effect, alpha))
     return out

@@ -13,8 +13,8 @@ from orchestrator.cli import app
 from orchestrator.compare import compare_runs, compare_to_baselines, parse_runs
 from orchestrator.errors import FarmError
 from orchestrator.inventory import Host
-from orchestrator.nightly.baseline import set_baselines
-from orchestrator.nightly.cells import collect
+from orchestrator.results import collect_runs
+from orchestrator.results.baselines import set_baselines
 from orchestrator.store import open_store, records
 from orchestrator.store.schema import ModelRow
 
@@ -109,7 +109,7 @@ def test_a_small_change_is_not_beyond_noise(two_runs) -> None:  # type: ignore[n
 
 def test_against_saved_baselines(two_runs) -> None:  # type: ignore[no-untyped-def]
     store, _, a, b = two_runs
-    set_baselines(store, list(collect(store, [a]).values()), "accepted")
+    set_baselines(store, list(collect_runs(store, [a]).values()), "accepted")
     rows = _by_label(compare_to_baselines(store, [b]))
     assert rows["conv_stack-l1 · cpu · 2 thr"].state == "regressed"
     assert rows["conv_stack-l1 · cpu · 1 thr"].state == "unchanged"
@@ -127,7 +127,7 @@ def test_cli(two_runs) -> None:  # type: ignore[no-untyped-def]
     result = runner.invoke(app, ["compare", str(a), str(b), "--db", store.url, "--format", "json"])
     states = sorted(row["state"] for row in json.loads(result.output))
     assert states == ["improved", "invalid", "new", "regressed", "unchanged"]
-    set_baselines(store, list(collect(store, [a]).values()), "accepted")
+    set_baselines(store, list(collect_runs(store, [a]).values()), "accepted")
     result = runner.invoke(app, ["compare", str(b), "--baseline", "--db", store.url, "--format", "csv"])
     assert result.exit_code == 0 and result.output.count(",regressed,") == 1 and ",new," in result.output
     for argv, words in ((["compare", str(a)], "name a second run B"), (["compare", "x", "2"], "not a run id"),

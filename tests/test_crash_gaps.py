@@ -15,7 +15,7 @@ import pytest
 from rich.console import Console
 from sqlalchemy import select
 
-from orchestrator.cli_resume import exit_code, resume_run
+from orchestrator.cli.resume import exit_code, resume_run
 from orchestrator.integrity import check_run
 from orchestrator.inventory import load_inventory
 from orchestrator.lifecycle import RetryPolicy

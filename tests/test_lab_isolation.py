@@ -101,7 +101,7 @@ def test_only_the_lab_command_names_the_lab_package() -> None:
             if any(name.split(".")[0] == "farm_lab" for name in names):
                 naming.append(path.relative_to(REPO).as_posix())
         assert "standins" not in path.read_text(), f"{path} locates a stand-in tool"
-    assert sorted(set(naming)) == ["orchestrator/lab_command.py"]
+    assert sorted(set(naming)) == ["orchestrator/cli/lab.py"]
 
 
 def test_farm_lab_without_the_lab_package_says_what_is_missing(tmp_path: Path) -> None:

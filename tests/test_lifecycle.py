@@ -142,7 +142,7 @@ def test_only_infrastructure_failures_are_retried_with_growing_backoff(monkeypat
 def test_farm_run_exit_codes_follow_the_jobs_and_the_journal() -> None:
     from collections import Counter
 
-    from orchestrator.cli_resume import exit_code
+    from orchestrator.cli.resume import exit_code
     from orchestrator.scheduler import RunOutcome
 
     assert exit_code(RunOutcome(1, Counter({"succeeded": 3, "skipped": 1}))) == 0

@@ -16,11 +16,11 @@ import pytest
 
 from orchestrator.errors import FarmError
 from orchestrator.nightly import schedule
-from orchestrator.nightly.cells import CellTrials
 from orchestrator.nightly.outputs import NotifyError, junit_xml, markdown, notify
 from orchestrator.nightly.runner import CellOutcome, NightlyOutcome
 from orchestrator.nightly.triggers import likely_causes, newest_compiles, recompile_for
-from orchestrator.nightly.verdict import Verdict, classify, detect_drift, pettitt
+from orchestrator.results import CellTrials
+from orchestrator.verdict import Verdict, classify, detect_drift, pettitt
 from tests.conftest import missing_service
 
 
@@ -253,7 +253,7 @@ def test_a_compiler_update_recompiles_what_the_old_one_compiled_keeping_lineage(
     from farm_lab import STANDIN_COMPILER as standin
     from orchestrator.models import registry
     from orchestrator.models.compiler import compile_models
-    from orchestrator.nightly.cells import lineage_sha
+    from orchestrator.results.trials import lineage_sha
     from orchestrator.store import open_store
 
     store = open_store(f"sqlite:///{tmp_path / 'farm.db'}")

@@ -185,8 +185,8 @@ def test_results_list_every_cell_and_filter_and_group_by_mode_and_speed(
     db = workspace["db"]
     stored = jobs(db)
     listed = json.loads(farm("results", "--status", "all", "--format", "json", "--db", db).stdout)
-    assert sorted(row["job"] for row in listed) == sorted(job.id for job, _, _ in stored)
-    by_job = {row["job"]: row for row in listed}
+    assert sorted(row["job_id"] for row in listed) == sorted(job.id for job, _, _ in stored)
+    by_job = {row["job_id"]: row for row in listed}
     for job, _, _ in stored:
         row = by_job[job.id]
         assert (row["status"], row["reason"], row["power_mode"], row["usb_port"]) == (

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import statistics
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -13,13 +12,13 @@ from sqlalchemy import select
 from ..errors import FarmError
 from ..inventory import Host
 from ..matrix import MatrixSpec
+from ..results import CellTrials, collect_runs
+from ..results.baselines import baselines, set_baselines
 from ..scheduler import Runner, RunObserver
 from ..store.db import Store
 from ..store.schema import CellVerdictRow, ModelRow, NightlyRow, utcnow
-from .baseline import baselines, set_baselines
-from .cells import CellTrials, collect
+from ..verdict import Verdict, classify, detect_drift, median_of_trials
 from .triggers import likely_causes, newest_compiles
-from .verdict import Verdict, classify, detect_drift
 
 EXIT_OK, EXIT_REGRESSED, EXIT_FAILED = 0, 1, 2
 HISTORY = 20  # nightly medians kept in view for drift detection
@@ -117,7 +116,7 @@ def run_nightly(store: Store, spec: MatrixSpec, hosts: list[Host], models: list[
 
 def judge(store: Store, matrix: str, run_ids: list[int], previous: NightlyRow | None,
           settings: Settings) -> list[CellOutcome]:
-    cells = collect(store, run_ids)
+    cells = collect_runs(store, run_ids)
     base = baselines(store)
     history = _history(store, matrix)
     outcomes: list[CellOutcome] = []
@@ -129,17 +128,18 @@ def judge(store: Store, matrix: str, run_ids: list[int], previous: NightlyRow | 
             why = "; ".join(cell.failures) if cell.failures else f"throttled in {cell.throttled} trial(s)"
             verdict = Verdict("invalid", detail=why)
         elif key not in base:
-            verdict = Verdict("new", current_ms=_median(cell), detail="no baseline yet: this run becomes it")
+            verdict = Verdict("new", current_ms=median_of_trials(cell.trials), detail="no baseline yet: this run becomes it")
             first_runs.append(cell)
         else:
-            baseline_cells = collect(store, list(base[key].run_ids)).get(key)
+            baseline_cells = collect_runs(store, list(base[key].run_ids)).get(key)
             if baseline_cells is None or not baseline_cells.trials:
-                verdict = Verdict("new", current_ms=_median(cell), detail="baseline runs are gone: this run replaces them")
+                verdict = Verdict("new", current_ms=median_of_trials(cell.trials), detail="baseline runs are gone: this run replaces them")
                 first_runs.append(cell)
             else:
                 verdict = classify(baseline_cells.trials, cell.trials, min_effect=settings.min_effect,
                                    alpha=settings.alpha)
-        series = [*history.get(key, []), *([_median(cell)] if cell.trials else [])]
+        tonight = median_of_trials(cell.trials)
+        series = [*history.get(key, []), *([tonight] if tonight is not None else [])]
         drift = detect_drift(series, min_effect=settings.min_effect)
         outcomes.append(CellOutcome(cell, verdict, None if drift is None else {
             "index": drift.index, "p_value": drift.p_value, "before_ms": drift.before_ms, "after_ms": drift.after_ms,
@@ -156,10 +156,6 @@ def judge(store: Store, matrix: str, run_ids: list[int], previous: NightlyRow | 
                                                        detail=f"ran in nightly #{previous.id}, not tonight")))
     set_baselines(store, first_runs, "first-run")
     return outcomes
-
-
-def _median(cell: CellTrials) -> float:
-    return statistics.median(statistics.median(t) for t in cell.trials if t)
 
 
 def _history(store: Store, matrix: str) -> dict[str, list[float]]:

@@ -3,9 +3,11 @@
     from orchestrator.report import Selection, load_results, build_report, export
     frame = load_results(open_store(), Selection(latest=True, delegates=("edgetpu",)))
     export(frame, Path("results.parquet"))
+
+``Selection`` and ``load_results`` are :mod:`orchestrator.results`' ``ResultFilter`` and ``results_frame``.
 """
 
+from ..results import Selection, export, load_results, parse_when, select_runs
 from .build import Report, build_report
-from .data import Selection, export, load_results, parse_when, select_runs
 
 __all__ = ["Report", "Selection", "build_report", "export", "load_results", "parse_when", "select_runs"]

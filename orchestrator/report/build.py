@@ -6,9 +6,9 @@ from dataclasses import dataclass, field, replace
 
 import pandas as pd
 
+from ..results import ModelInfo, ResultFilter, model_rows, results_frame
 from ..store.db import Store
 from . import edgetpu, plots, tables
-from .data import ModelInfo, Selection, load_results, model_rows
 
 
 @dataclass
@@ -47,8 +47,8 @@ COMPILER_CHANGES = "What a compiler upgrade changed"
 CONTEXT = "Hosts and toolchains"
 
 
-def build_report(store: Store, selection: Selection, *, with_plots: bool = True) -> Report:
-    every = load_results(store, replace(selection, status="all"))
+def build_report(store: Store, selection: ResultFilter, *, with_plots: bool = True) -> Report:
+    every = results_frame(store, replace(selection, status="all"))
     frame = every[every["status"] == "succeeded"].reset_index(drop=True)
     runs = sorted(every["run_id"].unique().tolist()) if not every.empty else []
     report = Report(_title(runs), runs, len(frame))

@@ -11,9 +11,9 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import select
 
+from ..results import ModelInfo
 from ..store.db import Store
 from ..store.schema import ModelRow
-from .data import ModelInfo
 
 MIB = 1024 * 1024
 

@@ -1,4 +1,4 @@
-"""The seeds' tables, computed from a results frame (``data.load_results``) with pandas.
+"""The seeds' tables, computed from a results frame (``orchestrator.results.results_frame``) with pandas.
 
 Every table keeps only the dimensions the data has: a column such as power mode or USB speed
 that is empty for every row is left out. When the selected runs hold the same cell more than
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .data import ModelInfo
+from ..results import ModelInfo
 
 MIB = 1024 * 1024
 # A cell is what makes two results comparable; the newest run wins within one.

@@ -1,25 +1,20 @@
-"""Baselines: the accepted reference runs of every cell."""
+"""Baselines: the accepted reference runs of every cell, which `farm compare --baseline` and the nightly
+job judge against."""
 
 from __future__ import annotations
-
-import statistics
 
 from sqlalchemy import select
 
 from ..errors import FarmError
 from ..store.db import Store
 from ..store.schema import BaselineRow, NightlyRow, RunRow
-from .cells import CellTrials, collect
+from ..verdict import median_of_trials
+from .trials import CellTrials, collect_runs
 
 
 def baselines(store: Store) -> dict[str, BaselineRow]:
     with store.session() as session:
         return {row.lineage_key: row for row in session.scalars(select(BaselineRow))}
-
-
-def _median_of_trials(cell: CellTrials) -> float | None:
-    medians = [statistics.median(t) for t in cell.trials if t]
-    return statistics.median(medians) if medians else None
 
 
 def set_baselines(store: Store, cells: list[CellTrials], how: str) -> int:
@@ -36,7 +31,7 @@ def set_baselines(store: Store, cells: list[CellTrials], how: str) -> int:
                 session.add(row)
             row.cell_key = cell.cell_key
             row.run_ids = sorted(set(cell.run_ids))
-            row.median_ms = _median_of_trials(cell)
+            row.median_ms = median_of_trials(cell.trials)
             row.how = how
             changed += 1
         session.commit()
@@ -56,7 +51,7 @@ def runs_of(store: Store, run_id: int) -> list[int]:
 
 def accept(store: Store, run_id: int) -> tuple[list[int], int]:
     run_ids = runs_of(store, run_id)
-    cells = [c for c in collect(store, run_ids).values() if c.trials]
+    cells = [c for c in collect_runs(store, run_ids).values() if c.trials]
     if not cells:
         raise FarmError(f"run {run_id} has no succeeded results to accept as a baseline")
     return run_ids, set_baselines(store, cells, "accepted")

@@ -1,4 +1,4 @@
-"""`farm nightly` and `farm baseline`: regression runs that fire on toolchain changes, and their references."""
+"""`farm nightly`: regression runs that fire on toolchain changes, and their schedule."""
 
 from __future__ import annotations
 
@@ -8,22 +8,24 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from .errors import FarmError
-
-console = Console()
-err_console = Console(stderr=True)
+from ..errors import FarmError
+from .options import (
+    AcceptNewHostKeysOption,
+    DbOption,
+    InventoryOption,
+    KnownHostsOption,
+    MatrixFileOption,
+    transport_options,
+)
+from .output import STATE_STYLE, console, err_console
 
 nightly_app = typer.Typer(
     help="Nightly regression runs: probe toolchains, run the `nightly` matrix in trials, judge every cell "
          "against its baseline.\n\nExample: farm nightly --matrix-file matrices.yaml --junit nightly.xml",
     invoke_without_command=True, no_args_is_help=False)
-baseline_app = typer.Typer(help="Accept and list the baselines nightly runs compare against.", no_args_is_help=True)
 
-DbOption = Annotated[str | None, typer.Option("--db", help="Database URL \\[default: $FARM_DB_URL, else SQLite]")]
-STATE_STYLE = {"regressed": "red", "improved": "green", "invalid": "yellow", "missing": "yellow", "new": "cyan"}
 
 
 @nightly_app.callback()
@@ -31,8 +33,8 @@ def nightly(
     ctx: typer.Context,
     matrix: Annotated[str, typer.Option("--matrix", "-m", help="Regression matrix \\[default: 'nightly' from "
                                         "--matrix-file, else 'all']")] = "nightly",
-    matrix_file: Annotated[Path | None, typer.Option("--matrix-file", help="YAML file of named matrices")] = None,
-    inventory: Annotated[Path | None, typer.Option("--inventory", "-i", help="Inventory YAML file")] = None,
+    matrix_file: MatrixFileOption = None,
+    inventory: InventoryOption = None,
     db: DbOption = None,
     force: Annotated[bool, typer.Option("--force", help="Run even when no toolchain changed")] = False,
     every_night: Annotated[bool, typer.Option(
@@ -54,9 +56,8 @@ def nightly(
     junit: Annotated[Path | None, typer.Option("--junit", help="Write JUnit XML here (regressions fail)")] = None,
     notify_url: Annotated[str | None, typer.Option("--notify", help="POST a JSON summary (Slack-compatible "
                                                    "'text' field) to this URL; retried on failure")] = None,
-    accept_new_host_keys: Annotated[bool, typer.Option("--accept-new-host-keys",
-                                                       help="Trust SSH host keys never seen before")] = False,
-    known_hosts: Annotated[Path | None, typer.Option("--known-hosts", help="known_hosts file for SSH hosts")] = None,
+    accept_new_host_keys: AcceptNewHostKeysOption = False,
+    known_hosts: KnownHostsOption = None,
 ) -> None:
     """Run the nightly regression check. Exit 0: nothing regressed; 1: something did; 2: the run failed.
 
@@ -65,21 +66,21 @@ def nightly(
     """
     if ctx.invoked_subcommand is not None:
         return
-    from . import cli
-    from .inventory import load_inventory
-    from .matrix import load_matrix
-    from .models import registry
-    from .nightly import outputs
-    from .nightly.runner import EXIT_FAILED, Settings, run_nightly
-    from .nightly.triggers import recompile_for, toolchain_probe
-    from .progress import RichObserver
+    from ..inventory import load_inventory
+    from ..matrix import load_matrix
+    from ..models import registry
+    from ..nightly import outputs
+    from ..nightly.runner import EXIT_FAILED, Settings, run_nightly
+    from ..nightly.triggers import recompile_for, toolchain_probe
+    from ..progress import RichObserver
+    from ..store import open_store
 
     inv = load_inventory(inventory)
     if matrix == "nightly" and (matrix_file is None or not _defines(matrix_file, "nightly")):
         console.print("No matrix named 'nightly' in a --matrix-file: using 'all'.")
         matrix = "all"
     spec = load_matrix(matrix, matrix_file)
-    store = cli._open(db)
+    store = open_store(db)
     try:
         if not registry.list_models(store):
             registry.ensure_default_suite(store)
@@ -91,7 +92,7 @@ def nightly(
             if value is not None:
                 setattr(settings, key, value)
         settings.trials = int(settings.trials)
-        options = cli._transport_options(accept_new_host_keys, known_hosts)
+        options = transport_options(accept_new_host_keys, known_hosts)
 
         def recompile(triggers: list[dict]) -> list:
             return recompile_for(store, triggers, compiler, say=lambda text: err_console.print(f"[yellow]{text}"))
@@ -118,7 +119,7 @@ def nightly(
 
 
 def _defines(matrix_file: Path, name: str) -> bool:
-    from .matrix import load_matrix
+    from ..matrix import load_matrix
 
     try:
         load_matrix(name, matrix_file)
@@ -128,7 +129,7 @@ def _defines(matrix_file: Path, name: str) -> bool:
 
 
 def _print_outcome(outcome) -> None:  # type: ignore[no-untyped-def]
-    from .nightly import outputs
+    from ..nightly import outputs
 
     if not outcome.ran:
         console.print(f"farm nightly #{outcome.nightly_id}: {outcome.message}")
@@ -159,7 +160,7 @@ def nightly_install(
 
     Example: farm nightly install --at 02:30 --cron -- --matrix-file /srv/farm/matrices.yaml --junit /srv/farm/n.xml
     """
-    from .nightly import schedule
+    from ..nightly import schedule
 
     if systemd and cron:
         raise FarmError("choose one of --systemd and --cron")
@@ -183,7 +184,7 @@ def nightly_uninstall() -> None:
 
     Example: farm nightly uninstall
     """
-    from .nightly import schedule
+    from ..nightly import schedule
 
     removed = schedule.uninstall_systemd()
     if removed:
@@ -209,9 +210,9 @@ def nightly_status(db: DbOption = None) -> None:
     """
     from sqlalchemy import select
 
-    from . import cli
-    from .nightly import schedule
-    from .store.schema import NightlyRow
+    from ..nightly import schedule
+    from ..store import open_store
+    from ..store.schema import NightlyRow
 
     entries = schedule.installed()
     now = datetime.now().astimezone()
@@ -223,7 +224,7 @@ def nightly_status(db: DbOption = None) -> None:
         for line in schedule.describe(entry):
             console.print(f"  {line}", markup=False)
     # The runs to list are in the database the schedule writes to, unless told otherwise.
-    store = cli._open(db or os.environ.get("FARM_DB_URL") or schedule.recorded_db_url(entries))
+    store = open_store(db or os.environ.get("FARM_DB_URL") or schedule.recorded_db_url(entries))
     try:
         with store.session() as session:
             last = list(session.scalars(select(NightlyRow).order_by(NightlyRow.id.desc()).limit(5)))
@@ -235,46 +236,4 @@ def nightly_status(db: DbOption = None) -> None:
     for row in last:
         table.add_row(str(row.id), f"{row.started_at:%Y-%m-%d %H:%M}", row.status, str(row.exit_code),
                       ", ".join(map(str, row.run_ids or [])), row.message or "")
-    console.print(table)
-
-
-@baseline_app.command("accept")
-def baseline_accept(run: Annotated[int, typer.Argument(help="Run id (a nightly's other trials come along)")],
-                    db: DbOption = None) -> None:
-    """Make a run's results the baseline of every cell it ran.
-
-    Example: farm baseline accept 42
-    """
-    from . import cli
-    from .nightly import baseline
-
-    store = cli._open(db)
-    try:
-        run_ids, changed = baseline.accept(store, run)
-    finally:
-        store.close()
-    console.print(f"baseline of {changed} cell(s) set from run(s) {', '.join(map(str, run_ids))}")
-
-
-@baseline_app.command("show")
-def baseline_show(db: DbOption = None) -> None:
-    """List every cell's baseline: its runs, median and how it was set.
-
-    Example: farm baseline show --db postgresql+psycopg://127.0.0.1/test
-    """
-    from . import cli
-    from .nightly import baseline
-
-    store = cli._open(db)
-    try:
-        rows = sorted(baseline.baselines(store).values(), key=lambda r: r.lineage_key)
-    finally:
-        store.close()
-    table = Table(title=f"{len(rows)} baseline(s)")
-    for column in ("cell", "runs", "median ms", "how", "accepted"):
-        table.add_column(column)
-    for row in rows:
-        table.add_row(row.lineage_key.replace("|", " · "), ", ".join(map(str, row.run_ids)),
-                      "" if row.median_ms is None else f"{row.median_ms:.3f}", row.how,
-                      f"{row.accepted_at:%Y-%m-%d %H:%M}")
     console.print(table)

@@ -1,4 +1,5 @@
-"""Per-cell verdicts that survive noise, and drift over a cell's nightly history.
+"""Per-cell verdicts that survive noise, and drift over a cell's nightly history: the statistics
+`farm compare` and the nightly job share.
 
 Each side of a comparison (baseline, tonight) is several *trials*: the same cell
 run in separate jobs at different moments, each with its own timed samples. A
@@ -43,6 +44,12 @@ class Verdict:
 
 def _medians(trials: list[list[float]]) -> list[float]:
     return [statistics.median(trial) for trial in trials if trial]
+
+
+def median_of_trials(trials: list[list[float]]) -> float | None:
+    """A cell's one number: the median of its trials' medians (None when no trial has a sample)."""
+    medians = _medians(trials)
+    return statistics.median(medians) if medians else None
 
 
 def spread(trial_medians: list[float]) -> float:

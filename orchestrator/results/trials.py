@@ -1,14 +1,23 @@
-"""The trials of each matrix cell in a set of runs, read back from the store with their samples."""
+"""The trials of each matrix cell, read back from the store with their samples: what `farm compare` and the
+nightly job judge. A cell's trials are its succeeded jobs across the selected runs; a compiled model's
+cell is keyed by the model it was compiled from (its lineage), so a recompile is judged against its source."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from ..store.db import Store
-from ..store.schema import HostRow, JobRow, ModelRow, ResultRow, RunRow, SampleRow
+from ..store.schema import HostRow, JobRow, ModelRow, ResultRow, SampleRow
+from .filters import Columns, ResultFilter, select_runs, where
+
+# The filter's dimensions in the tables collect() reads (the v_results view has no cell keys).
+TABLE_COLUMNS = Columns(run_id=JobRow.run_id, status=JobRow.status, host=HostRow.name, model=ModelRow.name,
+                        family=ModelRow.family, delegate=JobRow.delegate, threads=JobRow.threads,
+                        power_mode=JobRow.power_mode,
+                        usb_speed=func.coalesce(ResultRow.usb_speed_measured, JobRow.usb_speed))
 
 
 @dataclass
@@ -40,15 +49,19 @@ def lineage_key(cell_key: str, model_sha: str, root_sha: str) -> str:
     return cell_key.replace(model_sha[:16], root_sha[:16], 1)
 
 
-def collect(store: Store, run_ids: list[int]) -> dict[str, CellTrials]:
+def collect(store: Store, selected: ResultFilter) -> dict[str, CellTrials]:
+    """The cells of the jobs the filter selects, by lineage key. Only succeeded jobs become trials; with
+    ``status="all"`` (as :func:`collect_runs` asks) failed and skipped ones are counted too."""
     cells: dict[str, CellTrials] = {}
+    # A run named but no longer stored (a baseline's, deleted) simply has no jobs: the caller decides what that means.
+    run_ids = select_runs(store, selected) if selected.chooses_runs else None
     with store.session() as session:
         rows = session.execute(
             select(JobRow, ModelRow, HostRow, ResultRow)
             .join(ModelRow, ModelRow.id == JobRow.model_id)
             .join(HostRow, HostRow.id == JobRow.host_id)
             .outerjoin(ResultRow, ResultRow.job_id == JobRow.id)
-            .where(JobRow.run_id.in_(run_ids))
+            .where(*where(selected, TABLE_COLUMNS, run_ids))
             .order_by(JobRow.run_id, JobRow.id)
         ).all()
         result_ids = [result.id for *_, result in rows if result is not None]
@@ -81,6 +94,9 @@ def collect(store: Store, run_ids: list[int]) -> dict[str, CellTrials]:
     return cells
 
 
-def runs_exist(store: Store, run_ids: list[int]) -> list[int]:
-    with store.session() as session:
-        return list(session.scalars(select(RunRow.id).where(RunRow.id.in_(run_ids))))
+def collect_runs(store: Store, run_ids: list[int] | tuple[int, ...]) -> dict[str, CellTrials]:
+    """The cells of every job of these runs, whatever its status: a failed or skipped trial is part of a
+    cell's story. No runs, no cells (an empty filter would mean every run)."""
+    if not run_ids:
+        return {}
+    return collect(store, ResultFilter(runs=tuple(run_ids), status="all"))

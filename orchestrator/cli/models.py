@@ -1,4 +1,4 @@
-"""`farm models ...` and `farm toolchain`: the model registry, Edge TPU checks and compiles, toolchain versions."""
+"""`farm models ...`: the model registry, Edge TPU checks and compiles."""
 
 from __future__ import annotations
 
@@ -6,28 +6,22 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from .errors import FarmError, InputError
-
-console = Console()
+from ..errors import FarmError, InputError
+from .options import DbOption
+from .output import console
 
 models_app = typer.Typer(help="Register, build, inspect, check and compile models.", no_args_is_help=True)
 
-DbOption = Annotated[str | None, typer.Option(
-    "--db", help="Database URL, e.g. sqlite:///farm.db or postgresql+psycopg://user@host/db "
-                 "\\[default: $FARM_DB_URL, else SQLite in the user data dir]")]
-
-
 def _open(db: str | None):  # type: ignore[no-untyped-def]
-    from .store import open_store
+    from ..store import open_store
 
     return open_store(db)
 
 
 def _one(store, name: str):  # type: ignore[no-untyped-def]
-    from .models import registry
+    from ..models import registry
 
     found = registry.find_models(store, [name])
     if len(found) != 1:
@@ -49,7 +43,7 @@ def models_list(db: DbOption = None) -> None:
 
     Example: farm models list
     """
-    from .models import registry
+    from ..models import registry
 
     store = _open(db)
     try:
@@ -98,7 +92,7 @@ def models_build(
     Example: farm models build --family mobilenet_v2
              farm models build --family conv_stack --layers 10,75,300
     """
-    from .models import registry
+    from ..models import registry
 
     known = registry.families()
     if family not in known:
@@ -151,8 +145,8 @@ def models_add(
     Example: farm models add ./mobilenet_v2_1.0_224_quant.tflite --name mobilenet_v2
              farm models add ./mobilenet_v2_1.0_224_quant_edgetpu.tflite --source mobilenet_v2
     """
-    from .models import registry, twins
-    from .store.schema import ModelRow
+    from ..models import registry, twins
+    from ..store.schema import ModelRow
 
     store = _open(db)
     try:
@@ -185,7 +179,7 @@ def models_show(
     """
     store = _open(db)
     try:
-        from .store.schema import ModelRow
+        from ..store.schema import ModelRow
 
         row = _one(store, name)
         with store.session() as session:
@@ -295,9 +289,9 @@ def models_check(
     Example: farm models check mobilenet_v2-s224
              farm models check ./keras_lstm_mnist_ptq.tflite
     """
-    from .models import twins
-    from .models.edgetpu_check import MAPPED, check_model
-    from .models.inspect import ModelFormatError
+    from ..models import twins
+    from ..models.edgetpu_check import MAPPED, check_model
+    from ..models.inspect import ModelFormatError
 
     path = Path(name)
     compiled: list[Any] = []
@@ -347,7 +341,7 @@ def models_check(
 
 
 def _print_twin_comparison(report: Any, twin: Any) -> None:
-    from .models import twins
+    from ..models import twins
 
     actual = twins.cpu_ops_of(twin)
     if actual is None:
@@ -390,7 +384,7 @@ def models_compile(
     """
     import os
 
-    from .models.compiler import compile_models
+    from ..models.compiler import compile_models
 
     store = _open(db)
     try:
@@ -425,51 +419,3 @@ def models_compile(
         if result.report.get("log_check") and result.report["log_check"] != "no operation log":
             console.print(f"[yellow]warning:[/yellow] {result.row.name}: {result.report['log_check']}")
 
-
-def toolchain(
-    inventory: Annotated[Path | None, typer.Option("--inventory", "-i",
-                                                   help="Inventory YAML file \\[default: this machine only]")] = None,
-    compiler: Annotated[str | None, typer.Option("--compiler", help="edgetpu_compiler to ask for its version "
-                                                 "\\[default: $FARM_EDGETPU_COMPILER, else PATH]")] = None,
-    accept_new_host_keys: Annotated[bool, typer.Option(
-        "--accept-new-host-keys", help="Trust and remember SSH host keys never seen before")] = False,
-    known_hosts: Annotated[Path | None, typer.Option(
-        "--known-hosts", help="known_hosts file for SSH hosts \\[default: ~/.ssh/known_hosts]")] = None,
-    db: DbOption = None,
-) -> None:
-    """List toolchain versions per host and on the controller (edgetpu_compiler, libedgetpu, TFLite runtime,
-    pycoral, L4T/JetPack, kernel) and record every change since the last probe as an event.
-
-    Example: farm toolchain --inventory lab.yaml --known-hosts ~/.ssh/farm_known_hosts
-    """
-    from . import toolchain as tc
-    from .inventory import load_inventory
-
-    hosts = list(load_inventory(inventory).hosts)
-    store = _open(db)
-    try:
-        options: dict[str, Any] = {"accept_new_host_keys": accept_new_host_keys}
-        if known_hosts is not None:
-            options["known_hosts"] = known_hosts
-        probe = tc.probe_and_record(store, hosts, options, compiler)
-    finally:
-        store.close()
-    changed = {(c["host"], c["component"]): c for c in probe.changes}
-    table = Table(title="Toolchain")
-    for column in ("host", "component", "version", "change"):
-        table.add_column(column)
-    for result in probe.hosts:
-        if result.error:
-            table.add_row(result.host, "", "[red]unreachable[/red]", result.error[:100])
-            continue
-        for component in tc.COMPONENTS:
-            change = changed.get((result.host, component))
-            table.add_row(result.host, component, result.versions.get(component) or "-",
-                          f"[bold yellow]was {change['old'] or 'absent'}[/bold yellow]" if change else "")
-    console.print(table)
-    if probe.changes:
-        console.print(f"{len(probe.changes)} change(s) recorded as toolchain events.")
-    else:
-        console.print("No toolchain change since the last probe.")
-    if any(result.error for result in probe.hosts):
-        raise typer.Exit(1)

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 
 import typer
 
-from .errors import FarmError
-from .own_packages import FARM_ROOT, bind_own_package
+from ..errors import FarmError
+from ..own_packages import FARM_ROOT, bind_own_package
 
 LAB_PACKAGE = "farm_lab"
 LAB_INIT = FARM_ROOT / LAB_PACKAGE / "__init__.py"
@@ -27,6 +27,9 @@ MISSING = ("farm lab needs the simulated lab, the farm_lab package, which this i
 def register_lab(app: typer.Typer, argv: Sequence[str] | None = None) -> None:
     """Add ``farm lab`` to ``app``: the lab's own commands when ``argv`` runs them, else the stand-in."""
     args = list(sys.argv[1:] if argv is None else argv)
+    # Called again in one process (main() run twice): the new command line decides, not the first one's.
+    app.registered_commands = [c for c in app.registered_commands if c.name != "lab"]
+    app.registered_groups = [g for g in app.registered_groups if g.name != "lab"]
     if _command_of(args) == "lab":
         lab_app = _lab_app()
         if lab_app is not None:

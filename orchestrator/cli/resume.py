@@ -15,9 +15,9 @@ from typing import Any
 from rich.console import Console
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from .errors import FarmError, StoreError
-from .lifecycle import TERMINAL
-from .store.db import safe_url
+from ..errors import FarmError, StoreError
+from ..lifecycle import TERMINAL
+from ..store.db import safe_url
 
 EXIT_OK, EXIT_FAILED, EXIT_INCOMPLETE = 0, 1, 3
 
@@ -50,7 +50,7 @@ def announcer(console: Console, verb: str = "started"):  # type: ignore[no-untyp
 def report(console: Console, err_console: Console, store: Any, outcome: Any, print_summary: Any) -> int:
     """Print the run's table, its unreachable hosts and counts; return its exit code."""
     if not outcome.journal_pending:
-        from .store.retry import with_db_retry
+        from ..store.retry import with_db_retry
 
         with_db_retry(print_summary, store, outcome.run_id)  # a database blinking as the run ends is waited for
     for name, reason in outcome.unreachable.items():
@@ -75,11 +75,11 @@ def resume_run(run_arg: int | None, inventory: Path | None, store: Any, host: li
                tag: list[str] | None, options: dict, observer: Any, console: Console) -> Any:
     """Continue run ``run_arg`` (None: the newest unfinished) as it was started: on its inventory and with its
     transport options (known_hosts included), unless the command line gives others."""
-    from .inventory import load_inventory
-    from .replan import resume_options, started_with
-    from .resume import resume, run_to_resume
-    from .scheduler import Runner
-    from .store.retry import with_db_retry
+    from ..inventory import load_inventory
+    from ..replan import resume_options, started_with
+    from ..resume import resume, run_to_resume
+    from ..scheduler import Runner
+    from ..store.retry import with_db_retry
 
     run = with_db_retry(run_to_resume, store, run_arg)  # a database restarting now is waited for
     started_inventory, started_options = with_db_retry(started_with, store, run.id)

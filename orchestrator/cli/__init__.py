@@ -1,0 +1,43 @@
+"""The ``farm`` command line: one module per command group, registered on one app here.
+
+Commands import what they run lazily, inside the command, so that ``farm --help`` stays fast and
+a command's dependencies (pandas, scipy, paramiko) load only when it runs.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.markup import escape
+
+from ..errors import FarmError
+from . import baseline, compare, db, inventory, lab, models, nightly, report, results, run, toolchain
+from .output import err_console
+
+app = typer.Typer(
+    help="farm: run edge-AI benchmark matrices on a farm of devices and keep every result.\n\n"
+         "Example: farm run --matrix all   (this machine, default SQLite database)",
+    no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
+)
+# Registration order is the order `farm --help` lists them.
+for name, command in (("toolchain", toolchain.toolchain), ("report", report.report), ("compare", compare.compare),
+                      ("run", run.run), ("results", results.results), ("query", results.query)):
+    app.command(name)(command)
+for name, group in (("db", db.db_app), ("inventory", inventory.inventory_app), ("models", models.models_app),
+                    ("nightly", nightly.nightly_app), ("baseline", baseline.baseline_app)):
+    app.add_typer(group, name=name)
+
+
+def main() -> None:
+    # `farm lab`: the separate farm_lab package, loaded only when the command line asks for it (see lab.py).
+    lab.register_lab(app)
+    try:
+        app()
+    except FarmError as exc:
+        # escape: "[web:vars]" or "www[01:50]" in a message is the user's text, not Rich markup
+        err_console.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+
+
+__all__ = ["app", "main"]

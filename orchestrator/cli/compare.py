@@ -1,0 +1,96 @@
+"""`farm compare`: two runs (or runs and their baselines) side by side, with verdicts beyond noise."""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from ..errors import FarmError
+from .options import DbOption, FormatOption, check_format
+from .output import STATE_STYLE, console
+
+
+def compare(
+    a: Annotated[str, typer.Argument(help="Reference run id, or trials as 12,13,14")],
+    b: Annotated[str | None, typer.Argument(help="Run id(s) judged against A; leave out with --baseline")] = None,
+    baseline: Annotated[bool, typer.Option("--baseline", help="Compare run(s) A with each cell's accepted "
+                                           "baseline (farm baseline show) instead of a second run")] = False,
+    db: DbOption = None,
+    min_effect: Annotated[float, typer.Option("--min-effect", min=0.0, max=10.0,
+                                              help="Smallest relative change that can count, 0.05 = 5%")] = 0.05,
+    alpha: Annotated[float, typer.Option("--alpha", min=1e-9, max=0.5,
+                                         help="Significance level of the Mann-Whitney U test")] = 0.002,
+    fail_on_regression: Annotated[bool, typer.Option("--fail-on-regression",
+                                                     help="Exit 1 when any cell regressed")] = False,
+    output_format: FormatOption = "table",
+) -> None:
+    """See COMPARE_HELP."""
+    from ..compare import compare_runs, compare_to_baselines, parse_runs
+    from ..store import open_store
+
+    check_format(output_format)
+    if baseline and b is not None:
+        raise FarmError("give either B or --baseline, not both")
+    if not baseline and b is None:
+        raise FarmError("name a second run B to compare with A, or use --baseline (e.g. farm compare 12 15)")
+    a_runs = parse_runs(a, "A")
+    store = open_store(db)
+    try:
+        if baseline:
+            rows = compare_to_baselines(store, a_runs, min_effect=min_effect, alpha=alpha)
+        else:
+            rows = compare_runs(store, a_runs, parse_runs(b or "", "B"), min_effect=min_effect, alpha=alpha)
+    finally:
+        store.close()
+    _print(rows, output_format, "baseline" if baseline else f"run {a}", f"run {a}" if baseline else f"run {b}")
+    if fail_on_regression and any(r.state == "regressed" for r in rows):
+        raise typer.Exit(1)
+
+
+def _print(rows, output_format: str, a_name: str, b_name: str) -> None:  # type: ignore[no-untyped-def]
+    import pandas as pd
+
+    frame = pd.DataFrame([vars(r) for r in rows], columns=["label", "lineage_key", "a_ms", "b_ms", "ratio",
+                                                           "p_value", "threshold", "state", "detail"])
+    if output_format == "csv":
+        console.file.write(frame.to_csv(index=False))
+        return
+    if output_format == "json":
+        console.file.write(frame.to_json(orient="records", indent=1) + "\n")
+        return
+    table = Table(title=f"{b_name} against {a_name}")
+    for column, justify in (("cell", "left"), (f"{a_name} ms", "right"), (f"{b_name} ms", "right"),
+                            ("ratio", "right"), ("p", "right"), ("verdict", "left"), ("why", "left")):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for r in rows:
+        style = STATE_STYLE.get(r.state)
+        table.add_row(r.label, _num(r.a_ms), _num(r.b_ms), _num(r.ratio, "{:.3f}"), _num(r.p_value, "{:.2g}"),
+                      f"[{style}]{r.state}[/{style}]" if style else r.state, r.detail)
+    console.print(table)
+    counts = pd.Series([r.state for r in rows]).value_counts()
+    console.print(", ".join(f"{n} {s}" for s, n in counts.items()) or "No cells to compare.")
+
+
+def _num(value: float | None, fmt: str = "{:.3f}") -> str:
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else fmt.format(value)
+
+
+# Typer keeps the docstring's line breaks, so each paragraph is one string here.
+COMPARE_HELP = (
+    "Two runs side by side, cell by cell: medians, ratio B/A, and whether the change is beyond noise."
+    "\n\n"
+    "The test is the nightly job's: Mann-Whitney U on all timed samples of a cell (a rank test, because latency "
+    "samples are skewed and long-tailed) at a strict alpha of 0.002, since invokes within one run share the "
+    "machine's state and are not independent. A cell regressed (or improved) only if, in addition, its median "
+    "moved by at least --min-effect and by more than twice the spread between trials on either side, with every "
+    "trial of B beyond every trial of A. Give several runs per side (12,13,14) to make that spread count."
+    "\n\n"
+    "Examples:\n"
+    "  farm compare 12 15\n"
+    "  farm compare 12,13,14 20,21,22 --fail-on-regression\n"
+    "  farm compare 20 --baseline"
+)
+compare.__doc__ = COMPARE_HELP

@@ -1,0 +1,63 @@
+"""Where commands write, and how a frame becomes a table, CSV or JSON: one way for every command."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from ..errors import FarmError
+
+console = Console()
+err_console = Console(stderr=True)
+
+# Verdict colours, the same in `farm compare` and `farm nightly`.
+STATE_STYLE = {"regressed": "red", "improved": "green", "invalid": "yellow", "missing": "yellow", "new": "cyan"}
+
+
+def cell(value: object) -> str:
+    if isinstance(value, float):
+        return "" if math.isnan(value) else f"{value:.3f}"
+    return "" if value is None else str(value)
+
+
+def two_places(value: object) -> str:
+    try:
+        return f"{float(value):.2f}"  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return ""
+
+
+def print_frame(frame, columns: list[str], headings: dict[str, str] | None = None) -> None:  # type: ignore[no-untyped-def]
+    """A frame as a terminal table; ``headings`` shortens a column's name where space is tight."""
+    if frame.empty:
+        console.print("No rows match.")
+        return
+    table = Table()
+    for column in columns:
+        table.add_column((headings or {}).get(column, column))
+    for _, row in frame[columns].iterrows():
+        table.add_row(*[cell(row[c]) for c in columns])
+    console.print(table)
+
+
+def emit(frame, output_format: str, output: Path | None,  # type: ignore[no-untyped-def]
+         headings: dict[str, str] | None = None) -> None:
+    """CSV and JSON carry the frame's own column names; only the table may shorten them."""
+    if output_format == "csv":
+        text = frame.to_csv(index=False)
+    elif output_format == "json":
+        text = frame.to_json(orient="records", date_format="iso", indent=1)
+    elif output_format == "table":
+        print_frame(frame, list(frame.columns), headings)
+        return
+    else:
+        raise FarmError(f"--format must be table, csv or json, not '{output_format}'")
+    if output:
+        output.write_text(text)
+        err_console.print(f"{len(frame)} rows written to {output}")
+    else:
+        sys.stdout.write(text + ("" if text.endswith("\n") else "\n"))

@@ -1,0 +1,123 @@
+"""`farm run`: a matrix on the inventory's hosts, or `--resume` of a run whose controller died."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from ..errors import FarmError
+from . import resume as run_resume
+from .options import (
+    AcceptNewHostKeysOption,
+    DbOption,
+    HostsOption,
+    InventoryOption,
+    KnownHostsOption,
+    MatrixFileOption,
+    transport_options,
+)
+from .output import cell, console, err_console, two_places
+
+
+def run(
+    matrix: Annotated[str, typer.Option("--matrix", "-m", help="Matrix name; 'all' needs no file")] = "all",
+    matrix_file: MatrixFileOption = None,
+    inventory: InventoryOption = None,
+    db: DbOption = None,
+    host: HostsOption = None,
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="Only hosts with this tag (repeatable)")] = None,
+    accept_new_host_keys: AcceptNewHostKeysOption = False,
+    known_hosts: KnownHostsOption = None,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Continue run RUN (default: the newest unfinished) whose controller died")] = False,
+    run_arg: Annotated[int | None, typer.Argument(metavar="[RUN]", help="The run --resume continues")] = None,
+) -> None:
+    """Run a benchmark matrix on the inventory's hosts and store every result.
+
+    One benchmark at a time on each host, all hosts at once; each result is
+    stored as it finishes, with the host's Python and runtime versions. Cells
+    a host cannot run (no runtime, no Edge TPU) are stored as skipped, with
+    the reason. Exits with 1 when a job failed or a host was unreachable,
+    3 when the run is incomplete (finish it with --resume; see README, Crash safety).
+
+    Example: farm run --matrix all              # this machine alone
+             farm run --matrix all -i lab.yaml  # an inventory's hosts
+             farm run -m all -i "$(farm lab up --hosts 6 | tail -n 1)"
+             farm run -m sweep --matrix-file matrices.yaml -i lab.yaml --tag lab-a
+             farm run -m all -i lab.yaml --db postgresql+psycopg://127.0.0.1/test
+             farm run --resume        # continue the newest run whose controller died
+    """
+    from ..inventory import load_inventory
+    from ..matrix import load_matrix
+    from ..models import registry
+    from ..progress import RichObserver
+    from ..scheduler import Runner
+    from ..store import open_store
+
+    if resume or run_arg is not None:
+        return _resume(resume, run_arg, inventory, db, host, tag, accept_new_host_keys, known_hosts)
+    inv = load_inventory(inventory)
+    spec = load_matrix(matrix, matrix_file)
+    hosts = inv.select(host, tag)
+    if spec.hosts or spec.tags:  # the matrix's own host selection narrows the command line's
+        chosen = {h.name for h in inv.select(list(spec.hosts) or None, list(spec.tags) or None)}
+        hosts = [h for h in hosts if h.name in chosen]
+    store = open_store(db)
+    try:
+        if not registry.list_models(store):
+            console.print("No models registered yet: building the default suite "
+                          f"({', '.join(f'{f} {v}' for f, v in registry.DEFAULT_SUITE)}).")
+            registry.ensure_default_suite(store)
+        models = registry.find_models(store, spec.models)
+        options = transport_options(accept_new_host_keys, known_hosts)
+        with run_resume.store_errors(store), RichObserver(console) as observer:
+            runner = Runner(store, observer, options)
+            runner.on_run_created = run_resume.announcer(console)  # "Run N started": what --resume takes
+            outcome = runner.run(spec, hosts, models, inv.path)
+        code = run_resume.report(console, err_console, store, outcome, print_run_summary)
+        if code:
+            raise typer.Exit(code)
+    finally:
+        store.close()
+
+
+def _resume(resume: bool, run_arg: int | None, inventory: Path | None, db: str | None, host: list[str] | None,
+            tag: list[str] | None, accept_new_host_keys: bool, known_hosts: Path | None) -> None:
+    from ..progress import RichObserver
+    from ..store import open_store
+
+    if not resume:
+        raise FarmError(f"a run number ({run_arg}) is only taken with --resume: farm run --resume {run_arg}")
+    store = open_store(db)
+    try:
+        options = transport_options(accept_new_host_keys, known_hosts)
+        with run_resume.store_errors(store), RichObserver(console) as observer:
+            outcome = run_resume.resume_run(run_arg, inventory, store, host, tag, options, observer, console)
+        code = run_resume.report(console, err_console, store, outcome, print_run_summary)
+        if code:
+            raise typer.Exit(code)
+    finally:
+        store.close()
+
+
+def print_run_summary(store, run_id: int) -> None:  # type: ignore[no-untyped-def]
+    from ..results import ResultFilter, results_frame
+
+    frame = results_frame(store, ResultFilter(runs=(run_id,), status="all"))
+    table = Table(title=f"Run {run_id}")
+    # Power mode and USB port columns only for runs that have those dimensions.
+    extra = [c for c in ("power_mode", "usb_port") if not frame.empty and frame[c].notna().any()]
+    for column in ("host", "model", "delegate", "threads", *extra, "status", "median ms", "p90 ms", "GOPS",
+                   "samples"):
+        table.add_column(column, justify="right" if column[0].islower() and " " in column else "left")
+    for row in frame.itertuples():
+        if row.status == "succeeded":
+            cells = [f"{row.median_ms:.3f}", f"{row.p90_ms:.3f}", two_places(row.gops), str(row.samples)]
+        else:
+            cells = [(row.reason or "")[:60], "", "", ""]
+        dims = [cell(getattr(row, c)) for c in extra]
+        table.add_row(row.host, row.model, row.delegate, str(row.threads), *dims, row.status, *cells)
+    console.print(table)

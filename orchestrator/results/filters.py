@@ -1,0 +1,129 @@
+"""One filter for every reader of results: which runs, then which jobs of them.
+
+``farm results``, ``farm report``, ``farm compare``, the nightly job and notebooks all select with
+:class:`ResultFilter`; :func:`where` turns it into SQL clauses over whichever columns a reader
+queries (the ``v_results`` view, or the tables behind it), every value bound, never pasted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, timezone
+from typing import Any
+
+from sqlalchemy import ColumnElement, select
+
+from ..errors import FarmError
+from ..store.db import Store
+from ..store.schema import RunRow
+
+STATUSES = ("succeeded", "failed", "skipped", "cancelled", "queued", "dispatched", "running", "all")
+
+
+@dataclass(frozen=True)
+class ResultFilter:
+    """Which runs, then which rows of them. Empty tuples mean "any"."""
+
+    runs: tuple[int, ...] = ()
+    latest: bool = False  # only the newest of the runs the other run criteria leave
+    since: datetime | None = None  # runs started at or after
+    until: datetime | None = None  # runs started before
+    tags: tuple[str, ...] = ()  # runs carrying every one of these tags
+    hosts: tuple[str, ...] = ()
+    models: tuple[str, ...] = ()  # model names or families
+    delegates: tuple[str, ...] = ()
+    threads: tuple[int, ...] = ()
+    power_modes: tuple[str, ...] = ()  # the requested mode's inventory name (10W, 5W)
+    usb_speeds: tuple[int, ...] = ()  # Mb/s: 480 USB2, 5000 USB3; measured where the job ran, else as planned
+    status: str = "succeeded"
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise FarmError(f"status must be one of {', '.join(STATUSES)}, not '{self.status}'")
+        for name in ("hosts", "models", "delegates", "power_modes", "tags"):
+            for value in getattr(self, name):
+                # PostgreSQL cannot even compare text with a NUL in it; no stored name holds one.
+                if "\x00" in value:
+                    raise FarmError(f"{name.rstrip('s').replace('_', ' ')} filter {value!r} contains a NUL "
+                                    "character; names never do")
+
+    @property
+    def chooses_runs(self) -> bool:
+        return bool(self.runs or self.latest or self.since or self.until or self.tags)
+
+
+@dataclass(frozen=True)
+class Columns:
+    """The SQL expressions a reader's query holds for each dimension the filter names."""
+
+    run_id: Any
+    status: Any
+    host: Any
+    model: Any
+    family: Any
+    delegate: Any
+    threads: Any
+    power_mode: Any
+    usb_speed: Any
+
+
+def where(selected: ResultFilter, columns: Columns, run_ids: list[int] | None) -> list[ColumnElement[bool]]:
+    """The clauses that keep the filter's rows; ``run_ids`` comes from :func:`select_runs` (None: any run)."""
+    clauses = []
+    if run_ids is not None:
+        clauses.append(columns.run_id.in_(run_ids))
+    if selected.status != "all":
+        clauses.append(columns.status == selected.status)
+    for values, column in ((selected.hosts, columns.host), (selected.delegates, columns.delegate),
+                           (selected.threads, columns.threads), (selected.power_modes, columns.power_mode),
+                           (selected.usb_speeds, columns.usb_speed)):
+        if values:
+            clauses.append(column.in_(values))
+    if selected.models:
+        clauses.append(columns.model.in_(selected.models) | columns.family.in_(selected.models))
+    return clauses
+
+
+def parse_when(text: str, *, end_of_day: bool = False) -> datetime:
+    """An ISO date or date-time; a bare date means its start (or, for an upper bound, the next day's start)."""
+    try:
+        if len(text) == 10:
+            day = date.fromisoformat(text)
+            moment = datetime.combine(day, time.min, tzinfo=timezone.utc)
+            return moment + timedelta(days=1) if end_of_day else moment
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise FarmError(f"'{text}' is not a date: expected YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS][+00:00]") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def _utc(moment: datetime) -> datetime:
+    # SQLite hands back naive datetimes; farm writes UTC.
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def select_runs(store: Store, selected: ResultFilter) -> list[int]:
+    """The ids of the runs the filter names, oldest first; run ids not in the store are left out."""
+    with store.session() as session:
+        runs = list(session.execute(select(RunRow.id, RunRow.started_at, RunRow.tags).order_by(RunRow.id)))
+    chosen = []
+    for run_id, started_at, tags in runs:
+        if selected.runs and run_id not in selected.runs:
+            continue
+        if selected.since and _utc(started_at) < selected.since:
+            continue
+        if selected.until and _utc(started_at) >= selected.until:
+            continue
+        if selected.tags and not set(selected.tags) <= set(tags or ()):
+            continue
+        chosen.append(run_id)
+    return chosen[-1:] if selected.latest else chosen
+
+
+def missing_runs(store: Store, run_ids: tuple[int, ...] | list[int]) -> list[int]:
+    """The run ids of these that the store does not hold."""
+    if not run_ids:
+        return []
+    with store.session() as session:
+        known = set(session.scalars(select(RunRow.id).where(RunRow.id.in_(list(run_ids)))))
+    return sorted(set(run_ids) - known)
