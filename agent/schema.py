@@ -8,6 +8,7 @@ The result document has modules of its own (``result_schema`` validates,
 controller); its names are importable from here too.
 """
 
+from .boards import power_spec_types
 from .result_reader import ResultView, read_result
 from .result_schema import (
     ERROR_KINDS,
@@ -66,7 +67,8 @@ TIMING_DEFAULTS = {
 # controller's timeouts overflow; ten million seconds is about four months.
 TIMING_LIMIT = 10 ** 7
 
-POWER_KEYS = {"nvpmodel": (int,), "jetson_clocks": (bool,), "governor": (str,), "settle_seconds": (int, float)}
+# A power-mode spec holds what some board family's power control takes (agent/boards), and how long to settle.
+POWER_KEYS = dict(power_spec_types(), settle_seconds=(int, float))
 # "ports": the inventory's port names, {"usb3-left": {"port": "2-1", "speed": 5000}}, so "port" may be a name.
 EDGETPU_KEYS = {"port": (str,), "expect_speed": (int,), "device": (str,), "ports": (dict,)}
 

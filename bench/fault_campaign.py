@@ -23,9 +23,9 @@ sys.path.insert(0, str(REPO))
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from farm_lab.account import LabError
+from farm_lab.campaign import Campaign, main_json
 from orchestrator.errors import FarmError
-from orchestrator.lab.account import LabError
-from orchestrator.lab.campaign import Campaign, main_json
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -34,7 +34,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, default=15, help="jobs per variant (default 15)")
     args = parser.parse_args()
-    from orchestrator.lab import hardware
+    from farm_lab import hardware
 
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder) / "nano"

@@ -1,6 +1,6 @@
 """How fast farm drives a farm over SSH, next to the floor SSH itself sets, measured in one run.
 
-Brings up a simulated lab (real sshd hosts on loopback, orchestrator/lab/), then:
+Brings up a simulated lab (real sshd hosts on loopback, farm_lab/), then:
 
 1. ``farm inventory check`` on 10, 30 and 60 hosts (in-process through the same function the CLI
    calls, and as the CLI itself), against the floor: one SSH handshake plus one command round trip
@@ -47,12 +47,12 @@ from sqlalchemy import select
 from typing_extensions import Self
 
 from agent.schema import make_job
+from farm_lab.boards import BOARDS
+from farm_lab.lab import FIRST_ADDRESS, Lab
+from farm_lab.sshd import free_port
 from orchestrator.agent_client import AgentSession
 from orchestrator.facts_check import check_hosts
 from orchestrator.inventory import Host, load_inventory
-from orchestrator.lab.boards import BOARDS
-from orchestrator.lab.lab import FIRST_ADDRESS, Lab
-from orchestrator.lab.sshd import free_port
 from orchestrator.matrix import MatrixSpec
 from orchestrator.models import registry
 from orchestrator.models.synthetic import build_dense_stack

@@ -5,6 +5,7 @@ A file looks like::
     defaults:              # optional: applied to every host that does not say otherwise
       user: farm
       identity_file: ~/.ssh/farm_lab
+      known_hosts: known_hosts   # host keys to check against, relative to this file
     hosts:
       - name: nano-1
         address: 192.168.1.10
@@ -18,6 +19,7 @@ default inventory is exactly one such host.
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from dataclasses import dataclass, field
@@ -52,6 +54,8 @@ class Host:
     power_modes: dict[str, dict[str, Any]] = field(default_factory=dict, hash=False, compare=False)
     usb_ports: dict[str, dict[str, Any]] = field(default_factory=dict, hash=False, compare=False)
     source: str = field(default="", compare=False)
+    # Absolute path; None: the SSH transport's default, ~/.ssh/known_hosts. A command line's --known-hosts wins.
+    known_hosts: str | None = field(default=None, compare=False)
 
     @property
     def env_dict(self) -> dict[str, str]:
@@ -89,6 +93,7 @@ FIELDS: dict[str, tuple[tuple[type, ...], str]] = {
     "port": ((int,), "a TCP port number from 1 to 65535"),
     "user": ((str,), "a login name"),
     "identity_file": ((str,), "the path of a private key file"),
+    "known_hosts": ((str,), "the known_hosts file to check host keys against, relative to the inventory file"),
     "python": ((str,), "the interpreter that runs the agent, e.g. /usr/bin/python3"),
     "board": ((str,), "a board name such as " + ", ".join(boards.inventory_examples())),
     "transport": ((str,), "ssh or local"),
@@ -240,7 +245,18 @@ def _make_host(doc: YamlDocument, location: tuple, entry: dict) -> Host:
         power_modes=power_modes or default_power_modes(entry.get("board")),
         usb_ports=usb_ports,
         source=f"{doc.path}:{doc.line(location)}",
+        known_hosts=_beside(doc.path, entry.get("known_hosts")),
     )
+
+
+def _beside(inventory: str, path: str | None) -> str | None:
+    """``path`` as the inventory means it: relative to the inventory's own directory (an Ansible inventory
+    directory: that directory), not to the cwd."""
+    if not path:
+        return None
+    where = os.path.abspath(os.path.expanduser(inventory))
+    directory = where if os.path.isdir(where) else os.path.dirname(where)
+    return os.path.abspath(os.path.join(directory, os.path.expanduser(path)))
 
 
 def _settings(doc: YamlDocument, location: tuple, entry: dict, key: str,

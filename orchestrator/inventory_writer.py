@@ -18,7 +18,7 @@ from .errors import FarmError, InputError
 from .inventory import Host, Inventory, default_power_modes, parse_inventory
 from .yamlfile import parse_yaml
 
-SHARED_FIELDS = ("user", "identity_file", "python", "port", "workdir")
+SHARED_FIELDS = ("user", "identity_file", "known_hosts", "python", "port", "workdir")
 
 
 def farm_yaml(inventory: Inventory) -> str:
@@ -57,7 +57,7 @@ def _entry(host: Host) -> dict[str, Any]:
         entry["address"] = host.address
     if host.port != 22:
         entry["port"] = host.port
-    for key in ("user", "identity_file", "board"):
+    for key in ("user", "identity_file", "known_hosts", "board"):  # known_hosts: absolute, holds anywhere
         if getattr(host, key) is not None:
             entry[key] = getattr(host, key)
     if host.transport == "local" and host.python == sys.executable:
@@ -96,5 +96,5 @@ def _check_round_trip(inventory: Inventory, text: str) -> None:
 
 
 def _comparable(inventory: Inventory) -> list[tuple]:
-    # Host's own equality leaves out its settings mappings; a conversion must keep them too.
-    return [(h, h.power_modes, h.usb_ports) for h in inventory.hosts]
+    # Host's own equality leaves out its settings mappings and known_hosts; a conversion must keep them too.
+    return [(h, h.power_modes, h.usb_ports, h.known_hosts) for h in inventory.hosts]

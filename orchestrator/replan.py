@@ -4,11 +4,16 @@ row and nothing else, so the row carries the matrix, the hosts and the models it
 ``farm run --resume`` of such a run expands the same matrix on the hosts as they are now (their facts
 decide threads and skips, as in a run started afresh) and runs it; a run whose jobs were stored is
 never planned again (its jobs are stored in one transaction: all of them or none).
+
+Every run's row also keeps what it was started with that --resume must reuse: the inventory's absolute
+path (the run may be resumed from another directory) and the transport options the command line gave
+(``--known-hosts``, ``--accept-new-host-keys``), so a resume without them checks host keys as the run did.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import exists, select
@@ -21,9 +26,44 @@ from .store.schema import JobRow, ModelRow, RunRow
 PLAN_VERSION = 1
 
 
-def plan_document(spec: MatrixSpec, hosts: list[Host], models: list[ModelRow]) -> dict[str, Any]:
-    return {"version": PLAN_VERSION, "spec": dataclasses.asdict(spec),
-            "hosts": [host.name for host in hosts], "models": [model.id for model in models]}
+def plan_document(spec: MatrixSpec, hosts: list[Host], models: list[ModelRow],
+                  transport_options: dict[str, Any] | None = None, inventory: str | None = None) -> dict[str, Any]:
+    doc = {"version": PLAN_VERSION, "spec": dataclasses.asdict(spec),
+           "hosts": [host.name for host in hosts], "models": [model.id for model in models],
+           "transport": stored_transport_options(transport_options or {})}
+    if inventory:
+        doc["inventory"] = str(Path(inventory).expanduser().absolute())
+    return doc
+
+
+def stored_transport_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The options as JSON keeps them: paths made absolute (a resume may start elsewhere), as strings."""
+    out: dict[str, Any] = {}
+    for key, value in options.items():
+        if isinstance(value, Path):
+            out[key] = str(value.expanduser().absolute())
+        elif value is None or isinstance(value, (bool, int, float, str)):
+            out[key] = value
+    return out
+
+
+def started_with(store: Store, run_id: int) -> tuple[str | None, dict[str, Any]]:
+    """The inventory path and transport options run ``run_id`` was started with (runs from before: none)."""
+    with store.session() as session:
+        run = session.get(RunRow, run_id)
+        doc = (run.plan if run is not None else None) or {}
+    options = dict(doc.get("transport") or {})
+    if options.get("known_hosts"):
+        options["known_hosts"] = Path(options["known_hosts"])
+    return doc.get("inventory"), options
+
+
+def resume_options(started: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    """What a resume connects with: the run's own options, overridden by those given to --resume.
+
+    A flag left at its default (False, None) was not given: it must not undo the run's own choice.
+    """
+    return {**started, **{key: value for key, value in given.items() if value is not None and value is not False}}
 
 
 def spec_from_document(doc: dict[str, Any]) -> MatrixSpec:

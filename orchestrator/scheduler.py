@@ -105,7 +105,8 @@ class Runner:
         # A database restarting now is waited for: nothing is measured yet that a journal could keep.
         retried: dict[str, int] = {}
         run_id = with_db_retry(records.create_run, self.store, spec.name, inventory, tags or [],
-                               plan=plan_document(spec, hosts, models), stats=retried)
+                               plan=plan_document(spec, hosts, models, self.transport_options, inventory),
+                               stats=retried)
         if self.on_run_created:
             self.on_run_created(run_id)
         return self.run_planned(run_id, spec, hosts, models, retried)

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from farm_lab import sshd as lab_sshd
+from farm_lab.lab import Lab
 from orchestrator.inventory import Host, Inventory, load_inventory
-from orchestrator.lab import sshd as lab_sshd
-from orchestrator.lab.lab import Lab
 from tests.conftest import missing_service
 
 LAB_HOSTS = 6

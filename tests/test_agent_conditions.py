@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from agent import conditions
-from orchestrator.lab import hardware
+from farm_lab import hardware
 
 CPU = "sys/devices/system/cpu"
 

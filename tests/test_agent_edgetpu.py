@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from agent import edgetpu
-from orchestrator.lab import hardware
+from farm_lab import hardware
 
 PORTS = {"usb3-left": {"port": "2-1", "speed": 5000}, "usb2-hub": {"port": "1-1.2", "speed": 480}}
 

@@ -20,7 +20,7 @@ import pytest
 from agent import contact
 from agent.bench import file_sha256, run_job
 from agent.schema import make_job, validate_result
-from orchestrator.lab import hardware
+from farm_lab import hardware
 from tests.conftest import REPO, SHARED_MODELS
 from tests.test_agent import python36 as python36_path
 from tests.test_agent_power import fake_sudo, use_board

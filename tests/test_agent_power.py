@@ -14,7 +14,7 @@ import pytest
 from agent import power, tools
 from agent.boards.governor import GovernorDriver
 from agent.boards.jetson import JetsonDriver
-from orchestrator.lab import hardware
+from farm_lab import hardware
 from tests.conftest import REPO
 
 FIVE_WATT = {"name": "5W", "nvpmodel": 1, "jetson_clocks": False, "settle_seconds": 0}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
@@ -17,14 +16,27 @@ from agent.backends.tflite import TfliteBackend
 from agent.bench import run_job
 from agent.schema import BACKEND_DELEGATES, RESULT_SCHEMA_VERSION, SchemaError, validate_job, validate_result
 from orchestrator.deploy import build_agent
+from orchestrator.errors import FarmError
 from tests.conftest import SHARED_MODELS, missing_service
 from tests.test_agent import job_for, python36
 from tests.test_agent_job_settings import x86  # noqa: F401 - the simulated x86 host with two Edge TPUs
 
 EDGETPU_TWIN = SHARED_MODELS / "mobilenet_v1_0.25_128_quant_edgetpu.tflite"
-# The lab's Python 3.7 with tflite-runtime 2.11, the runtime Coral's Dev Board and JetPack 4 boards get.
-PYTHON37_TFLITE = os.environ.get("FARM_TEST_PYTHON37_TFLITE",
-                                 "/var/cache/farm-lab/venvs/py3.7-tflite-runtime-2.11.0/bin/python")
+
+
+@pytest.fixture(scope="module")
+def python37_tflite() -> str:
+    """The lab's Python 3.7 with tflite-runtime 2.11 (the Dev Board's and JetPack 4's), built as a lab builds it."""
+    from farm_lab.account import lab_account
+    from farm_lab.boards import TFLITE_2_11
+    from farm_lab.pythons import PythonEnv, default_cache_dir, prepare
+
+    account = lab_account()
+    try:
+        return str(prepare(PythonEnv("3.7", TFLITE_2_11), default_cache_dir(account), account, say=print))
+    except FarmError as exc:
+        missing_service(f"no Python 3.7 with tflite-runtime 2.11 for the lab: {exc}")
+        raise
 
 
 def loaded(model: Path, **job) -> backends.Backend:
@@ -135,12 +147,9 @@ def run_zipapp(python: str, tmp_path: Path, job: dict) -> dict:
     return json.loads(done.stdout)
 
 
-def test_the_job_path_runs_its_backend_under_python_37_with_tflite_runtime_2_11(tmp_path: Path,
-                                                                                shared_model: Path) -> None:
-    if not Path(PYTHON37_TFLITE).exists():
-        missing_service(f"no Python 3.7 with tflite-runtime 2.11 at {PYTHON37_TFLITE} (a lab builds it; "
-                        "or set FARM_TEST_PYTHON37_TFLITE)")
-    result = validate_result(run_zipapp(PYTHON37_TFLITE, tmp_path, job_for(shared_model, threads=2)))
+def test_the_job_path_runs_its_backend_under_python_37_with_tflite_runtime_2_11(tmp_path: Path, shared_model: Path,
+                                                                                python37_tflite: str) -> None:
+    result = validate_result(run_zipapp(python37_tflite, tmp_path, job_for(shared_model, threads=2)))
     assert result["status"] == "succeeded", result.get("error")
     assert result["backend"] == {"runtime": "tflite_runtime", "version": "2.11.0", "delegate": "cpu",
                                  "device": "cpu", "precision": None}

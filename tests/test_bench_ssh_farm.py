@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.lab import sshd as lab_sshd
+from farm_lab import sshd as lab_sshd
 from tests.conftest import missing_service
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import typer
 
+from farm_lab.cli import app as lab_app
 from orchestrator.cli import app
-from orchestrator.lab.cli import app as lab_app
 
 COMMANDS = [("lab", "up"), ("lab", "down"), ("lab", "status"), ("inventory", "check"), ("run",)]
 # Every command with options: none may lose the "[default: ...]" its help names.

@@ -153,7 +153,7 @@ def standin(tmp_path: Path) -> Path:
     path = tmp_path / "bin" / "edgetpu_compiler"
     path.parent.mkdir()
     path.write_text(f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {str(Path(__file__).parents[1])!r})\n"
-                    "from orchestrator.models.standin_compiler import main\nsys.exit(main())\n")
+                    "from farm_lab.standin_compiler import main\nsys.exit(main())\n")
     path.chmod(path.stat().st_mode | stat.S_IXUSR)
     return path
 

@@ -35,7 +35,7 @@ def make_compiler(folder: Path, version: str, fault: str = "") -> Path:
     path.write_text(f"#!{sys.executable}\nimport os, sys\nsys.path.insert(0, {str(REPO)!r})\n"
                     f"os.environ['FARM_STANDIN_COMPILER_VERSION'] = {version!r}\n"
                     f"os.environ['FARM_STANDIN_COMPILER_FAULT'] = {fault!r}\n"
-                    "from orchestrator.models.standin_compiler import main\nsys.exit(main())\n")
+                    "from farm_lab.standin_compiler import main\nsys.exit(main())\n")
     path.chmod(path.stat().st_mode | stat.S_IXUSR)
     return path
 

@@ -186,7 +186,7 @@ def test_a_run_across_the_lab_stores_each_hosts_own_python_and_runtime(
 
 
 def test_an_unknown_host_key_is_refused_with_the_way_to_trust_it(running_lab: RunningLab, tmp_path: Path) -> None:
-    # A copy of the lab's inventory elsewhere is not a lab's: no known_hosts comes with it.
+    # A copy of the lab's hosts without its defaults names no known_hosts: ~/.ssh/known_hosts has none of their keys.
     inventory = write_inventory(tmp_path / "copied.yaml", running_lab)
     db = f"sqlite:///{tmp_path / 'keys.db'}"
     done = farm("inventory", "check", "--inventory", str(inventory), "--db", db, check=False)

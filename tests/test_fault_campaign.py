@@ -11,8 +11,8 @@ import shutil
 
 import pytest
 
-from orchestrator.lab import sshd as lab_sshd
-from orchestrator.lab.campaign import FAULT_KINDS, Campaign, CampaignReport, tcp_connections
+from farm_lab import sshd as lab_sshd
+from farm_lab.campaign import FAULT_KINDS, Campaign, CampaignReport, tcp_connections
 from tests.conftest import PG_SERVER, missing_service
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]

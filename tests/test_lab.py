@@ -8,17 +8,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from agent import facts as agent_facts
+from farm_lab import pythons
+from farm_lab import sshd as lab_sshd
+from farm_lab.account import LabError
+from farm_lab.boards import BOARDS, DEFAULT_BOARDS, write_device_root
+from farm_lab.cli import app
+from farm_lab.lab import Lab, lab_known_hosts, plan_hosts
 from orchestrator.agent_client import AgentSession
 from orchestrator.inventory import NAME_PATTERN, load_inventory
-from orchestrator.lab import pythons
-from orchestrator.lab import sshd as lab_sshd
-from orchestrator.lab.account import LabError
-from orchestrator.lab.boards import BOARDS, DEFAULT_BOARDS, write_device_root
-from orchestrator.lab.cli import app
-from orchestrator.lab.lab import Lab, lab_known_hosts, plan_hosts
 from orchestrator.transport.ssh import SshTransport
 
 if TYPE_CHECKING:
@@ -99,6 +100,9 @@ def test_up_writes_an_inventory_the_controller_reads(running_lab: RunningLab) ->
     lab = running_lab.lab
     assert lab_known_hosts(lab.dir) == running_lab.known_hosts
     assert len(running_lab.known_hosts.read_text().splitlines()) == 6
+    # Trust in the lab's keys is written into the inventory, relative to it, not guessed from lab.json.
+    assert yaml.safe_load(lab.inventory_path.read_text())["defaults"] == {"known_hosts": "known_hosts"}
+    assert {h.known_hosts for h in hosts} == {str(running_lab.known_hosts)}
     assert stat.S_IMODE(lab.dir.stat().st_mode) == 0o700
     for host in hosts:
         assert host.tags == ("lab", host.board)

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from farm_lab import sshd as lab_sshd
+from farm_lab.netns import NetnsLab, ip
 from orchestrator.agent_client import AgentSession
 from orchestrator.errors import TransportError
 from orchestrator.inventory import Inventory, load_inventory
-from orchestrator.lab import sshd as lab_sshd
-from orchestrator.lab.netns import NetnsLab, ip
 from orchestrator.transport.ssh import SshTransport
 from tests.conftest import missing_service
 

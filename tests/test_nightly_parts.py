@@ -250,12 +250,12 @@ def test_likely_causes_follow_where_a_change_reaches() -> None:
 
 def test_a_compiler_update_recompiles_what_the_old_one_compiled_keeping_lineage(tmp_path: Path,
                                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from farm_lab import STANDIN_COMPILER as standin
     from orchestrator.models import registry
     from orchestrator.models.compiler import compile_models
     from orchestrator.results.trials import lineage_sha
     from orchestrator.store import open_store
 
-    standin = Path(__file__).resolve().parents[1] / "orchestrator/models/standins/edgetpu_compiler"
     store = open_store(f"sqlite:///{tmp_path / 'farm.db'}")
     try:
         built = [row for row, _ in registry.build(store, "conv_stack", [1, 2])]

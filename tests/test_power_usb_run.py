@@ -22,10 +22,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from farm_lab import sshd as lab_sshd
+from farm_lab.lab import Lab
+from farm_lab.sshd import free_port
 from orchestrator.inventory import Inventory, load_inventory
-from orchestrator.lab import sshd as lab_sshd
-from orchestrator.lab.lab import Lab
-from orchestrator.lab.sshd import free_port
 from orchestrator.store import open_store
 from orchestrator.store.schema import HostFactsRow, HostRow, JobRow, ResultRow
 from tests.conftest import SHARED_MODELS, missing_service

@@ -329,8 +329,8 @@ def test_l4t_from_the_device_and_jetpack_from_l4t(tmp_path: Path, monkeypatch: p
     """The agent reads the L4T release of a (simulated) Nano; results then say which JetPack they ran on."""
     from agent import facts
     from agent.bench import summarize
+    from farm_lab.boards import board, write_device_root
     from orchestrator.inventory import Host
-    from orchestrator.lab.boards import board, write_device_root
     from orchestrator.store import records
     from tests.seed_data import samples_around
 

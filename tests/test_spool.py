@@ -15,7 +15,7 @@ import pytest
 
 from agent import hostlock, power, restore_state
 from agent.schema import make_job
-from orchestrator.lab import hardware
+from farm_lab import hardware
 from tests.conftest import REPO
 
 FIVE_WATT = {"name": "5W", "nvpmodel": 1, "jetson_clocks": False, "settle_seconds": 0}

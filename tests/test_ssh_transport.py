@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING
 import pytest
 
 from agent.schema import make_job
+from farm_lab.sshd import SSHD, Sshd, _descendants
 from orchestrator.agent_client import AgentSession
 from orchestrator.errors import TransportError
 from orchestrator.inventory import Host
-from orchestrator.lab.sshd import SSHD, Sshd, _descendants
 from orchestrator.transport import open_transport
 from orchestrator.transport.ssh import SshTransport
 

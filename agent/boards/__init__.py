@@ -37,6 +37,7 @@ __all__ = [
     "placeholder_zones",
     "power_control",
     "power_monitor",
+    "power_spec_types",
 ]
 
 # Asked in this order; the last one claims every board.
@@ -81,6 +82,15 @@ def declared_family(inventory_board):
 def power_control(board=None):
     """The PowerControl for a board name (or this device's, for None)."""
     return family_for(board).power_control(detect_board())
+
+
+def power_spec_types():
+    """Every setting a power-mode spec may hold, over every family's controls, with its JSON types."""
+    types = {}
+    for family in FAMILIES:
+        for control in family.power_controls:
+            types.update(control.spec_types)
+    return types
 
 
 def control_named(name):

@@ -15,6 +15,9 @@ class PowerControl(abc.ABC):
     """Sets a power-mode spec on a board and puts the board back; ``name`` goes into the state file."""
 
     name = None
+    # The settings a power-mode spec may give this control, as (key, JSON types) pairs: the job
+    # schema accepts exactly the union over every family (``boards.power_spec_types``).
+    spec_types = ()
 
     def __init__(self, board=None):
         self.board = board  # the board's name, for messages

@@ -67,6 +67,7 @@ class GovernorDriver(PowerControl):
     """Raspberry Pi, Coral Dev Board and any other cpufreq board: the mode is the governor."""
 
     name = "governor"
+    spec_types = (("governor", (str,)),)
     # Any other setting belongs to another family's power control: refused, not half-applied.
     OWN_KEYS = ("name", "governor", "settle_seconds")
 

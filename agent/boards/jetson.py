@@ -111,6 +111,7 @@ class JetsonDriver(PowerControl):
     """nvpmodel modes, with jetson_clocks as a separate on/off setting."""
 
     name = "nvpmodel"
+    spec_types = (("nvpmodel", (int,)), ("jetson_clocks", (bool,)))
     MODE_LINE = re.compile(r"POWER_MODEL:\s*ID=(\d+)\s+NAME=(\S+)")
 
     def __init__(self, board=None):

@@ -28,6 +28,7 @@ ANSIBLE_FIELDS = {
 FARM_FIELDS = {
     "farm_board": "board", "farm_transport": "transport", "farm_tags": "tags", "farm_env": "env",
     "farm_workdir": "workdir", "farm_power_modes": "power_modes", "farm_usb_ports": "usb_ports",
+    "farm_known_hosts": "known_hosts",
 }
 PASSWORDS = ("ansible_password", "ansible_ssh_pass", "ansible_ssh_password")
 CONNECTIONS = {"ssh": "ssh", "smart": "ssh", "paramiko": "ssh", "paramiko_ssh": "ssh", "local": "local"}

@@ -12,7 +12,7 @@ import typer
 from rich.markup import escape
 
 from ..errors import FarmError
-from . import baseline, compare, db, inventory, models, nightly, report, results, run, toolchain
+from . import baseline, compare, db, inventory, lab, models, nightly, report, results, run, toolchain
 from .output import err_console
 
 app = typer.Typer(
@@ -29,19 +29,11 @@ for name, group in (("db", db.db_app), ("inventory", inventory.inventory_app), (
     app.add_typer(group, name=name)
 
 
-def add_lab() -> None:
-    """``farm lab``, when the simulated lab is installed: it is optional tooling, not part of the farm."""
-    try:
-        from ..lab.cli import app as lab_app
-    except ImportError:
-        return
-    app.add_typer(lab_app, name="lab")
-
-
 def main() -> None:
     from sqlalchemy.exc import SQLAlchemyError
 
-    add_lab()
+    # `farm lab`: the separate farm_lab package, loaded only when the command line asks for it (see lab.py).
+    lab.register_lab(app)
     try:
         try:
             app()

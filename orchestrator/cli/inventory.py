@@ -82,7 +82,7 @@ def inventory_check(
     store = open_store(db)
     try:
         with console.status(f"checking {len(inv.hosts)} host(s)"):
-            checks = check_hosts(list(inv.hosts), transport_options(accept_new_host_keys, known_hosts, inventory),
+            checks = check_hosts(list(inv.hosts), transport_options(accept_new_host_keys, known_hosts),
                                  store)
     finally:
         store.close()

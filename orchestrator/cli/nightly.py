@@ -90,7 +90,7 @@ def nightly(
             if value is not None:
                 setattr(settings, key, value)
         settings.trials = int(settings.trials)
-        options = transport_options(accept_new_host_keys, known_hosts, inventory)
+        options = transport_options(accept_new_host_keys, known_hosts)
 
         def recompile(triggers: list[dict]) -> list:
             return recompile_for(store, triggers, compiler, say=lambda text: err_console.print(f"[yellow]{text}"))

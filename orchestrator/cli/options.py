@@ -22,7 +22,7 @@ AcceptNewHostKeysOption = Annotated[bool, typer.Option(
     "--accept-new-host-keys", help="Trust and remember SSH host keys never seen before")]
 KnownHostsOption = Annotated[Path | None, typer.Option(
     "--known-hosts",
-    help="known_hosts file for SSH hosts \\[default: a lab inventory's own, else ~/.ssh/known_hosts]")]
+    help="known_hosts file for SSH hosts \\[default: the inventory's known_hosts, else ~/.ssh/known_hosts]")]
 
 FORMATS = ("table", "csv", "json")
 FormatOption = Annotated[str, typer.Option("--format", "-f", help="table, csv or json")]
@@ -50,12 +50,12 @@ def check_format(output_format: str) -> None:
         raise FarmError(f"--format must be table, csv or json, not '{output_format}'")
 
 
-def transport_options(accept_new_host_keys: bool, known_hosts: Path | None, inventory: Path | None = None) -> dict:
-    """What --accept-new-host-keys and --known-hosts mean to the SSH transport."""
-    from ..transport.known_hosts import choose_known_hosts
+def transport_options(accept_new_host_keys: bool, known_hosts: Path | None) -> dict:
+    """What --accept-new-host-keys and --known-hosts mean to the SSH transport.
 
+    Without --known-hosts each host's inventory names its file (its known_hosts field), else ~/.ssh/known_hosts.
+    """
     options: dict = {"accept_new_host_keys": accept_new_host_keys}
-    known_hosts = choose_known_hosts(known_hosts, inventory)
     if known_hosts is not None:
         options["known_hosts"] = known_hosts
     return options

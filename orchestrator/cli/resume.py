@@ -73,19 +73,24 @@ def report(console: Console, err_console: Console, store: Any, outcome: Any, pri
 
 def resume_run(run_arg: int | None, inventory: Path | None, store: Any, host: list[str] | None,
                tag: list[str] | None, options: dict, observer: Any, console: Console) -> Any:
-    """Continue run ``run_arg`` (None: the newest unfinished) on the inventory it ran on, unless one is given."""
+    """Continue run ``run_arg`` (None: the newest unfinished) as it was started: on its inventory and with its
+    transport options (known_hosts included), unless the command line gives others."""
     from ..inventory import load_inventory
+    from ..replan import resume_options, started_with
     from ..resume import resume, run_to_resume
     from ..scheduler import Runner
     from ..store.retry import with_db_retry
 
     run = with_db_retry(run_to_resume, store, run_arg)  # a database restarting now is waited for
+    started_inventory, started_options = with_db_retry(started_with, store, run.id)
     source: str | Path | None = inventory
-    if source is None and run.inventory and Path(run.inventory).is_file():
-        source = run.inventory
-    elif source is None:
-        raise FarmError(f"--resume: run {run.id} ran on the inventory {run.inventory}, which is no longer "
-                        "there; give it with --inventory")
+    if source is None:
+        # The absolute path the run stored; runs from before it did: the path as it was given.
+        source = next((p for p in (started_inventory, run.inventory) if p and Path(p).is_file()), None)
+    if source is None:
+        raise FarmError(f"--resume: run {run.id} ran on the inventory {started_inventory or run.inventory}, "
+                        "which is no longer there; give it with --inventory")
     inv = load_inventory(source)
     announcer(console, "resumed")(run.id)
-    return resume(Runner(store, observer, options), run.id, list(inv.select(host, tag)))
+    return resume(Runner(store, observer, resume_options(started_options, options)), run.id,
+                  list(inv.select(host, tag)))

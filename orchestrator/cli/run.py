@@ -68,7 +68,7 @@ def run(
     store = open_store(db)
     try:
         models = models_for_run(store, spec, console.print)
-        options = transport_options(accept_new_host_keys, known_hosts, inventory)
+        options = transport_options(accept_new_host_keys, known_hosts)
         with run_resume.store_errors(store), RichObserver(console) as observer:
             runner = Runner(store, observer, options)
             runner.on_run_created = run_resume.announcer(console)  # "Run N started": what --resume takes
@@ -89,7 +89,7 @@ def _resume(resume: bool, run_arg: int | None, inventory: Path | None, db: str |
         raise FarmError(f"a run number ({run_arg}) is only taken with --resume: farm run --resume {run_arg}")
     store = open_store(db)
     try:
-        options = transport_options(accept_new_host_keys, known_hosts, inventory)
+        options = transport_options(accept_new_host_keys, known_hosts)
         with run_resume.store_errors(store), RichObserver(console) as observer:
             outcome = run_resume.resume_run(run_arg, inventory, store, host, tag, options, observer, console)
         code = run_resume.report(console, err_console, store, outcome, print_run_summary)

@@ -31,7 +31,7 @@ def toolchain(
     hosts = list(load_inventory(inventory).hosts)
     store = open_store(db)
     try:
-        probe = tc.probe_and_record(store, hosts, transport_options(accept_new_host_keys, known_hosts, inventory),
+        probe = tc.probe_and_record(store, hosts, transport_options(accept_new_host_keys, known_hosts),
                                     compiler)
     finally:
         store.close()

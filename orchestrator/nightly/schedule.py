@@ -243,7 +243,7 @@ def describe(entry: Schedule) -> list[str]:
                      "record the database)")
     known_hosts = option_value(entry.command, "--known-hosts")
     lines.append(f"known_hosts: {known_hosts}" if known_hosts else
-                 "known_hosts: a lab inventory's own, else ~/.ssh/known_hosts (pass --known-hosts to choose)")
+                 "known_hosts: the inventory's known_hosts field, else ~/.ssh/known_hosts (pass --known-hosts to choose)")
     return lines
 
 

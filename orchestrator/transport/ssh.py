@@ -7,7 +7,8 @@ connection, so a command costs a channel round trip, not a handshake.
 
 Only keys authenticate (the inventory's key file, ``ssh-agent``, or the default
 ``~/.ssh/id_*`` when no key is named); passwords are never sent or asked for.
-Host keys are checked against a known_hosts file the way OpenSSH's
+Host keys are checked against a known_hosts file (the caller's, else the one the
+inventory names for the host, else ``~/.ssh/known_hosts``) the way OpenSSH's
 ``StrictHostKeyChecking accept-new`` does when the user opts in, and ``yes``
 otherwise: an unknown key is refused unless accepted, a changed key always.
 """
@@ -55,7 +56,9 @@ class SshTransport(Transport):
                  connect_timeout: float = 10.0) -> None:
         super().__init__(host)
         self.accept_new_host_keys = accept_new_host_keys
-        self.known_hosts = Path(known_hosts).expanduser() if known_hosts else Path("~/.ssh/known_hosts").expanduser()
+        # The caller's file (a command line's --known-hosts) wins over the one the inventory names for the host.
+        chosen = known_hosts or host.known_hosts or "~/.ssh/known_hosts"
+        self.known_hosts = Path(chosen).expanduser()
         self.connect_timeout = connect_timeout
         self._lock = threading.RLock()
         self._connection: Connection | None = None

@@ -35,9 +35,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .edgetpu_check import MAPPED, check_model
-from .flatbuild import GraphBuilder, Quant, fb
-from .inspect import EDGETPU_CUSTOM_OP, ModelFormatError
+from orchestrator.models.edgetpu_check import MAPPED, check_model
+from orchestrator.models.flatbuild import GraphBuilder, Quant, fb
+from orchestrator.models.inspect import EDGETPU_CUSTOM_OP, ModelFormatError
 
 DEFAULT_VERSION = "16.0.384591198"
 VERSION_ENV = "FARM_STANDIN_COMPILER_VERSION"

@@ -4,7 +4,7 @@ Each host's sshd runs in its own ``ip netns`` joined to this machine by a veth
 pair (10.A.i.1 here, 10.A.i.2 in the namespace). The kernel here has no netem,
 so a link is cut with ``ip link set down`` on the namespace's end: packets
 vanish without a reset, as when a board's cable is pulled. Everything else
-(boards, device roots, keys, inventory) is :class:`~orchestrator.lab.lab.Lab`'s.
+(boards, device roots, keys, inventory) is :class:`~farm_lab.lab.Lab`'s.
 
     lab = NetnsLab(directory)
     inventory = lab.up(3, port=22)

@@ -21,7 +21,7 @@ CPU_ONLINE = re.compile(r"^/sys/devices/system/cpu/cpu(\d+)/online$")
 CPUFREQ_LIMIT = re.compile(r"^/sys/devices/system/cpu/cpu(\d+)/cpufreq/scaling_(min|max)_freq$")
 DEVFREQ_LIMIT = re.compile(r"^(/sys/.+/devfreq/[^/]+)/(min|max)_freq$")
 NVPMODEL_STATUS = "/var/lib/nvpmodel/status"
-# Written by orchestrator.lab.hardware.install_ina3221: rails, their files, and mW per power mode.
+# Written by farm_lab.hardware.install_ina3221: rails, their files, and mW per power mode.
 POWER_MODEL = "/var/lib/farm-lab/power-model.json"
 
 
@@ -200,7 +200,7 @@ def refresh_power():
 
     The stand-ins call this after changing the mode or the clocks, so a board at
     5W reads less power than at MAXN. Readings that also move with load come
-    from ``orchestrator.lab.hardware.PowerUpdater``, which rewrites the same files.
+    from ``farm_lab.hardware.PowerUpdater``, which rewrites the same files.
     """
     text = read(POWER_MODEL)
     if not text:

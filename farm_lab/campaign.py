@@ -42,7 +42,7 @@ from typing_extensions import Self
 
 from .netns import NetnsLab
 
-REPO = Path(__file__).resolve().parent.parent.parent
+REPO = Path(__file__).resolve().parent.parent
 FAULT_KINDS = ("link", "sshd", "agent", "controller", "database")
 BOARDS = ["jetson-nano", "rpi4", "devboard"]
 # Small, quick cells; power modes "all" so every job sets (and must restore) a mode.
@@ -438,9 +438,9 @@ class Campaign:
     def _check(self, run_id: int, before: dict[str, str], seconds: float, faulted: bool) -> dict[str, Any]:
         from sqlalchemy import select
 
-        from ..integrity import check_run
-        from ..store import open_store
-        from ..store.schema import JobRow, ResultRow
+        from orchestrator.integrity import check_run
+        from orchestrator.store import open_store
+        from orchestrator.store.schema import JobRow, ResultRow
 
         where = f"round {self.report.rounds} (run {run_id})" if faulted else f"reference run {run_id}"
         store = open_store(self.db_url)

@@ -282,7 +282,10 @@ class Lab:
                     "PATH": board_hardware.agent_path(public / "tools")},
             "workdir": self.workdir(host),
         } for host in hosts]
-        header = (f"# The simulated lab in {self.dir}, written by 'farm lab up' (and rewritten by every 'up').\n"
-                  f"# Its host keys are in {self.known_hosts}: pass --known-hosts with that path.\n")
-        text = yaml.safe_dump({"hosts": entries}, sort_keys=False, default_flow_style=None, width=1000)
+        header = f"# The simulated lab in {self.dir}, written by 'farm lab up' (and rewritten by every 'up').\n"
+        # Trust in the lab's host keys is stated here, in the inventory, where farm reads it (a
+        # --known-hosts on the command line still wins); relative, so it holds wherever the lab moves.
+        defaults = {"known_hosts": os.path.relpath(self.known_hosts, self.inventory_path.parent)}
+        text = yaml.safe_dump({"defaults": defaults, "hosts": entries}, sort_keys=False, default_flow_style=None,
+                              width=1000)
         self.inventory_path.write_text(header + text)

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import FarmError
+from orchestrator.errors import FarmError
 
 LAB_USER = "farmlab"
 LAB_HOME = Path("/home") / LAB_USER

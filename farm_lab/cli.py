@@ -11,7 +11,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..errors import FarmError
+from orchestrator.errors import FarmError
+
 from .boards import BOARDS, DEFAULT_BOARDS
 
 app = typer.Typer(
@@ -75,7 +76,7 @@ def up(
         inventory = lab.up(hosts, chosen, port, say=_say())
     console.print(f"Known hosts: {lab.known_hosts}   Shell: ssh -F {lab.ssh_config_path} "
                   f"{lab.hosts()[0].name}", highlight=False, soft_wrap=True)
-    # farm finds the lab's known_hosts beside its inventory by itself (orchestrator/transport/known_hosts.py).
+    # The inventory names the lab's known_hosts itself (its defaults' known_hosts): no --known-hosts needed.
     console.print(f"Try: farm inventory check -i {inventory}", highlight=False, soft_wrap=True)
     # Last line, plain: scripts read it with `tail -n 1`.
     print(inventory)
