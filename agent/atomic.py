@@ -24,6 +24,15 @@ def write_json(path, doc, sync=True):
         sync_folder(folder)
 
 
+def read_json(path):
+    """The document a ``write_json`` left, or None for a missing, unreadable or half-written file."""
+    try:
+        with open(path) as handle:
+            return json.load(handle)
+    except (OSError, IOError, ValueError):
+        return None
+
+
 def sync_folder(folder):
     with contextlib.suppress(OSError):
         descriptor = os.open(folder, os.O_RDONLY)

@@ -8,12 +8,12 @@ does, from this file. SIGTERM and SIGHUP become SystemExit while a job runs, so
 
 import contextlib
 import hashlib
-import json
 import os
 import signal
 import sys
 import threading
 
+from . import atomic
 from .sysfs import device_root
 
 STATE_DIR_ENV = "FARM_AGENT_DIR"
@@ -46,11 +46,7 @@ def state_path(folder=None):
 
 
 def read_state(path):
-    try:
-        with open(path) as handle:
-            return json.load(handle)
-    except (OSError, IOError, ValueError):
-        return None
+    return atomic.read_json(path)
 
 
 def remove(path):

@@ -71,14 +71,6 @@ def check_key(key):
     return key
 
 
-def _read(path):
-    try:
-        with open(path) as handle:
-            return json.load(handle)
-    except (OSError, IOError, ValueError):
-        return None
-
-
 def _remove(path):
     try:
         os.remove(path)
@@ -252,7 +244,7 @@ def _detach_stdio(log_path):
 
 def state_of(key, folder=None):
     """finished | running | dead | unknown, for one key (result first: a finished job is never 'dead')."""
-    owner = _read(_path(key, "pid", folder))
+    owner = atomic.read_json(_path(key, "pid", folder))
     alive = bool(owner) and hostlock.process_alive(owner.get("pid"), owner.get("pid_start"))
     # Checked after the liveness: a result is written before its process exits, so a process
     # seen dead here has already left its result if it ever will.
@@ -264,7 +256,7 @@ def state_of(key, folder=None):
     if not os.path.exists(job_path):
         return "unknown"
     if owner is None:
-        if (_read(job_path) or {}).get("after"):
+        if (atomic.read_json(job_path) or {}).get("after"):
             return "running"  # queued: it runs once the job it waits for is done
         try:
             age = time.time() - os.path.getmtime(job_path)
@@ -343,7 +335,7 @@ def _load_queue(folder):
     for key in _known_keys(folder):
         if key in _queue or os.path.exists(_path(key, "pid", folder)):
             continue
-        document = _read(_path(key, "job", folder))
+        document = atomic.read_json(_path(key, "job", folder))
         if isinstance(document, dict) and document.get("after"):
             waiting.append((float(document.get("created_at") or 0), key))
     _queue.extend(key for _, key in sorted(waiting))
@@ -365,7 +357,7 @@ def start_queued(folder=None):
     _load_queue(folder)
     while _queue:
         key = _queue[0]
-        document = _read(_path(key, "job", folder))
+        document = atomic.read_json(_path(key, "job", folder))
         if not isinstance(document, dict) or state_of(key, folder) != "running" \
                 or os.path.exists(_path(key, "pid", folder)) or os.path.exists(_path(key, "claim", folder)):
             _queue.pop(0)  # acked, started elsewhere, or gone: not this serve's to start
@@ -425,7 +417,7 @@ def collect(keys=None, wait=0.0, folder=None):
         for key in (keys if keys is not None else _known_keys(folder)):
             state = state_of(key, folder)
             if state == "finished":
-                document = _read(_path(key, "result", folder)) or {}
+                document = atomic.read_json(_path(key, "result", folder)) or {}
                 report["finished"][key] = document.get("result")
             else:
                 report[state].append(key)
@@ -496,7 +488,7 @@ def run_detached(key, folder=None, document=None, lease=None, renewer=None):
 
     check_key(key)
     if document is None:
-        document = _read(_path(key, "job", folder))
+        document = atomic.read_json(_path(key, "job", folder))
         if not isinstance(document, dict):
             hostlock.release(key, folder)
             return 2

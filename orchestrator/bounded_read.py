@@ -11,7 +11,8 @@ import os
 import stat
 from pathlib import Path
 
-from .errors import FarmError, InputError
+from .env_limits import positive_env
+from .errors import InputError
 
 YAML_LIMIT_ENV = "FARM_MAX_YAML_MB"
 MODEL_LIMIT_ENV = "FARM_MAX_MODEL_MB"
@@ -21,16 +22,7 @@ _CHUNK = 1 << 20
 
 
 def limit_bytes(env: str, default_mb: int) -> int:
-    raw = os.environ.get(env, "").strip()
-    if not raw:
-        return default_mb * 1024 * 1024
-    try:
-        megabytes = float(raw)
-    except ValueError:
-        megabytes = 0
-    if not megabytes > 0:
-        raise FarmError(f"{env}={raw!r} is not a positive number of megabytes")
-    return int(megabytes * 1024 * 1024)
+    return int(positive_env(env, float, default_mb, unit="number of megabytes") * 1024 * 1024)
 
 
 def read_yaml_file(path: str | Path) -> bytes:

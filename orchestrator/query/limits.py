@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
-from ..errors import FarmError
+from ..env_limits import positive_env as _positive
 
 TIMEOUT_ENV = "FARM_QUERY_TIMEOUT"
 MAX_ROWS_ENV = "FARM_QUERY_MAX_ROWS"
@@ -29,16 +28,3 @@ class QueryLimits:
     @property
     def max_bytes(self) -> int:
         return self.max_mb * 1024 * 1024
-
-
-def _positive(name: str, kind: type, default: float) -> float:
-    raw = os.environ.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = kind(raw)
-    except ValueError:
-        value = 0
-    if not value > 0:
-        raise FarmError(f"{name}={raw!r} is not a positive {kind.__name__}")
-    return value
