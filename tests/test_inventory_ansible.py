@@ -18,10 +18,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from orchestrator.ansible_inventory import parse_if_ansible
-from orchestrator.ansible_inventory.ranges import PatternError, expand, split_port
 from orchestrator.errors import InputError
 from orchestrator.inventory import Host, Inventory, load_inventory
+from orchestrator.inventory.ansible import parse_if_ansible
+from orchestrator.inventory.ansible.ranges import PatternError, expand, split_port
 from orchestrator.inventory_writer import farm_yaml
 
 # Ansible's documentation: two groups, group vars, children, a host range, inline host vars.

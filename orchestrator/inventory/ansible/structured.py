@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..yamlfile import YamlDocument
+from ...yamlfile import YamlDocument
 from .ranges import PatternError, expand, split_port
 from .tree import AnsibleTree, Var
 

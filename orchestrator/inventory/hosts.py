@@ -29,10 +29,10 @@ from typing import Any
 from agent import boards
 from agent.schema import POWER_KEYS
 
-from .errors import InputError
-from .yamlfile import YamlDocument, load_yaml
+from ..errors import InputError
+from ..yamlfile import YamlDocument
 
-DEFAULT_INVENTORY = Path(__file__).resolve().parent.parent / "inventory" / "local.yaml"
+DEFAULT_INVENTORY = Path(__file__).resolve().parents[2] / "inventory" / "local.yaml"
 # \Z, not $: "$" also matches before a trailing newline, and names end up in file names and commands.
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}\Z")
 TRANSPORTS = ("ssh", "local")
@@ -114,20 +114,6 @@ def default_power_modes(board: str | None) -> dict[str, dict[str, Any]]:
 
 
 FORBIDDEN = {"password": "passwords do not belong in inventory files; use a key file or ssh-agent"}
-
-
-def load_inventory(path: str | Path | None = None) -> Inventory:
-    """Read and validate an inventory; ``None`` means the embedded default (this machine).
-
-    An Ansible inventory (INI, YAML, ``ansible-inventory --list`` JSON, or a directory of them) is read as it is.
-    """
-    from .ansible_inventory import load_if_ansible  # it builds on this module
-
-    ansible = load_if_ansible(path) if path is not None else None
-    if ansible is not None:
-        return ansible
-    doc = load_yaml(path or DEFAULT_INVENTORY)
-    return parse_inventory(doc)
 
 
 def parse_inventory(doc: YamlDocument) -> Inventory:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ..errors import InputError
-from ..yamlfile import parse_yaml
+from ...errors import InputError
+from ...yamlfile import parse_yaml
 from .tree import AnsibleTree, Var
 
 EXTENSIONS = ("", ".yml", ".yaml", ".json")

@@ -12,10 +12,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..bounded_read import read_yaml_file
-from ..errors import InputError
-from ..inventory import Inventory
-from ..yamlfile import YamlDocument, parse_yaml
+from ...bounded_read import read_yaml_file
+from ...errors import InputError
+from ...yamlfile import YamlDocument, parse_yaml
+from ..hosts import Inventory
 from .directory import read_directory
 from .fields import to_inventory
 from .ini import SECTION, read_ini

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from ..errors import InputError
+from ...errors import InputError
 from .tree import AnsibleTree
 
 KIND = "Ansible inventory directory"

@@ -11,9 +11,9 @@ import dataclasses
 import re
 from typing import Any
 
-from ..errors import InputError
-from ..inventory import FIELDS, Inventory, parse_inventory
-from ..yamlfile import YamlDocument, parse_yaml
+from ...errors import InputError
+from ...yamlfile import YamlDocument, parse_yaml
+from ..hosts import FIELDS, Inventory, parse_inventory
 from .tree import AnsibleTree, FlatHost, Var
 from .vars_dirs import VAULT_HEADER
 
