@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from agent import boards
 from agent.result_reader import ResultView
 
 if TYPE_CHECKING:
@@ -47,14 +48,10 @@ def edgetpu_request(cell: Cell) -> dict[str, Any] | None:
 
 
 def current_mode(host: Host, facts: dict[str, Any] | None) -> str | None:
-    """The inventory name of the mode the host reported being in (by nvpmodel id, else governor)."""
+    """The inventory name of the mode the host reported being in (its board family says what identifies one)."""
     current = (((facts or {}).get("power") or {}).get("current")) or {}
-    for name, settings in host.power_modes.items():
-        if "nvpmodel" in settings and settings["nvpmodel"] == current.get("nvpmodel"):
-            return name
-        if "nvpmodel" not in settings and settings.get("governor") and settings["governor"] == current.get("governor"):
-            return name
-    return None
+    return next((name for name, settings in host.power_modes.items() if boards.mode_matches(settings, current)),
+                None)
 
 
 def order_by_mode(jobs: list[tuple[T, Cell]], start_mode: str | None = None) -> list[tuple[T, Cell]]:
@@ -83,12 +80,7 @@ def mode_switches(modes: list[str | None]) -> int:
 def measured_columns(result: dict[str, Any] | ResultView) -> dict[str, Any]:
     """The result table's measured-settings columns from an agent result document (or a view of one)."""
     view = result if isinstance(result, ResultView) else ResultView(result)
-    measured = view.power_measured
-    mode = None
-    if measured.get("nvpmodel") is not None:
-        mode = f"{measured.get('name')} (nvpmodel {measured['nvpmodel']})"
-    elif measured.get("name"):
-        mode = str(measured["name"])
+    mode = boards.measured_label(view.power_measured)
     return {
         "power_mode_measured": mode[:64] if mode else None,
         "usb_speed_measured": view.usb_speed,

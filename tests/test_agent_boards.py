@@ -261,3 +261,17 @@ def test_a_family_that_leaves_out_part_of_the_interface_cannot_be_made() -> None
 
     with pytest.raises(TypeError, match="power_control"):
         Halfway()
+
+
+def test_the_families_say_which_mode_a_board_reports_and_how_a_measured_mode_reads() -> None:
+    # What the controller used to spell out per board (nvpmodel ids, governors) it now asks the families.
+    nano_at_5w = {"driver": "nvpmodel", "name": "5W", "nvpmodel": 1, "governor": "schedutil"}
+    assert boards.measured_label(nano_at_5w) == "5W (nvpmodel 1)"
+    assert boards.measured_label({"driver": "governor", "name": "powersave", "governor": "powersave"}) == "powersave"
+    assert boards.measured_label({"driver": "none", "name": None}) is None
+    assert boards.mode_matches({"nvpmodel": 1}, nano_at_5w)
+    assert not boards.mode_matches({"nvpmodel": 0}, nano_at_5w)
+    # An nvpmodel mode is told by its id, never by the governor a Jetson also reports.
+    assert not boards.mode_matches({"nvpmodel": 0, "governor": "schedutil"}, nano_at_5w)
+    assert boards.mode_matches({"governor": "performance"}, {"governor": "performance"})
+    assert not boards.mode_matches({"settle_seconds": 2}, {"governor": "performance"})

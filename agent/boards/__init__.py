@@ -33,6 +33,8 @@ __all__ = [
     "inventory_examples",
     "jetpack_of",
     "l4t_release",
+    "measured_label",
+    "mode_matches",
     "parse_l4t",
     "placeholder_zones",
     "power_control",
@@ -91,6 +93,36 @@ def power_spec_types():
         for control in family.power_controls:
             types.update(control.spec_types)
     return types
+
+
+def _controls():
+    seen = []
+    for family in FAMILIES:
+        for control in family.power_controls:
+            if control not in seen:
+                seen.append(control)
+    return seen
+
+
+def _identifying_control(doc):
+    """The first control (in FAMILIES order) whose identity setting ``doc`` holds."""
+    for control in _controls():
+        if control.identity_key and doc.get(control.identity_key) is not None:
+            return control
+    return None
+
+
+def mode_matches(settings, current):
+    """Whether an inventory mode's settings are the mode a board reports being in (``current_mode``)."""
+    control = _identifying_control(settings)
+    return control is not None and settings[control.identity_key] == current.get(control.identity_key)
+
+
+def measured_label(measured):
+    """A measured power mode as results show it ("5W (nvpmodel 1)", "powersave"), or None."""
+    control = _identifying_control(measured)
+    label = control.label(measured) if control is not None else measured.get("name")
+    return str(label) if label else None
 
 
 def control_named(name):

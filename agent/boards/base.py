@@ -18,9 +18,17 @@ class PowerControl(abc.ABC):
     # The settings a power-mode spec may give this control, as (key, JSON types) pairs: the job
     # schema accepts exactly the union over every family (``boards.power_spec_types``).
     spec_types = ()
+    # The setting that says which mode a board is in (an nvpmodel id, a governor): how the controller
+    # tells which inventory mode a board reports, and what a measured mode's label shows.
+    identity_key = None
 
     def __init__(self, board=None):
         self.board = board  # the board's name, for messages
+
+    @classmethod
+    def label(cls, measured):
+        """How a measured mode reads in results: its name."""
+        return measured.get("name")
 
     @abc.abstractmethod
     def current_mode(self):

@@ -68,6 +68,7 @@ class GovernorDriver(PowerControl):
 
     name = "governor"
     spec_types = (("governor", (str,)),)
+    identity_key = "governor"
     # Any other setting belongs to another family's power control: refused, not half-applied.
     OWN_KEYS = ("name", "governor", "settle_seconds")
 

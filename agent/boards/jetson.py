@@ -112,12 +112,18 @@ class JetsonDriver(PowerControl):
 
     name = "nvpmodel"
     spec_types = (("nvpmodel", (int,)), ("jetson_clocks", (bool,)))
+    identity_key = "nvpmodel"
     MODE_LINE = re.compile(r"POWER_MODEL:\s*ID=(\d+)\s+NAME=(\S+)")
 
     def __init__(self, board=None):
         PowerControl.__init__(self, board)
         self.governor = GovernorControl()
         self._modes = None
+
+    @classmethod
+    def label(cls, measured):
+        """"5W (nvpmodel 1)": the name nvpmodel reports and its id, which is what a mode really is."""
+        return "{} (nvpmodel {})".format(measured.get("name"), measured["nvpmodel"])
 
     def _tool(self, name):
         path = tools.find_tool(name)
