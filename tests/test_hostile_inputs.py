@@ -14,6 +14,7 @@ import resource
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -183,6 +184,28 @@ def test_a_known_hosts_marker_line_fails_the_host_not_the_run(tmp_path: Path, li
     transport = SshTransport(Host(name="h1", address="127.0.0.1", port=9), known_hosts=known_hosts)
     with pytest.raises(TransportError, match="@cert-authority and @revoked lines are not supported"):
         transport._transport()
+
+
+def test_a_fifo_as_known_hosts_fails_the_host_at_once_instead_of_hanging(tmp_path: Path) -> None:
+    from orchestrator.errors import TransportError
+    from orchestrator.transport.ssh import SshTransport
+
+    fifo = tmp_path / "known_hosts"
+    os.mkfifo(fifo)  # paramiko would open it and wait for a writer forever
+    transport = SshTransport(Host(name="h1", address="127.0.0.1", port=9), known_hosts=fifo)
+    outcome: list[BaseException] = []
+
+    def connect() -> None:
+        try:
+            transport._transport()
+        except BaseException as exc:  # noqa: BLE001 - whatever it raised is the outcome under test
+            outcome.append(exc)
+
+    worker = threading.Thread(target=connect, daemon=True)  # a hang must fail the test, not stall the suite
+    worker.start()
+    worker.join(60)
+    assert not worker.is_alive(), "the connect hangs on a FIFO known_hosts"
+    assert isinstance(outcome[0], TransportError) and "is not a regular file" in str(outcome[0])
 
 
 # -- the probe: random input to every command, in bounded time and memory ----------------------------------------

@@ -133,6 +133,10 @@ class SshTransport(Transport):
 
     def _check_host_keys(self, client: paramiko.SSHClient) -> None:
         client.set_missing_host_key_policy(_KnownHostsPolicy(self))
+        # paramiko opens the file itself: a FIFO there would block the connect (and a new key's save) forever.
+        if self.known_hosts.exists() and not self.known_hosts.is_file():
+            raise TransportError(f"{self.host.name}: the known_hosts file {self.known_hosts} is not a regular file; "
+                                 "give a regular file with --known-hosts or the inventory's known_hosts")
         try:
             client.get_host_keys().load(str(self.known_hosts))
         except FileNotFoundError:
