@@ -6,11 +6,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from ..errors import FarmError
+
+if TYPE_CHECKING:
+    from ..results import ResultFilter
 
 DbOption = Annotated[str | None, typer.Option(
     "--db", help="Database URL, e.g. sqlite:///farm.db or postgresql+psycopg://user@host/db "
@@ -59,3 +62,17 @@ def transport_options(accept_new_host_keys: bool, known_hosts: Path | None) -> d
     if known_hosts is not None:
         options["known_hosts"] = known_hosts
     return options
+
+
+def result_filter(*, run_id: list[int] | None, since: str | None, until: str | None, tag: list[str] | None,
+                  host: list[str] | None, model: list[str] | None, delegate: list[str] | None,
+                  threads: list[int] | None, power_mode: list[str] | None, usb_speed: list[int] | None,
+                  **rest: object) -> ResultFilter:
+    """The one ResultFilter the shared result options above describe; ``rest`` sets latest, status, ..."""
+    from ..results import ResultFilter, parse_when  # pandas and the store only for commands that read results
+
+    return ResultFilter(
+        runs=tuple(run_id or ()), since=parse_when(since) if since else None,
+        until=parse_when(until, end_of_day=True) if until else None, tags=tuple(tag or ()), hosts=tuple(host or ()),
+        models=tuple(model or ()), delegates=tuple(delegate or ()), threads=tuple(threads or ()),
+        power_modes=tuple(power_mode or ()), usb_speeds=tuple(usb_speed or ()), **rest)

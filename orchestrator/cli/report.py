@@ -20,6 +20,7 @@ from .options import (
     ThreadsOption,
     UntilOption,
     UsbSpeedsOption,
+    result_filter,
 )
 from .output import console, err_console
 
@@ -50,17 +51,15 @@ def report(
     """See REPORT_HELP."""
     from ..report import build_report
     from ..report.render import to_html, to_markdown, to_terminal
-    from ..results import ResultFilter, export, parse_when, results_frame
+    from ..results import export, results_frame
     from ..store import open_store
 
     by_run = bool(run_id or since or until or tag)
     if all_runs and (by_run or latest):
         raise FarmError("--all-runs cannot be combined with --run, --latest, --since, --until or --tag")
-    selection = ResultFilter(
-        runs=tuple(run_id or ()), latest=latest or not (by_run or all_runs),
-        since=parse_when(since) if since else None, until=parse_when(until, end_of_day=True) if until else None,
-        tags=tuple(tag or ()), hosts=tuple(host or ()), models=tuple(model or ()), delegates=tuple(delegate or ()),
-        threads=tuple(threads or ()), power_modes=tuple(power_mode or ()), usb_speeds=tuple(usb_speed or ()))
+    selection = result_filter(run_id=run_id, since=since, until=until, tag=tag, host=host, model=model,
+                              delegate=delegate, threads=threads, power_mode=power_mode, usb_speed=usb_speed,
+                              latest=latest or not (by_run or all_runs))
     store = open_store(db)
     try:
         built = build_report(store, selection, with_plots=bool(markdown or html_path))

@@ -22,6 +22,7 @@ from .options import (
     UntilOption,
     UsbSpeedsOption,
     check_format,
+    result_filter,
 )
 from .output import emit
 
@@ -57,17 +58,15 @@ def results(
 
     CSV and JSON name columns as the v_results view does (run_id, model_family, ...), like farm report --export.
     """
-    from ..results import GROUPS, STATUSES, ResultFilter, grouped, parse_when, results_frame
+    from ..results import GROUPS, STATUSES, grouped, results_frame
     from ..store import open_store
 
     if status not in STATUSES:
         raise FarmError(f"--status must be one of {', '.join(STATUSES)}, not '{status}'")
     check_format(output_format)
-    selected = ResultFilter(
-        runs=tuple(run_id or ()), latest=latest, since=parse_when(since) if since else None,
-        until=parse_when(until, end_of_day=True) if until else None, tags=tuple(tag or ()), hosts=tuple(host or ()),
-        models=tuple(model or ()), delegates=tuple(delegate or ()), threads=tuple(threads or ()),
-        power_modes=tuple(power_mode or ()), usb_speeds=tuple(usb_speed or ()), status=status)
+    selected = result_filter(run_id=run_id, since=since, until=until, tag=tag, host=host, model=model,
+                             delegate=delegate, threads=threads, power_mode=power_mode, usb_speed=usb_speed,
+                             latest=latest, status=status)
     store = open_store(db)
     try:
         frame = results_frame(store, selected)
