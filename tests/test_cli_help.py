@@ -67,3 +67,15 @@ def test_lab_up_help_walks_through_the_first_session() -> None:
     text = shown_help("lab", "up")
     for step in ("farm inventory check", "farm run --matrix all", "farm lab down", "tail -n 1", "openssh-server"):
         assert step in text, step
+
+
+def test_farm_version_prints_the_installed_version() -> None:
+    from importlib.metadata import version
+
+    import orchestrator
+
+    done = subprocess.run([sys.executable, "-m", "orchestrator", "--version"], capture_output=True, text=True,
+                          check=False, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"farm {orchestrator.__version__}"
+    assert version("farm") == orchestrator.__version__  # pyproject takes its version from the package

@@ -95,3 +95,20 @@ def test_a_result_is_stored_with_every_sample(db_url: str) -> None:
         assert SampleRow.__tablename__ == "samples"
     finally:
         store.close()
+
+
+def test_a_postgres_url_in_libpq_spelling_opens_the_same_database(pg_url: str) -> None:
+    # postgres:// is what libpq, Heroku and many .env files write; SQLAlchemy 2 alone refuses it.
+    spelled = pg_url.replace("postgresql+psycopg://", "postgres://", 1)
+    assert spelled.startswith("postgres://")
+    store = open_store(pg_url)
+    try:
+        records.create_run(store, "all", "inv.yaml", [])
+    finally:
+        store.close()
+    again = open_store(spelled)
+    try:
+        with again.engine.connect() as connection:
+            assert connection.execute(text("SELECT count(*) FROM runs")).scalar() == 1
+    finally:
+        again.close()

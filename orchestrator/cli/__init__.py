@@ -7,6 +7,7 @@ a command's dependencies (pandas, scipy, paramiko) load only when it runs.
 from __future__ import annotations
 
 import sys
+from typing import Annotated
 
 import typer
 from rich.markup import escape
@@ -20,6 +21,22 @@ app = typer.Typer(
          "Example: farm run --matrix all   (this machine, default SQLite database)",
     no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
 )
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        from .. import __version__
+
+        print(f"farm {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _farm(version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                                help="Print farm's version and exit")] = False) -> None:
+    pass
+
+
 # Registration order is the order `farm --help` lists them.
 for name, command in (("toolchain", toolchain.toolchain), ("report", report.report), ("compare", compare.compare),
                       ("run", run.run), ("results", results.results), ("query", results.query)):

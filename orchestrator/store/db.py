@@ -63,6 +63,9 @@ def create_db_engine(url: str) -> Engine:
                          "give e.g. sqlite:///path/farm.db")
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    if parsed.get_backend_name() == "postgres":
+        # Heroku's and libpq's spelling, which SQLAlchemy 2 no longer knows ("Can't load plugin").
+        parsed = parsed.set(drivername="postgresql" + parsed.drivername[len("postgres"):])
     if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() in ("psycopg2", "postgresql"):
         # psycopg 3 is what farm installs; plain postgresql:// would look for psycopg2.
         parsed = parsed.set(drivername="postgresql+psycopg")
