@@ -40,8 +40,13 @@ def json_field(dialect: str, source: str, path: tuple, kind: str) -> str:
     return f"CAST({expr} AS {SQL_TYPES[kind]})"
 
 
-def view_sql(dialect: str) -> str:
-    lifted = ",\n    ".join(f"{json_field(dialect, *spec)} AS {name}" for name, spec in JSON_COLUMNS.items())
+def view_sql(dialect: str, columns: dict | None = None, extra_selects: tuple = ()) -> str:
+    """The view's CREATE statement; later migrations pass their own columns (a superset of JSON_COLUMNS,
+    lifted from f.facts, res.detail, j.job_doc or r.plan) and whole select expressions ("r.labels AS x")."""
+    columns = JSON_COLUMNS if columns is None else columns
+    lifted = ",\n    ".join(
+        [f"{json_field(dialect, *spec)} AS {name}" for name, spec in columns.items()] + list(extra_selects)
+    )
     return f"""
 CREATE VIEW v_results AS
 SELECT
