@@ -68,11 +68,12 @@ print(json.dumps(samples))
 """
 
 
-def farm_samples(model: Path, sha: str, threads: int, runs: int, folder: Path, seed_job: str) -> list[int]:
+def farm_samples(model: Path, sha: str, threads: int, runs: int, warmup: float, folder: Path,
+                 seed_job: str) -> list[int]:
     from agent.schema import make_job
 
     job = make_job(seed_job, str(model), sha, threads=threads,
-                   timing={"warmup_min_runs": 1, "warmup_min_seconds": WARMUP_SECONDS, "min_runs": runs,
+                   timing={"warmup_min_runs": 1, "warmup_min_seconds": warmup, "min_runs": runs,
                            "min_seconds": 0.0, "max_seconds": 600.0})
     path = folder / "job.json"
     path.write_text(json.dumps(job))
@@ -91,8 +92,8 @@ def input_seed(job_id: str) -> int:
     return random.Random(job_id).randint(0, 2 ** 31 - 1)
 
 
-def bare_samples(model: Path, threads: int, runs: int, job_id: str) -> list[int]:
-    out = subprocess.run([sys.executable, "-c", BARE, str(model), str(threads), str(runs), str(WARMUP_SECONDS),
+def bare_samples(model: Path, threads: int, runs: int, warmup: float, job_id: str) -> list[int]:
+    out = subprocess.run([sys.executable, "-c", BARE, str(model), str(threads), str(runs), str(warmup),
                           str(input_seed(job_id))], check=True, capture_output=True, text=True)
     return json.loads(out.stdout)
 
@@ -101,6 +102,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=6, help="farm/bare pairs per model (default 6)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--runs", type=int, help="timed invokes per side and round (default: per model)")
+    parser.add_argument("--warmup", type=float, default=WARMUP_SECONDS, help="warm-up seconds (default 0.5)")
     parser.add_argument("--model", action="append", help=f"a file in {SHARED} (default: {', '.join(MODELS)})")
     args = parser.parse_args()
     from agent.bench import file_sha256
@@ -115,14 +118,14 @@ def main() -> int:
             model = SHARED / name
             if not model.exists():
                 raise SystemExit(f"{model}: missing (see {SHARED}/README.md)")
-            runs, sha = MODELS.get(name, 50), file_sha256(str(model))
+            runs, sha = args.runs or MODELS.get(name, 50), file_sha256(str(model))
             farm, bare, ratios = [], [], []
             for k in range(args.rounds):
                 order = ("farm", "bare") if k % 2 == 0 else ("bare", "farm")
                 medians = {}
                 for side in order:
-                    samples = (farm_samples(model, sha, args.threads, runs, Path(folder), f"h{k}")
-                               if side == "farm" else bare_samples(model, args.threads, runs, f"h{k}"))
+                    samples = (farm_samples(model, sha, args.threads, runs, args.warmup, Path(folder), f"h{k}")
+                               if side == "farm" else bare_samples(model, args.threads, runs, args.warmup, f"h{k}"))
                     medians[side] = statistics.median(samples) / 1e6
                 farm.append(medians["farm"])
                 bare.append(medians["bare"])
