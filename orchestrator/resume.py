@@ -37,10 +37,16 @@ def run_to_resume(store: Store, run_id: int | None) -> RunRow:
             run = session.get(RunRow, run_id)
             if run is None:
                 raise FarmError(f"--resume: there is no run {run_id} in {store.url}")
+            if run.shared:  # its controllers take a dead one's jobs over themselves
+                raise FarmError(f"--resume: run {run_id} was submitted for `farm serve` controllers, which "
+                                "take over a dead controller's jobs themselves; start `farm serve` at a site "
+                                "that reaches its hosts (`farm status` shows who holds what)")
             return run
         open_job = exists().where(JobRow.run_id == RunRow.id, JobRow.status.not_in(TERMINAL))
-        run = session.scalar(select(RunRow).where(open_job).order_by(RunRow.id.desc()).limit(1)) \
-            or session.scalar(select(RunRow).where(RunRow.status != "finished").order_by(RunRow.id.desc()).limit(1))
+        own = RunRow.shared.is_not(True)  # a submitted run is its sites' controllers' to finish
+        run = session.scalar(select(RunRow).where(open_job, own).order_by(RunRow.id.desc()).limit(1)) \
+            or session.scalar(select(RunRow).where(RunRow.status != "finished", own)
+                              .order_by(RunRow.id.desc()).limit(1))
         if run is None:
             raise FarmError(f"--resume: every run in {store.url} is finished; nothing to resume")
         return run

@@ -25,6 +25,7 @@ from sqlalchemy import func, select
 from orchestrator.errors import FarmError
 from orchestrator.integrity import check_run
 from orchestrator.lifecycle import TERMINAL
+from orchestrator.models import registry
 from orchestrator.store import open_store
 from orchestrator.store.schema import ControllerRow, JobRow, ResultRow, RunRow
 from tests.test_resume import wait_for
@@ -39,7 +40,7 @@ matrices:
   shared:
     models: [dense_stack-l10, conv_stack-l1]
     threads: [1, 2]
-    timing: {warmup_min_runs: 1, warmup_min_seconds: 0, min_runs: 3, min_seconds: 0.8, max_seconds: 20}
+    timing: {warmup_min_runs: 1, warmup_min_seconds: 0, min_runs: 3, min_seconds: 0.5, max_seconds: 20}
 """
 LEASE = "3"
 
@@ -80,8 +81,10 @@ def test_three_controllers_share_a_run_and_one_killed_mid_run_is_taken_over(
     inv_b = site_inventory(tmp_path / "b.yaml", running_lab, site_b, tag)
     matrix = tmp_path / "m.yaml"
     matrix.write_text(MATRIX)
-    farm("models", "build", "--family", "dense_stack", "--layers", "10", "--db", pg_url, cwd=tmp_path)
-    farm("models", "build", "--family", "conv_stack", "--layers", "1", "--db", pg_url, cwd=tmp_path)
+    store = open_store(pg_url)
+    registry.build(store, "dense_stack", [10])
+    registry.build(store, "conv_stack", [1])
+    store.close()
 
     submitted = farm("submit", "-m", "shared", "--matrix-file", str(matrix), "-i", str(everything), "--db", pg_url,
                      "--known-hosts", str(running_lab.known_hosts), cwd=tmp_path)
@@ -131,6 +134,8 @@ def test_three_controllers_share_a_run_and_one_killed_mid_run_is_taken_over(
                     process.wait()
         took_over = time.monotonic() - killed_at
         survivors = {n: logs[n].read_text() for n in controllers if n != name}
+        for other, text in survivors.items():
+            print(f"--- {other}\n{text}")
         for other, process in controllers.items():
             if other != name:
                 assert process.returncode == 0, survivors[other]

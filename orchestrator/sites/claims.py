@@ -87,6 +87,17 @@ def renew(store: Store, owner: str, lease: float) -> set[int]:
         return set(held)
 
 
+def lost(store: Store, owner: str, job_ids: list[int]) -> set[int]:
+    """Those of ``job_ids`` still open but claimed by another controller now: ``owner``'s lease ran out
+    (it stalled, it did not die) and the jobs were taken over; its lane must stop driving them."""
+    if not job_ids:
+        return set()
+    with store.session() as session:
+        return set(session.scalars(select(JobRow.id).where(JobRow.id.in_(job_ids), _open(),
+                                                           or_(JobRow.claim_owner.is_(None),
+                                                               JobRow.claim_owner != owner))))
+
+
 def release(store: Store, owner: str, job_ids: list[int]) -> int:
     """Give back the claims on the jobs among ``job_ids`` that are still open: any controller may take them."""
     if not job_ids:
@@ -129,5 +140,5 @@ def stopped(store: Store, controller_id: str) -> None:
         session.commit()
 
 
-__all__ = ["claim", "finish_if_done", "open_jobs_on", "register", "release", "renew", "require_postgres",
+__all__ = ["claim", "finish_if_done", "lost", "open_jobs_on", "register", "release", "renew", "require_postgres",
            "stopped"]

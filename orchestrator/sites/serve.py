@@ -64,6 +64,7 @@ class SiteController:
         self.stats = ServeStats()
         self._workers: dict[int, threading.Thread] = {}
         self._runners: dict[int, Runner] = {}
+        self._batches: dict[int, list[int]] = {}  # host -> the job ids its worker was given
         self._cooldown: dict[int, float] = {}
         self._lock = threading.Lock()
 
@@ -95,6 +96,12 @@ class SiteController:
         while not self.stop.wait(self.lease / 3):
             with contextlib.suppress(SQLAlchemyError):  # the database away: leases may lapse, others take over
                 claims.renew(self.store, self.id, self.lease)
+                for host_id, job_ids in list(self._batches.items()):
+                    if claims.lost(self.store, self.id, job_ids):  # taken over while we stalled: stop there
+                        self.observer.host_state(self.hosts[host_id].name, "claims taken over: stopping")
+                        runner = self._runners.get(host_id)
+                        if runner is not None:
+                            runner.stop.set()
 
     def _reap(self) -> None:
         for host_id, worker in list(self._workers.items()):
@@ -165,10 +172,12 @@ class SiteController:
             return sorted(lane_jobs, key=lambda j: not j.keys)  # in-flight first, as --resume does
 
         self._runners[host_id] = runner
+        self._batches[host_id] = [job.id for job in jobs]
         try:
             runner._drive(run_id, [link], plan, outcome, close_run=False)
         finally:
             self._runners.pop(host_id, None)
+            self._batches.pop(host_id, None)
             self.stats.counts.update(outcome.counts)
 
     def _models(self, ids: set[int]) -> dict[int, ModelRow]:

@@ -8,6 +8,7 @@ earlier run stored it); a host never seen is reached once from here for them. No
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +18,7 @@ from ..errors import FarmError
 from ..inventory import Host
 from ..matrix import MatrixSpec, expand
 from ..replan import plan_document
-from ..scheduler import HostLink, Runner, RunObserver, RunOutcome
+from ..scheduler import MAX_CONNECT_WORKERS, HostLink, Runner, RunObserver, RunOutcome
 from ..store import records
 from ..store.db import Store
 from ..store.journal import StoreWriter
@@ -40,6 +41,14 @@ def _latest_facts(store: Store, host_id: int) -> tuple[int, dict[str, Any]] | No
         return (row.id, row.facts) if row is not None else None
 
 
+def _reach_once(runner: Runner, link: HostLink) -> None:
+    runner._connect(link, quiet=True)  # stores the facts snapshot it reads
+    if link.session is not None:
+        link.session.close()
+        link.session.transport.close()
+        link.session = None
+
+
 def submit(store: Store, spec: MatrixSpec, hosts: list[Host], models: list[ModelRow], inventory: str,
            tags: list[str] | None = None, transport_options: dict[str, Any] | None = None,
            observer: RunObserver | None = None) -> Submitted:
@@ -51,17 +60,18 @@ def submit(store: Store, spec: MatrixSpec, hosts: list[Host], models: list[Model
     runner = Runner(store, observer, transport_options)
     links = [HostLink(host, records.upsert_host(store, host)) for host in hosts]
     facts_from: dict[str, str] = {}
+    unseen = []
     for link in links:
         stored = _latest_facts(store, link.host_id)
-        if stored is not None:
+        if stored is None:
+            unseen.append(link)
+        else:
             link.facts_id, link.facts = stored
             facts_from[link.host.name] = "stored"
-            continue
-        runner._connect(link, quiet=True)  # never seen: its facts from here, once
-        if link.session is not None:
-            link.session.close()
-            link.session.transport.close()
-            link.session = None
+    if unseen:  # never seen: their facts from here, once, all at once
+        with ThreadPoolExecutor(max_workers=min(len(unseen), MAX_CONNECT_WORKERS)) as pool:
+            list(pool.map(lambda link: _reach_once(runner, link), unseen))
+    for link in unseen:
         if link.facts is None:
             raise FarmError(f"{link.host.name}: no stored facts and not reachable from here ({link.error}); "
                             "run `farm inventory check` at its site, then submit again")
