@@ -169,6 +169,8 @@ def test_three_controllers_share_a_run_and_one_killed_mid_run_is_taken_over(
 
     status = farm("status", str(run_id), "--db", pg_url, cwd=tmp_path).stdout
     assert "a/" in status and "b/" in status and "succeeded" in status, status
+    listed = " ".join(farm("runs", "--db", pg_url, cwd=tmp_path).stdout.split())
+    assert "finished" in listed and "yes" in listed and "a: " in listed and "b: " in listed, listed
 
 
 def test_sqlite_says_sites_need_postgresql(tmp_path: Path) -> None:

@@ -19,7 +19,10 @@ def runs(
     db: DbOption = None,
     limit: Annotated[int, typer.Option("--limit", help="The newest N runs")] = 20,
 ) -> None:
-    """List the newest runs: status, shared (submitted for `farm serve`) or not, jobs by status."""
+    """List the newest runs: status, shared (submitted for `farm serve`) or not, jobs by status and site.
+
+    Example: farm runs --db postgresql+psycopg://db.lab/farm --limit 5
+    """
     from ..sites.overview import runs as run_lines
     from ..store import open_store
 
@@ -29,12 +32,13 @@ def runs(
     finally:
         store.close()
     table = Table()
-    for column in ("run", "matrix", "status", "shared", "started", "jobs"):
+    for column in ("run", "matrix", "status", "shared", "started", "jobs", "per site"):
         table.add_column(column)
     for line in lines:
         jobs = ", ".join(f"{n} {s}" for s, n in sorted(line.counts.items()))
+        sites = ", ".join(f"{site}: {n}" for site, n in sorted(line.sites.items()))
         table.add_row(str(line.run_id), line.matrix, line.status, "yes" if line.shared else "",
-                      line.started_at.strftime("%Y-%m-%d %H:%M:%S"), jobs)
+                      line.started_at.strftime("%Y-%m-%d %H:%M:%S"), jobs, sites)
     console.print(table)
 
 
@@ -42,7 +46,10 @@ def status(
     run_id: Annotated[int | None, typer.Argument(metavar="[RUN]", help="The run (default: the newest)")] = None,
     db: DbOption = None,
 ) -> None:
-    """One run's jobs per site and controller, with claim ages, lease left and each controller's heartbeat."""
+    """One run's jobs per site and controller, with claim ages, lease left and each controller's heartbeat.
+
+    Example: farm status 7 --db postgresql+psycopg://db.lab/farm
+    """
     from ..errors import FarmError
     from ..sites.overview import claims_of
     from ..sites.overview import runs as run_lines

@@ -21,6 +21,7 @@ class RunLine:
     shared: bool
     started_at: datetime
     counts: dict[str, int]
+    sites: dict[str, int]  # jobs per site that claimed them (shared runs only)
 
 
 @dataclass(frozen=True)
@@ -42,13 +43,17 @@ def runs(store: Store, limit: int = 20) -> list[RunLine]:
     with store.session() as session:
         rows = list(session.scalars(select(RunRow).order_by(RunRow.id.desc()).limit(limit)))
         counts: dict[int, dict[str, int]] = {row.id: {} for row in rows}
+        sites: dict[int, dict[str, int]] = {row.id: {} for row in rows}
         if rows:
-            for run_id, status, count in session.execute(
-                    select(JobRow.run_id, JobRow.status, func.count()).where(JobRow.run_id.in_(list(counts)))
-                    .group_by(JobRow.run_id, JobRow.status)):
-                counts[run_id][status] = count
-        return [RunLine(row.id, row.matrix, row.status, bool(row.shared), row.started_at, counts[row.id])
-                for row in rows]
+            for run_id, status, site, count in session.execute(
+                    select(JobRow.run_id, JobRow.status, JobRow.claim_site, func.count())
+                    .where(JobRow.run_id.in_(list(counts)))
+                    .group_by(JobRow.run_id, JobRow.status, JobRow.claim_site)):
+                counts[run_id][status] = counts[run_id].get(status, 0) + count
+                if site is not None:
+                    sites[run_id][site] = sites[run_id].get(site, 0) + count
+        return [RunLine(row.id, row.matrix, row.status, bool(row.shared), row.started_at, counts[row.id],
+                        sites[row.id]) for row in rows]
 
 
 def claims_of(store: Store, run_id: int) -> list[ClaimLine]:
