@@ -174,17 +174,23 @@ def test_three_controllers_share_a_run_and_one_killed_mid_run_is_taken_over(
 
 
 def test_sqlite_says_sites_need_postgresql(tmp_path: Path) -> None:
-    from orchestrator.sites.claims import require_postgres
+    from orchestrator.sites.serve import SiteController
 
-    store = open_store(f"sqlite:///{tmp_path / 'farm.db'}")
+    db = f"sqlite:///{tmp_path / 'farm.db'}"
+    store = open_store(db)
     try:
-        with pytest.raises(FarmError, match="sites need PostgreSQL.*SKIP LOCKED.*postgresql"):
-            require_postgres(store)
+        with pytest.raises(FarmError, match="need PostgreSQL.*SKIP LOCKED.*postgresql"):
+            SiteController(store, "x", [])
     finally:
         store.close()
-    for command in (["submit", "-m", "all"], ["serve", "--site", "x"]):
-        done = subprocess.run([sys.executable, "-m", "orchestrator", *command, "--db",
-                               f"sqlite:///{tmp_path / 'farm.db'}"], capture_output=True, text=True, check=False,
-                              timeout=120, cwd=tmp_path, env={**os.environ, "COLUMNS": "250"})
-        text = " ".join(done.stderr.split())
-        assert done.returncode == 1 and "need PostgreSQL" in text and "Traceback" not in text, done.stderr
+    done = subprocess.run([sys.executable, "-m", "orchestrator", "run", "--submit", "-m", "all", "--db", db],
+                          capture_output=True, text=True, check=False, timeout=120, cwd=tmp_path,
+                          env={**os.environ, "COLUMNS": "250"})
+    text = " ".join(done.stderr.split())
+    assert done.returncode == 1 and "need PostgreSQL" in text and "Traceback" not in text, done.stderr
+    store = open_store(db)
+    try:  # refused before anything was stored: no run, no default suite built into SQLite
+        with store.session() as session:
+            assert session.scalar(select(func.count()).select_from(RunRow)) == 0
+    finally:
+        store.close()
