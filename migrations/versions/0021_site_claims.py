@@ -1,7 +1,7 @@
 """Sites sharing a run: job claims with leases, shared runs, and the controllers that serve them
 
 Revision ID: 0021
-Revises: 0012
+Revises: 0020 (planned on 0012; chained after the lead's 0020, merged first)
 Create Date: 2026-12-02 01:20:00
 
 A job of a shared run (``farm submit``) is claimed by one ``farm serve`` controller at a time:
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0021"
-down_revision = "0012"
+down_revision = "0020"
 branch_labels = None
 depends_on = None
 
