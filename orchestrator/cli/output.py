@@ -45,6 +45,26 @@ def print_frame(frame, columns: list[str], headings: dict[str, str] | None = Non
     console.print(table)
 
 
+def print_rows(columns: list[str], records: list[dict], headings: dict[str, str] | None = None) -> None:
+    """Rows (dicts) as an aligned text table, written straight to stdout.
+
+    Rich lays a table out cell by cell, which takes seconds for the thousands of rows `farm results`
+    prints from a year of nightlies (15 s for 10,000 rows of 16 columns here); this takes milliseconds,
+    and pipes into grep, sort and awk as well.
+    """
+    if not records:
+        console.print("No rows match.")
+        return
+    header = [(headings or {}).get(column, column) for column in columns]
+    cells = [[cell(record.get(column)) for column in columns] for record in records]
+    widths = [max(len(header[i]), *(len(row[i]) for row in cells)) for i in range(len(columns))]
+    lines = ["  ".join(text.ljust(width) for text, width in zip(header, widths, strict=True)).rstrip(),
+             "  ".join("-" * width for width in widths)]
+    lines += ["  ".join(text.ljust(width) for text, width in zip(row, widths, strict=True)).rstrip() for row in cells]
+    sys.stdout.write("\n".join(lines) + "\n")
+    sys.stdout.flush()
+
+
 def emit(frame, output_format: str, output: Path | None,  # type: ignore[no-untyped-def]
          headings: dict[str, str] | None = None) -> None:
     """CSV and JSON carry the frame's own column names; only the table may shorten them."""
