@@ -8,13 +8,9 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # before pyplot: no display on a lab controller
-import matplotlib.pyplot as plt
 import pandas as pd
-from matplotlib.ticker import MaxNLocator
 
 from .tables import newest_per_cell, usb_label
 
@@ -29,11 +25,22 @@ class Plot:
     slug: str
 
 
+def _pyplot() -> Any:
+    """matplotlib's pyplot, loaded when a plot is drawn: a report for the terminal draws none, and matplotlib
+    takes longer to import than the rest of `farm report` (README, "Short commands")."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # before pyplot: no display on a lab controller
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def _png(fig) -> bytes:  # type: ignore[no-untyped-def]
     buffer = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
+    _pyplot().close(fig)
     return buffer.getvalue()
 
 
@@ -68,7 +75,7 @@ def latency_vs_layers(frame: pd.DataFrame) -> list[Plot]:
         if fam["layers"].nunique() < 2:
             continue
         best = fam.loc[fam.groupby(["host", "delegate", "power_mode", "usb", "layers"])["median_ms"].idxmin()]
-        fig, ax = plt.subplots(figsize=(7.5, 4.5))
+        fig, ax = _pyplot().subplots(figsize=(7.5, 4.5))
         hosts = best["host"].nunique()
         for (host, delegate, power, usb), line in best.groupby(["host", "delegate", "power_mode", "usb"], sort=True):
             line = line.sort_values("layers")
@@ -77,6 +84,8 @@ def latency_vs_layers(frame: pd.DataFrame) -> list[Plot]:
                     label=_series_label(host, delegate, power, line["usb_speed"].iloc[0], hosts))
         _scale(ax, best["median_ms"], "median latency per inference (ms")
         ax.set_xlabel("layers in the model")
+        from matplotlib.ticker import MaxNLocator
+
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(f"{family}: latency vs depth")
         ax.grid(True, which="both", alpha=0.3)
@@ -106,7 +115,7 @@ def thread_sweep_bars(frame: pd.DataFrame) -> list[Plot]:
                              depth=block["layers"].fillna(-1).astype(int))
         order = keyed.sort_values(["model_family", "depth", "model"])["label"].drop_duplicates().tolist()
         table = keyed.pivot_table(index="label", columns="threads", values="median_ms", aggfunc="first").loc[order]
-        fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(order) + 2), 4.5))
+        fig, ax = _pyplot().subplots(figsize=(max(6.0, 1.3 * len(order) + 2), 4.5))
         width = 0.8 / len(table.columns)
         for k, threads in enumerate(table.columns):
             positions = [i + (k - (len(table.columns) - 1) / 2) * width for i in range(len(order))]

@@ -63,19 +63,24 @@ def thread_sweep(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
     rows = rows.assign(usb=rows["usb_speed"].map(usb_label))
     block_keys = ["host", *_present(rows, ["power_mode"])]
     row_keys = ["model", "delegate", *(["usb"] if (rows["usb"] != "-").any() else [])]
+    # One groupby over every block, then split: a pivot per block cost 0.1 s each, seconds on a lab of hosts.
+    swept = rows.groupby([*block_keys, *row_keys], dropna=False)["threads"].transform("nunique") > 1
+    rows = _sorted_models(rows[swept])
+    if rows.empty:
+        return {}
+    table = (rows.groupby([*block_keys, "model_family", "layers_key", *row_keys, "threads"], dropna=False,
+                          sort=True)["median_ms"].first().unstack("threads"))
     blocks: dict[str, pd.DataFrame] = {}
-    for key, block in rows.groupby(block_keys, dropna=False, sort=True):
+    for key, block in table.groupby(level=block_keys, dropna=False, sort=True):
         key = key if isinstance(key, tuple) else (key,)
-        swept = block.groupby(row_keys)["threads"].transform("nunique") > 1
-        block = _sorted_models(block[swept])
+        block = block.dropna(axis=1, how="all").dropna(axis=0, how="all")  # this block's thread counts only
         if block.empty:
             continue
-        table = block.pivot_table(index=["model_family", "layers_key", *row_keys], columns="threads",
-                                  values="median_ms", aggfunc="first")
-        table = table.reset_index().drop(columns=["model_family", "layers_key"])
-        table.columns = [c if isinstance(c, str) else f"{c} thr" for c in table.columns]
+        block = block.reset_index().drop(columns=[*block_keys, "model_family", "layers_key"])
+        block.columns = [c if isinstance(c, str) else f"{c} thr" for c in block.columns]
+        block.columns.name = None
         title = " · ".join(_label(k, v) for k, v in zip(block_keys, key, strict=True) if not _missing(v))
-        blocks[title] = table.rename(columns={"usb": "USB"})
+        blocks[title] = block.rename(columns={"usb": "USB"})
     return blocks
 
 
