@@ -12,7 +12,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -55,8 +54,8 @@ def test_farm_help_imports_no_database_report_or_ssh_stack() -> None:
 
 
 def test_importing_the_cli_imports_no_heavy_module() -> None:
-    done = subprocess.run([sys.executable, "-c", "import sys, orchestrator.cli; "
-                           "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))"],
+    probe = "import sys, orchestrator.cli; print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))"
+    done = subprocess.run([sys.executable, "-c", probe],
                           capture_output=True, text=True, check=True, timeout=120)
     assert set(done.stdout.split()).isdisjoint({*HEAVY, "sqlalchemy"})
 
