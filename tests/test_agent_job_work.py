@@ -119,3 +119,49 @@ def test_a_job_whose_model_changed_under_the_cache_fails_on_the_new_digest(pi: P
     failed = run_job(dict(job, job_id="work-4"))
     assert failed["status"] == "failed" and failed["error"]["kind"] == "infrastructure"
     assert sha(bytes(data)) in failed["error"]["message"]
+
+
+RUNTIME_PROBE = """
+import json, sys
+from agent.backends import tflite_loader
+described = tflite_loader.describe_runtime()
+loaded = sorted(m for m in ("numpy", "tflite_runtime.interpreter") if m in sys.modules)
+try:
+    name, version, _ = tflite_loader.load_runtime()
+    imported = [name, version]
+except tflite_loader.RuntimeMissing as exc:
+    imported = str(exc)
+print(json.dumps({"described": described, "loaded_before_import": loaded, "imported": imported}))
+"""
+
+
+def probe_runtime(env: dict[str, str]) -> dict:
+    import json
+    import subprocess
+
+    from tests.conftest import REPO
+
+    done = subprocess.run([sys.executable, "-c", RUNTIME_PROBE], capture_output=True, text=True, timeout=120,
+                          check=True, cwd=REPO, env=env)
+    return json.loads(done.stdout)
+
+
+def test_facts_read_the_runtimes_version_from_its_metadata_without_importing_it() -> None:
+    found = probe_runtime(dict(os.environ))
+    # The same name and version an import gives, and neither numpy nor the interpreter loaded to get them.
+    assert found["described"] == {"name": found["imported"][0], "version": found["imported"][1], "error": None}
+    assert found["described"]["name"] == "tflite_runtime" and found["loaded_before_import"] == []
+
+
+def test_a_runtime_that_is_installed_but_cannot_load_fails_at_import_not_in_facts(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    package = site / "tflite_runtime"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("raise ImportError('libtensorflowlite.so: cannot open shared object')\n")
+    (site / "tflite_runtime-9.9.9.dist-info").mkdir()
+    (site / "tflite_runtime-9.9.9.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: tflite-runtime\nVersion: 9.9.9\n\nVersion: not a header\n")
+    found = probe_runtime({**os.environ, "PYTHONPATH": str(site)})
+    assert found["described"] == {"name": "tflite_runtime", "version": "9.9.9", "error": None}
+    # Loading it (what a job does) still tells the truth, with the import's own error.
+    assert isinstance(found["imported"], str) and "cannot open shared object" in found["imported"]
