@@ -84,3 +84,19 @@ def test_farm_results_as_csv_still_goes_through_pandas(seeded: str) -> None:
     # The exports keep their one frame (same columns as `farm report --export`): only the table is pandas-free.
     loaded, shown = loaded_by("results", "--db", seeded, "--format", "csv")
     assert shown.startswith("run_id,") and "pandas" in loaded
+
+
+def test_long_tables_are_aligned_plain_text_every_row_and_cell_kept(capsys: pytest.CaptureFixture[str]) -> None:
+    from orchestrator.cli.output import print_rows
+    from orchestrator.text_table import RICH_MAX_ROWS
+
+    records = [{"run_id": n, "host": f"pi-{n % 7}", "median_ms": n / 3, "usb_port": None}
+               for n in range(RICH_MAX_ROWS + 50)]
+    print_rows(["run_id", "host", "median_ms", "usb_port"], records, headings={"run_id": "run"})
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == len(records) + 2 and lines[0].split() == ["run", "host", "median_ms", "usb_port"]
+    assert set(lines[1]) <= {"-", " "}
+    # Columns line up: every cell of a column starts where its heading does.
+    start = lines[0].index("median_ms")
+    assert all(line[start:].split()[0] == f"{r['median_ms']:.3f}" for line, r in zip(lines[2:], records, strict=True))
+    assert lines[2 + 149].split() == ["149", "pi-2", "49.667"]  # None is an empty cell, not "None"
