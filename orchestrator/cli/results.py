@@ -73,7 +73,7 @@ def results(
 
         store = open_store(db)
         try:
-            rows = results_rows(store, selected)
+            rows = results_rows(store, selected, TABLE_COLUMNS)
         finally:
             store.close()
         print_rows(TABLE_COLUMNS, rows.records, headings={"run_id": "run"})
