@@ -7,7 +7,7 @@ joined to their results' medians) touches no table row; the dimensions (hosts, m
 to the few hundred groups afterwards. bench/store_scale.py measures it (README, "A store that scales").
 
 Revision ID: 0022
-Revises: 0015 (0012 on the branch; chained after main's 0020 and 0021 when main was merged)
+Revises: 0015
 Create Date: 2026-12-02 01:40:00
 """
 from alembic import op
