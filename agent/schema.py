@@ -9,6 +9,7 @@ controller); its names are importable from here too.
 """
 
 from .boards import power_spec_types
+from .interference import DEFAULT_THRESHOLDS as INTERFERENCE_THRESHOLDS
 from .result_reader import ResultView, read_result
 from .result_schema import (
     ERROR_KINDS,
@@ -158,12 +159,26 @@ def validate_job(doc):
         for key, kinds in EDGETPU_KEYS.items():
             if key in edgetpu and edgetpu[key] is not None:
                 require(edgetpu, key, kinds, "job.edgetpu")
+    _check_interference_settings(doc)
     out = dict(doc)
     out["power"] = power
     out["edgetpu"] = edgetpu
     out["timing"] = timing
     out["options"] = _optional_object(doc, "options")
     return out
+
+
+def _check_interference_settings(doc):
+    """The job's ``interference`` object: thresholds (``agent/interference.py``), each a number or null."""
+    settings = _optional_object(doc, "interference")
+    for key, value in settings.items():
+        if key not in INTERFERENCE_THRESHOLDS:
+            raise SchemaError("job.interference: unknown field '{}' (known: {})".format(
+                key, ", ".join(sorted(INTERFERENCE_THRESHOLDS))))
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not 0 <= value <= TIMING_LIMIT):
+            raise SchemaError("job.interference: field '{}' must be a non-negative number or null, got {!r}".format(
+                key, value))
 
 
 def _optional_object(doc, field):

@@ -92,6 +92,8 @@ class Runner:
         # Who holds a host's lock on the agent: this controller process, told apart from any other.
         self.holder = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.on_run_created: Any = None  # called with the run id as soon as it exists
+        # Cell keys a run is limited to (a re-run of disturbed cells); None runs the whole matrix.
+        self.only_cells: set[str] | None = None
         self.writer: StoreWriter | None = None
         # One writer at a time: SQLite allows no more, and it keeps PostgreSQL simple too.
         self._store_lock = threading.Lock()
@@ -123,6 +125,8 @@ class Runner:
 
         def plan() -> list[tuple[HostLink, list[LaneJob]]]:
             cells = expand(spec, hosts, models, {link.host.name: link.facts for link in links})
+            if self.only_cells is not None:
+                cells = [cell for cell in cells if cell.key in self.only_cells]
             return self._plan(run_id, spec, cells, links, outcome)
 
         self._drive(run_id, links, plan, outcome)

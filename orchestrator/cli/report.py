@@ -47,6 +47,9 @@ def report(
     export_path: Annotated[Path | None, typer.Option("--export", help="Also write the selected rows of v_results "
                                                      "to .csv or .parquet")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No tables in the terminal")] = False,
+    include_invalid: Annotated[bool, typer.Option(
+        "--include-invalid", help="Compute speed-ups from invalid results too (cut short, too few runs, throttled)")
+    ] = False,
 ) -> None:
     """See REPORT_HELP."""
     from ..report import build_report
@@ -62,7 +65,8 @@ def report(
                               latest=latest or not (by_run or all_runs))
     store = open_store(db)
     try:
-        built = build_report(store, selection, with_plots=bool(markdown or html_path))
+        built = build_report(store, selection, with_plots=bool(markdown or html_path),
+                             include_invalid=include_invalid)
         if export_path:
             written = export(results_frame(store, selection), export_path)
             err_console.print(f"{built.rows} rows written to {export_path} ({written})")

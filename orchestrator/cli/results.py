@@ -24,10 +24,10 @@ from .options import (
     check_format,
     result_filter,
 )
-from .output import emit
+from .output import emit, result_marks
 
 TABLE_COLUMNS = ["run_id", "host", "model", "delegate", "threads", "power_mode", "usb_port", "usb_speed", "status",
-                 "median_ms", "p90_ms", "gops", "samples", "runtime", "runtime_version", "python"]
+                 "median_ms", "p90_ms", "gops", "samples", "cpu_share", "marks", "runtime", "runtime_version", "python"]
 
 
 def results(
@@ -57,6 +57,9 @@ def results(
     By power mode and USB speed: farm results --power-mode 5W --usb-speed 480 --group-by power_mode --group-by usb_speed
 
     CSV and JSON name columns as the v_results view does (run_id, model_family, ...), like farm report --export.
+
+    The table's "marks" column says "disturbed" (others used the benchmark's CPUs during its timed loop:
+    disturbed_reason) and "invalid" (cut short by max_seconds, fewer than min_runs, throttled: invalid_reason).
     """
     from ..results import GROUPS, STATUSES, grouped, results_frame
     from ..store import open_store
@@ -80,7 +83,8 @@ def results(
         emit(frame, output_format, output)
         return
     if output_format == "table" and not frame.empty:
-        frame = frame[TABLE_COLUMNS]
+        # Disturbed (others used the benchmark's CPUs) and invalid (a validity rule broken) are never silent.
+        frame = frame.assign(marks=[result_marks(row) for row in frame.itertuples()])[TABLE_COLUMNS]
     # CSV and JSON keep v_results' names, the same as `farm report --export` writes; the table may be terse.
     emit(frame, output_format, output, headings={"run_id": "run"})
 

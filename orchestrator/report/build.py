@@ -8,7 +8,7 @@ import pandas as pd
 
 from ..results import ModelInfo, ResultFilter, model_rows, results_frame
 from ..store.db import Store
-from . import edgetpu, plots, tables
+from . import edgetpu, interference, plots, tables
 
 
 @dataclass
@@ -45,9 +45,11 @@ CO_COMPILED = "Co-compiled groups"
 SEGMENTS = "Operators per segment"
 COMPILER_CHANGES = "What a compiler upgrade changed"
 CONTEXT = "Hosts and toolchains"
+DISTURBED = "Disturbed and invalid results"
 
 
-def build_report(store: Store, selection: ResultFilter, *, with_plots: bool = True) -> Report:
+def build_report(store: Store, selection: ResultFilter, *, with_plots: bool = True,
+                 include_invalid: bool = False) -> Report:
     every = results_frame(store, replace(selection, status="all"))
     frame = every[every["status"] == "succeeded"].reset_index(drop=True)
     runs = sorted(every["run_id"].unique().tolist()) if not every.empty else []
@@ -69,7 +71,17 @@ def build_report(store: Store, selection: ResultFilter, *, with_plots: bool = Tr
     if not modes.empty:
         add(Section(POWER, "Median latency (ms) at each power mode, each at its fastest thread count, and how many "
                     "times slower a lower mode is than the highest.", {"": modes}))
-    speed = tables.speedup(frame)
+    flagged = interference.table(tables.newest_per_cell(frame))
+    if not flagged.empty:
+        add(Section(DISTURBED, "Results whose timed loop others disturbed (cpu_share: the benchmark's share of the "
+                    "CPU it wanted; other_load: cores others used) or that broke a validity rule (cut short by "
+                    "max_seconds, fewer than min_runs, throttled). They are marked in the tables above.",
+                    {"": flagged}))
+    speed_from = frame if include_invalid else interference.valid_only(frame)
+    if len(speed_from) < len(frame):
+        report.notes.append(f"Speed-ups leave out {len(frame) - len(speed_from)} invalid result(s) "
+                            "(--include-invalid keeps them).")
+    speed = tables.speedup(speed_from)
     if not speed.empty:
         add(Section(SPEEDUP, "CPU time / Edge TPU time on the same host and power mode (SEEDS §2 layout); the Edge "
                     "TPU runs the compiled model, the CPU its source; each side at its fastest thread count.",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ..results import ModelInfo
+from . import interference
 
 MIB = 1024 * 1024
 # A cell is what makes two results comparable; the newest run wins within one.
@@ -51,7 +52,9 @@ def latency(frame: pd.DataFrame) -> pd.DataFrame:
     out = out.sort_values(["model_family", "layers_key", "model", *keys[1:]],
                           key=lambda s: s if s.name == "layers_key" else s.astype("string").fillna(""),
                           kind="stable")
-    return out[[*keys, "median_ms", "p90_ms", "samples"]].reset_index(drop=True)
+    out = out.assign(marks=interference.marks(out))
+    shown = [*keys, "median_ms", "p90_ms", "samples", *(["marks"] if out["marks"].astype(bool).any() else [])]
+    return out[shown].reset_index(drop=True)
 
 
 def thread_sweep(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
@@ -72,8 +75,14 @@ def thread_sweep(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
             continue
         table = block.pivot_table(index=["model_family", "layers_key", *row_keys], columns="threads",
                                   values="median_ms", aggfunc="first")
+        # A thread count whose cores were not free (the agent found the loop disturbed) is named per row.
+        not_free = block[interference.disturbed(block)].groupby(row_keys)["threads"].agg(
+            lambda t: ", ".join(str(n) for n in sorted(t)))
         table = table.reset_index().drop(columns=["model_family", "layers_key"])
         table.columns = [c if isinstance(c, str) else f"{c} thr" for c in table.columns]
+        if not not_free.empty:
+            table["cores not free at"] = [not_free.get(tuple(r) if len(row_keys) > 1 else r[0], "")
+                                          for r in table[row_keys].itertuples(index=False)]
         title = " · ".join(_label(k, v) for k, v in zip(block_keys, key, strict=True) if not _missing(v))
         blocks[title] = table.rename(columns={"usb": "USB"})
     return blocks
