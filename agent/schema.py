@@ -75,7 +75,7 @@ EDGETPU_KEYS = {"port": (str,), "expect_speed": (int,), "device": (str,), "ports
 
 
 def make_job(job_id, model_path, model_sha256, delegate="cpu", threads=1,
-             timing=None, options=None, power=None, edgetpu=None, backend=None):
+             timing=None, options=None, power=None, edgetpu=None, backend=None, interference=None):
     """Build a job document with defaults filled in, then validate it.
 
     ``power``: None to leave the board as it is, else a power mode spec such as
@@ -83,6 +83,7 @@ def make_job(job_id, model_path, model_sha256, delegate="cpu", threads=1,
     ``edgetpu``: for delegate edgetpu, {"port": "2-1", "expect_speed": 5000}, all optional.
     ``backend``: a name from BACKEND_DELEGATES; None leaves it out, which means tflite, so
     the documents of TFLite jobs stay what agents before the backends knew.
+    ``interference``: thresholds that differ from ``interference.DEFAULT_THRESHOLDS`` (None: the defaults).
     """
     doc = {
         "schema": SCHEMA_VERSION,
@@ -99,6 +100,8 @@ def make_job(job_id, model_path, model_sha256, delegate="cpu", threads=1,
         doc["timing"].update(timing)
     if backend is not None:
         doc["backend"] = backend
+    if interference:
+        doc["interference"] = dict(interference)
     return validate_job(doc)
 
 
