@@ -35,6 +35,7 @@ import os
 import resource
 import time
 
+from . import priority
 from .sysfs import read_text
 
 __all__ = ["DEFAULT_THRESHOLDS", "Meter", "judge", "thresholds_for"]
@@ -206,6 +207,7 @@ class Meter(object):
             doc["cpu_pressure"] = (after.pressure_us - before.pressure_us) / 1e6 / wall
         doc["clock_ratio"] = after.clock_ratio
         doc["measure_cost_s"] = before.cost_s + after.cost_s
+        doc["priority"] = priority.describe()
         doc["thresholds"] = dict(self.thresholds)
         reasons = judge(doc, self.thresholds, self.cpu_bound)
         doc["disturbed"] = bool(reasons)

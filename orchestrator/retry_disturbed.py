@@ -51,7 +51,7 @@ def disturbed_lines(store: Store, run_id: int, retry_runs: list[int]) -> list[st
         load = entry.mean_other_load
         line = (f"disturbed {host}: {len(entry.disturbed)} of {entry.measured} cells"
                 + (f", others used {load:.2f} cores on average" if load is not None else "")
-                + f" (e.g. {entry.disturbed[0].reason})")
+                + f" (e.g. {entry.disturbed[0].reason.split('; ')[0]})")
         if retry_runs:
             left = len(still[host].disturbed) if host in still else 0
             line += f"; after {len(retry_runs)} re-run(s) (runs {', '.join(map(str, retry_runs))}): {left} still disturbed"

@@ -283,7 +283,8 @@ class Runner:
         plan: dict[str, list[tuple[LaneJob, Cell]]] = {}
         for job_id, cell, row in zip(ids, cells, rows):
             if row["status"] == "queued":
-                document = self._job_document(run_id, job_id, cell, link_of[cell.host.name], timing)
+                document = self._job_document(run_id, job_id, cell, link_of[cell.host.name], timing,
+                                              spec.interference)
                 job = LaneJob(job_id, document, Path(cell.model.path), cell.model.sha256, label=cell)
                 plan.setdefault(cell.host.name, []).append((job, cell))
             else:
@@ -305,10 +306,11 @@ class Runner:
         return ordered
 
     def _job_document(self, run_id: int, job_id: int, cell: Cell, link: HostLink,
-                      timing: dict[str, Any]) -> dict[str, Any]:
+                      timing: dict[str, Any], interference: dict[str, Any] | None = None) -> dict[str, Any]:
         remote = f"{link.host.workdir}/models/{cell.model.sha256}.tflite"  # where upload_model puts it
         return make_job(spool_keys.job_name(self.store.url, run_id, job_id), remote, cell.model.sha256, cell.delegate, cell.threads,
-                        timing=timing, power=power_request(cell), edgetpu=edgetpu_request(cell))
+                        timing=timing, power=power_request(cell), edgetpu=edgetpu_request(cell),
+                        interference=interference or None)
 
     def _lane(self, lane: Lane, jobs: list[LaneJob], outcome: RunOutcome) -> None:
         try:

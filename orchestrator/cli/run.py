@@ -85,7 +85,7 @@ def run(
                                       say=console.print) if retry_disturbed and not outcome.journal_pending else []
         code = run_resume.report(console, err_console, store, outcome, print_run_summary)
         for line in disturbed_lines(store, outcome.run_id, retries):
-            console.print(f"[yellow]{line}[/yellow]", highlight=False)
+            console.print(f"[yellow]{line}[/yellow]", highlight=False, soft_wrap=True)  # one line per host
         if code:
             raise typer.Exit(code)
     finally:
