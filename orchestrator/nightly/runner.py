@@ -109,7 +109,7 @@ def run_nightly(store: Store, spec: MatrixSpec, hosts: list[Host], models: list[
             if cell.verdict.state in ("regressed", "improved", "invalid") or cell.drift:
                 cell.causes = likely_causes(cell.cell.lineage_key, outcome.triggers, local_hosts)
         counts = outcome.counts
-        ran_any = any(cell.cell.trials for cell in outcome.cells)
+        ran_any = any(cell.cell.trials or cell.cell.excluded for cell in outcome.cells)
         outcome.exit_code = EXIT_FAILED if not ran_any else EXIT_REGRESSED if counts["regressed"] else EXIT_OK
         outcome.message = ("no cell produced a result: the run failed" if not ran_any else
                            ", ".join(f"{n} {state}" for state, n in sorted(counts.items())))
@@ -154,7 +154,7 @@ def judge(store: Store, matrix: str, run_ids: list[int], previous: NightlyRow | 
     outcomes: list[CellOutcome] = []
     first_runs: list[CellTrials] = []
     for key, cell in sorted(cells.items()):
-        if not cell.trials and not cell.failures:
+        if not cell.trials and not cell.failures and not cell.excluded:
             continue  # skipped everywhere: not a cell this farm can run
         if cell.failures or cell.throttled:
             why = "; ".join(cell.failures) if cell.failures else f"throttled in {cell.throttled} trial(s)"
