@@ -27,7 +27,7 @@ matrices:
 HOG_MATRIX = """
 matrices:
   nightly:
-    models: [conv_stack-l2, conv_stack-l3]
+    models: [conv_stack-l1, conv_stack-l2]
     threads: [1]
     timing: {min_runs: 5, min_seconds: 0, warmup_min_seconds: 0}
 """
@@ -110,20 +110,40 @@ def verdicts(db: str, nightly_id: int) -> dict[str, str]:
     return {row["cell_key"]: row["state"] for row in rows}
 
 
-def test_aa_nightlies_find_no_regression_in_twenty_cells(tmp_path: Path) -> None:
+def boosted_local(tmp_path: Path) -> Path:
+    """This machine as one host whose agent runs at the top of the scheduler (tests/quiet_core.py)."""
+    wrapper = tmp_path / "python-boosted"
+    command = f'"{sys.executable}" "$@"'
+    wrapper.write_text(f"#!/bin/sh\n{boosted_shell(command)}\n")
+    wrapper.chmod(0o755)
+    path = tmp_path / "local.yaml"
+    path.write_text(f"hosts:\n  - name: local\n    transport: local\n    python: {wrapper}\n")
+    return path
+
+
+def test_aa_nightlies_under_outside_load_find_no_regression_in_twenty_cells(tmp_path: Path) -> None:
+    """Two nightlies of the same code, with a busy loop of ordinary priority running through both (another
+    user's job): no cell regresses. A cell the load did disturb is invalid, which is allowed and counted."""
     db_url = f"sqlite:///{tmp_path / 'aa.db'}"
     matrix = tmp_path / "m.yaml"
     matrix.write_text(AA_MATRIX)
+    inventory = str(boosted_local(tmp_path))
     farm("models", "build", "--family", "dense_stack", "--layers", "2,4,6,8,10,12,14,16,18,20", "--db", db_url)
-    first = nightly(db_url, matrix, "--force", "--junit", str(tmp_path / "first.xml"))
-    assert first.returncode == 0, first.stdout + first.stderr
-    assert set(verdicts(db_url, 1).values()) == {"new"} and len(verdicts(db_url, 1)) == 20
-    idle = nightly(db_url, matrix)
-    assert idle.returncode == 0 and "nothing to run" in idle.stdout
-    second = nightly(db_url, matrix, "--force", "--junit", str(tmp_path / "second.xml"))
+    with processes(SPIN, new_session=True):
+        first = nightly(db_url, matrix, "--inventory", inventory, "--force", "--junit", str(tmp_path / "first.xml"))
+        assert first.returncode == 0, first.stdout + first.stderr
+        assert set(verdicts(db_url, 1).values()) <= {"new", "invalid"} and len(verdicts(db_url, 1)) == 20
+        idle = nightly(db_url, matrix, "--inventory", inventory)
+        assert idle.returncode == 0 and "nothing to run" in idle.stdout
+        second = nightly(db_url, matrix, "--inventory", inventory, "--force", "--junit",
+                         str(tmp_path / "second.xml"))
     states = verdicts(db_url, 3)
     assert second.returncode == 0, second.stdout
     assert len(states) == 20 and "regressed" not in states.values(), states
+    counts = {state: list(states.values()).count(state) for state in sorted(set(states.values()))}
+    print(f"A/A under outside load: {counts} (first nightly: {sorted(verdicts(db_url, 1).values())})")
+    # Most cells must have been judged, or the test proves nothing: the agent's priority keeps them clean.
+    assert counts.get("unchanged", 0) + counts.get("improved", 0) >= 10, counts
     from junitparser import JUnitXml
 
     suite = next(iter(JUnitXml.fromfile(str(tmp_path / "second.xml"))))
@@ -137,8 +157,9 @@ def sha_of(db: str, model: str) -> str:
 
 
 @contextlib.contextmanager
-def processes(*commands: list[str]) -> Iterator[None]:
-    running = [subprocess.Popen(command) for command in commands]
+def processes(*commands: list[str], new_session: bool = False) -> Iterator[None]:
+    """``new_session``: each in a session of its own, as another user's job would be (not in pytest's group)."""
+    running = [subprocess.Popen(command, start_new_session=new_session) for command in commands]
     try:
         yield
     finally:
@@ -155,10 +176,11 @@ SPIN = [sys.executable, "-c", "while True: pass"]
 def test_a_cpu_hog_makes_its_hosts_cells_invalid_and_a_real_slowdown_still_regresses(
         tmp_path: Path, outside_load: bool) -> None:
     """Nightly 1 is the baseline. Before nightly 2, the busy host gets a JetPack update (L4T R32.4.4 ->
-    R32.7.1, SEEDS §4) and a CPU hog on its CPU, and the calm host a runtime update that makes conv_stack-l2
-    do measurably more work. The hog's cells are invalid (disturbed), not regressed; the calm host's l2 cell
-    regresses with its runtime update named as the cause, and its l3 cell stays unchanged.
-    ``outside_load``: two more busy loops at ordinary priority, on any CPU, through both nightlies."""
+    R32.7.1, SEEDS §4) and a CPU hog on its CPU, and the calm host a runtime update that makes conv_stack-l1
+    do measurably more work. The hog's cells are invalid (disturbed), not regressed; the calm host's l1 cell
+    regresses with its runtime update named as the cause, and its l2 cell stays unchanged.
+    ``outside_load``: two more busy loops at ordinary priority (sessions of their own, like another user's
+    jobs), on any CPU, through both nightlies."""
     db = f"sqlite:///{tmp_path / 'n.db'}"
     matrix = tmp_path / "m.yaml"
     matrix.write_text(HOG_MATRIX)
@@ -166,44 +188,48 @@ def test_a_cpu_hog_makes_its_hosts_cells_invalid_and_a_real_slowdown_still_regre
     (busy_root / "etc").mkdir(parents=True)
     (busy_root / "etc/nv_tegra_release").write_text(l4t_release("4.4"))
     inventory = pinned_inventory(tmp_path, busy_root)
-    farm("models", "build", "--family", "conv_stack", "--layers", "2,3", "--db", db)
+    farm("models", "build", "--family", "conv_stack", "--layers", "1,2", "--db", db)
     outside = [SPIN, SPIN] if outside_load else []
-    with processes(*outside):
+    with processes(*outside, new_session=True):
         base = nightly(db, matrix, "--inventory", str(inventory), "--force")
         assert base.returncode == 0, base.stdout + base.stderr
         assert set(verdicts(db, 1).values()) == {"new"}, base.stdout  # every cell has a clean baseline
         (busy_root / "etc/nv_tegra_release").write_text(l4t_release("7.1"))
         runtime = plant_runtime_update(tmp_path / "updated-runtime")
         inventory = pinned_inventory(tmp_path, busy_root, calm_env=(
-            f"PYTHONPATH={runtime} PLANTED_REF_KERNELS_FOR={sha_of(db, 'conv_stack-l2')}"))
+            f"PYTHONPATH={runtime} PLANTED_REF_KERNELS_FOR={sha_of(db, 'conv_stack-l1')}"))
         # The hog at the agents' priority: half of the busy host's CPU, whatever else runs.
         with processes(boosted(["taskset", "-c", "1", *SPIN])):
-            loaded = nightly(db, matrix, "--inventory", str(inventory), "--force", "--html",
+            loaded = nightly(db, matrix, "--inventory", str(inventory), "--force", "--retry-disturbed", "1", "--html",
                              str(tmp_path / "n.html"), "--markdown", str(tmp_path / "n.md"))
     assert loaded.returncode == 1, loaded.stdout + loaded.stderr
     rows = {row["cell_key"]: row for row in json.loads(farm(
         "query", "SELECT cell_key, state, ratio, detail FROM cell_verdicts WHERE nightly_id = 2", "--db", db,
         "--format", "json").stdout)}
     by_cell = {(key.split("|")[0], key.split("|")[1]): row for key, row in rows.items()}
-    l2, l3 = sha_of(db, "conv_stack-l2")[:16], sha_of(db, "conv_stack-l3")[:16]
-    # The hog's host: invalid with the measured reason, after the bounded re-runs; never regressed.
-    for model in (l2, l3):
+    l1, l2 = sha_of(db, "conv_stack-l1")[:16], sha_of(db, "conv_stack-l2")[:16]
+    # The hog's host: invalid with the measured reason, after the bounded re-run; never regressed.
+    for model in (l1, l2):
         busy = by_cell[("busy", model)]
         assert busy["state"] == "invalid", (busy, loaded.stdout)
-        assert busy["detail"].startswith("disturbed: cpu_share") and "of 5 trials)" in busy["detail"], busy
+        assert busy["detail"].startswith("disturbed: cpu_share") and "(4 of 4 trials)" in busy["detail"], busy
     # The genuine slowdown is found where it is, and the calm host's other cell is untouched.
-    assert by_cell[("calm", l2)]["state"] == "regressed" and by_cell[("calm", l2)]["ratio"] > 1.5, rows
-    assert by_cell[("calm", l3)]["state"] == "unchanged", rows
+    assert by_cell[("calm", l1)]["state"] == "regressed" and by_cell[("calm", l1)]["ratio"] > 1.5, rows
+    assert by_cell[("calm", l2)]["state"] == "unchanged", rows
     report = (tmp_path / "n.md").read_text()
     regressed_rows = [line for line in report.splitlines() if "| regressed" in line]
-    assert len(regressed_rows) == 1 and regressed_rows[0].startswith("| calm · conv_stack-l2"), report
+    assert len(regressed_rows) == 1 and regressed_rows[0].startswith("| calm · conv_stack-l1"), report
     assert "calm: tflite_runtime tflite_runtime 2.14" in regressed_rows[0] and "+ref-kernels" in regressed_rows[0]
     invalid_rows = [line for line in report.splitlines() if "| invalid" in line]
     assert len(invalid_rows) == 2 and all(line.startswith("| busy · ") and "disturbed: cpu_share" in line
                                           for line in invalid_rows), report
-    # The re-runs are nightly 2's own runs: 3 trials, then 2 rounds for the busy host's cells only.
+    # The re-run is nightly 2's own run: 3 trials, then 1 round for the busy host's cells only.
     runs = json.loads(farm("query", "SELECT run_ids FROM nightly_runs WHERE id = 2", "--db", db,
                            "--format", "json").stdout)[0]["run_ids"]
-    assert len(json.loads(runs) if isinstance(runs, str) else runs) == 5
+    retry = (json.loads(runs) if isinstance(runs, str) else runs)[-1]
+    assert len(json.loads(runs) if isinstance(runs, str) else runs) == 4
+    hosts = json.loads(farm("query", "SELECT DISTINCT host FROM v_results WHERE run_id = :r", "--param", f"r={retry}",
+                            "--db", db, "--format", "json").stdout)
+    assert hosts == [{"host": "busy"}], hosts
     page = (tmp_path / "n.html").read_text()
     assert "data:image/png;base64," in page and "http://" not in page and "https://" not in page
