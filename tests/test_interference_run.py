@@ -111,16 +111,33 @@ def test_farm_results_and_report_mark_them(swept: dict) -> None:
     assert "disturbed" in sections["Latency"], sections["Latency"]
 
 
-def test_v_results_lifts_the_measures_on_postgresql(pg_url: str, tmp_path: Path) -> None:
-    (tmp_path / "m.yaml").write_text(MATRIX.replace("threads: [1, 2]", "threads: [1]")
-                                     .replace("min_seconds: 0.4", "min_seconds: 0.1"))
-    farm("models", "add", str(MODEL), "--db", pg_url)
-    farm("run", "-m", "sweep", "--matrix-file", str(tmp_path / "m.yaml"), "-i", str(inventory(tmp_path, "0")),
-         "--db", pg_url, timeout=600)
+@pytest.mark.parametrize("disturbed", [False, True], ids=["clean", "disturbed"])
+def test_v_results_lifts_the_measures_on_postgresql(pg_url: str, disturbed: bool) -> None:
+    """A real agent result (the agent's own run_job), stored through the store, read back through the view."""
+    from agent.bench import file_sha256, run_job
+    from agent.schema import make_job
+    from orchestrator.inventory import Host
+    from orchestrator.store import open_store, records
+    from tests.seed_data import _model
+
+    doc = run_job(make_job("pg", str(MODEL), file_sha256(str(MODEL)),
+                           timing={"warmup_min_runs": 1, "warmup_min_seconds": 0.0, "min_runs": 5, "min_seconds": 0.0},
+                           interference={"min_cpu_share": 1.01 if disturbed else 0.0, "max_other_load": None}))
+    store = open_store(pg_url)
+    try:
+        host_id = records.upsert_host(store, Host(name="h", transport="local"))
+        model = _model(store, "m", "mobilenet", 0.5, None, {})
+        run_id = records.create_run(store, "m", "inv.yaml", [])
+        [job_id] = records.add_jobs(store, run_id, [{
+            "host_id": host_id, "model_id": model.id, "delegate": "cpu", "threads": 1, "power_mode": None,
+            "usb_port": None, "usb_speed": None, "cell_key": "h|m|cpu|1|-|-", "timing": {}}])
+        records.store_result(store, job_id, records.add_facts(store, host_id, {}), "3.11", doc)
+    finally:
+        store.close()
     rows = json.loads(farm("query", "SELECT cpu_share, other_load, disturbed, disturbed_reason, valid, "
                            "invalid_reason FROM v_results", "--db", pg_url, "--format", "json").stdout)
     assert len(rows) == 1
     row = rows[0]
-    assert 0 < row["cpu_share"] <= 1 and row["other_load"] >= 0
-    assert row["disturbed"] in (0, 1) and row["valid"] == 1 and row["invalid_reason"] is None
-    assert (row["disturbed"] == 1) == (row["disturbed_reason"] is not None)
+    assert row["cpu_share"] == pytest.approx(doc["interference"]["cpu_share"]) and row["other_load"] >= 0
+    assert row["disturbed"] == int(disturbed) and row["valid"] == 1 and row["invalid_reason"] is None
+    assert (row["disturbed_reason"] is not None) == disturbed
