@@ -8,7 +8,7 @@ later have the operator), so a CASE over that text reads the same everywhere. A 
 that measured neither reads NULL.
 
 Revision ID: 0019
-Revises: 0012
+Revises: 0015
 Create Date: 2026-12-02 01:10:00
 """
 import importlib
@@ -16,11 +16,11 @@ import importlib
 from alembic import op
 
 revision = "0019"
-down_revision = "0012"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 
-prev = importlib.import_module("migrations.versions.0009_v_results_context")
+prev = importlib.import_module("migrations.versions.0015_edgetpu_simulated")
 
 JSON_COLUMNS = {
     **prev.JSON_COLUMNS,

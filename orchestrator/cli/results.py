@@ -83,8 +83,11 @@ def results(
         emit(frame, output_format, output)
         return
     if output_format == "table" and not frame.empty:
-        # Disturbed (others used the benchmark's CPUs) and invalid (a validity rule broken) are never silent.
-        frame = frame.assign(marks=[result_marks(row) for row in frame.itertuples()])[TABLE_COLUMNS]
+        # Results from the simulated lab's stand-in Edge TPU say so, next to their numbers; disturbed (others
+        # used the benchmark's CPUs) and invalid (a validity rule broken) ones are never silent either.
+        marked = "simulated" in frame and frame["simulated"].notna().any()
+        frame = frame.assign(marks=[result_marks(row) for row in frame.itertuples()])
+        frame = frame[TABLE_COLUMNS + (["simulated"] if marked else [])]
     # CSV and JSON keep v_results' names, the same as `farm report --export` writes; the table may be terse.
     emit(frame, output_format, output, headings={"run_id": "run"})
 

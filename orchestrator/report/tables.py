@@ -16,6 +16,18 @@ MIB = 1024 * 1024
 # A cell is what makes two results comparable; the newest run wins within one.
 CELL = ["host", "model_sha256", "delegate", "threads", "power_mode", "usb_port"]
 DIMENSIONS = ["host", "power_mode", "usb_speed", "delegate"]
+# --stat: the centre a table shows and the spread beside it. SEEDS §1 tabled means of 20 runs, farm's default
+# is the median (robust to the odd slow invoke); p90 is the tail a latency budget cares about.
+STATS = {"median": ("median_ms", "p90_ms"), "mean": ("mean_ms", "std_ms"), "p90": ("p90_ms", "p99_ms")}
+
+
+def stat_columns(stat: str) -> tuple[str, str]:
+    """(centre, spread) v_results columns for a --stat value."""
+    if stat not in STATS:
+        from ..errors import FarmError
+
+        raise FarmError(f"--stat {stat!r}: expected one of {', '.join(STATS)}")
+    return STATS[stat]
 
 
 def newest_per_cell(frame: pd.DataFrame) -> pd.DataFrame:
@@ -42,8 +54,10 @@ def _sorted_models(frame: pd.DataFrame) -> pd.DataFrame:
     return keyed
 
 
-def latency(frame: pd.DataFrame) -> pd.DataFrame:
-    """Median and p90 (ms) by model × host × power mode × USB speed × delegate × threads."""
+def latency(frame: pd.DataFrame, stat: str = "median") -> pd.DataFrame:
+    """The centre and its spread (ms; median and p90 by default) by model × host × power mode × USB speed ×
+    delegate × threads."""
+    centre, spread = stat_columns(stat)
     rows = newest_per_cell(frame)
     if rows.empty:
         return pd.DataFrame()
@@ -53,13 +67,16 @@ def latency(frame: pd.DataFrame) -> pd.DataFrame:
                           key=lambda s: s if s.name == "layers_key" else s.astype("string").fillna(""),
                           kind="stable")
     out = out.assign(marks=interference.marks(out))
-    shown = [*keys, "median_ms", "p90_ms", "samples", *(["marks"] if out["marks"].astype(bool).any() else [])]
-    return out[shown].reset_index(drop=True)
+    marks = ["marks"] if out["marks"].astype(bool).any() else []
+    return out[[*keys, centre, spread, "samples", *_present(out, ["simulated"]), *marks]].reset_index(drop=True)
 
 
-def thread_sweep(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """SEEDS §1 layout: one block per host (and power mode), models as rows, threads as columns; an Edge TPU
-    model's row names the USB speed it ran at. Only cells measured at more than one thread count are a sweep."""
+def thread_sweep(frame: pd.DataFrame, stat: str = "median") -> dict[str, pd.DataFrame]:
+    """SEEDS §1 layout: one block per host (and power mode), models as rows, threads as columns (the centre,
+    then its spread: '2 thr' and '2 thr p90'); an Edge TPU model's row names the USB speed it ran at. Only
+    cells measured at more than one thread count are a sweep."""
+    centre, spread = stat_columns(stat)
+    spread_label = spread.removesuffix("_ms")
     rows = newest_per_cell(frame)
     if rows.empty:
         return {}
@@ -73,13 +90,16 @@ def thread_sweep(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
         block = _sorted_models(block[swept])
         if block.empty:
             continue
-        table = block.pivot_table(index=["model_family", "layers_key", *row_keys], columns="threads",
-                                  values="median_ms", aggfunc="first")
+        index = ["model_family", "layers_key", *row_keys]
+        centres = block.pivot_table(index=index, columns="threads", values=centre, aggfunc="first")
+        spreads = block.pivot_table(index=index, columns="threads", values=spread, aggfunc="first")
+        table = pd.concat({t: pd.DataFrame({f"{t} thr": centres[t], f"{t} thr {spread_label}": spreads[t]})
+                           for t in centres.columns}, axis=1)
+        table.columns = table.columns.droplevel(0)
         # A thread count whose cores were not free (the agent found the loop disturbed) is named per row.
         not_free = block[interference.disturbed(block)].groupby(row_keys)["threads"].agg(
             lambda t: ", ".join(str(n) for n in sorted(t)))
         table = table.reset_index().drop(columns=["model_family", "layers_key"])
-        table.columns = [c if isinstance(c, str) else f"{c} thr" for c in table.columns]
         if not not_free.empty:
             table["cores not free at"] = [not_free.get(tuple(r) if len(row_keys) > 1 else r[0], "")
                                           for r in table[row_keys].itertuples(index=False)]
@@ -130,6 +150,10 @@ def speedup(frame: pd.DataFrame) -> pd.DataFrame:
     for usb in speeds:
         side = tpu[tpu["usb"] == usb][[*group, "median_ms"]].rename(columns={"median_ms": f"edgetpu_{usb}_ms"})
         table = table.merge(side, on=group, how="inner" if len(speeds) == 1 else "left")
+    if "simulated" in tpu and tpu["simulated"].notna().any():
+        # A row whose Edge TPU side ran on the simulated lab's stand-in says so (SEEDS' numbers are hardware).
+        marks = tpu.groupby(group, dropna=False)["simulated"].agg(lambda v: ", ".join(sorted(set(v.dropna()))) or None)
+        table = table.merge(marks.rename("simulated").reset_index(), on=group, how="left")
     for usb in speeds:
         table[f"speedup_{usb}"] = table["cpu_ms"] / table[f"edgetpu_{usb}_ms"]
     for usb in speeds[1:]:  # how much a slower port costs (SEEDS §2: USB2 is 3-5x slower on real models)

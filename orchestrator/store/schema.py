@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.sql.expression import false
 
 
 def utcnow() -> datetime:
@@ -83,6 +84,8 @@ class RunRow(Base):
     tags: Mapped[list[Any]] = mapped_column(default=list)
     # The matrix, hosts and models the run was started with: --resume plans a run killed before its jobs were.
     plan: Mapped[dict[str, Any] | None] = mapped_column()
+    # Submitted (`farm submit`) for `farm serve` controllers to share, rather than run by the process that made it.
+    shared: Mapped[bool] = mapped_column(default=False, server_default=false())
     jobs: Mapped[list[JobRow]] = relationship(back_populates="run")
 
 
@@ -115,7 +118,26 @@ class JobRow(Base):
     dispatched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     spool_key: Mapped[str | None] = mapped_column(String(200))
     job_doc: Mapped[dict[str, Any] | None] = mapped_column()
+    # A shared run's job is held by one `farm serve` controller (orchestrator/sites/claims.py) until its lease,
+    # in database time, runs out unrenewed.
+    claim_owner: Mapped[str | None] = mapped_column(String(200), index=True)
+    claim_site: Mapped[str | None] = mapped_column(String(64))
+    claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     run: Mapped[RunRow] = relationship(back_populates="jobs")
+
+
+class ControllerRow(Base):
+    """A `farm serve` controller: its site and its last heartbeat (its leases are renewed with it)."""
+
+    __tablename__ = "controllers"
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    site: Mapped[str] = mapped_column(String(64))
+    hostname: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    stopped_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class ResultRow(Base):
@@ -231,3 +253,24 @@ class ToolchainEventRow(Base):
     old_version: Mapped[str | None] = mapped_column(String(200))
     new_version: Mapped[str | None] = mapped_column(String(200))
     detected_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+
+
+class ReferenceRow(Base):
+    """A published time for one model on one board under one setting (pycoral's reference CSVs, the seeds'
+    tables), shown beside measured results and usable as a baseline."""
+
+    __tablename__ = "reference_times"
+    __table_args__ = (UniqueConstraint("board", "model", "delegate", "setting_key", "metric", "dataset",
+                                       name="uq_reference_times_cell"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    board: Mapped[str] = mapped_column(String(128), index=True)  # as the inventory names it (`board:`)
+    model: Mapped[str] = mapped_column(String(200))  # file stem: no directory, no .tflite
+    delegate: Mapped[str] = mapped_column(String(16))
+    settings: Mapped[dict[str, Any]] = mapped_column(default=dict)  # v_results column -> value, e.g. threads
+    setting_key: Mapped[str] = mapped_column(String(400), default="")  # settings as sorted k=v, for uniqueness
+    metric: Mapped[str] = mapped_column(String(16), default="inference")  # inference | training
+    dataset: Mapped[str] = mapped_column(String(64), default="")
+    stat: Mapped[str] = mapped_column(String(16), default="mean")  # what the published figure is
+    value_ms: Mapped[float] = mapped_column(Float)
+    source: Mapped[str] = mapped_column(Text)  # file it came from, or "SEEDS §1"
+    imported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
