@@ -20,6 +20,8 @@ down_revision = "0015"
 branch_labels = None
 depends_on = None
 
+# The view's builder lives in 0009; the columns so far in the migration before this one.
+view = importlib.import_module("migrations.versions.0009_v_results_context")
 prev = importlib.import_module("migrations.versions.0015_edgetpu_simulated")
 
 JSON_COLUMNS = {
@@ -42,9 +44,9 @@ EXTRA_SELECTS = (*getattr(prev, "EXTRA_SELECTS", ()), _flag("interference", "dis
 
 def upgrade() -> None:
     op.execute("DROP VIEW v_results")
-    op.execute(prev.view_sql(op.get_bind().dialect.name, JSON_COLUMNS, EXTRA_SELECTS))
+    op.execute(view.view_sql(op.get_bind().dialect.name, JSON_COLUMNS, EXTRA_SELECTS))
 
 
 def downgrade() -> None:
     op.execute("DROP VIEW v_results")
-    op.execute(prev.view_sql(op.get_bind().dialect.name, prev.JSON_COLUMNS, getattr(prev, "EXTRA_SELECTS", ())))
+    op.execute(view.view_sql(op.get_bind().dialect.name, prev.JSON_COLUMNS, getattr(prev, "EXTRA_SELECTS", ())))
