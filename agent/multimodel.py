@@ -85,11 +85,16 @@ def measure_models(job, result, sampler, summarize, timing_document):
             doc["summary"] = summarize(samples)
             doc["samples_ns"] = samples
             models.append(doc)
+        throughput = len(parts) * rounds / timed_s if timed_s > 0 else None
+        timing["throughput_ips"] = throughput
         result.multi_model({
             "placement": job.get("placement"),
             "models": models,
+            "count": len(models),
+            # Flat, by position, so the store's view can lift them ("m0", "m1", ...: JSON paths, not indexes).
+            "medians_ms": {"m{}".format(i): m["summary"]["median_ms"] for i, m in enumerate(models)},
             "rounds": rounds,
-            "throughput_ips": len(parts) * rounds / timed_s if timed_s > 0 else None,
+            "throughput_ips": throughput,
         })
     finally:
         for backend in made:
@@ -155,6 +160,7 @@ def measure_pipeline(job, result, sampler, summarize, timing_document):
             raise JobFailed("benchmark", "pipeline failed: {}".format(exc))
         timing = timing_document(latencies, summarize(latencies), first_inference_ms=first_ns / 1e6,
                                  warmup_runs=warmup_runs, warmup_seconds=warmup_s, timed_seconds=timed_s)
+        timing["throughput_ips"] = throughput
         result.timing(timing, init_ns)
         segments = []
         for part, backend, device, invoke_ns in zip(parts, made, devices, runner.invoke_ns):

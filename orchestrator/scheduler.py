@@ -32,6 +32,8 @@ from .errors import FarmError
 from .inventory import Host
 from .lifecycle import RetryPolicy, classify_transport_error
 from .matrix import Cell, MatrixSpec, expand
+from .models import registry
+from .placement import tpu_request
 from .power_usb import current_mode, edgetpu_request, order_by_mode, power_request, restore_notes
 from .replan import plan_document
 from .store import jobs as job_store
@@ -122,8 +124,9 @@ class Runner:
         self.writer.stats["retried"] += retried.get("retried", 0)
 
         def plan() -> list[tuple[HostLink, list[LaneJob]]]:
-            cells = expand(spec, hosts, models, {link.host.name: link.facts for link in links})
-            return self._plan(run_id, spec, cells, links, outcome)
+            catalogue = registry.list_models(self.store) if spec.model_sets or spec.segments else None
+            cells = expand(spec, hosts, models, {link.host.name: link.facts for link in links}, catalogue)
+            return split_by_device(self._plan(run_id, spec, cells, links, outcome))
 
         self._drive(run_id, links, plan, outcome)
         return outcome
@@ -159,7 +162,7 @@ class Runner:
             status = "interrupted"
             raise
         finally:
-            for link in links:
+            for link in [*links, *(lane.link for lane in lanes if lane.link not in links)]:
                 if link.session is not None:
                     link.session.close()
                     link.session.transport.close()
@@ -303,8 +306,23 @@ class Runner:
     def _job_document(self, run_id: int, job_id: int, cell: Cell, link: HostLink,
                       timing: dict[str, Any]) -> dict[str, Any]:
         remote = f"{link.host.workdir}/models/{cell.model.sha256}.tflite"  # where upload_model puts it
-        return make_job(spool_keys.job_name(self.store.url, run_id, job_id), remote, cell.model.sha256, cell.delegate, cell.threads,
-                        timing=timing, power=power_request(cell), edgetpu=edgetpu_request(cell))
+        parts = None
+        if cell.parts:
+            parts = []
+            for model, tpu in zip(cell.parts, cell.part_tpus or [None] * len(cell.parts), strict=True):
+                part: dict[str, Any] = {"path": f"{link.host.workdir}/models/{model.sha256}.tflite",
+                                        "sha256": model.sha256, "name": model.name}
+                if tpu is not None and cell.delegate == "edgetpu":
+                    part["edgetpu"] = tpu_request(tpu)
+                parts.append(part)
+        concurrency = {"mode": "per-accelerator", "devices": list(cell.locks)} if cell.locks else None
+        doc = make_job(spool_keys.job_name(self.store.url, run_id, job_id), remote, cell.model.sha256, cell.delegate,
+                       cell.threads, timing=timing, power=power_request(cell), edgetpu=edgetpu_request(cell),
+                       models=None if cell.pipeline else parts, segments=parts if cell.pipeline else None,
+                       placement=cell.placement, concurrency=concurrency)
+        if cell.model_set:
+            doc["model_set"] = cell.model_set  # for the store's view and reports; the agent ignores it
+        return doc
 
     def _lane(self, lane: Lane, jobs: list[LaneJob], outcome: RunOutcome) -> None:
         try:
@@ -314,3 +332,28 @@ class Runner:
                 self.observer.job_finished(lane.link.host.name, job.label, status, detail)
         finally:
             lane.flush_acks()
+
+
+def split_by_device(planned: list[tuple[HostLink, list[LaneJob]]]) -> list[tuple[HostLink, list[LaneJob]]]:
+    """One lane per device lock set on hosts whose jobs are per-accelerator; other hosts keep one lane.
+
+    A lane runs one job at a time; a host's per-accelerator jobs split into lanes by the devices they
+    lock (each TPU, the CPU), each with its own session to the agent, so a host with N TPUs runs N jobs
+    at once. Jobs whose lock sets overlap (a pipeline over both TPUs and a job on one) meet at the
+    agent's device locks, and the later waits: correct, only not concurrent.
+    """
+    out: list[tuple[HostLink, list[LaneJob]]] = []
+    for link, jobs in planned:
+        groups: dict[tuple[str, ...] | None, list[LaneJob]] = {}
+        for job in jobs:
+            devices = (job.doc.get("concurrency") or {}).get("devices")
+            groups.setdefault(tuple(devices) if devices else None, []).append(job)
+        if len(groups) <= 1:
+            out.append((link, jobs))
+            continue
+        for index, (_, members) in enumerate(sorted(groups.items(), key=lambda kv: kv[0] or ())):
+            # The first group keeps the link the host connected with; the others connect on their first job.
+            lane_link = link if index == 0 else HostLink(link.host, link.host_id, facts=link.facts,
+                                                         facts_id=link.facts_id)
+            out.append((lane_link, members))
+    return out

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..store.db import Store
+from ..store.schema import ModelRow
 from .flatbuild import Activation, BuiltinOperator, BuiltinOptions, GraphBuilder, Padding, TensorType
 from .synthetic import INPUT_QUANT, _check, conv2d
 
@@ -63,3 +65,30 @@ def build_conv_stack_segments(layers: int, segments: int, *, size: int = 128, ch
             x = pooled
         out.append(graph.finish([entry], [x]))
     return out
+
+
+def register_segments(store: Store, source: ModelRow, count: int) -> list[tuple[ModelRow, bool]]:
+    """Build and register the ``count`` CPU segments of a registered conv stack, linked to it.
+
+    Each is named ``<source>-seg<K>of<N>`` and carries ``segment``, ``num_segments`` and ``segment_of``
+    (the source's sha256) in its params, which is how a matrix's ``segments: [N]`` finds them.
+    """
+    from ..errors import FarmError
+    from . import registry
+
+    if source.family != "conv_stack" or source.source != "generated" or source.needs_edgetpu:
+        raise FarmError(f"farm cuts its own conv stacks into CPU segments; {source.name} is a {source.source} "
+                        f"{source.family} model (compile Edge TPU segments with farm models compile --num-segments)")
+    params = {key: value for key, value in (source.params or {}).items()
+              if key in ("layers", "size", "channels", "kernel", "filters", "seed")}
+    try:
+        parts = build_conv_stack_segments(params.pop("layers"), count, **params)
+    except ValueError as exc:
+        raise FarmError(f"cannot cut {source.name} into {count} segments: {exc}") from None
+    rows = []
+    for number, data in enumerate(parts):
+        rows.append(registry.register_bytes(
+            store, data, name=f"{source.name}-seg{number}of{count}", family=source.family,
+            params={**source.params, "segment": number, "num_segments": count, "segment_of": source.sha256},
+            source="generated", source_model_id=source.id))
+    return rows

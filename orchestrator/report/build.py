@@ -8,7 +8,7 @@ import pandas as pd
 
 from ..results import ModelInfo, ResultFilter, model_rows, results_frame
 from ..store.db import Store
-from . import edgetpu, plots, tables
+from . import edgetpu, multitpu, plots, tables
 
 
 @dataclass
@@ -45,21 +45,29 @@ CO_COMPILED = "Co-compiled groups"
 SEGMENTS = "Operators per segment"
 COMPILER_CHANGES = "What a compiler upgrade changed"
 CONTEXT = "Hosts and toolchains"
+SIDE_BY_SIDE = "Edge TPUs side by side"
+PLACEMENTS = "Multi-model cells"
+PIPELINES = "Pipelined segments"
 
 
 def build_report(store: Store, selection: ResultFilter, *, with_plots: bool = True) -> Report:
     every = results_frame(store, replace(selection, status="all"))
-    frame = every[every["status"] == "succeeded"].reset_index(drop=True)
+    succeeded = every[every["status"] == "succeeded"].reset_index(drop=True)
+    # Multi-model and pipeline cells have tables of their own: the seeds' older tables compare one model each.
+    frame, several = multitpu.split(succeeded)
     runs = sorted(every["run_id"].unique().tolist()) if not every.empty else []
-    report = Report(_title(runs), runs, len(frame))
+    report = Report(_title(runs), runs, len(succeeded))
     others = every["status"][every["status"] != "succeeded"].value_counts()
     if not others.empty:
         counts = ", ".join(f"{n} {state}" for state, n in sorted(others.items()))
         report.notes.append(f"Not in the tables: {counts} cell(s); `farm results --status all` says why.")
-    if frame.empty:
+    if succeeded.empty:
         report.notes.append("No succeeded results match the selection.")
         return report
     add = report.sections.append
+    _add_multitpu_sections(report, succeeded, several)
+    if frame.empty:
+        return report
     add(Section(LATENCY, "Median and p90 of the timed invokes (ms), by model × host × power mode × USB speed × "
                 "delegate × threads; the newest result of each cell.", {"": tables.latency(frame)}))
     sweep = tables.thread_sweep(frame)
@@ -94,6 +102,25 @@ def build_report(store: Store, selection: ResultFilter, *, with_plots: bool = Tr
     if with_plots:
         report.plots = plots.latency_vs_layers(frame) + plots.thread_sweep_bars(frame)
     return report
+
+
+def _add_multitpu_sections(report: Report, succeeded: pd.DataFrame, several: pd.DataFrame) -> None:
+    add = report.sections.append
+    beside = multitpu.side_by_side(succeeded)
+    if not beside.empty:
+        add(Section(SIDE_BY_SIDE, "Median latency (ms) of each model on each Edge TPU alone and while other jobs ran "
+                    "on the host's other TPUs (concurrency: per-accelerator), and the host's total throughput "
+                    "(inferences/s) at its busiest moment (SEEDS §3).", {"": beside}))
+    placed = multitpu.placements(several)
+    if not placed.empty:
+        add(Section(PLACEMENTS, "Several models in one cell, invoked in turn: each model's median (ms), a round's "
+                    "median and the cell's throughput, per placement (SEEDS §3: one TPU swaps parameters, "
+                    "one TPU per model does not, co-compiled models share the cache).", {"": placed}))
+    piped = multitpu.pipelines(succeeded)
+    if not piped.empty:
+        add(Section(PIPELINES, "One model on one device vs its N-segment pipelines (one interpreter per segment, "
+                    "each on its own Edge TPU or the CPU): median latency (ms) and throughput (inferences/s).",
+                    {"": piped}))
 
 
 def _add_edgetpu_sections(report: Report, store: Store, models: dict[str, ModelInfo]) -> None:
