@@ -80,7 +80,9 @@ def results(
         emit(frame, output_format, output)
         return
     if output_format == "table" and not frame.empty:
-        frame = frame[TABLE_COLUMNS]
+        # Results from the simulated lab's stand-in Edge TPU say so, next to their numbers.
+        marked = "simulated" in frame and frame["simulated"].notna().any()
+        frame = frame[TABLE_COLUMNS + (["simulated"] if marked else [])]
     # CSV and JSON keep v_results' names, the same as `farm report --export` writes; the table may be terse.
     emit(frame, output_format, output, headings={"run_id": "run"})
 
