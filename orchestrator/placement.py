@@ -144,6 +144,10 @@ def assign(placement: str | None, count: int, delegate: str, single: dict[str, A
     if placement in ("same-tpu", "cocompiled"):
         return ([single] * count, None) if single is not None else (None, "no Edge TPU found on this host")
     tpus = host_tpus(host_facts)
+    if placement is None and tpus:
+        # A pipeline deeper than the host has TPUs shares them round-robin: it still runs, and the segments
+        # that share a TPU swap each other's parameters out, which its per-segment devices show.
+        return [tpus[k % len(tpus)] for k in range(count)], None
     if len(tpus) < count:
         what = "pipeline of" if placement is None else "separate-tpus placement of"
         return None, f"a {what} {count} models needs {count} Edge TPUs; this host has {len(tpus)}"

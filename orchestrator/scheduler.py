@@ -144,6 +144,12 @@ class Runner:
                 if not link.error:
                     self.writer.write("host_ok", host_id=link.host_id, reason="health check passed")
             by_host = plan()
+            # The extra lanes of per-accelerator hosts connect now, all at once, so their first jobs start
+            # together with the host's first lane rather than one connect (seconds over SSH) later.
+            extra = [link for link, _ in by_host if link.session is None and link not in links]
+            if extra:
+                with ThreadPoolExecutor(max_workers=min(len(extra), MAX_CONNECT_WORKERS)) as pool:
+                    list(pool.map(lambda link: self._connect(link, quiet=True), extra))
             self._ack_stored_leftovers(links)
             lanes = [self._make_lane(link) for link, _ in by_host]
             for lane in lanes:

@@ -7,7 +7,7 @@ that window's wall-clock start and end (concurrent jobs overlap there), every jo
 a pipeline's segment count. Views only; no table changes.
 
 Revision ID: 0016
-Revises: 0012
+Revises: 0015 (written on 0012; chained after the tpu branch's 0015, merged into this branch first)
 Create Date: 2026-12-02 01:30:00
 """
 import importlib
@@ -15,11 +15,12 @@ import importlib
 from alembic import op
 
 revision = "0016"
-down_revision = "0012"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 
-prev = importlib.import_module("migrations.versions.0009_v_results_context")
+views = importlib.import_module("migrations.versions.0009_v_results_context")  # view_sql lives there
+prev = importlib.import_module("migrations.versions.0015_edgetpu_simulated")  # the migration before this one
 
 JSON_COLUMNS = {
     **prev.JSON_COLUMNS,
@@ -41,9 +42,9 @@ EXTRA_SELECTS = (*getattr(prev, "EXTRA_SELECTS", ()),)
 
 def upgrade() -> None:
     op.execute("DROP VIEW v_results")
-    op.execute(prev.view_sql(op.get_bind().dialect.name, JSON_COLUMNS, EXTRA_SELECTS))
+    op.execute(views.view_sql(op.get_bind().dialect.name, JSON_COLUMNS, EXTRA_SELECTS))
 
 
 def downgrade() -> None:
     op.execute("DROP VIEW v_results")
-    op.execute(prev.view_sql(op.get_bind().dialect.name, prev.JSON_COLUMNS, getattr(prev, "EXTRA_SELECTS", ())))
+    op.execute(views.view_sql(op.get_bind().dialect.name, prev.JSON_COLUMNS, getattr(prev, "EXTRA_SELECTS", ())))

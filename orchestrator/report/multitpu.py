@@ -52,21 +52,23 @@ def side_by_side(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def host_totals(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per host: the largest sum of throughputs of jobs whose timed windows all contain one moment."""
+    """Per host: the largest sum of throughputs of per-accelerator jobs of one run whose timed windows all
+    contain one moment, and how many jobs that was."""
     rows = []
-    needed = {"window_start", "window_end", "throughput_ips"}
+    needed = {"window_start", "window_end", "throughput_ips", "concurrency"}
     if not needed <= set(frame):
         return pd.DataFrame(columns=["host", "jobs_at_once", "host_total_ips"])
-    timed = frame.dropna(subset=list(needed))
+    timed = frame[frame["concurrency"] == "per-accelerator"].dropna(subset=list(needed - {"concurrency"}))
     for host, group in timed.groupby("host", sort=True):
         best, count = 0.0, 0
-        for start in group["window_start"]:  # the busiest moment is some window's start
-            inside = group[(group["window_start"] <= start) & (group["window_end"] > start)]
-            total = float(inside["throughput_ips"].sum())
-            if total > best:
-                best, count = total, len(inside)
+        for _, run in group.groupby("run_id"):
+            for start in run["window_start"]:  # the busiest moment is some window's start
+                inside = run[(run["window_start"] <= start) & (run["window_end"] > start)]
+                total = float(inside["throughput_ips"].sum())
+                if total > best:
+                    best, count = total, len(inside)
         rows.append({"host": host, "jobs_at_once": count, "host_total_ips": best})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["host", "jobs_at_once", "host_total_ips"])
 
 
 def placements(frame: pd.DataFrame) -> pd.DataFrame:
