@@ -45,9 +45,23 @@ matrices:
 """
 
 
-def farm(*args: str) -> str:
+# Every model in one process (seven `farm models` commands would start seven interpreters).
+PREPARE = f"""
+import sys
+from orchestrator.models import registry
+from orchestrator.models.compiler import compile_models
+from orchestrator.store import open_store
+store = open_store(sys.argv[1])
+registry.build(store, "conv_stack", [10, 20])
+l10, l20 = registry.find_models(store, ["conv_stack-l10"])[0], registry.find_models(store, ["conv_stack-l20"])[0]
+for sources, segments in (([l10], 1), ([l20], 1), ([l10, l20], 1), ([l10], 2), ([l10], 3)):
+    compile_models(store, sources, compiler={COMPILER!r}, num_segments=segments)
+"""
+
+
+def farm(*args: str, env: dict[str, str]) -> str:
     done = subprocess.run([sys.executable, "-m", "orchestrator", *args], capture_output=True, text=True, check=False,
-                          timeout=600, env={**os.environ, "COLUMNS": "250"})
+                          timeout=600, env={**env, "COLUMNS": "250"})
     assert done.returncode == 0, f"farm {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
     return done.stdout
 
@@ -56,16 +70,15 @@ def farm(*args: str) -> str:
 def lab_runs(running_lab: RunningLab, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, list[dict]]:
     folder = tmp_path_factory.mktemp("multitpu")
     db = f"sqlite:///{folder / 'farm.db'}"
-    farm("models", "build", "--family", "conv_stack", "--layers", "10,20", "--db", db)
-    for args in (["conv_stack-l10"], ["conv_stack-l20"], ["conv_stack-l10", "conv_stack-l20"],
-                 ["conv_stack-l10", "--num-segments", "2"], ["conv_stack-l10", "--num-segments", "3"]):
-        farm("models", "compile", *args, "--compiler", COMPILER, "--db", db)
+    # Module scope runs before each test's isolated home: give the commands a data dir of their own.
+    env = {**os.environ, "FARM_DATA_DIR": str(folder / "data")}
+    subprocess.run([sys.executable, "-c", PREPARE, db], check=True, timeout=600, env=env)
     matrix = folder / "m.yaml"
     matrix.write_text(MATRIX.replace("HOST", running_lab.host("x86-usb").name))
     inventory = str(running_lab.inventory.path)
     for name in ("side", "seeds3"):
-        farm("run", "--matrix", name, "--matrix-file", str(matrix), "-i", inventory, "--db", db)
-    return db, json.loads(farm("results", "--db", db, "--status", "all", "--format", "json"))
+        farm("run", "--matrix", name, "--matrix-file", str(matrix), "-i", inventory, "--db", db, env=env)
+    return db, json.loads(farm("results", "--db", db, "--status", "all", "--format", "json", env=env))
 
 
 def test_per_accelerator_jobs_overlap_each_on_its_own_tpu(lab_runs: tuple[str, list[dict]]) -> None:
@@ -93,6 +106,6 @@ def test_three_placements_and_two_pipelines_succeed(lab_runs: tuple[str, list[di
 
 def test_the_report_shows_the_seed_comparisons(lab_runs: tuple[str, list[dict]]) -> None:
     db, _ = lab_runs
-    out = farm("report", "--db", db, "--all-runs")
+    out = farm("report", "--db", db, "--all-runs", env=dict(os.environ))
     for title in ("Edge TPUs side by side", "Multi-model cells", "Pipelined segments"):
         assert title in out
