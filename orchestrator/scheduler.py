@@ -168,7 +168,7 @@ class Runner:
             status = "interrupted"
             raise
         finally:
-            for link in [*links, *(lane.link for lane in lanes if lane.link not in links)]:
+            for link in links:  # a per-accelerator host's extra lanes close theirs (_host_lane)
                 if link.session is not None:
                     link.session.close()
                     link.session.transport.close()
