@@ -6,13 +6,12 @@ The runtime is a backend (``agent/backends``); this one timing loop times
 every backend the same way.
 """
 
-import hashlib
 import math
 import os
 import random
 import time
 
-from . import backends, conditions, contact, hostlock, multimodel, power
+from . import backends, conditions, contact, hostlock, model_hash, multimodel, power
 from .backends.base import JobFailed, one_line
 from .result_builder import ResultBuilder, timing_document
 from .schema import validate_job
@@ -55,12 +54,23 @@ def percentile(sorted_values, pct):
     return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * fraction
 
 
-def file_sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+file_sha256 = model_hash.file_sha256
+
+
+class _Parts(object):
+    """Milliseconds per part of a job's own work (the result's ``agent_work``), each ``mark`` ending one."""
+
+    def __init__(self):
+        self.doc = {}
+        self._since = time.perf_counter()
+
+    def restart(self):
+        self._since = time.perf_counter()
+
+    def mark(self, name):
+        now = time.perf_counter()
+        self.doc[name] = round((now - self._since) * 1e3, 3)
+        self._since = now
 
 
 def _checked_invoke(invoke, errors):
@@ -116,18 +126,34 @@ def run_job(job):
     before, during (power sampler) and after.
     """
     result = ResultBuilder(job.get("job_id", "?") if isinstance(job, dict) else "?", time.time())
+    parts = _Parts()
     result.power_restored(contact.take_reports())
     try:
         job = validate_job(job)
         result.set_job_id(job["job_id"])
-        for part in [job["model"]] + list(job.get("models") or []) + list(job.get("segments") or []):
+        path = job["model"]["path"]
+        if not os.path.isfile(path):
+            raise JobFailed("infrastructure", "model file not found on the device: {}".format(path))
+        parts.restart()
+        actual, parts.doc["hash_cached"] = model_hash.verified_sha256(path)
+        parts.mark("hash_ms")
+        if actual != job["model"]["sha256"]:
+            raise JobFailed("infrastructure", "model file {} has sha256 {}, expected {}".format(
+                path, actual, job["model"]["sha256"]))
+        # A multi-model job's and a pipeline's other files: each checked as the first is.
+        for part in list(job.get("models") or []) + list(job.get("segments") or []):
             _check_file(part["path"], part["sha256"])
-        result.conditions_before(conditions.snapshot())
+        before = conditions.snapshot()
+        result.conditions_before(before)
+        parts.mark("conditions_before_ms")
         result.power_requested(job["power"])
         with power.applied(job["power"]) as settings:
             if job["power"]:
                 result.power_applied(settings)  # "restore" is filled in when the block exits
-            _measure(job, result)
+            parts.mark("power_apply_ms")
+            _measure(job, result, before, parts)
+            parts.restart()
+        parts.mark("power_restore_ms")
         result.succeeded()
     except JobFailed as exc:
         result.failed(exc.kind, exc.message, exc.status)
@@ -137,14 +163,18 @@ def run_job(job):
     except ValueError as exc:  # schema errors: the controller sent a bad job
         result.failed("infrastructure", str(exc))
     if result.has_conditions():
+        parts.restart()
         result.conditions_after(conditions.snapshot())
+        parts.mark("conditions_after_ms")
+    if parts.doc:
+        result.agent_work(parts.doc)
     return result.finish(time.time())
 
 
 def _check_file(path, sha256):
     if not os.path.isfile(path):
         raise JobFailed("infrastructure", "model file not found on the device: {}".format(path))
-    actual = file_sha256(path)
+    actual, _ = model_hash.verified_sha256(path)
     if actual != sha256:
         raise JobFailed("infrastructure", "model file {} has sha256 {}, expected {}".format(path, actual, sha256))
 
@@ -153,25 +183,26 @@ def _others(job):
     """The spool keys of the other jobs holding a lock on this host now (whole-host or a device)."""
     own = job["job_id"] + "."
     return {doc.get("key") for doc in hostlock.holders()
-               if doc.get("key") and not str(doc.get("key")).startswith(own)}
+            if doc.get("key") and not str(doc.get("key")).startswith(own)}
 
 
-def _measure(job, result):
+def _measure(job, result, before, parts):
     """Choose the device(s), load, time with the power sampler running; fills ``result``.
 
+    ``before``: the conditions just read, whose firmware throttling reading is the sampler's first.
     Around the timed part it records which locks the job held and which other jobs held locks on the
     host when its timed window began and ended (``concurrency``): per-accelerator jobs run beside each
     other, and their results say so.
     """
     beside = _others(job)
     # The sampler runs around the timed loop only (each measure enters it): loads are not measured.
-    sampler = conditions.PowerSampler(cpu_bound=job["delegate"] == "cpu")
+    sampler = conditions.PowerSampler(cpu_bound=job["delegate"] == "cpu", first_throttling=before["throttling"])
     if job.get("models"):
         multimodel.measure_models(job, result, sampler, summarize, timing_document)
     elif job.get("segments"):
         multimodel.measure_pipeline(job, result, sampler, summarize, timing_document)
     else:
-        _measure_one(job, result, sampler)
+        _measure_one(job, result, sampler, parts)
     timing = result.doc.get("timing") or {}
     window_end = time.time()
     beside |= _others(job)
@@ -188,7 +219,7 @@ def _measure(job, result):
     })
 
 
-def _measure_one(job, result, sampler):
+def _measure_one(job, result, sampler, parts):
     """One model: choose the device, load the model, time it."""
     backend = backends.for_job(job)
     try:
@@ -198,6 +229,8 @@ def _measure_one(job, result, sampler):
         backend.prepare_inputs(seed=random.Random(job["job_id"]).randint(0, 2 ** 31 - 1))
         with sampler:
             timing = time_invokes(backend.invoker(), job["timing"], backend.invoke_errors)
+            parts.restart()
+        parts.mark("sampler_stop_ms")
         # One inference after another: the rate is the timed loop's (a host's total adds jobs side by side).
         seconds = timing["timed_seconds"]
         timing["throughput_ips"] = len(timing["samples_ns"]) / seconds if seconds > 0 else None

@@ -181,6 +181,17 @@ def _check_concurrency(concurrency, where):
 
 
 # Each optional sub-document and its checker, in the order they are checked.
+AGENT_WORK_PARTS = ("hash_ms", "conditions_before_ms", "power_apply_ms", "sampler_stop_ms", "power_restore_ms",
+                    "conditions_after_ms")
+
+
+def _check_agent_work(work, where):
+    """The agent's own time in a job around its benchmark, by part (bench.run_job), in ms."""
+    for field in AGENT_WORK_PARTS:
+        optional_finite(work, field, where)
+    optional(work, "hash_cached", (bool,), where)
+
+
 SUBDOCUMENTS = (
     ("runtime", _check_runtime),
     ("backend", _check_backend),
@@ -190,4 +201,5 @@ SUBDOCUMENTS = (
     ("multi_model", _check_multi_model),
     ("pipeline", _check_pipeline),
     ("concurrency", _check_concurrency),
+    ("agent_work", _check_agent_work),
 )

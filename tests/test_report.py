@@ -244,6 +244,7 @@ def test_v_results_has_every_context_column_on_both_databases(seeded) -> None:  
         ("4.9.140-tegra", "32.2.1", "4.2.1", "12.1", "Ubuntu 18.04.2 LTS")
     assert (row["usb_port_measured"], row["edgetpu_device"], row["usb_speed_planned"]) == ("2-1", "usb:0", 5000)
     assert (row["temp_before_c"], row["temp_after_c"], row["cpu_count"]) == (41.5, 47.0, 4)
+    assert row["simulated"] is None  # the seed's numbers are hardware, not the lab's stand-in
     assert json.loads(row["run_tags"]) == ["seed"] and row["run_status"] == "finished"
     assert row["gops"] == pytest.approx(10 * OPS_PER_CONV_LAYER / 7.8e6)
     cpu = read_only_query(store, "select source_model, usb_port_measured, edgetpu_device from v_results "

@@ -5,7 +5,7 @@ in its document; the view lifts it as text ("stand-in", NULL on hardware and on 
 same on SQLite and PostgreSQL, so no simulated number is mistaken for a board's.
 
 Revision ID: 0015
-Revises: 0012
+Revises: 0021 (the lead re-chains at merge)
 Create Date: 2026-12-02 01:40:00
 """
 import importlib
@@ -13,7 +13,7 @@ import importlib
 from alembic import op
 
 revision = "0015"
-down_revision = "0012"
+down_revision = "0021"
 branch_labels = None
 depends_on = None
 

@@ -7,8 +7,8 @@ that window's wall-clock start and end (concurrent jobs overlap there), every jo
 a pipeline's segment count. Views only; no table changes.
 
 Revision ID: 0016
-Revises: 0015, 0021 (written on 0012; on this branch it joins tpu's 0015, whose view it extends, and main's
-0021 (after 0020), which add tables and columns only; the lead re-chains the migrations at merge)
+Revises: 0021, 0022 (written on 0012; it extends the view of tpu's 0015; on this branch it joins main's heads
+0021 (after 0020) and 0022 (after 0015), which add tables, columns and indexes only; the lead re-chains them)
 Create Date: 2026-12-02 01:30:00
 """
 import importlib
@@ -16,7 +16,7 @@ import importlib
 from alembic import op
 
 revision = "0016"
-down_revision = ("0015", "0021")
+down_revision = ("0021", "0022")
 branch_labels = None
 depends_on = None
 

@@ -63,15 +63,24 @@ for name, group in (("db", db.db_app), ("inventory", inventory.inventory_app), (
     app.add_typer(group, name=name)
 
 
-def main() -> None:
-    from sqlalchemy.exc import SQLAlchemyError
+def _store_or_os_error(exc: BaseException) -> bool:
+    """An OSError, or a SQLAlchemy error: asked of sqlalchemy only if a command loaded it (`farm --help` never
+    does, and importing it here would cost every short command SQLAlchemy's and alembic's start-up)."""
+    if isinstance(exc, OSError):
+        return True
+    sqlalchemy_exc = sys.modules.get("sqlalchemy.exc")
+    return sqlalchemy_exc is not None and isinstance(exc, sqlalchemy_exc.SQLAlchemyError)
 
+
+def main() -> None:
     # `farm lab`: the separate farm_lab package, loaded only when the command line asks for it (see lab.py).
     lab.register_lab(app)
     try:
         try:
             app()
-        except (SQLAlchemyError, OSError) as exc:  # what no command turned into a FarmError: still one paragraph
+        except Exception as exc:  # what no command turned into a FarmError: still one paragraph
+            if not _store_or_os_error(exc):
+                raise
             from ..error_boundary import as_user_error
 
             raise as_user_error(exc) from exc

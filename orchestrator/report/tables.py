@@ -80,20 +80,22 @@ def thread_sweep(frame: pd.DataFrame, stat: str = "median") -> dict[str, pd.Data
     rows = rows.assign(usb=rows["usb_speed"].map(usb_label))
     block_keys = ["host", *_present(rows, ["power_mode"])]
     row_keys = ["model", "delegate", *(["usb"] if (rows["usb"] != "-").any() else [])]
+    # One groupby over every block, then split: two pivots per block cost 0.1 s each, seconds on a lab of hosts.
+    swept = rows.groupby([*block_keys, *row_keys], dropna=False)["threads"].transform("nunique") > 1
+    rows = _sorted_models(rows[swept])
+    if rows.empty:
+        return {}
+    index = [*block_keys, "model_family", "layers_key", *row_keys]
+    values = rows.groupby([*index, "threads"], dropna=False, sort=True)[[centre, spread]].first().unstack("threads")
     blocks: dict[str, pd.DataFrame] = {}
-    for key, block in rows.groupby(block_keys, dropna=False, sort=True):
+    for key, block in values.groupby(level=block_keys, dropna=False, sort=True):
         key = key if isinstance(key, tuple) else (key,)
-        swept = block.groupby(row_keys)["threads"].transform("nunique") > 1
-        block = _sorted_models(block[swept])
-        if block.empty:
-            continue
-        index = ["model_family", "layers_key", *row_keys]
-        centres = block.pivot_table(index=index, columns="threads", values=centre, aggfunc="first")
-        spreads = block.pivot_table(index=index, columns="threads", values=spread, aggfunc="first")
-        table = pd.concat({t: pd.DataFrame({f"{t} thr": centres[t], f"{t} thr {spread_label}": spreads[t]})
-                           for t in centres.columns}, axis=1)
-        table.columns = table.columns.droplevel(0)
-        table = table.reset_index().drop(columns=["model_family", "layers_key"])
+        centres = block[centre].dropna(axis=1, how="all")  # this block's thread counts only
+        spreads = block[spread]
+        table = pd.DataFrame({name: column for t in centres.columns
+                              for name, column in ((f"{t} thr", centres[t]), (f"{t} thr {spread_label}", spreads[t]))},
+                             index=block.index)
+        table = table.reset_index().drop(columns=[*block_keys, "model_family", "layers_key"])
         title = " · ".join(_label(k, v) for k, v in zip(block_keys, key, strict=True) if not _missing(v))
         blocks[title] = table.rename(columns={"usb": "USB"})
     return blocks

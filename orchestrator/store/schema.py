@@ -93,7 +93,10 @@ class JobRow(Base):
     """One matrix cell of one run: queued, dispatched, running, then succeeded, failed, skipped or cancelled."""
 
     __tablename__ = "jobs"
-    __table_args__ = (UniqueConstraint("run_id", "cell_key"),)
+    # ix_jobs_status_cell (migration 0022): the cell pivot's aggregate reads this index, not the table.
+    __table_args__ = (UniqueConstraint("run_id", "cell_key"),
+                      Index("ix_jobs_status_cell", "status", "host_id", "model_id", "delegate", "threads",
+                            "power_mode"))
     id: Mapped[int] = mapped_column(primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"), index=True)
     host_id: Mapped[int] = mapped_column(ForeignKey("hosts.id"), index=True)
@@ -143,7 +146,9 @@ class ControllerRow(Base):
 class ResultRow(Base):
     __tablename__ = "results"
     # (job, attempt) is the idempotency key of ingest; job_id alone is unique too: one result per job.
-    __table_args__ = (Index("uq_results_job_attempt", "job_id", "attempt", unique=True),)
+    __table_args__ = (Index("uq_results_job_attempt", "job_id", "attempt", unique=True),
+                      # Migration 0022: a median without reading the row and its result document.
+                      Index("ix_results_job_median", "job_id", "median_ms"))
     id: Mapped[int] = mapped_column(primary_key=True)
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), unique=True)
     attempt: Mapped[int | None] = mapped_column(Integer)
