@@ -11,7 +11,7 @@ import os
 import random
 import time
 
-from . import backends, conditions, contact, interference, model_hash, power, validity
+from . import backends, conditions, contact, hostlock, interference, model_hash, multimodel, power, validity
 from .backends.base import JobFailed, one_line
 from .result_builder import ResultBuilder, timing_document
 from .schema import validate_job
@@ -147,6 +147,9 @@ def run_job(job):
         if actual != job["model"]["sha256"]:
             raise JobFailed("infrastructure", "model file {} has sha256 {}, expected {}".format(
                 path, actual, job["model"]["sha256"]))
+        # A multi-model job's and a pipeline's other files: each checked as the first is.
+        for part in list(job.get("models") or []) + list(job.get("segments") or []):
+            _check_file(part["path"], part["sha256"])
         before = conditions.snapshot()
         result.conditions_before(before)
         parts.mark("conditions_before_ms")
@@ -177,26 +180,71 @@ def run_job(job):
     return result.finish(time.time())
 
 
+def _check_file(path, sha256):
+    if not os.path.isfile(path):
+        raise JobFailed("infrastructure", "model file not found on the device: {}".format(path))
+    actual, _ = model_hash.verified_sha256(path)
+    if actual != sha256:
+        raise JobFailed("infrastructure", "model file {} has sha256 {}, expected {}".format(path, actual, sha256))
+
+
+def _others(job):
+    """The spool keys of the other jobs holding a lock on this host now (whole-host or a device)."""
+    own = job["job_id"] + "."
+    return {doc.get("key") for doc in hostlock.holders()
+            if doc.get("key") and not str(doc.get("key")).startswith(own)}
+
+
 def _measure(job, result, before, parts):
-    """Choose the device, load the model, time it with the power sampler running; fills ``result``.
+    """Choose the device(s), load, time with the power sampler running; fills ``result``.
 
     ``before``: the conditions just read, whose firmware throttling reading is the sampler's first.
+    Around the timed part it records which locks the job held and which other jobs held locks on the
+    host when its timed window began and ended (``concurrency``): per-accelerator jobs run beside each
+    other, and their results say so.
     """
+    beside = _others(job)
+    # The sampler runs around the timed loop only (each measure enters it): loads are not measured.
+    sampler = conditions.PowerSampler(cpu_bound=job["delegate"] == "cpu", first_throttling=before["throttling"])
+    if job.get("models"):
+        multimodel.measure_models(job, result, sampler, summarize, timing_document)
+    elif job.get("segments"):
+        multimodel.measure_pipeline(job, result, sampler, summarize, timing_document)
+    else:
+        _measure_one(job, result, sampler, parts)
+    timing = result.doc.get("timing") or {}
+    window_end = time.time()
+    beside |= _others(job)
+    result.conditions_during(sampler.summary(inferences=len(timing.get("samples_ns") or []),
+                                             seconds=timing.get("timed_seconds")))
+    concurrency = job.get("concurrency") or {}
+    result.concurrency({
+        "mode": concurrency.get("mode") or "host",
+        "locks": hostlock.job_devices(job) or ["host"],
+        "window_start": window_end - float(timing.get("timed_seconds") or 0.0),
+        "window_end": window_end,
+        "beside": len(beside),
+        "beside_jobs": sorted(beside),
+    })
+
+
+def _measure_one(job, result, sampler, parts):
+    """One model: choose the device, load the model, time it."""
     backend = backends.for_job(job)
     try:
         result.devices(backend.select_device())
         init_ns = backend.load(job["model"]["path"])
         result.backend(backend.describe())
         backend.prepare_inputs(seed=random.Random(job["job_id"]).randint(0, 2 ** 31 - 1))
-        cpu_bound = job["delegate"] == "cpu"
-        meter = interference.Meter(threads=job["threads"], cpu_bound=cpu_bound, thresholds=job.get("interference"))
-        sampler = conditions.PowerSampler(cpu_bound=cpu_bound, first_throttling=before["throttling"])
+        meter = interference.Meter(threads=job["threads"], cpu_bound=job["delegate"] == "cpu",
+                                   thresholds=job.get("interference"))
         with sampler:
             timing = time_invokes(backend.invoker(), job["timing"], backend.invoke_errors, meter=meter)
             parts.restart()
         parts.mark("sampler_stop_ms")
-        result.conditions_during(sampler.summary(inferences=len(timing["samples_ns"]),
-                                                 seconds=timing["timed_seconds"]))
+        # One inference after another: the rate is the timed loop's (a host's total adds jobs side by side).
+        seconds = timing["timed_seconds"]
+        timing["throughput_ips"] = len(timing["samples_ns"]) / seconds if seconds > 0 else None
         result.timing(timing, init_ns)
         result.interference(meter.document())
     finally:

@@ -1,8 +1,12 @@
-"""The host lock: one farm benchmark at a time on this device, whichever controller asks.
+"""The host lock: one farm benchmark at a time on this device, whichever controller asks, or one per device.
 
 A JSON file (holder, job key, pid, lease expiry) guarded by flock on a side
 file, so reading and replacing it is one step for every process on the
-device. The job's own process renews the lease while it runs; a lease whose
+device. A job of ``concurrency: per-accelerator`` locks only its devices
+(each Edge TPU by its port, ``cpu`` for CPU jobs): one more JSON file per
+device beside the host's, under the same flock, so a host with N TPUs runs
+up to N jobs at once. A whole-host job waits for every device lock, and a
+device job for the whole-host lock: the default stays one benchmark per host. The job's own process renews the lease while it runs; a lease whose
 process died, or that was not renewed in time, is taken over. Without a
 lease a dead holder would keep the board locked forever (labgrid's stale
 locks).
@@ -32,16 +36,54 @@ def lease_seconds(requested=None):
     return value if value > 0 else DEFAULT_LEASE
 
 
+def job_devices(job):
+    """The device locks a job takes (its ``concurrency``): None for the whole host, else names such as "usb-port:2-1"."""
+    concurrency = (job or {}).get("concurrency") if isinstance(job, dict) else None
+    if not isinstance(concurrency, dict) or concurrency.get("mode") != "per-accelerator":
+        return None
+    devices = concurrency.get("devices")
+    return sorted(set(devices)) if isinstance(devices, list) and devices else None
+
+
+
 def lock_dir():
     """FARM_LOCK_DIR, else ~/.cache/farm: per device and user, not per workdir, so two controllers
     that deploy the agent to different workdirs still meet at one lock."""
     return os.environ.get(LOCK_DIR_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "farm")
 
 
-def lock_path(folder=None):
+def lock_path(folder=None, device=None):
+    """The host's lock file, or a device's (``device``: "usb-port:2-1", "cpu") beside it."""
     tag = restore_state.root_tag()  # simulated boards sharing one home each get their own lock
-    name = "host-lock.json" if tag == "root" else "host-lock-{}.json".format(tag)
-    return os.path.join(folder or lock_dir(), name)
+    name = "host-lock" if tag == "root" else "host-lock-{}".format(tag)
+    if device is not None:
+        name += "@" + "".join(c if c.isalnum() or c in ".-_" else "_" for c in device)
+    return os.path.join(folder or lock_dir(), name + ".json")
+
+
+def _device_paths(path):
+    """Every device lock file beside the host lock ``path``: {path: device}."""
+    folder, base = os.path.split(path)
+    prefix = base[:-len(".json")] + "@"
+    found = {}
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return found
+    for name in names:
+        if name.startswith(prefix) and name.endswith(".json"):
+            found[os.path.join(folder, name)] = name[len(prefix):-len(".json")]
+    return found
+
+
+def _held_paths(path, key):
+    """The lock files (host and devices) that job ``key`` holds."""
+    held = []
+    for candidate in [path] + sorted(_device_paths(path)):
+        doc = _read(candidate)
+        if doc is not None and doc.get("key") == key:
+            held.append(candidate)
+    return held
 
 
 @contextlib.contextmanager
@@ -112,9 +154,24 @@ def holder_of(folder=None):
     return doc
 
 
-def acquire(holder, key, lease=None, folder=None, finished=None):
+def holders(folder=None):
+    """Every live lock on this host, whole-host and per device: [{"device": None or name, ...doc}]."""
+    path = lock_path(folder)
+    now = time.time()
+    found = []
+    with _guard(path):
+        for candidate, device in [(path, None)] + sorted(_device_paths(path).items()):
+            doc = _read(candidate)
+            if doc is not None and not _stale(doc, now):
+                found.append(dict(doc, device=device))
+    return found
+
+
+def acquire(holder, key, lease=None, folder=None, finished=None, devices=None):
     """Take the lock for job ``key``; returns (True, doc) or (False, the other holder's doc).
 
+    ``devices``: None takes the whole host (every device lock must be free too); a list of
+    device names takes only those (the whole-host lock must be free).
     ``finished(other_key)``: True when that job's result is already written. Such a holder is only
     on its way out (releasing is its last step, and a release of a lock it no longer holds does
     nothing), so the lock is taken at once rather than after it has let go.
@@ -123,15 +180,35 @@ def acquire(holder, key, lease=None, folder=None, finished=None):
     lease = lease_seconds(lease)
     now = time.time()
     with _guard(path):
-        doc = _read(path)
-        done = doc is not None and finished is not None and finished(doc.get("key"))
-        if doc is not None and doc.get("key") != key and not done and not _stale(doc, now):
-            return False, doc
+        if devices:
+            wanted = [lock_path(folder, device) for device in sorted(set(devices))]
+            blocking = [path] + wanted
+        else:
+            wanted = [path]
+            blocking = [path] + sorted(_device_paths(path))
+        previous = None
+        for candidate in blocking:
+            doc = _read(candidate)
+            done = doc is not None and finished is not None and finished(doc.get("key"))
+            if doc is not None and doc.get("key") != key and not done and not _stale(doc, now):
+                return False, doc
+            if candidate in wanted and doc is not None and doc.get("key") != key and not done:
+                previous = doc
         taken = {"holder": holder, "key": key, "pid": None, "pid_start": None, "lease": lease,
                  "taken_at": now, "expires_at": now + lease}
-        if doc is not None and doc.get("key") != key and not done:
-            taken["took_over"] = {"holder": doc.get("holder"), "key": doc.get("key")}
-        _write(path, taken)
+        if devices:
+            taken["devices"] = sorted(set(devices))
+        if previous is not None:
+            taken["took_over"] = {"holder": previous.get("holder"), "key": previous.get("key")}
+        for candidate in wanted:
+            _write(candidate, taken)
+        # A device job leaves no stale whole-host lock behind it, nor a whole-host job stale device locks.
+        for candidate in blocking:
+            if candidate not in wanted:
+                stale = _read(candidate)
+                if stale is not None and stale.get("key") != key:
+                    with contextlib.suppress(OSError):
+                        os.remove(candidate)
         return True, taken
 
 
@@ -139,32 +216,31 @@ def set_owner(key, pid, pid_start, folder=None):
     """Record the process that runs job ``key``: the lease ends early if it dies."""
     path = lock_path(folder)
     with _guard(path):
-        doc = _read(path)
-        if doc is None or doc.get("key") != key:
-            return False
-        doc["pid"], doc["pid_start"] = pid, pid_start
-        _write(path, doc)
-        return True
+        held = _held_paths(path, key)
+        for candidate in held:
+            doc = _read(candidate)
+            doc["pid"], doc["pid_start"] = pid, pid_start
+            _write(candidate, doc)
+        return bool(held)
 
 
 def renew(key, folder=None):
-    """Extend the lease of job ``key``; False if the lock is no longer its own."""
+    """Extend the lease of job ``key`` on every lock it holds; False if none is its own any more."""
     path = lock_path(folder)
     with _guard(path):
-        doc = _read(path)
-        if doc is None or doc.get("key") != key:
-            return False
-        doc["expires_at"] = time.time() + float(doc.get("lease") or DEFAULT_LEASE)
-        _write(path, doc)
-        return True
+        held = _held_paths(path, key)
+        for candidate in held:
+            doc = _read(candidate)
+            doc["expires_at"] = time.time() + float(doc.get("lease") or DEFAULT_LEASE)
+            _write(candidate, doc)
+        return bool(held)
 
 
 def release(key, folder=None):
     path = lock_path(folder)
     with _guard(path):
-        doc = _read(path)
-        if doc is not None and doc.get("key") == key:
+        held = _held_paths(path, key)
+        for candidate in held:
             with contextlib.suppress(OSError):
-                os.remove(path)
-            return True
-        return False
+                os.remove(candidate)
+        return bool(held)

@@ -57,6 +57,18 @@ class ResultBuilder(object):
         """The validity rules the result broke (``validity.check``), once the conditions after are in."""
         self.doc["validity"] = document
 
+    def multi_model(self, document):
+        """A multi-model job's part (``multimodel.measure_models``): placement, each model's latency, throughput."""
+        self.doc["multi_model"] = document
+
+    def pipeline(self, document):
+        """A pipelined-segment job's part (``multimodel.measure_pipeline``): segments, throughput."""
+        self.doc["pipeline"] = document
+
+    def concurrency(self, document):
+        """Which device locks the job held, its timed window (wall clock), and the jobs that ran beside it."""
+        self.doc["concurrency"] = document
+
     def succeeded(self):
         self.doc["status"] = "succeeded"
 

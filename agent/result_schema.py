@@ -166,6 +166,44 @@ def _check_validity(doc, where):
         raise SchemaError(where + ": 'valid' must be true exactly when no rule is broken")
     optional(doc, "reason", TEXT, where)
 
+def _check_multi_model(multi, where):
+    optional(multi, "placement", TEXT, where)
+    models = require(multi, "models", (list,), where)
+    for index, model in enumerate(models):
+        inside = "{}.models[{}]".format(where, index)
+        if not isinstance(model, dict):
+            raise SchemaError("{}: expected an object".format(inside))
+        for field in ("sha256", "name", "device", "port"):
+            optional(model, field, TEXT, inside)
+        summary = optional(model, "summary", (dict,), inside)
+        if summary is not None:
+            for field in SUMMARY_FIELDS:
+                optional_finite(summary, field, inside + ".summary")
+    optional(multi, "rounds", (int,), where)
+    optional_finite(multi, "throughput_ips", where)
+
+
+def _check_pipeline(pipeline, where):
+    require(pipeline, "num_segments", (int,), where)
+    segments = require(pipeline, "segments", (list,), where)
+    for index, segment in enumerate(segments):
+        inside = "{}.segments[{}]".format(where, index)
+        if not isinstance(segment, dict):
+            raise SchemaError("{}: expected an object".format(inside))
+        for field in ("sha256", "device", "port"):
+            optional(segment, field, TEXT, inside)
+        optional_finite(segment, "invoke_median_ms", inside)
+    optional_finite(pipeline, "throughput_ips", where)
+
+
+def _check_concurrency(concurrency, where):
+    optional(concurrency, "mode", TEXT, where)
+    optional(concurrency, "locks", (list,), where)
+    optional(concurrency, "beside", (int,), where)
+    optional(concurrency, "beside_jobs", (list,), where)
+    for field in ("window_start", "window_end"):
+        optional_finite(concurrency, field, where)
+
 
 # Each optional sub-document and its checker, in the order they are checked.
 AGENT_WORK_PARTS = ("hash_ms", "conditions_before_ms", "power_apply_ms", "sampler_stop_ms", "power_restore_ms",
@@ -185,6 +223,9 @@ SUBDOCUMENTS = (
     ("power", _check_power),
     ("edgetpu", _check_edgetpu),
     ("conditions", _check_conditions),
+    ("multi_model", _check_multi_model),
+    ("pipeline", _check_pipeline),
+    ("concurrency", _check_concurrency),
     ("agent_work", _check_agent_work),
     ("interference", _check_interference),
     ("validity", _check_validity),

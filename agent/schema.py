@@ -72,10 +72,17 @@ TIMING_LIMIT = 10 ** 7
 POWER_KEYS = dict(power_spec_types(), settle_seconds=(int, float))
 # "ports": the inventory's port names, {"usb3-left": {"port": "2-1", "speed": 5000}}, so "port" may be a name.
 EDGETPU_KEYS = {"port": (str,), "expect_speed": (int,), "device": (str,), "ports": (dict,)}
+# SEEDS §3's ways to put several models on Edge TPUs (agent/multimodel.py).
+PLACEMENTS = ("same-tpu", "separate-tpus", "cocompiled")
+# "host": one benchmark at a time on the host (the default); "per-accelerator": the job locks only its
+# devices (each TPU by port, "cpu" for CPU jobs), so a host with N TPUs runs up to N jobs at once.
+CONCURRENCY_MODES = ("host", "per-accelerator")
+MAX_PARTS = 16  # models of one multi-model job, or segments of one pipeline
 
 
 def make_job(job_id, model_path, model_sha256, delegate="cpu", threads=1,
-             timing=None, options=None, power=None, edgetpu=None, backend=None, interference=None):
+             timing=None, options=None, power=None, edgetpu=None, backend=None, interference=None, models=None,
+             segments=None, placement=None, concurrency=None):
     """Build a job document with defaults filled in, then validate it.
 
     ``power``: None to leave the board as it is, else a power mode spec such as
@@ -102,6 +109,11 @@ def make_job(job_id, model_path, model_sha256, delegate="cpu", threads=1,
         doc["backend"] = backend
     if interference:
         doc["interference"] = dict(interference)
+    # Left out when unused, so one-model jobs keep the documents agents before multi-model jobs knew.
+    for field, value in (("models", models), ("segments", segments), ("placement", placement),
+                         ("concurrency", concurrency)):
+        if value is not None:
+            doc[field] = value
     return validate_job(doc)
 
 
@@ -163,6 +175,17 @@ def validate_job(doc):
             if key in edgetpu and edgetpu[key] is not None:
                 require(edgetpu, key, kinds, "job.edgetpu")
     _check_interference_settings(doc)
+    for field in ("models", "segments"):
+        _check_parts(doc, field)
+    if doc.get("models") is not None and doc.get("segments") is not None:
+        raise SchemaError("job: a job holds either 'models' (several models) or 'segments' (a pipeline), not both")
+    if doc.get("segments") is not None and len(doc["segments"]) < 2:
+        raise SchemaError("job: field 'segments' must list at least 2 segment models")
+    placement = optional(doc, "placement", (str,), where)
+    if placement is not None and placement not in PLACEMENTS:
+        raise SchemaError("job: field 'placement' must be one of {}, got {!r}".format(", ".join(PLACEMENTS),
+                                                                                     placement))
+    _check_concurrency(doc.get("concurrency"))
     out = dict(doc)
     out["power"] = power
     out["edgetpu"] = edgetpu
@@ -182,6 +205,44 @@ def _check_interference_settings(doc):
                                   or not 0 <= value <= TIMING_LIMIT):
             raise SchemaError("job.interference: field '{}' must be a non-negative number or null, got {!r}".format(
                 key, value))
+
+
+def _check_parts(doc, field):
+    """``models`` / ``segments``: [{"path", "sha256", "name"?, "edgetpu"?}], in the order they run."""
+    parts = optional(doc, field, (list,), "job")
+    if parts is None:
+        return
+    if not 1 <= len(parts) <= MAX_PARTS:
+        raise SchemaError("job: field '{}' must list 1 to {} models".format(field, MAX_PARTS))
+    for index, part in enumerate(parts):
+        where = "job.{}[{}]".format(field, index)
+        if not isinstance(part, dict):
+            raise SchemaError("{}: expected an object".format(where))
+        require(part, "path", (str,), where)
+        sha = require(part, "sha256", (str,), where)
+        if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+            raise SchemaError("{}: field 'sha256' must be 64 lowercase hex digits".format(where))
+        optional(part, "name", (str,), where)
+        request = optional(part, "edgetpu", (dict,), where)
+        for key, kinds in EDGETPU_KEYS.items():
+            if request is not None and request.get(key) is not None:
+                require(request, key, kinds, where + ".edgetpu")
+
+
+def _check_concurrency(concurrency):
+    if concurrency is None:
+        return
+    if not isinstance(concurrency, dict):
+        raise SchemaError("job: field 'concurrency' must be an object or null")
+    mode = require(concurrency, "mode", (str,), "job.concurrency")
+    if mode not in CONCURRENCY_MODES:
+        raise SchemaError("job.concurrency: field 'mode' must be one of {}, got {!r}".format(
+            ", ".join(CONCURRENCY_MODES), mode))
+    devices = optional(concurrency, "devices", (list,), "job.concurrency") or []
+    if not all(isinstance(d, str) and d and len(d) <= 100 for d in devices):
+        raise SchemaError("job.concurrency: field 'devices' must be a list of device names")
+    if mode == "per-accelerator" and not devices:
+        raise SchemaError("job.concurrency: a per-accelerator job names the devices it locks")
 
 
 def _optional_object(doc, field):

@@ -293,7 +293,8 @@ def start(job, key, holder="?", lease=None, folder=None, after=None):
         _queue.append(key)
         prepare_standby()
         return {"key": key, "state": "queued", "after": after}
-    taken, lock = hostlock.acquire(holder, key, lease, folder, finished=lambda other: _has_result(other, folder))
+    taken, lock = hostlock.acquire(holder, key, lease, folder, finished=lambda other: _has_result(other, folder),
+                                   devices=hostlock.job_devices(job))
     if not taken:
         return {"key": key, "state": "busy", "holder": lock.get("holder"), "busy_key": lock.get("key"),
                 "expires_in": max(0.0, float(lock.get("expires_at") or 0) - time.time())}
@@ -357,25 +358,30 @@ def _claim(key, folder):
 def start_queued(folder=None):
     """Start the oldest queued job if the job it waits for is done and the host is free."""
     _load_queue(folder)
-    while _queue:
-        key = _queue[0]
+    position = 0
+    # Every queued key is looked at, not only the oldest: with per-accelerator locks, jobs queued
+    # behind one TPU's job must not wait for another TPU's.
+    while position < len(_queue):
+        key = _queue[position]
         document = atomic.read_json(_path(key, "job", folder))
         if not isinstance(document, dict) or state_of(key, folder) != "running" \
                 or os.path.exists(_path(key, "pid", folder)) or os.path.exists(_path(key, "claim", folder)):
-            _queue.pop(0)  # acked, started elsewhere, or gone: not this serve's to start
+            _queue.pop(position)  # acked, started elsewhere, or gone: not this serve's to start
             continue
         after = document.get("after")
         if isinstance(after, str) and after != key and state_of(after, folder) == "running":
-            return  # its predecessor still runs: its pipe wakes the collect that waits on it
+            position += 1  # its predecessor still runs: its pipe wakes the collect that waits on it
+            continue
         taken, lock = hostlock.acquire(document.get("holder") or "?", key, document.get("lease"), folder,
-                                       finished=lambda other: _has_result(other, folder))
+                                       finished=lambda other: _has_result(other, folder),
+                                       devices=hostlock.job_devices(document.get("job")))
         if not taken:
-            return  # another controller's job holds the host: try again on the next look
-        _queue.pop(0)
+            position += 1  # another job holds its host or device: try again on the next look
+            continue
+        _queue.pop(position)
         if not _claim(key, folder):
             continue
         _launch(key, folder, document, lock)
-        return
 
 
 def _has_result(key, folder=None):

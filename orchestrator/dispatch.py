@@ -58,6 +58,14 @@ class LaneJob:
     def key(self, attempt: int) -> str:
         return f"{self.doc['job_id']}.{attempt}"
 
+    def uploads(self) -> list[tuple[Path, str]]:
+        """Every model file the job needs on the device: its model, and a multi-model job's models or a
+        pipeline's segments, which the registry caches beside it under their sha256 (resume finds them too)."""
+        files = {self.model_sha256: self.model_path}
+        for part in [*(self.doc.get("models") or []), *(self.doc.get("segments") or [])]:
+            files.setdefault(part["sha256"], self.model_path.parent / f"{part['sha256']}.tflite")
+        return [(path, sha) for sha, path in files.items()]
+
     def timeout(self) -> float:
         return float(self.doc["timing"]["max_seconds"]) * 2 + JOB_SLACK_SECONDS
 
@@ -261,7 +269,8 @@ class Lane:
             job.unconfirmed = False
             if job.predispatched != job.attempt:
                 self.settle()
-                self.link.session.upload_model(job.model_path, job.model_sha256)
+                for path, sha in job.uploads():
+                    self.link.session.upload_model(path, sha)
                 self.writer.write("dispatched", job_id=job.job_id, attempt=job.attempt, spool_key=key,
                                   job_doc=job.doc)
             job.predispatched = None
@@ -293,7 +302,8 @@ class Lane:
             return  # a job with earlier attempts is looked for in the spool first
         attempt = job.attempt + 1
         try:
-            self.link.session.upload_model(job.model_path, job.model_sha256)
+            for path, sha in job.uploads():
+                self.link.session.upload_model(path, sha)
         except FarmError:
             return  # the link is in trouble: the current job's collect finds out, and the job goes the usual way
         self.writer.write("dispatched", job_id=job.job_id, attempt=attempt, spool_key=job.key(attempt),

@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from agent.interference import DEFAULT_THRESHOLDS as INTERFERENCE_THRESHOLDS
-from agent.schema import DELEGATES, TIMING_DEFAULTS, TIMING_LIMIT
+from agent.schema import CONCURRENCY_MODES, DELEGATES, PLACEMENTS, TIMING_DEFAULTS, TIMING_LIMIT
 
+from . import placement as placing
 from .errors import InputError
 from .inventory import Host
 from .store.schema import ModelRow
@@ -49,6 +50,11 @@ MATRIX_FIELDS = {
     "usb_ports": "a list of USB port names or sysfs port paths for Edge TPU cells, or all",
     "regression": "a mapping of " + ", ".join(f"{k} ({v[2]})" for k, v in REGRESSION_SETTINGS.items()),
     "interference": "a mapping of " + ", ".join(INTERFERENCE_THRESHOLDS) + " (numbers, or null to turn one off)",
+    "concurrency": "host (one benchmark at a time per host, the default) or per-accelerator (one job per "
+                   "Edge TPU at once, and one on the CPU)",
+    "model_sets": "a list of lists of model names, each run as one multi-model cell (SEEDS §3)",
+    "placements": "a list drawn from " + ", ".join(PLACEMENTS) + " (for model_sets)",
+    "segments": "a list of pipeline depths (integers from 2), each model also run as an N-segment pipeline",
     "description": "a sentence",
 }
 # benchmark_model's defaults made quicker for the whole-lab `all` matrix: at least
@@ -71,6 +77,11 @@ class MatrixSpec:
     # What counts as disturbed (agent/interference.py DEFAULT_THRESHOLDS), sent with every job.
     interference: dict[str, float | None] = field(default_factory=dict)
     models_at: tuple[str, int | None] | None = None  # (file, line) of `models`, for errors naming a model
+    concurrency: str = "host"  # or per-accelerator: a lock per device, up to one job per TPU at once
+    model_sets: tuple[tuple[str, ...], ...] = ()  # several models per cell, invoked in turn
+    placements: tuple[str, ...] = ()  # for model_sets; () is same-tpu
+    segments: tuple[int, ...] = ()  # pipeline depths: each selected model also runs as an N-segment pipeline
+    singles: bool = True  # one-model cells of `models` (False: a matrix of model_sets only)
 
 
 @dataclass(frozen=True)
@@ -83,11 +94,21 @@ class Cell:
     usb_port: str | None = None
     usb_speed: int | None = None
     skip_reason: str | None = None
+    parts: tuple[ModelRow, ...] = ()  # a multi-model cell's models, or a pipeline's segments, in order
+    pipeline: bool = False  # parts are segments (a pipeline), else models invoked in turn
+    placement: str | None = None
+    part_tpus: tuple[dict[str, Any] | None, ...] = ()  # each part's Edge TPU (None: the CPU)
+    locks: tuple[str, ...] | None = None  # device locks of a per-accelerator job; None: the whole host
+    model_set: str | None = None  # a multi-model cell's models as the matrix names them, "a + b"
 
     @property
     def key(self) -> str:
-        return "|".join([self.host.name, self.model.sha256[:16], self.delegate, f"t{self.threads}",
-                         f"p{self.power_mode or '-'}", f"u{self.usb_port or '-'}"])
+        fields = [self.host.name, self.model.sha256[:16], self.delegate, f"t{self.threads}",
+                  f"p{self.power_mode or '-'}", f"u{self.usb_port or '-'}"]
+        if self.parts:  # one-model cells keep the keys stored runs have
+            kind = f"s{len(self.parts)}" if self.pipeline else f"x{self.placement or '-'}"
+            fields += [kind, "+".join(p.sha256[:8] for p in self.parts)]
+        return "|".join(fields)
 
 
 def all_matrix() -> MatrixSpec:
@@ -129,6 +150,10 @@ def parse_matrix(doc: YamlDocument, name: str) -> MatrixSpec:
     if entry.get("models") == []:
         raise doc.error(where + ("models",), "an empty list names no model", field="models",
                         expected=MATRIX_FIELDS["models"] + " (leave the field out for all)")
+    if entry.get("concurrency") == "per-accelerator" and entry.get("power_modes"):
+        raise doc.error(where + ("power_modes",), "jobs running side by side would switch the board's power mode "
+                        "under each other", field="power_modes",
+                        expected="no power_modes with concurrency: per-accelerator (sweep modes in a host matrix)")
     return MatrixSpec(
         name=name,
         models_at=(doc.path, doc.line(where + ("models",))) if "models" in entry else None,
@@ -142,7 +167,48 @@ def parse_matrix(doc: YamlDocument, name: str) -> MatrixSpec:
         usb_ports=_all_or_names(doc, where, entry, "usb_ports"),
         regression=_regression(doc, where, entry),
         interference=_interference(doc, where, entry),
+        concurrency=_concurrency(doc, where, entry),
+        model_sets=_model_sets(doc, where, entry),
+        placements=_placements(doc, where, entry),
+        segments=_segment_counts(doc, where, entry),
+        singles="models" in entry or not (entry.get("model_sets")),
     )
+
+
+def _concurrency(doc: YamlDocument, where: tuple, entry: dict) -> str:
+    value = entry.get("concurrency", "host")
+    if value not in CONCURRENCY_MODES:
+        raise doc.error(where + ("concurrency",), f"got {value!r}", field="concurrency",
+                        expected=MATRIX_FIELDS["concurrency"])
+    return str(value)
+
+
+def _model_sets(doc: YamlDocument, where: tuple, entry: dict) -> tuple[tuple[str, ...], ...]:
+    value = entry.get("model_sets") or []
+    if not isinstance(value, list) or not all(
+            isinstance(s, list) and 1 <= len(s) <= 16 and all(isinstance(n, str) and n for n in s) for s in value):
+        raise doc.error(where + ("model_sets",), f"got {value!r}", field="model_sets",
+                        expected=MATRIX_FIELDS["model_sets"])
+    return tuple(tuple(s) for s in value)
+
+
+def _placements(doc: YamlDocument, where: tuple, entry: dict) -> tuple[str, ...]:
+    values = _strings(doc, where, entry, "placements")
+    for value in values:
+        if value not in PLACEMENTS:
+            raise doc.error(where + ("placements",), f"unknown placement '{value}'", field="placements",
+                            expected=MATRIX_FIELDS["placements"])
+    return values
+
+
+def _segment_counts(doc: YamlDocument, where: tuple, entry: dict) -> tuple[int, ...]:
+    value = entry.get("segments") or []
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) and 2 <= v <= 16
+                                              for v in value):
+        raise doc.error(where + ("segments",), f"got {value!r}", field="segments", expected=MATRIX_FIELDS["segments"])
+    return tuple(sorted(set(value)))
 
 
 def _all_or_names(doc: YamlDocument, where: tuple, entry: dict, key: str) -> tuple[str, ...] | None:
@@ -232,31 +298,93 @@ def _regression(doc: YamlDocument, where: tuple, entry: dict) -> dict[str, float
 
 
 def expand(spec: MatrixSpec, hosts: list[Host], models: list[ModelRow],
-           facts: dict[str, dict[str, Any] | None]) -> list[Cell]:
-    """Every cell of the matrix, in a stable order, with skip reasons where a host cannot run it."""
+           facts: dict[str, dict[str, Any] | None], catalogue: list[ModelRow] | None = None) -> list[Cell]:
+    """Every cell of the matrix, in a stable order, with skip reasons where a host cannot run it.
+
+    ``catalogue``: every registered model, where model sets and pipelines find their files (compiled
+    twins, co-compiled groups, segments); by default the selected ``models``.
+    """
+    catalogue = models if catalogue is None else catalogue
+    singles = [m for m in sorted(models, key=lambda m: (m.family, m.name, m.sha256)) if not placing.is_segment(m)]
     cells = []
     for host in sorted(hosts, key=lambda h: h.name):
         host_facts = facts.get(host.name)
         for mode in _modes_for(spec, host):
-            for model in sorted(models, key=lambda m: (m.family, m.name, m.sha256)):
+            for model in singles if spec.singles else []:
                 for delegate in _delegates_for(spec, model):
                     ports = _ports_for(spec, host, host_facts) if delegate == "edgetpu" else [None]
                     for port in ports:
                         for threads in _threads_for(spec, host_facts):
-                            cells.append(_cell(host, host_facts, model, delegate, threads, mode, port))
+                            cells.append(_cell(spec, host, host_facts, model, delegate, threads, mode, port))
+                for count in spec.segments:
+                    for delegate in _delegates_for(spec, model):
+                        for threads in _threads_for(spec, host_facts):
+                            cells.append(_pipeline_cell(spec, host, host_facts, model, count, delegate, threads,
+                                                        mode, catalogue))
+            for names in spec.model_sets:
+                named = [m for m in catalogue if m.name in names]
+                for delegate in spec.delegates or (_delegates_for(spec, named[0]) if named else ("cpu",)):
+                    for placement in (spec.placements or ("same-tpu",)) if delegate == "edgetpu" else (None,):
+                        ports = _ports_for(spec, host, host_facts)[:1] if delegate == "edgetpu" else [None]
+                        for threads in _threads_for(spec, host_facts)[:1]:
+                            cells.append(_set_cell(spec, host, host_facts, list(names), placement, delegate,
+                                                   threads, mode, ports[0], catalogue))
     return cells
 
 
-def _cell(host: Host, host_facts: dict[str, Any] | None, model: ModelRow, delegate: str, threads: int,
-          mode: str | None, port: str | None) -> Cell:
+def _cell(spec: MatrixSpec, host: Host, host_facts: dict[str, Any] | None, model: ModelRow, delegate: str,
+          threads: int, mode: str | None, port: str | None) -> Cell:
     tpu = find_tpu(host, host_facts, port) if delegate == "edgetpu" else None
+    reason = _host_reason(host, host_facts, model, delegate, threads, mode)
+    if reason is None and delegate == "edgetpu":
+        reason = edgetpu_skip_reason(host_facts, port, tpu)
+    return Cell(host, model, delegate, threads, mode, port, (tpu or {}).get("speed"), reason,
+                locks=_locks(spec, delegate, [tpu]))
+
+
+def _host_reason(host: Host, host_facts: dict[str, Any] | None, model: ModelRow, delegate: str, threads: int,
+                 mode: str | None) -> str | None:
     reason = skip_reason(host_facts, model, delegate, threads)
     if reason is None and mode is not None and mode not in host.power_modes:
         declared = ", ".join(host.power_modes) or "none"
         reason = f"host declares no power mode '{mode}' (it has: {declared})"
+    return reason
+
+
+def _locks(spec: MatrixSpec, delegate: str, tpus: list[dict[str, Any] | None]) -> tuple[str, ...] | None:
+    return placing.locks(delegate, tpus) if spec.concurrency == "per-accelerator" else None
+
+
+def _pipeline_cell(spec: MatrixSpec, host: Host, host_facts: dict[str, Any] | None, model: ModelRow, count: int,
+                   delegate: str, threads: int, mode: str | None, catalogue: list[ModelRow]) -> Cell:
+    parts, reason = placing.segments_of(model, count, delegate, catalogue)
+    first = (parts or [model])[0]
+    reason = reason or _host_reason(host, host_facts, first, delegate, threads, mode)
+    tpus: list[dict[str, Any] | None] = [None] * count
     if reason is None and delegate == "edgetpu":
-        reason = edgetpu_skip_reason(host_facts, port, tpu)
-    return Cell(host, model, delegate, threads, mode, port, (tpu or {}).get("speed"), reason)
+        assigned, reason = placing.assign(None, count, delegate, None, host_facts)
+        tpus = assigned or tpus
+        reason = reason or edgetpu_skip_reason(host_facts, None, tpus[0])
+    return Cell(host, first, delegate, threads, mode, None, None, reason, parts=tuple(parts or [model]),
+                pipeline=True, part_tpus=tuple(tpus), locks=_locks(spec, delegate, tpus))
+
+
+def _set_cell(spec: MatrixSpec, host: Host, host_facts: dict[str, Any] | None, names: list[str],
+              placement: str | None, delegate: str, threads: int, mode: str | None, port: str | None,
+              catalogue: list[ModelRow]) -> Cell:
+    parts, reason = placing.set_parts(names, placement, delegate, catalogue)
+    first = (parts or catalogue[:1])[0]
+    reason = reason or _host_reason(host, host_facts, first, delegate, threads, mode)
+    single = find_tpu(host, host_facts, port) if delegate == "edgetpu" else None
+    tpus: list[dict[str, Any] | None] = [None] * len(names)
+    if reason is None and delegate == "edgetpu":
+        assigned, reason = placing.assign(placement, len(names), delegate, single, host_facts)
+        tpus = assigned or tpus
+        reason = reason or edgetpu_skip_reason(host_facts, port, tpus[0])
+    shared = port if placement in ("same-tpu", "cocompiled") else None
+    return Cell(host, first, delegate, threads, mode, shared, (single or {}).get("speed") if shared else None,
+                reason, parts=tuple(parts or [first]), placement=placement, part_tpus=tuple(tpus),
+                locks=_locks(spec, delegate, tpus), model_set=" + ".join(names))
 
 
 def _modes_for(spec: MatrixSpec, host: Host) -> list[str | None]:

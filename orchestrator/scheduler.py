@@ -33,6 +33,8 @@ from .errors import FarmError
 from .inventory import Host
 from .lifecycle import RetryPolicy, classify_transport_error
 from .matrix import Cell, MatrixSpec, expand
+from .models import registry
+from .placement import tpu_request
 from .power_usb import current_mode, edgetpu_request, order_by_mode, power_request, restore_notes
 from .replan import plan_document
 from .store import jobs as job_store
@@ -132,7 +134,9 @@ class Runner:
                 outcome: RunOutcome) -> Callable[[HostLink], list[LaneJob]]:
         """Plan one host's cells once its lane has reached it (or given up): its facts decide them."""
         def plan(link: HostLink) -> list[LaneJob]:
-            cells = expand(spec, [link.host], models, {link.host.name: link.facts})
+            # Model sets and pipelines find their files (compiled twins, groups, segments) among every model.
+            catalogue = registry.list_models(self.store) if spec.model_sets or spec.segments else None
+            cells = expand(spec, [link.host], models, {link.host.name: link.facts}, catalogue)
             if self.only_cells is not None:  # a re-run of disturbed cells
                 cells = [cell for cell in cells if cell.key in self.only_cells]
             return [job for _, jobs in self._plan(run_id, spec, cells, [link], outcome) for job in jobs]
@@ -168,7 +172,7 @@ class Runner:
             status = "interrupted"
             raise
         finally:
-            for link in links:
+            for link in links:  # a per-accelerator host's extra lanes close theirs (_host_lane)
                 if link.session is not None:
                     link.session.close()
                     link.session.transport.close()
@@ -194,11 +198,34 @@ class Runner:
         if link.error or not jobs:
             return
         self._ack_stored_leftovers([link])
-        lane = self._make_lane(link)
-        lane.stats.reconnects += retries
-        lane.stop = stop  # one event for the run: an interrupt reaches every lane, started or not
-        lanes[link.host.name] = lane
-        self._lane(lane, jobs, outcome)
+        groups = split_by_device([(link, jobs)])
+        extra = [sub for sub, _ in groups[1:]]
+        if extra:
+            # The extra lanes of a per-accelerator host connect now, all at once, so their first jobs start
+            # together with the host's first lane rather than one connect (seconds over SSH) later.
+            with ThreadPoolExecutor(max_workers=min(len(extra), MAX_CONNECT_WORKERS)) as pool:
+                list(pool.map(lambda sub: self._connect(sub, quiet=True), extra))
+        made = []
+        for sub, _ in groups:
+            lane = self._make_lane(sub)
+            lane.stop = stop  # one event for the run: an interrupt reaches every lane, started or not
+            made.append(lane)
+        made[0].stats.reconnects += retries
+        lanes[link.host.name] = made[0]  # the host's lane; a per-accelerator host's others run beside it
+        try:
+            if len(made) == 1:
+                self._lane(made[0], jobs, outcome)
+                return
+            with ThreadPoolExecutor(max_workers=len(made)) as pool:
+                futures = [pool.submit(self._lane, lane, group, outcome)
+                           for lane, (_, group) in zip(made, groups, strict=True)]
+                for future in futures:
+                    future.result()
+        finally:
+            for sub in extra:
+                if sub.session is not None:
+                    sub.session.close()
+                    sub.session.transport.close()
 
     def _ack_stored_leftovers(self, links: list[HostLink]) -> None:
         """Ack results this database already holds but a killed controller left in a device's spool.
@@ -340,9 +367,23 @@ class Runner:
     def _job_document(self, run_id: int, job_id: int, cell: Cell, link: HostLink,
                       timing: dict[str, Any], interference: dict[str, Any] | None = None) -> dict[str, Any]:
         remote = f"{link.host.workdir}/models/{cell.model.sha256}.tflite"  # where upload_model puts it
-        return make_job(spool_keys.job_name(self.store.url, run_id, job_id), remote, cell.model.sha256, cell.delegate, cell.threads,
-                        timing=timing, power=power_request(cell), edgetpu=edgetpu_request(cell),
-                        interference=interference or None)
+        parts = None
+        if cell.parts:
+            parts = []
+            for model, tpu in zip(cell.parts, cell.part_tpus or [None] * len(cell.parts), strict=True):
+                part: dict[str, Any] = {"path": f"{link.host.workdir}/models/{model.sha256}.tflite",
+                                        "sha256": model.sha256, "name": model.name}
+                if tpu is not None and cell.delegate == "edgetpu":
+                    part["edgetpu"] = tpu_request(tpu)
+                parts.append(part)
+        concurrency = {"mode": "per-accelerator", "devices": list(cell.locks)} if cell.locks else None
+        doc = make_job(spool_keys.job_name(self.store.url, run_id, job_id), remote, cell.model.sha256, cell.delegate,
+                       cell.threads, timing=timing, power=power_request(cell), edgetpu=edgetpu_request(cell),
+                       models=None if cell.pipeline else parts, segments=parts if cell.pipeline else None,
+                       placement=cell.placement, concurrency=concurrency, interference=interference or None)
+        if cell.model_set:
+            doc["model_set"] = cell.model_set  # for the store's view and reports; the agent ignores it
+        return doc
 
     def _lane(self, lane: Lane, jobs: list[LaneJob], outcome: RunOutcome) -> None:
         try:
@@ -352,3 +393,28 @@ class Runner:
                 self.observer.job_finished(lane.link.host.name, job.label, status, detail)
         finally:
             lane.flush_acks()
+
+
+def split_by_device(planned: list[tuple[HostLink, list[LaneJob]]]) -> list[tuple[HostLink, list[LaneJob]]]:
+    """One lane per device lock set on hosts whose jobs are per-accelerator; other hosts keep one lane.
+
+    A lane runs one job at a time; a host's per-accelerator jobs split into lanes by the devices they
+    lock (each TPU, the CPU), each with its own session to the agent, so a host with N TPUs runs N jobs
+    at once. Jobs whose lock sets overlap (a pipeline over both TPUs and a job on one) meet at the
+    agent's device locks, and the later waits: correct, only not concurrent.
+    """
+    out: list[tuple[HostLink, list[LaneJob]]] = []
+    for link, jobs in planned:
+        groups: dict[tuple[str, ...] | None, list[LaneJob]] = {}
+        for job in jobs:
+            devices = (job.doc.get("concurrency") or {}).get("devices")
+            groups.setdefault(tuple(devices) if devices else None, []).append(job)
+        if len(groups) <= 1:
+            out.append((link, jobs))
+            continue
+        for index, (_, members) in enumerate(sorted(groups.items(), key=lambda kv: kv[0] or ())):
+            # The first group keeps the link the host connected with; the others connect on their first job.
+            lane_link = link if index == 0 else HostLink(link.host, link.host_id, facts=link.facts,
+                                                         facts_id=link.facts_id)
+            out.append((lane_link, members))
+    return out

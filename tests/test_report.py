@@ -225,7 +225,11 @@ V_RESULTS_COLUMNS = [
     "usb_speed_planned", "usb_speed_measured", "throttled", "avg_power_w", "energy_mj", "runtime", "runtime_version",
     "python", "os", "kernel", "l4t", "jetpack", "libedgetpu", "agent_version", "cpu_count", "usb_port_measured",
     "edgetpu_device", "temp_before_c", "temp_after_c", "simulated", "cpu_share", "other_load", "disturbed_reason",
-    "invalid_reason", "disturbed", "valid", "samples", "mean_ms", "median_ms", "p90_ms", "p99_ms",
+    "invalid_reason",
+    # migration 0016: several Edge TPUs at once, multi-model placements, pipelined segments
+    "concurrency", "jobs_beside", "window_start", "window_end", "throughput_ips", "placement", "model_set",
+    "models_in_cell", "model_0_ms", "model_1_ms", "model_2_ms", "num_segments",
+    "disturbed", "valid", "samples", "mean_ms", "median_ms", "p90_ms", "p99_ms",
     "min_ms", "max_ms", "std_ms", "init_ms", "first_inference_ms", "warmup_runs", "gops", "facts_id",
 ]
 

@@ -360,6 +360,35 @@ def _print_twin_comparison(report: Any, twin: Any) -> None:
         console.print(f"The prediction matches {twin.name}: {sum(actual.values())} operations on the CPU.")
 
 
+@models_app.command("segment")
+def models_segment(
+    names: Annotated[list[str], typer.Argument(help="conv_stack models to cut (names or sha256 prefixes)")],
+    segments: Annotated[str, typer.Option("--segments", "-n", help="Segment counts, comma separated: 2,3")] = "2",
+    db: DbOption = None,
+) -> None:
+    """Cut conv stacks into N chained CPU models, for a pipeline on the CPU (what --num-segments does for the
+    Edge TPU); a matrix's `segments: [N]` then runs each model as an N-stage pipeline.
+
+    Example: farm models segment conv_stack-l10 --segments 2,3
+    """
+    from ..models.segments import register_segments
+
+    counts = _numbers("--segments", segments)
+    store = _open(db)
+    try:
+        table = Table()
+        for column in ("model", "segment of", "size", ""):
+            table.add_column(column)
+        for name in names:
+            source = _one(store, name)
+            for count in counts:
+                for row, created in register_segments(store, source, count):
+                    table.add_row(row.name, source.name, _size(row.size_bytes), "new" if created else "already registered")
+    finally:
+        store.close()
+    console.print(table)
+
+
 @models_app.command("compile")
 def models_compile(
     names: Annotated[list[str], typer.Argument(help="Models to co-compile (names or sha256 prefixes)")],

@@ -8,7 +8,7 @@ import pandas as pd
 
 from ..results import ModelInfo, ResultFilter, model_rows, results_frame
 from ..store.db import Store
-from . import edgetpu, interference, plots, references, tables
+from . import edgetpu, interference, multitpu, plots, references, tables
 
 
 @dataclass
@@ -45,6 +45,9 @@ CO_COMPILED = "Co-compiled groups"
 SEGMENTS = "Operators per segment"
 COMPILER_CHANGES = "What a compiler upgrade changed"
 CONTEXT = "Hosts and toolchains"
+SIDE_BY_SIDE = "Edge TPUs side by side"
+PLACEMENTS = "Multi-model cells"
+PIPELINES = "Pipelined segments"
 REFERENCES = "Published references"
 DISTURBED = "Disturbed and invalid results"
 
@@ -56,21 +59,26 @@ def build_report(store: Store, selection: ResultFilter, *, with_plots: bool = Tr
     reference before it is flagged; ``include_invalid`` computes speed-ups from invalid results too."""
     centre, spread = tables.stat_columns(stat)
     every = results_frame(store, replace(selection, status="all"))
-    frame = every[every["status"] == "succeeded"].reset_index(drop=True)
+    succeeded = every[every["status"] == "succeeded"].reset_index(drop=True)
+    # Multi-model and pipeline cells have tables of their own: the seeds' older tables compare one model each.
+    frame, several = multitpu.split(succeeded)
     runs = sorted(every["run_id"].unique().tolist()) if not every.empty else []
-    report = Report(_title(runs), runs, len(frame))
+    report = Report(_title(runs), runs, len(succeeded))
     others = every["status"][every["status"] != "succeeded"].value_counts()
     if not others.empty:
         counts = ", ".join(f"{n} {state}" for state, n in sorted(others.items()))
         report.notes.append(f"Not in the tables: {counts} cell(s); `farm results --status all` says why.")
-    if frame.empty:
+    if succeeded.empty:
         report.notes.append("No succeeded results match the selection.")
         return report
-    if "simulated" in frame and frame["simulated"].notna().any():
-        count = int(frame["simulated"].notna().sum())
+    if "simulated" in succeeded and succeeded["simulated"].notna().any():
+        count = int(succeeded["simulated"].notna().sum())
         report.notes.append(f"{count} Edge TPU result(s) were measured on the simulated lab's stand-in libedgetpu "
                             "(column `simulated`), not on hardware: their times come from its timing model.")
     add = report.sections.append
+    _add_multitpu_sections(report, succeeded, several)
+    if frame.empty:
+        return report
     words = f"{centre.removesuffix('_ms')} and {spread.removesuffix('_ms')}"
     add(Section(LATENCY, f"The {words} of the timed invokes (ms), by model × host × power mode × USB speed × "
                 "delegate × threads; the newest result of each cell.", {"": tables.latency(frame, stat)}))
@@ -118,6 +126,25 @@ def build_report(store: Store, selection: ResultFilter, *, with_plots: bool = Tr
     if with_plots:
         report.plots = plots.latency_vs_layers(frame, stat) + plots.thread_sweep_panels(frame, stat)
     return report
+
+
+def _add_multitpu_sections(report: Report, succeeded: pd.DataFrame, several: pd.DataFrame) -> None:
+    add = report.sections.append
+    beside = multitpu.side_by_side(succeeded)
+    if not beside.empty:
+        add(Section(SIDE_BY_SIDE, "Median latency (ms) of each model on each Edge TPU alone and while other jobs ran "
+                    "on the host's other TPUs (concurrency: per-accelerator), and the host's total throughput "
+                    "(inferences/s) at its busiest moment (SEEDS §3).", {"": beside}))
+    placed = multitpu.placements(several)
+    if not placed.empty:
+        add(Section(PLACEMENTS, "Several models in one cell, invoked in turn: each model's median (ms), a round's "
+                    "median and the cell's throughput, per placement (SEEDS §3: one TPU swaps parameters, "
+                    "one TPU per model does not, co-compiled models share the cache).", {"": placed}))
+    piped = multitpu.pipelines(succeeded)
+    if not piped.empty:
+        add(Section(PIPELINES, "One model on one device vs its N-segment pipelines (one interpreter per segment, "
+                    "each on its own Edge TPU or the CPU): median latency (ms) and throughput (inferences/s).",
+                    {"": piped}))
 
 
 def _add_references(report: Report, store: Store, frame: pd.DataFrame, band: float) -> None:
