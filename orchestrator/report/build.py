@@ -8,7 +8,7 @@ import pandas as pd
 
 from ..results import ModelInfo, ResultFilter, model_rows, results_frame
 from ..store.db import Store
-from . import edgetpu, plots, tables
+from . import cross_runtime, edgetpu, plots, tables
 
 
 @dataclass
@@ -45,6 +45,7 @@ CO_COMPILED = "Co-compiled groups"
 SEGMENTS = "Operators per segment"
 COMPILER_CHANGES = "What a compiler upgrade changed"
 CONTEXT = "Hosts and toolchains"
+CROSS_RUNTIME = "Across runtimes"
 
 
 def build_report(store: Store, selection: ResultFilter, *, with_plots: bool = True) -> Report:
@@ -76,6 +77,11 @@ def build_report(store: Store, selection: ResultFilter, *, with_plots: bool = Tr
                     {"": speed}))
     else:
         report.notes.append("No Edge TPU speed-up: the results lack Edge TPU or CPU results of the same models.")
+    across = cross_runtime.cross_runtime(tables.newest_per_cell(frame))
+    if not across.empty:
+        add(Section(CROSS_RUNTIME, "One model, one board, each runtime (TFLite, ONNX Runtime, ...) at its fastest "
+                    "thread count; the same architecture in each runtime's format. vs_fastest: time over the "
+                    "fastest runtime's.", {"": across}))
     rate = tables.throughput(frame)
     if not rate.empty:
         add(Section(THROUGHPUT, "Operations per inference (multiply + add = 2) / median time.", {"": rate}))
