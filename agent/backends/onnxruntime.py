@@ -93,7 +93,7 @@ def precision_problem(delegate, precision, native):
     if delegate == "tensorrt" and precision in TENSORRT_PRECISION_OPTIONS and native == "fp32":
         return None
     if precision in TENSORRT_PRECISION_OPTIONS and native == "fp32":
-        return ("ONNX Runtime's {} provider runs the model file's own types ({}); {} of an fp32 model needs the "
+        return ("ONNX Runtime's {} runs the model file's own types ({}); {} of an fp32 model needs the "
                 "TensorRT provider (delegate tensorrt, option {})".format(
                     PROVIDERS.get(delegate, (delegate,))[0], native, precision, TENSORRT_PRECISION_OPTIONS[precision]))
     return "ONNX Runtime cannot run this {} model at {}: build or add a {} model instead".format(
