@@ -224,7 +224,7 @@ V_RESULTS_COLUMNS = [
     "source_model_sha256", "compiler_version", "delegate", "threads", "power_mode", "power_mode_measured", "usb_port",
     "usb_speed_planned", "usb_speed_measured", "throttled", "avg_power_w", "energy_mj", "runtime", "runtime_version",
     "python", "os", "kernel", "l4t", "jetpack", "libedgetpu", "agent_version", "cpu_count", "usb_port_measured",
-    "edgetpu_device", "temp_before_c", "temp_after_c", "samples", "mean_ms", "median_ms", "p90_ms", "p99_ms",
+    "edgetpu_device", "temp_before_c", "temp_after_c", "accelerator", "provider", "backend", "precision", "samples", "mean_ms", "median_ms", "p90_ms", "p99_ms",
     "min_ms", "max_ms", "std_ms", "init_ms", "first_inference_ms", "warmup_runs", "gops", "facts_id",
 ]
 
@@ -237,6 +237,7 @@ def test_v_results_has_every_context_column_on_both_databases(seeded) -> None:  
     row = frame.iloc[0]
     assert (row["source_model"], row["compiler_version"], row["model_source"]) == \
         ("conv_stack-l10", "1.0.249710469", "compiled")
+    assert row["backend"] == "tflite"  # a job stored without a backend (before migration 0017) ran TFLite
     assert (row["kernel"], row["l4t"], row["jetpack"], row["libedgetpu"], row["os"]) == \
         ("4.9.140-tegra", "32.2.1", "4.2.1", "12.1", "Ubuntu 18.04.2 LTS")
     assert (row["usb_port_measured"], row["edgetpu_device"], row["usb_speed_planned"]) == ("2-1", "usb:0", 5000)
