@@ -86,14 +86,14 @@ def models_build(
     filters: Annotated[int | None, typer.Option("--filters", help="conv_stack: filters per layer")] = None,
     units: Annotated[int | None, typer.Option("--units", help="dense_stack: units per layer")] = None,
     formats: Annotated[str | None, typer.Option(
-        "--format", help="tflite (int8), onnx (fp32, for onnxruntime and TensorRT) or all, comma separated "
+        "--file-format", help="tflite (int8), onnx (fp32, for onnxruntime and TensorRT) or all, comma separated "
                          "\\[default: tflite; googlenet: onnx,tflite]")] = None,
     db: DbOption = None,
 ) -> None:
     """Generate models (SEEDS §2 stacks, GoogLeNet, MobileNet v1/v2, SSD MobileNet) and register them.
 
     Example: farm models build --family mobilenet_v2
-             farm models build --family conv_stack --layers 10,75,300 --format all
+             farm models build --family conv_stack --layers 10,75,300 --file-format all
              farm models build --family googlenet
     """
     from ..models import registry
