@@ -6,13 +6,12 @@ The runtime is a backend (``agent/backends``); this one timing loop times
 every backend the same way.
 """
 
-import hashlib
 import math
 import os
 import random
 import time
 
-from . import backends, conditions, contact, power
+from . import backends, conditions, contact, model_hash, power
 from .backends.base import JobFailed, one_line
 from .result_builder import ResultBuilder, timing_document
 from .schema import validate_job
@@ -55,12 +54,23 @@ def percentile(sorted_values, pct):
     return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * fraction
 
 
-def file_sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+file_sha256 = model_hash.file_sha256
+
+
+class _Parts(object):
+    """Milliseconds per part of a job's own work (the result's ``agent_work``), each ``mark`` ending one."""
+
+    def __init__(self):
+        self.doc = {}
+        self._since = time.perf_counter()
+
+    def restart(self):
+        self._since = time.perf_counter()
+
+    def mark(self, name):
+        now = time.perf_counter()
+        self.doc[name] = round((now - self._since) * 1e3, 3)
+        self._since = now
 
 
 def _checked_invoke(invoke, errors):
@@ -116,6 +126,7 @@ def run_job(job):
     before, during (power sampler) and after.
     """
     result = ResultBuilder(job.get("job_id", "?") if isinstance(job, dict) else "?", time.time())
+    parts = _Parts()
     result.power_restored(contact.take_reports())
     try:
         job = validate_job(job)
@@ -123,16 +134,23 @@ def run_job(job):
         path = job["model"]["path"]
         if not os.path.isfile(path):
             raise JobFailed("infrastructure", "model file not found on the device: {}".format(path))
-        actual = file_sha256(path)
+        parts.restart()
+        actual, parts.doc["hash_cached"] = model_hash.verified_sha256(path)
+        parts.mark("hash_ms")
         if actual != job["model"]["sha256"]:
             raise JobFailed("infrastructure", "model file {} has sha256 {}, expected {}".format(
                 path, actual, job["model"]["sha256"]))
-        result.conditions_before(conditions.snapshot())
+        before = conditions.snapshot()
+        result.conditions_before(before)
+        parts.mark("conditions_before_ms")
         result.power_requested(job["power"])
         with power.applied(job["power"]) as settings:
             if job["power"]:
                 result.power_applied(settings)  # "restore" is filled in when the block exits
-            _measure(job, result)
+            parts.mark("power_apply_ms")
+            _measure(job, result, before, parts)
+            parts.restart()
+        parts.mark("power_restore_ms")
         result.succeeded()
     except JobFailed as exc:
         result.failed(exc.kind, exc.message, exc.status)
@@ -142,20 +160,30 @@ def run_job(job):
     except ValueError as exc:  # schema errors: the controller sent a bad job
         result.failed("infrastructure", str(exc))
     if result.has_conditions():
+        parts.restart()
         result.conditions_after(conditions.snapshot())
+        parts.mark("conditions_after_ms")
+    if parts.doc:
+        result.agent_work(parts.doc)
     return result.finish(time.time())
 
 
-def _measure(job, result):
-    """Choose the device, load the model, time it with the power sampler running; fills ``result``."""
+def _measure(job, result, before, parts):
+    """Choose the device, load the model, time it with the power sampler running; fills ``result``.
+
+    ``before``: the conditions just read, whose firmware throttling reading is the sampler's first.
+    """
     backend = backends.for_job(job)
     try:
         result.devices(backend.select_device())
         init_ns = backend.load(job["model"]["path"])
         result.backend(backend.describe())
         backend.prepare_inputs(seed=random.Random(job["job_id"]).randint(0, 2 ** 31 - 1))
-        with conditions.PowerSampler(cpu_bound=job["delegate"] == "cpu") as sampler:
+        sampler = conditions.PowerSampler(cpu_bound=job["delegate"] == "cpu", first_throttling=before["throttling"])
+        with sampler:
             timing = time_invokes(backend.invoker(), job["timing"], backend.invoke_errors)
+            parts.restart()
+        parts.mark("sampler_stop_ms")
         result.conditions_during(sampler.summary(inferences=len(timing["samples_ns"]),
                                                  seconds=timing["timed_seconds"]))
         result.timing(timing, init_ns)

@@ -180,8 +180,13 @@ class PowerSampler(object):
     time in ``invoke()``, which releases the GIL, so sampling does not disturb it.
     """
 
-    def __init__(self, interval=0.05, throttle_every=1.0, cpu_bound=False):
+    def __init__(self, interval=0.05, throttle_every=1.0, cpu_bound=False, first_throttling=None):
+        """``first_throttling``: a ``throttling()`` reading taken just before (the job's "before" snapshot).
+        A firmware reading there (a Pi's ``vcgencmd``, a process per call) counts as this sampler's first
+        check, so the run's start does not read the same flags twice; the next check is
+        ``throttle_every`` later. A heuristic reading is not reused: under load it reads the clocks."""
         self.interval = interval
+        self.first_throttling = first_throttling
         self.throttle_every = throttle_every
         self.cpu_bound = cpu_bound
         self.family, self.source, self.rails = None, None, []
@@ -203,6 +208,12 @@ class PowerSampler(object):
 
     def _run(self):
         next_throttle = time.monotonic()
+        first = self.first_throttling
+        if first is not None and first.get("method") == "vcgencmd":
+            self._throttle_checks += 1
+            self._throttle_reasons.extend(reason for reason in first.get("reasons", ())
+                                          if reason not in self._throttle_reasons)
+            next_throttle += self.throttle_every
         while True:
             now = time.monotonic()
             if self.rails:

@@ -67,6 +67,10 @@ class ResultBuilder(object):
         self.doc["throttled"] = bool(during.get("throttled") or conditions["before"]["throttled"]
                                      or snapshot["throttled"])
 
+    def agent_work(self, parts):
+        """ms the agent spent on each part of the job around its benchmark (result_schema.AGENT_WORK_PARTS)."""
+        self.doc["agent_work"] = parts
+
     def finish(self, finished_at):
         self.doc["finished_at"] = finished_at
         return self.doc

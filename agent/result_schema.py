@@ -121,7 +121,8 @@ def _check_power(power, where):
 
 
 def _check_edgetpu(edgetpu, where):
-    for field in ("port", "device", "type"):
+    # simulated: "stand-in" when the Edge TPU was the simulated lab's stand-in library, absent on hardware.
+    for field in ("port", "device", "type", "simulated"):
         optional(edgetpu, field, TEXT, where)
     optional_finite(edgetpu, "speed", where)  # Mb/s; USB low speed is 1.5
 
@@ -142,10 +143,22 @@ def _check_conditions(conditions, where):
 
 
 # Each optional sub-document and its checker, in the order they are checked.
+AGENT_WORK_PARTS = ("hash_ms", "conditions_before_ms", "power_apply_ms", "sampler_stop_ms", "power_restore_ms",
+                    "conditions_after_ms")
+
+
+def _check_agent_work(work, where):
+    """The agent's own time in a job around its benchmark, by part (bench.run_job), in ms."""
+    for field in AGENT_WORK_PARTS:
+        optional_finite(work, field, where)
+    optional(work, "hash_cached", (bool,), where)
+
+
 SUBDOCUMENTS = (
     ("runtime", _check_runtime),
     ("backend", _check_backend),
     ("power", _check_power),
     ("edgetpu", _check_edgetpu),
     ("conditions", _check_conditions),
+    ("agent_work", _check_agent_work),
 )

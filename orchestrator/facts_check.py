@@ -58,10 +58,7 @@ def check_hosts(hosts: list[Host], transport_options: dict[str, Any], store: Sto
     with ThreadPoolExecutor(max_workers=max(1, min(workers, len(hosts)))) as pool:
         checks = list(pool.map(lambda h: check_host(h, transport_options), hosts))
     if store is not None:
-        for check in checks:
-            host_id = records.upsert_host(store, check.host)
-            if check.reachable:
-                records.add_facts(store, host_id, check.facts)
+        records.record_checks(store, [(c.host, c.facts if c.reachable else None) for c in checks])
     return checks
 
 

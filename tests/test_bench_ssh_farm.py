@@ -81,8 +81,12 @@ def test_a_small_run_measures_everything_and_leaves_no_lab(tmp_path: Path) -> No
     found = json.loads(out.read_text())
     for size in ("2", "3"):
         assert len(found["check"][size]) == 2 and len(found["floor"][size]) == 2
-        assert len(found["check_cli"][size]) == 1
-        assert all(sample["wall"] > 0 for sample in found["check"][size] + found["floor"][size])
+        assert len(found["agent_floor"][size]) == 2 and len(found["check_cli"][size]) == 1
+        assert all(sample["wall"] > 0 for sample in
+                   found["check"][size] + found["floor"][size] + found["agent_floor"][size])
+        # Starting the host's Python costs more than `true`: the agent floor sits above the SSH floor.
+        assert (sum(s["machine_cpu"] for s in found["agent_floor"][size])
+                > sum(s["machine_cpu"] for s in found["floor"][size]))
     rows = found["per_job"]
     # ping, exec, session: one per job; around the benchmark: one per job; idle, the controller's share
     # of it and total: 3 jobs -> 2; the controller's CPU per job: one per run.
@@ -90,7 +94,10 @@ def test_a_small_run_measures_everything_and_leaves_no_lab(tmp_path: Path) -> No
     assert all(share >= 0 for share in list(rows.values())[5]) and 0 <= found["queued_starts"] <= 2
     assert found["run_jobs"] == 3 and len(found["run_walls"]) == 1
     # The table names every size and its verdict on the per-job target.
-    assert "check/floor" in done.stdout and "target of 5 ms" in done.stdout
+    assert "chk/agent" in done.stdout and "target of 5 ms" in done.stdout and "Goal: check <= 1.5" in done.stdout
+    # The agent's work around each benchmark, split by part, from the results' agent_work.
+    assert set(found["agent_parts"]) >= {"hash_ms", "conditions_before_ms", "conditions_after_ms"}
+    assert all(len(values) == 3 for values in found["agent_parts"].values())
     # Its lab is gone: no sshd is left serving it, and its directory is removed.
     assert found["lab_dir"] and not Path(found["lab_dir"]).exists()
     assert [cmd for cmd in Path("/proc").glob("[0-9]*/cmdline") if found["lab_dir"] in _read(cmd)] == []

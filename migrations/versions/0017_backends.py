@@ -6,7 +6,7 @@ has them too). Jobs from before this migration read backend 'tflite'. The accele
 gpu) is what the agent found the job ran on, lifted from the result's backend sub-document.
 
 Revision ID: 0017
-Revises: 0020 (planned on 0012; main merged the lead's 0020 first)
+Revises: 0022 (planned on 0012; follows what main merged first: 0020, 0021, 0015, 0022)
 Create Date: 2026-12-02 01:30:00
 """
 import importlib
@@ -15,11 +15,13 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0017"
-down_revision = "0020"
+down_revision = "0022"
 branch_labels = None
 depends_on = None
 
-prev = importlib.import_module("migrations.versions.0009_v_results_context")
+# The last migration that defined the view's columns (0015 adds "simulated"); view_sql itself is 0009's.
+prev = importlib.import_module("migrations.versions.0015_edgetpu_simulated")
+view = importlib.import_module("migrations.versions.0009_v_results_context")
 
 JSON_COLUMNS = {
     **prev.JSON_COLUMNS,
@@ -39,7 +41,7 @@ def upgrade() -> None:
     with op.batch_alter_table("jobs") as batch:
         batch.add_column(sa.Column("backend", sa.String(32), nullable=True))
         batch.add_column(sa.Column("precision", sa.String(8), nullable=True))
-    op.execute(prev.view_sql(op.get_bind().dialect.name, JSON_COLUMNS, EXTRA_SELECTS))
+    op.execute(view.view_sql(op.get_bind().dialect.name, JSON_COLUMNS, EXTRA_SELECTS))
 
 
 def downgrade() -> None:
@@ -47,4 +49,4 @@ def downgrade() -> None:
     with op.batch_alter_table("jobs") as batch:
         batch.drop_column("precision")
         batch.drop_column("backend")
-    op.execute(prev.view_sql(op.get_bind().dialect.name, prev.JSON_COLUMNS, getattr(prev, "EXTRA_SELECTS", ())))
+    op.execute(view.view_sql(op.get_bind().dialect.name, prev.JSON_COLUMNS, getattr(prev, "EXTRA_SELECTS", ())))

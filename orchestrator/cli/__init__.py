@@ -13,7 +13,22 @@ import typer
 from rich.markup import escape
 
 from ..errors import FarmError
-from . import baseline, compare, db, inventory, lab, models, nightly, reference, report, results, run, toolchain
+from . import (
+    baseline,
+    compare,
+    db,
+    inventory,
+    lab,
+    models,
+    nightly,
+    reference,
+    report,
+    results,
+    run,
+    runs,
+    sites,
+    toolchain,
+)
 from .output import err_console
 
 app = typer.Typer(
@@ -39,7 +54,8 @@ def _farm(version: Annotated[bool, typer.Option("--version", callback=_print_ver
 
 # Registration order is the order `farm --help` lists them.
 for name, command in (("toolchain", toolchain.toolchain), ("report", report.report), ("compare", compare.compare),
-                      ("run", run.run), ("results", results.results), ("query", results.query)):
+                      ("run", run.run), ("submit", sites.submit), ("serve", sites.serve), ("runs", runs.runs),
+                      ("status", runs.status), ("results", results.results), ("query", results.query)):
     app.command(name)(command)
 for name, group in (("db", db.db_app), ("inventory", inventory.inventory_app), ("models", models.models_app),
                     ("nightly", nightly.nightly_app), ("baseline", baseline.baseline_app),
@@ -47,15 +63,24 @@ for name, group in (("db", db.db_app), ("inventory", inventory.inventory_app), (
     app.add_typer(group, name=name)
 
 
-def main() -> None:
-    from sqlalchemy.exc import SQLAlchemyError
+def _store_or_os_error(exc: BaseException) -> bool:
+    """An OSError, or a SQLAlchemy error: asked of sqlalchemy only if a command loaded it (`farm --help` never
+    does, and importing it here would cost every short command SQLAlchemy's and alembic's start-up)."""
+    if isinstance(exc, OSError):
+        return True
+    sqlalchemy_exc = sys.modules.get("sqlalchemy.exc")
+    return sqlalchemy_exc is not None and isinstance(exc, sqlalchemy_exc.SQLAlchemyError)
 
+
+def main() -> None:
     # `farm lab`: the separate farm_lab package, loaded only when the command line asks for it (see lab.py).
     lab.register_lab(app)
     try:
         try:
             app()
-        except (SQLAlchemyError, OSError) as exc:  # what no command turned into a FarmError: still one paragraph
+        except Exception as exc:  # what no command turned into a FarmError: still one paragraph
+            if not _store_or_os_error(exc):
+                raise
             from ..error_boundary import as_user_error
 
             raise as_user_error(exc) from exc

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from ..errors import FarmError
 from ..output_file import write_output
+from ..text_table import RICH_MAX_ROWS, aligned
 
 console = Console()
 err_console = Console(stderr=True)
@@ -43,6 +44,25 @@ def print_frame(frame, columns: list[str], headings: dict[str, str] | None = Non
     for _, row in frame[columns].iterrows():
         table.add_row(*[cell(row[c]) for c in columns])
     console.print(table)
+
+
+def print_rows(columns: list[str], records: list[dict], headings: dict[str, str] | None = None) -> None:
+    """Rows (dicts) as a table: Rich's for a screenful, aligned plain text for more (see text_table)."""
+    if not records:
+        console.print("No rows match.")
+        return
+    header = [(headings or {}).get(column, column) for column in columns]
+    cells = [[cell(record.get(column)) for column in columns] for record in records]
+    if len(cells) <= RICH_MAX_ROWS:
+        table = Table()
+        for name in header:
+            table.add_column(name)
+        for row in cells:
+            table.add_row(*row)
+        console.print(table)
+        return
+    sys.stdout.write("\n".join(aligned(header, cells)) + "\n")
+    sys.stdout.flush()
 
 
 def emit(frame, output_format: str, output: Path | None,  # type: ignore[no-untyped-def]

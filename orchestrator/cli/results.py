@@ -24,7 +24,7 @@ from .options import (
     check_format,
     result_filter,
 )
-from .output import emit
+from .output import emit, print_rows
 
 TABLE_COLUMNS = ["run_id", "host", "model", "delegate", "threads", "power_mode", "usb_port", "usb_speed", "status",
                  "median_ms", "p90_ms", "gops", "samples", "runtime", "runtime_version", "python"]
@@ -58,7 +58,7 @@ def results(
 
     CSV and JSON name columns as the v_results view does (run_id, model_family, ...), like farm report --export.
     """
-    from ..results import GROUPS, STATUSES, grouped, results_frame
+    from ..results.filters import STATUSES
     from ..store import open_store
 
     if status not in STATUSES:
@@ -67,6 +67,19 @@ def results(
     selected = result_filter(run_id=run_id, since=since, until=until, tag=tag, host=host, model=model,
                              delegate=delegate, threads=threads, power_mode=power_mode, usb_speed=usb_speed,
                              latest=latest, status=status)
+    if output_format == "table" and not group_by and output is None:
+        # The table needs no pandas: rows straight from the store (orchestrator/results/rows.py).
+        from ..results.rows import results_rows
+
+        store = open_store(db)
+        try:
+            rows = results_rows(store, selected, TABLE_COLUMNS)
+        finally:
+            store.close()
+        print_rows(TABLE_COLUMNS, rows.records, headings={"run_id": "run"})
+        return
+    from ..results import GROUPS, grouped, results_frame
+
     store = open_store(db)
     try:
         frame = results_frame(store, selected)
@@ -80,7 +93,9 @@ def results(
         emit(frame, output_format, output)
         return
     if output_format == "table" and not frame.empty:
-        frame = frame[TABLE_COLUMNS]
+        # Results from the simulated lab's stand-in Edge TPU say so, next to their numbers.
+        marked = "simulated" in frame and frame["simulated"].notna().any()
+        frame = frame[TABLE_COLUMNS + (["simulated"] if marked else [])]
     # CSV and JSON keep v_results' names, the same as `farm report --export` writes; the table may be terse.
     emit(frame, output_format, output, headings={"run_id": "run"})
 

@@ -13,11 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from sqlalchemy.exc import DBAPIError, OperationalError
 
 from ..errors import FarmError, StoreError
 from ..lifecycle import TERMINAL
-from ..store.db import safe_url
 
 EXIT_OK, EXIT_FAILED, EXIT_INCOMPLETE = 0, 1, 3
 
@@ -25,6 +23,11 @@ EXIT_OK, EXIT_FAILED, EXIT_INCOMPLETE = 0, 1, 3
 @contextlib.contextmanager
 def store_errors(store: Any) -> Iterator[None]:
     """A database lost where no journal can help (before the run's first job): one paragraph, no traceback."""
+    # SQLAlchemy (and through the store, alembic) only once a command opens a store: `farm --help` needs neither.
+    from sqlalchemy.exc import DBAPIError, OperationalError
+
+    from ..store.db import safe_url
+
     try:
         yield
     except (OperationalError, DBAPIError) as exc:

@@ -34,6 +34,8 @@ def run(
     resume: Annotated[bool, typer.Option(
         "--resume", help="Continue run RUN (default: the newest unfinished) whose controller died")] = False,
     run_arg: Annotated[int | None, typer.Argument(metavar="[RUN]", help="The run --resume continues")] = None,
+    submit: Annotated[bool, typer.Option(
+        "--submit", help="Store the run and its jobs for `farm serve` controllers and return (PostgreSQL)")] = False,
 ) -> None:
     """Run a benchmark matrix on the inventory's hosts and store every result.
 
@@ -49,6 +51,7 @@ def run(
              farm run -m sweep --matrix-file matrices.yaml -i lab.yaml --tag lab-a
              farm run -m all -i lab.yaml --db postgresql+psycopg://127.0.0.1/test
              farm run --resume        # continue the newest run whose controller died
+             farm run -m all -i lab.yaml --submit --db postgresql+psycopg://db/farm  # for `farm serve`
     """
     from ..inventory import load_inventory
     from ..matrix import load_matrix
@@ -57,6 +60,12 @@ def run(
     from ..scheduler import Runner
     from ..store import open_store
 
+    if submit:
+        if resume or run_arg is not None:
+            raise FarmError("--submit stores a new run; --resume continues one: give one of them")
+        from .sites import submit_run
+
+        return submit_run(matrix, matrix_file, inventory, db, host, tag, accept_new_host_keys, known_hosts)
     if resume or run_arg is not None:
         return _resume(resume, run_arg, inventory, db, host, tag, accept_new_host_keys, known_hosts)
     inv = load_inventory(inventory)

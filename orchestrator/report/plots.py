@@ -8,13 +8,9 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # before pyplot: no display on a lab controller
-import matplotlib.pyplot as plt
 import pandas as pd
-from matplotlib.ticker import MaxNLocator
 
 from .tables import newest_per_cell, stat_columns, usb_label
 
@@ -29,11 +25,22 @@ class Plot:
     slug: str
 
 
+def _pyplot() -> Any:
+    """matplotlib's pyplot, loaded when a plot is drawn: a report for the terminal draws none, and matplotlib
+    takes longer to import than the rest of `farm report` (README, "Short commands")."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # before pyplot: no display on a lab controller
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def _png(fig) -> bytes:  # type: ignore[no-untyped-def]
     buffer = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
+    _pyplot().close(fig)
     return buffer.getvalue()
 
 
@@ -80,7 +87,7 @@ def latency_vs_layers(frame: pd.DataFrame, stat: str = "median") -> list[Plot]:
         if fam["layers"].nunique() < 2:
             continue
         best = fam.loc[fam.groupby(["host", "delegate", "power_mode", "usb", "layers"])[centre].idxmin()]
-        fig, ax = plt.subplots(figsize=(7.5, 4.5))
+        fig, ax = _pyplot().subplots(figsize=(7.5, 4.5))
         hosts = best["host"].nunique()
         for (host, delegate, power, usb), line in best.groupby(["host", "delegate", "power_mode", "usb"], sort=True):
             line = line.sort_values("layers")
@@ -89,6 +96,8 @@ def latency_vs_layers(frame: pd.DataFrame, stat: str = "median") -> list[Plot]:
                         label=_series_label(host, delegate, power, line["usb_speed"].iloc[0], hosts))
         _scale(ax, best[centre], f"{stat} latency per inference (ms")
         ax.set_xlabel("layers in the model")
+        from matplotlib.ticker import MaxNLocator
+
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(f"{family}: latency vs depth")
         ax.grid(True, which="both", alpha=0.3)
@@ -119,7 +128,7 @@ def thread_sweep_panels(frame: pd.DataFrame, stat: str = "median") -> list[Plot]
         order = keyed.sort_values(["model_family", "depth", "source_model"])["source_model"].drop_duplicates().tolist()
         columns = min(3, len(order))
         panel_rows = (len(order) + columns - 1) // columns
-        fig, axes = plt.subplots(panel_rows, columns, figsize=(4.2 * columns, 3.4 * panel_rows), squeeze=False)
+        fig, axes = _pyplot().subplots(panel_rows, columns, figsize=(4.2 * columns, 3.4 * panel_rows), squeeze=False)
         for ax, source in zip(axes.flat, order, strict=False):
             model_rows = keyed[keyed["source_model"] == source]
             for (delegate, usb), line in model_rows.groupby(["delegate", model_rows["usb_speed"].fillna(0)],
@@ -134,6 +143,8 @@ def thread_sweep_panels(frame: pd.DataFrame, stat: str = "median") -> list[Plot]
             ax.set_xlabel("threads")
             ax.set_ylabel(f"{stat} latency (ms)")
             ax.set_ylim(bottom=0)
+            from matplotlib.ticker import MaxNLocator
+
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.grid(True, alpha=0.3)
             ax.legend(fontsize="x-small")

@@ -10,6 +10,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from ..text_table import RICH_MAX_ROWS, aligned
 from .build import Report
 from .cells import numeric, text_rows
 
@@ -29,8 +30,13 @@ def to_terminal(report: Report, console: Console) -> None:
     for section in report.sections:
         for block, frame in section.blocks.items():
             title = f"{section.title}: {block}" if block else section.title
-            table = Table(title=title, caption=section.caption, title_justify="left", caption_justify="left")
             headers, rows = text_rows(frame)
+            if len(rows) > RICH_MAX_ROWS:  # a lab's worth of cells: Rich would take seconds per table
+                console.print(f"[italic]{title}[/italic]")
+                console.file.write("\n".join(aligned(headers, rows, numeric(frame))) + "\n")
+                console.print(section.caption, soft_wrap=True)
+                continue
+            table = Table(title=title, caption=section.caption, title_justify="left", caption_justify="left")
             for name, right in zip(headers, numeric(frame), strict=True):
                 table.add_column(name, justify="right" if right else "left", overflow="fold")
             for row in rows:

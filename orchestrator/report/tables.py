@@ -67,7 +67,7 @@ def latency(frame: pd.DataFrame, stat: str = "median") -> pd.DataFrame:
     out = out.sort_values(["model_family", "layers_key", "model", *keys[1:]],
                           key=lambda s: s if s.name == "layers_key" else s.astype("string").fillna(""),
                           kind="stable")
-    return out[[*keys, centre, spread, "samples"]].reset_index(drop=True)
+    return out[[*keys, centre, spread, "samples", *_present(out, ["simulated"])]].reset_index(drop=True)
 
 
 def thread_sweep(frame: pd.DataFrame, stat: str = "median") -> dict[str, pd.DataFrame]:
@@ -82,20 +82,22 @@ def thread_sweep(frame: pd.DataFrame, stat: str = "median") -> dict[str, pd.Data
     rows = rows.assign(usb=rows["usb_speed"].map(usb_label))
     block_keys = ["host", *_present(rows, ["power_mode"])]
     row_keys = ["model", "delegate", *(["usb"] if (rows["usb"] != "-").any() else [])]
+    # One groupby over every block, then split: two pivots per block cost 0.1 s each, seconds on a lab of hosts.
+    swept = rows.groupby([*block_keys, *row_keys], dropna=False)["threads"].transform("nunique") > 1
+    rows = _sorted_models(rows[swept])
+    if rows.empty:
+        return {}
+    index = [*block_keys, "model_family", "layers_key", *row_keys]
+    values = rows.groupby([*index, "threads"], dropna=False, sort=True)[[centre, spread]].first().unstack("threads")
     blocks: dict[str, pd.DataFrame] = {}
-    for key, block in rows.groupby(block_keys, dropna=False, sort=True):
+    for key, block in values.groupby(level=block_keys, dropna=False, sort=True):
         key = key if isinstance(key, tuple) else (key,)
-        swept = block.groupby(row_keys)["threads"].transform("nunique") > 1
-        block = _sorted_models(block[swept])
-        if block.empty:
-            continue
-        index = ["model_family", "layers_key", *row_keys]
-        centres = block.pivot_table(index=index, columns="threads", values=centre, aggfunc="first")
-        spreads = block.pivot_table(index=index, columns="threads", values=spread, aggfunc="first")
-        table = pd.concat({t: pd.DataFrame({f"{t} thr": centres[t], f"{t} thr {spread_label}": spreads[t]})
-                           for t in centres.columns}, axis=1)
-        table.columns = table.columns.droplevel(0)
-        table = table.reset_index().drop(columns=["model_family", "layers_key"])
+        centres = block[centre].dropna(axis=1, how="all")  # this block's thread counts only
+        spreads = block[spread]
+        table = pd.DataFrame({name: column for t in centres.columns
+                              for name, column in ((f"{t} thr", centres[t]), (f"{t} thr {spread_label}", spreads[t]))},
+                             index=block.index)
+        table = table.reset_index().drop(columns=[*block_keys, "model_family", "layers_key"])
         title = " · ".join(_label(k, v) for k, v in zip(block_keys, key, strict=True) if not _missing(v))
         blocks[title] = table.rename(columns={"usb": "USB"})
     return blocks
@@ -143,6 +145,10 @@ def speedup(frame: pd.DataFrame) -> pd.DataFrame:
     for usb in speeds:
         side = tpu[tpu["usb"] == usb][[*group, "median_ms"]].rename(columns={"median_ms": f"edgetpu_{usb}_ms"})
         table = table.merge(side, on=group, how="inner" if len(speeds) == 1 else "left")
+    if "simulated" in tpu and tpu["simulated"].notna().any():
+        # A row whose Edge TPU side ran on the simulated lab's stand-in says so (SEEDS' numbers are hardware).
+        marks = tpu.groupby(group, dropna=False)["simulated"].agg(lambda v: ", ".join(sorted(set(v.dropna()))) or None)
+        table = table.merge(marks.rename("simulated").reset_index(), on=group, how="left")
     for usb in speeds:
         table[f"speedup_{usb}"] = table["cpu_ms"] / table[f"edgetpu_{usb}_ms"]
     for usb in speeds[1:]:  # how much a slower port costs (SEEDS §2: USB2 is 3-5x slower on real models)

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import platformdirs
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
@@ -20,7 +18,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ..errors import StoreError
 from ..own_packages import MIGRATIONS_DIR  # by location: a user's migrations/ on sys.path never runs
-from .migrate import migrate_to_head
+from .revisions import head_from_files, stored_revision
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+# alembic is imported only where a database is created, migrated or at an unexpected revision: a command
+# that opens a current database (farm results, farm report) reads both revisions without it (revisions.py).
 
 DB_URL_ENV = "FARM_DB_URL"
 
@@ -42,6 +46,8 @@ def safe_url(url: str) -> str:
 
 
 def _alembic_config(url: str) -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
@@ -49,6 +55,8 @@ def _alembic_config(url: str) -> Config:
 
 
 def head_revision() -> str | None:
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(_alembic_config("sqlite://")).get_current_head()
 
 
@@ -91,11 +99,18 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyp
 
 def current_revision(engine: Engine) -> str | None:
     with engine.connect() as connection:
+        answered, revision = stored_revision(connection)
+        if answered:
+            return revision
+        from alembic.runtime.migration import MigrationContext
+
         return MigrationContext.configure(connection).get_current_revision()
 
 
 def upgrade(url: str) -> tuple[str | None, str | None]:
     """Migrate to the newest schema; returns (revision before, revision after)."""
+    from .migrate import migrate_to_head
+
     engine = create_db_engine(url)
     try:
         before = _guard(url, lambda: migrate_to_head(engine, _alembic_config(url), safe_url(url)))
@@ -137,11 +152,15 @@ def open_store(url: str | None = None) -> Store:
     engine = create_db_engine(url)
     try:
         revision = _guard(url, lambda: current_revision(engine))
+        if revision is not None and revision == head_from_files(MIGRATIONS_DIR / "versions"):
+            return Store(url, engine)  # current: nothing for alembic to say
         head = head_revision()
         if revision is None:
             # A brand-new (or half-created) database: creating it is not "running against an old schema".
             upgrade(url)
         elif revision != head:
+            from alembic.script import ScriptDirectory
+
             known = ScriptDirectory.from_config(_alembic_config(url)).get_revision(revision) \
                 if _is_known(revision) else None
             if known is None:
@@ -166,6 +185,8 @@ def _refuse_in_memory(url: str) -> None:
 
 
 def _is_known(revision: str) -> bool:
+    from alembic.script import ScriptDirectory
+
     try:
         return ScriptDirectory.from_config(_alembic_config("sqlite://")).get_revision(revision) is not None
     except Exception:  # noqa: BLE001 - alembic raises several kinds for an unknown revision

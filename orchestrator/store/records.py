@@ -48,6 +48,40 @@ def add_facts(store: Store, host_id: int, facts: dict[str, Any]) -> int:
         return row.id
 
 
+def record_checks(store: Store, checks: list[tuple[Host, dict[str, Any] | None]]) -> list[int]:
+    """Upsert every host and add the facts of those that answered, in one transaction; returns the host ids.
+
+    `farm inventory check` used to write two transactions per host after the fan-out, each a commit (an
+    fsync on SQLite, a round trip on PostgreSQL): a third of a 20-host check's wall time on a busy disk.
+    """
+    try:
+        return _record_checks_once(store, checks)
+    except IntegrityError:
+        return _record_checks_once(store, checks)  # another run inserted one of the hosts first
+
+
+def _record_checks_once(store: Store, checks: list[tuple[Host, dict[str, Any] | None]]) -> list[int]:
+    with store.session() as session:
+        names = [host.name for host, _ in checks]
+        rows = {row.name: row for row in session.scalars(select(HostRow).where(HostRow.name.in_(names)))}
+        for host, facts in checks:
+            row = rows.get(host.name)
+            if row is None:
+                row = rows[host.name] = HostRow(name=host.name, address=host.address, board=host.board,
+                                                transport=host.transport)
+                session.add(row)
+            else:
+                row.address, row.transport, row.last_seen = host.address, host.transport, utcnow()
+                row.board = host.board or row.board
+            if facts is not None and not row.board and facts.get("board"):
+                row.board = facts["board"]
+        session.flush()
+        session.add_all([HostFactsRow(host_id=rows[host.name].id, facts=facts) for host, facts in checks
+                         if facts is not None])
+        session.commit()
+        return [rows[host.name].id for host, _ in checks]
+
+
 def create_run(store: Store, matrix: str, inventory: str, tags: list[str], plan: dict[str, Any] | None = None) -> int:
     with store.session() as session:
         row = RunRow(matrix=matrix, inventory=inventory, controller_version=__version__, tags=tags, plan=plan)

@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.sql.expression import false
 
 
 def utcnow() -> datetime:
@@ -83,6 +84,8 @@ class RunRow(Base):
     tags: Mapped[list[Any]] = mapped_column(default=list)
     # The matrix, hosts and models the run was started with: --resume plans a run killed before its jobs were.
     plan: Mapped[dict[str, Any] | None] = mapped_column()
+    # Submitted (`farm submit`) for `farm serve` controllers to share, rather than run by the process that made it.
+    shared: Mapped[bool] = mapped_column(default=False, server_default=false())
     jobs: Mapped[list[JobRow]] = relationship(back_populates="run")
 
 
@@ -90,7 +93,10 @@ class JobRow(Base):
     """One matrix cell of one run: queued, dispatched, running, then succeeded, failed, skipped or cancelled."""
 
     __tablename__ = "jobs"
-    __table_args__ = (UniqueConstraint("run_id", "cell_key"),)
+    # ix_jobs_status_cell (migration 0022): the cell pivot's aggregate reads this index, not the table.
+    __table_args__ = (UniqueConstraint("run_id", "cell_key"),
+                      Index("ix_jobs_status_cell", "status", "host_id", "model_id", "delegate", "threads",
+                            "power_mode"))
     id: Mapped[int] = mapped_column(primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"), index=True)
     host_id: Mapped[int] = mapped_column(ForeignKey("hosts.id"), index=True)
@@ -119,13 +125,34 @@ class JobRow(Base):
     dispatched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     spool_key: Mapped[str | None] = mapped_column(String(200))
     job_doc: Mapped[dict[str, Any] | None] = mapped_column()
+    # A shared run's job is held by one `farm serve` controller (orchestrator/sites/claims.py) until its lease,
+    # in database time, runs out unrenewed.
+    claim_owner: Mapped[str | None] = mapped_column(String(200), index=True)
+    claim_site: Mapped[str | None] = mapped_column(String(64))
+    claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     run: Mapped[RunRow] = relationship(back_populates="jobs")
+
+
+class ControllerRow(Base):
+    """A `farm serve` controller: its site and its last heartbeat (its leases are renewed with it)."""
+
+    __tablename__ = "controllers"
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    site: Mapped[str] = mapped_column(String(64))
+    hostname: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    stopped_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class ResultRow(Base):
     __tablename__ = "results"
     # (job, attempt) is the idempotency key of ingest; job_id alone is unique too: one result per job.
-    __table_args__ = (Index("uq_results_job_attempt", "job_id", "attempt", unique=True),)
+    __table_args__ = (Index("uq_results_job_attempt", "job_id", "attempt", unique=True),
+                      # Migration 0022: a median without reading the row and its result document.
+                      Index("ix_results_job_median", "job_id", "median_ms"))
     id: Mapped[int] = mapped_column(primary_key=True)
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), unique=True)
     attempt: Mapped[int | None] = mapped_column(Integer)

@@ -32,6 +32,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import paramiko
 from fabric import Config, Connection
@@ -138,7 +139,7 @@ class SshTransport(Transport):
             raise TransportError(f"{self.host.name}: the known_hosts file {self.known_hosts} is not a regular file; "
                                  "give a regular file with --known-hosts or the inventory's known_hosts")
         try:
-            client.get_host_keys().load(str(self.known_hosts))
+            _load_known_hosts(client.get_host_keys(), self.known_hosts)
         except FileNotFoundError:
             pass
         except (OSError, paramiko.SSHException) as exc:
@@ -397,6 +398,30 @@ class SshTransport(Transport):
             sftp.posix_rename(self._remote(remote_from), self._remote(remote_to))
         except (OSError, EOFError, paramiko.SSHException) as exc:
             raise self._file_error(exc, "rename", remote_from) from None
+
+
+# known_hosts files parsed once per process while unchanged: path -> ((mtime_ns, size, inode), entries).
+# paramiko parses the whole file for every connection, 15 ms of CPU for a lab of 250 hosts, once per host:
+# the fan-out's controller CPU grew with the square of the lab (README, "Fan-out cost model").
+_KNOWN_HOSTS: dict[str, tuple[tuple[int, int, int], list[Any]]] = {}
+_KNOWN_HOSTS_LOCK = threading.Lock()
+
+
+def _load_known_hosts(keys: paramiko.HostKeys, path: Path) -> None:
+    """What ``keys.load(path)`` does, from a parse shared by every connection while the file is unchanged."""
+    info = path.stat()  # FileNotFoundError: no file, no keys, as with load()
+    identity = (info.st_mtime_ns, info.st_size, info.st_ino)
+    with _KNOWN_HOSTS_LOCK:
+        cached = _KNOWN_HOSTS.get(str(path))
+        if cached is None or cached[0] != identity:
+            parsed = paramiko.HostKeys()
+            parsed.load(str(path))
+            cached = _KNOWN_HOSTS[str(path)] = (identity, list(getattr(parsed, "_entries", ())))
+    if not hasattr(keys, "_entries"):  # a paramiko without the list it has always kept: parse as before
+        keys.load(str(path))
+        return
+    # Shared entries stay unchanged: farm's policy adds a key only for a host with no entry (a new entry).
+    keys._entries.extend(cached[1])
 
 
 class _KnownHostsPolicy(paramiko.MissingHostKeyPolicy):

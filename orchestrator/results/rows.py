@@ -1,0 +1,131 @@
+"""Results as plain rows, one per job, with every column of ``v_results`` and the few derived from it.
+
+``farm results`` prints tables of thousands of rows, and pandas (with numpy) alone takes longer to
+import than the goal for the whole command (README, "Short commands"), so the rows are read and
+derived here with SQLAlchemy only; :func:`orchestrator.results.frame.results_frame` builds its
+DataFrame from these same rows, so a column means the same in both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import MetaData, Table, func, select
+
+from ..errors import FarmError
+from ..store.db import Store
+from ..store.schema import ModelRow
+from .filters import Columns, ResultFilter, missing_runs, select_runs, where
+
+
+@dataclass
+class Rows:
+    """Column names, and one dict per row holding each of them."""
+
+    columns: list[str]
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not self.records
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    sha256: str
+    name: str
+    family: str
+    layers: int | None
+    size_bytes: int
+    source_sha256: str | None
+    compiler_version: str | None
+    compile_report: dict[str, Any] | None
+
+
+def view(store: Store) -> Table:
+    return Table("v_results", MetaData(), autoload_with=store.engine)
+
+
+def view_columns(table: Table) -> Columns:
+    c = table.c
+    # Measured by the job where it ran; for a cell that never ran, what the host's facts showed at planning.
+    usb_speed = func.coalesce(c.usb_speed_measured, c.usb_speed_planned)
+    return Columns(run_id=c.run_id, status=c.status, host=c.host, model=c.model, family=c.model_family,
+                   delegate=c.delegate, threads=c.threads, power_mode=c.power_mode, usb_speed=usb_speed)
+
+
+DERIVED_FROM = {"usb_speed": ("usb_speed_measured", "usb_speed_planned"), "layers": ("model_sha256",),
+                "source_model": ("model_sha256", "model"), "jetpack": ("jetpack", "l4t")}
+
+
+def results_rows(store: Store, selected: ResultFilter | None = None, columns: list[str] | None = None) -> Rows:
+    """One row per job the filter selects: every column of ``v_results`` plus ``usb_speed`` (measured,
+    else planned) and ``layers`` (a stack model's depth). A run id the store lacks is an error.
+
+    ``columns``: only these (and what they are derived from) are read, e.g. a table's 16 of the view's 60:
+    on 10,000 rows, reading and converting the others was most of `farm results`' own time."""
+    selected = selected or ResultFilter()
+    missing = missing_runs(store, selected.runs)
+    if missing:
+        raise FarmError(f"no run {', '.join(map(str, missing))} in this database; see `farm results --status all`")
+    run_ids = select_runs(store, selected) if selected.chooses_runs else None
+    table = view(store)
+    c = table.c
+    names = [col.name for col in table.c]
+    if columns is not None:
+        wanted = {name for column in columns for name in (column, *DERIVED_FROM.get(column, ()))}
+        names = [name for name in names if name in wanted]
+    query = (select(*[c[name] for name in names]).where(*where(selected, view_columns(table), run_ids))
+             .order_by(c.run_id, c.host, c.power_mode, c.model_family, c.model, c.delegate, c.usb_port, c.threads))
+    with store.engine.connect() as connection:
+        records = [dict(zip(names, row, strict=True)) for row in connection.execute(query)]
+    rows = Rows(names, records)
+    derive(store, rows, None if columns is None else set(columns))
+    return rows
+
+
+def derive(store: Store, rows: Rows, wanted: set[str] | None = None) -> None:
+    """Add ``usb_speed``, ``layers`` (and ``source_model`` where the view lacks it); fill ``jetpack`` from L4T.
+
+    ``wanted``: only the derived columns named there (None: all)."""
+    columns, records = rows.columns, rows.records
+    needs_models = wanted is None or bool({"layers", "source_model"} & wanted)
+    models = model_rows(store, sorted({r["model_sha256"] for r in records if r.get("model_sha256")})) \
+        if needs_models else {}
+    sources = model_rows(store, sorted({m.source_sha256 for m in models.values() if m.source_sha256}))
+    add_source = "source_model" not in columns and (wanted is None or "source_model" in wanted)
+    jetpack = "l4t" in columns and "jetpack" in columns
+    if jetpack:
+        from ..toolchain import jetpack_of  # JetPack is a name for an L4T release: mapped here, not in SQL
+    for record in records:
+        measured, planned = record.get("usb_speed_measured"), record.get("usb_speed_planned")
+        record["usb_speed"] = measured if measured is not None else planned
+        model = models.get(record.get("model_sha256"))
+        if add_source:
+            source = sources.get(model.source_sha256) if model is not None and model.source_sha256 else None
+            record["source_model"] = source.name if source is not None else record.get("model")
+        record["layers"] = model.layers if model is not None else None
+        if jetpack and record["jetpack"] is None and isinstance(record["l4t"], str):
+            record["jetpack"] = jetpack_of(record["l4t"])
+    columns += [name for name in ("usb_speed", *(("source_model",) if add_source else ()), "layers")
+                if name not in columns and (wanted is None or name in wanted)]
+
+
+def model_rows(store: Store, shas: list[str]) -> dict[str, ModelInfo]:
+    if not shas:
+        return {}
+    with store.session() as session:
+        found = list(session.scalars(select(ModelRow).where(ModelRow.sha256.in_(shas))))
+        parents = {r.id: r.sha256 for r in session.scalars(
+            select(ModelRow).where(ModelRow.id.in_([r.source_model_id for r in found if r.source_model_id])))}
+    out = {}
+    for row in found:
+        layers = (row.params or {}).get("layers")
+        out[row.sha256] = ModelInfo(row.sha256, row.name, row.family, layers if isinstance(layers, int) else None,
+                                    row.size_bytes, parents.get(row.source_model_id), row.compiler_version,
+                                    row.compile_report)
+    return out
