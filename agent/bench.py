@@ -11,7 +11,7 @@ import os
 import random
 import time
 
-from . import backends, conditions, contact, model_hash, power
+from . import backends, conditions, contact, interference, model_hash, power, validity
 from .backends.base import JobFailed, one_line
 from .result_builder import ResultBuilder, timing_document
 from .schema import validate_job
@@ -80,10 +80,11 @@ def _checked_invoke(invoke, errors):
         raise JobFailed("benchmark", "invoke failed: {}".format(one_line(exc)))
 
 
-def time_invokes(invoke, timing, errors=(ValueError, RuntimeError)):
+def time_invokes(invoke, timing, errors=(ValueError, RuntimeError), meter=None):
     """Warm up, then time ``invoke`` (a backend's bare call); returns the timing part of a result.
 
     ``errors``: what the backend's runtime raises when the model fails (``Backend.invoke_errors``).
+    ``meter``: an ``interference.Meter``, read right before and right after the timed loop (not inside it).
     """
     first_started = clock_ns()
     _checked_invoke(invoke, errors)
@@ -99,6 +100,9 @@ def time_invokes(invoke, timing, errors=(ValueError, RuntimeError)):
     warmup_ns = clock_ns() - warmup_started
 
     samples = []
+    enough = False
+    if meter is not None:
+        meter.start()
     timed_started = clock_ns()
     try:
         while True:
@@ -113,8 +117,11 @@ def time_invokes(invoke, timing, errors=(ValueError, RuntimeError)):
     except errors as exc:
         raise JobFailed("benchmark", "invoke failed: {}".format(one_line(exc)))
     timed_seconds = (clock_ns() - timed_started) / 1e9
+    if meter is not None:
+        meter.stop()
+    # Not enough when the loop stopped: max_seconds ended it before min_runs and min_seconds were met.
     return timing_document(samples, summarize(samples), first_inference_ms=first_ns / 1e6, warmup_runs=warmup_runs,
-                           warmup_seconds=warmup_ns / 1e9, timed_seconds=timed_seconds)
+                           warmup_seconds=warmup_ns / 1e9, timed_seconds=timed_seconds, cut_short=not enough)
 
 
 def run_job(job):
@@ -165,6 +172,8 @@ def run_job(job):
         parts.mark("conditions_after_ms")
     if parts.doc:
         result.agent_work(parts.doc)
+    if result.doc.get("status") == "succeeded":
+        result.validity(validity.check(job["timing"], result.doc))
     return result.finish(time.time())
 
 
@@ -179,13 +188,16 @@ def _measure(job, result, before, parts):
         init_ns = backend.load(job["model"]["path"])
         result.backend(backend.describe())
         backend.prepare_inputs(seed=random.Random(job["job_id"]).randint(0, 2 ** 31 - 1))
-        sampler = conditions.PowerSampler(cpu_bound=job["delegate"] == "cpu", first_throttling=before["throttling"])
+        cpu_bound = job["delegate"] == "cpu"
+        meter = interference.Meter(threads=job["threads"], cpu_bound=cpu_bound, thresholds=job.get("interference"))
+        sampler = conditions.PowerSampler(cpu_bound=cpu_bound, first_throttling=before["throttling"])
         with sampler:
-            timing = time_invokes(backend.invoker(), job["timing"], backend.invoke_errors)
+            timing = time_invokes(backend.invoker(), job["timing"], backend.invoke_errors, meter=meter)
             parts.restart()
         parts.mark("sampler_stop_ms")
         result.conditions_during(sampler.summary(inferences=len(timing["samples_ns"]),
                                                  seconds=timing["timed_seconds"]))
         result.timing(timing, init_ns)
+        result.interference(meter.document())
     finally:
         backend.close()

@@ -49,6 +49,14 @@ class ResultBuilder(object):
         timing["init_ms"] = init_ns / 1e6
         self.doc["timing"] = timing
 
+    def interference(self, document):
+        """What else ran on the benchmark's CPUs during the timed loop (``interference.Meter.document``)."""
+        self.doc["interference"] = document
+
+    def validity(self, document):
+        """The validity rules the result broke (``validity.check``), once the conditions after are in."""
+        self.doc["validity"] = document
+
     def succeeded(self):
         self.doc["status"] = "succeeded"
 
@@ -76,12 +84,15 @@ class ResultBuilder(object):
         return self.doc
 
 
-def timing_document(samples_ns, summary, first_inference_ms, warmup_runs, warmup_seconds, timed_seconds):
+def timing_document(samples_ns, summary, first_inference_ms, warmup_runs, warmup_seconds, timed_seconds,
+                    cut_short=False):
     """The ``timing`` sub-document the timing loop fills: every sample in ns, their summary in ms.
 
     ``init_ms`` joins it in ``ResultBuilder.timing``, since the backend, not the loop, times the load.
+    ``cut_short``: ``max_seconds`` stopped the loop before its minimums were met.
     """
     return {
+        "cut_short": cut_short,
         "first_inference_ms": first_inference_ms,
         "warmup_runs": warmup_runs,
         "warmup_seconds": warmup_seconds,

@@ -132,6 +132,38 @@ class ResultView(object):
     def energy_per_inference_mj(self) -> Optional[float]:
         return self._power_during("energy_per_inference_mj")
 
+    # -- interference and validity ---------------------------------------------------------------
+
+    @property
+    def interference(self) -> Dict[str, Any]:
+        return dict(self._part("interference"))
+
+    @property
+    def cpu_share(self) -> Optional[float]:
+        return self._part("interference").get("cpu_share")
+
+    @property
+    def other_load(self) -> Optional[float]:
+        return self._part("interference").get("other_load")
+
+    @property
+    def disturbed(self) -> Optional[bool]:
+        """True/False as the agent measured it; None for a result of an agent that did not measure."""
+        return self._part("interference").get("disturbed")
+
+    @property
+    def disturbed_reason(self) -> Optional[str]:
+        return self._part("interference").get("disturbed_reason")
+
+    @property
+    def valid(self) -> Optional[bool]:
+        """False when the result broke a validity rule (``agent/validity.py``); None when not checked."""
+        return self._part("validity").get("valid")
+
+    @property
+    def invalid_reason(self) -> Optional[str]:
+        return self._part("validity").get("reason")
+
     # -- the whole document -----------------------------------------------------------------------
 
     def detail(self) -> Dict[str, Any]:

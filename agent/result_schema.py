@@ -142,6 +142,32 @@ def _check_conditions(conditions, where):
             optional_finite(during, field, inside)
 
 
+def _check_interference(doc, where):
+    """``agent/interference.py``: what else used the benchmark's CPUs during the timed loop."""
+    for field in ("cpu_share", "other_load", "steal", "cpu_pressure", "cpu_utilization", "wall_s",
+                  "process_cpu_s", "involuntary_per_s", "clock_ratio", "measure_cost_s"):
+        optional_finite(doc, field, where)
+    optional(doc, "involuntary_switches", (int,), where)
+    require(doc, "disturbed", (bool,), where)
+    reason = optional(doc, "disturbed_reason", TEXT, where)
+    if doc["disturbed"] and not reason:
+        raise SchemaError(where + ": a disturbed result says why (field 'disturbed_reason')")
+    optional(doc, "thresholds", (dict,), where)
+
+
+def _check_validity(doc, where):
+    """``agent/validity.py``: the validity rules a succeeded result broke."""
+    require(doc, "valid", (bool,), where)
+    broken = require(doc, "broken", (list,), where)
+    for index, item in enumerate(broken):
+        if not isinstance(item, dict):
+            raise SchemaError("{}.broken[{}]: expected an object".format(where, index))
+        require(item, "rule", TEXT, "{}.broken[{}]".format(where, index))
+    if doc["valid"] == bool(broken):
+        raise SchemaError(where + ": 'valid' must be true exactly when no rule is broken")
+    optional(doc, "reason", TEXT, where)
+
+
 # Each optional sub-document and its checker, in the order they are checked.
 AGENT_WORK_PARTS = ("hash_ms", "conditions_before_ms", "power_apply_ms", "sampler_stop_ms", "power_restore_ms",
                     "conditions_after_ms")
@@ -161,4 +187,6 @@ SUBDOCUMENTS = (
     ("edgetpu", _check_edgetpu),
     ("conditions", _check_conditions),
     ("agent_work", _check_agent_work),
+    ("interference", _check_interference),
+    ("validity", _check_validity),
 )

@@ -9,6 +9,7 @@ controller); its names are importable from here too.
 """
 
 from .boards import power_spec_types
+from .interference import DEFAULT_THRESHOLDS as INTERFERENCE_THRESHOLDS
 from .result_reader import ResultView, read_result
 from .result_schema import (
     ERROR_KINDS,
@@ -82,7 +83,8 @@ EDGETPU_KEYS = {"port": (str,), "expect_speed": (int,), "device": (str,), "ports
 
 
 def make_job(job_id, model_path, model_sha256, delegate="cpu", threads=1,
-             timing=None, options=None, power=None, edgetpu=None, backend=None, precision=None):
+             timing=None, options=None, power=None, edgetpu=None, backend=None, precision=None,
+             interference=None):
     """Build a job document with defaults filled in, then validate it.
 
     ``power``: None to leave the board as it is, else a power mode spec such as
@@ -90,6 +92,7 @@ def make_job(job_id, model_path, model_sha256, delegate="cpu", threads=1,
     ``edgetpu``: for delegate edgetpu, {"port": "2-1", "expect_speed": 5000}, all optional.
     ``backend``: a name from BACKEND_DELEGATES; None leaves it out, which means tflite, so
     the documents of TFLite jobs stay what agents before the backends knew.
+    ``interference``: thresholds that differ from ``interference.DEFAULT_THRESHOLDS`` (None: the defaults).
     """
     doc = {
         "schema": SCHEMA_VERSION,
@@ -108,6 +111,8 @@ def make_job(job_id, model_path, model_sha256, delegate="cpu", threads=1,
         doc["backend"] = backend
     if precision is not None:
         doc["precision"] = precision
+    if interference:
+        doc["interference"] = dict(interference)
     return validate_job(doc)
 
 
@@ -172,12 +177,26 @@ def validate_job(doc):
         for key, kinds in EDGETPU_KEYS.items():
             if key in edgetpu and edgetpu[key] is not None:
                 require(edgetpu, key, kinds, "job.edgetpu")
+    _check_interference_settings(doc)
     out = dict(doc)
     out["power"] = power
     out["edgetpu"] = edgetpu
     out["timing"] = timing
     out["options"] = _optional_object(doc, "options")
     return out
+
+
+def _check_interference_settings(doc):
+    """The job's ``interference`` object: thresholds (``agent/interference.py``), each a number or null."""
+    settings = _optional_object(doc, "interference")
+    for key, value in settings.items():
+        if key not in INTERFERENCE_THRESHOLDS:
+            raise SchemaError("job.interference: unknown field '{}' (known: {})".format(
+                key, ", ".join(sorted(INTERFERENCE_THRESHOLDS))))
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not 0 <= value <= TIMING_LIMIT):
+            raise SchemaError("job.interference: field '{}' must be a non-negative number or null, got {!r}".format(
+                key, value))
 
 
 def _optional_object(doc, field):

@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 
-from . import atomic, hostlock, restore_state
+from . import atomic, hostlock, priority, restore_state
 
 KEY_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}\Z")  # \Z: "$" would accept a trailing newline
 # A job file without a pid file this old belongs to a start that died half-way.
@@ -155,7 +155,9 @@ def _fork_job_process():
 
 
 def _job_process(order_read, wake_write):
+    group_nice = priority.autogroup_nice()
     os.setsid()
+    priority.keep(group_nice)  # a session of its own, at the priority the agent was given
     _detach_stdio(os.devnull)
     _name_process(STANDBY_PROCESS_NAME)
     renewer = _Renewer()

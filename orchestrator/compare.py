@@ -57,7 +57,9 @@ def _judge(label: str, key: str, a: CellTrials | None, b: CellTrials | None, min
         return CellComparison(label, key, a_ms, b_ms, None, None, None, state,
                               "only in B" if a is None else "only in A")
     if not a.trials or not b.trials:
-        why = "; ".join((a.failures if not a.trials else b.failures)[:2]) or "skipped"
+        empty = a if not a.trials else b
+        # A side whose results were all disturbed or invalid is "invalid (disturbed: ...)", never judged.
+        why = empty.excluded_reason() or "; ".join(empty.failures[:2]) or "skipped"
         return CellComparison(label, key, a_ms, b_ms, None, None, None, "invalid",
                               f"no result in {'A' if not a.trials else 'B'}: {why}")
     verdict = classify(a.trials, b.trials, min_effect=min_effect, alpha=alpha)
@@ -67,11 +69,15 @@ def _judge(label: str, key: str, a: CellTrials | None, b: CellTrials | None, min
 
 
 def compare_runs(store: Store, a_runs: list[int], b_runs: list[int], *, min_effect: float = 0.05,
-                 alpha: float = 0.002) -> list[CellComparison]:
-    """Every cell of A and B; B is judged against A (a ratio above 1 means B is slower)."""
+                 alpha: float = 0.002, include_disturbed: bool = False,
+                 include_invalid: bool = False) -> list[CellComparison]:
+    """Every cell of A and B; B is judged against A (a ratio above 1 means B is slower).
+
+    Disturbed and invalid results are left out of both sides unless included."""
     _check_runs(store, a_runs, "A")
     _check_runs(store, b_runs, "B")
-    a_cells, b_cells = collect_runs(store, a_runs), collect_runs(store, b_runs)
+    a_cells = collect_runs(store, a_runs, include_disturbed, include_invalid)
+    b_cells = collect_runs(store, b_runs, include_disturbed, include_invalid)
     out = []
     for key in sorted(set(a_cells) | set(b_cells), key=lambda k: (b_cells.get(k) or a_cells[k]).label):
         a, b = a_cells.get(key), b_cells.get(key)
@@ -80,10 +86,11 @@ def compare_runs(store: Store, a_runs: list[int], b_runs: list[int], *, min_effe
 
 
 def compare_to_baselines(store: Store, runs: list[int], *, min_effect: float = 0.05,
-                         alpha: float = 0.002) -> list[CellComparison]:
+                         alpha: float = 0.002, include_disturbed: bool = False,
+                         include_invalid: bool = False) -> list[CellComparison]:
     """Each cell of ``runs`` against its accepted baseline (``farm baseline show``); a cell without one is new."""
     _check_runs(store, runs, "RUN")
-    current = collect_runs(store, runs)
+    current = collect_runs(store, runs, include_disturbed, include_invalid)
     saved = baselines(store)
     by_runs: dict[tuple[int, ...], dict[str, CellTrials]] = {}
     out = []
@@ -94,7 +101,7 @@ def compare_to_baselines(store: Store, runs: list[int], *, min_effect: float = 0
             continue
         base_runs = tuple(row.run_ids or ())
         if base_runs not in by_runs:
-            by_runs[base_runs] = collect_runs(store, list(base_runs))
+            by_runs[base_runs] = collect_runs(store, list(base_runs), include_disturbed, include_invalid)
         out.append(_judge(current[key].label, key, by_runs[base_runs].get(key) or CellTrials(key, row.cell_key, ""),
                           current[key], min_effect, alpha))
     return out

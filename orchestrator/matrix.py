@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.backends.onnxruntime import PROVIDERS, precision_problem
+from agent.interference import DEFAULT_THRESHOLDS as INTERFERENCE_THRESHOLDS
 from agent.schema import (
     BACKEND_DELEGATES,
     BACKEND_FORMATS,
@@ -61,6 +62,7 @@ MATRIX_FIELDS = {
     "power_modes": "a list of power mode names the hosts declare (e.g. [10W, 5W]), or all",
     "usb_ports": "a list of USB port names or sysfs port paths for Edge TPU cells, or all",
     "regression": "a mapping of " + ", ".join(f"{k} ({v[2]})" for k, v in REGRESSION_SETTINGS.items()),
+    "interference": "a mapping of " + ", ".join(INTERFERENCE_THRESHOLDS) + " (numbers, or null to turn one off)",
     "description": "a sentence",
 }
 # benchmark_model's defaults made quicker for the whole-lab `all` matrix: at least
@@ -80,6 +82,8 @@ class MatrixSpec:
     power_modes: tuple[str, ...] | None = ()  # (): leave the host as it is; None: every mode it declares
     usb_ports: tuple[str, ...] | None = ()  # (): any Edge TPU; None: every port with one
     regression: dict[str, float] = field(default_factory=dict)  # nightly verdict settings, see REGRESSION_SETTINGS
+    # What counts as disturbed (agent/interference.py DEFAULT_THRESHOLDS), sent with every job.
+    interference: dict[str, float | None] = field(default_factory=dict)
     models_at: tuple[str, int | None] | None = None  # (file, line) of `models`, for errors naming a model
     backends: tuple[str, ...] | None = None  # None: each model under the default backend of its format
     precisions: tuple[str, ...] | None = None  # None: each model at its file's own precision
@@ -165,6 +169,7 @@ def parse_matrix(doc: YamlDocument, name: str) -> MatrixSpec:
         power_modes=_all_or_names(doc, where, entry, "power_modes"),
         usb_ports=_all_or_names(doc, where, entry, "usb_ports"),
         regression=_regression(doc, where, entry),
+        interference=_interference(doc, where, entry),
     )
 
 
@@ -227,6 +232,22 @@ def _timing(doc: YamlDocument, where: tuple, entry: dict) -> dict[str, float]:
                 or not 0 <= number <= TIMING_LIMIT):  # also refuses NaN: every comparison with it is False
             raise doc.error(where + ("timing", key), f"got {number!r}", field=f"timing.{key}",
                             expected=f"a number from 0 to {TIMING_LIMIT:g}")
+    return dict(value)
+
+
+def _interference(doc: YamlDocument, where: tuple, entry: dict) -> dict[str, float | None]:
+    value = entry.get("interference") or {}
+    if not isinstance(value, dict):
+        raise doc.error(where + ("interference",), f"got {value!r}", field="interference",
+                        expected=MATRIX_FIELDS["interference"])
+    for key, number in value.items():
+        if key not in INTERFERENCE_THRESHOLDS:
+            raise doc.error(where + ("interference", key), "unknown interference threshold",
+                            field=f"interference.{key}", expected="one of " + ", ".join(INTERFERENCE_THRESHOLDS))
+        if number is not None and (isinstance(number, bool) or not isinstance(number, (int, float))
+                                   or not 0 <= number <= TIMING_LIMIT):
+            raise doc.error(where + ("interference", key), f"got {number!r}", field=f"interference.{key}",
+                            expected="a non-negative number, or null to turn the rule off")
     return dict(value)
 
 

@@ -93,6 +93,8 @@ class Runner:
         # Who holds a host's lock on the agent: this controller process, told apart from any other.
         self.holder = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.on_run_created: Any = None  # called with the run id as soon as it exists
+        # Cell keys a run is limited to (a re-run of disturbed cells); None runs the whole matrix.
+        self.only_cells: set[str] | None = None
         self.writer: StoreWriter | None = None
         # One writer at a time: SQLite allows no more, and it keeps PostgreSQL simple too.
         self._store_lock = threading.Lock()
@@ -131,6 +133,8 @@ class Runner:
         """Plan one host's cells once its lane has reached it (or given up): its facts decide them."""
         def plan(link: HostLink) -> list[LaneJob]:
             cells = expand(spec, [link.host], models, {link.host.name: link.facts})
+            if self.only_cells is not None:  # a re-run of disturbed cells
+                cells = [cell for cell in cells if cell.key in self.only_cells]
             return [job for _, jobs in self._plan(run_id, spec, cells, [link], outcome) for job in jobs]
 
         return plan
@@ -312,7 +316,8 @@ class Runner:
         plan: dict[str, list[tuple[LaneJob, Cell]]] = {}
         for job_id, cell, row in zip(ids, cells, rows):
             if row["status"] == "queued":
-                document = self._job_document(run_id, job_id, cell, link_of[cell.host.name], timing)
+                document = self._job_document(run_id, job_id, cell, link_of[cell.host.name], timing,
+                                              spec.interference)
                 job = LaneJob(job_id, document, Path(cell.model.path), cell.model.sha256, label=cell)
                 plan.setdefault(cell.host.name, []).append((job, cell))
             else:
@@ -334,13 +339,14 @@ class Runner:
         return ordered
 
     def _job_document(self, run_id: int, job_id: int, cell: Cell, link: HostLink,
-                      timing: dict[str, Any]) -> dict[str, Any]:
+                      timing: dict[str, Any], interference: dict[str, Any] | None = None) -> dict[str, Any]:
         remote = f"{link.host.workdir}/models/{cell.model.sha256}.tflite"  # where upload_model puts it
         return make_job(spool_keys.job_name(self.store.url, run_id, job_id), remote, cell.model.sha256, cell.delegate, cell.threads,
                         timing=timing, power=power_request(cell), edgetpu=edgetpu_request(cell),
                         # TFLite jobs stay what agents before the backends read; TFLite has no precision to set.
                         backend=None if cell.backend == DEFAULT_BACKEND else cell.backend,
-                        precision=None if cell.backend == DEFAULT_BACKEND else cell.precision)
+                        precision=None if cell.backend == DEFAULT_BACKEND else cell.precision,
+                        interference=interference or None)
 
     def _lane(self, lane: Lane, jobs: list[LaneJob], outcome: RunOutcome) -> None:
         try:

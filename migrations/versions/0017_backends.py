@@ -6,7 +6,7 @@ has them too). Jobs from before this migration read backend 'tflite'. The accele
 gpu) is what the agent found the job ran on, lifted from the result's backend sub-document.
 
 Revision ID: 0017
-Revises: 0022 (planned on 0012; follows what main merged first: 0020, 0021, 0015, 0022)
+Revises: 0019 (planned on 0012; follows what main merged first: 0020, 0021, 0015, 0022, 0019)
 Create Date: 2026-12-02 01:30:00
 """
 import importlib
@@ -15,12 +15,12 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0017"
-down_revision = "0022"
+down_revision = "0019"
 branch_labels = None
 depends_on = None
 
-# The last migration that defined the view's columns (0015 adds "simulated"); view_sql itself is 0009's.
-prev = importlib.import_module("migrations.versions.0015_edgetpu_simulated")
+# The last migration that defined the view's columns (0019: interference); view_sql itself is 0009's.
+prev = importlib.import_module("migrations.versions.0019_interference")
 view = importlib.import_module("migrations.versions.0009_v_results_context")
 
 JSON_COLUMNS = {

@@ -25,6 +25,11 @@ def compare(
                                          help="Significance level of the Mann-Whitney U test")] = 0.002,
     fail_on_regression: Annotated[bool, typer.Option("--fail-on-regression",
                                                      help="Exit 1 when any cell regressed")] = False,
+    include_disturbed: Annotated[bool, typer.Option(
+        "--include-disturbed", help="Judge results measured while others used their CPUs too")] = False,
+    include_invalid: Annotated[bool, typer.Option(
+        "--include-invalid", help="Judge results that broke a validity rule (cut short, too few runs, throttled)")
+    ] = False,
     output_format: FormatOption = "table",
 ) -> None:
     """See COMPARE_HELP."""
@@ -40,9 +45,11 @@ def compare(
     store = open_store(db)
     try:
         if baseline:
-            rows = compare_to_baselines(store, a_runs, min_effect=min_effect, alpha=alpha)
+            rows = compare_to_baselines(store, a_runs, min_effect=min_effect, alpha=alpha,
+                                        include_disturbed=include_disturbed, include_invalid=include_invalid)
         else:
-            rows = compare_runs(store, a_runs, parse_runs(b or "", "B"), min_effect=min_effect, alpha=alpha)
+            rows = compare_runs(store, a_runs, parse_runs(b or "", "B"), min_effect=min_effect, alpha=alpha,
+                                include_disturbed=include_disturbed, include_invalid=include_invalid)
     finally:
         store.close()
     _print(rows, output_format, "baseline" if baseline else f"run {a}", f"run {a}" if baseline else f"run {b}")
@@ -87,6 +94,10 @@ COMPARE_HELP = (
     "machine's state and are not independent. A cell regressed (or improved) only if, in addition, its median "
     "moved by at least --min-effect and by more than twice the spread between trials on either side, with every "
     "trial of B beyond every trial of A. Give several runs per side (12,13,14) to make that spread count."
+    "\n\n"
+    "Results the agent measured as disturbed (others used the benchmark's CPUs) or invalid (cut short by "
+    "max_seconds, fewer than min_runs, throttled) are left out; a cell left with none is invalid, with the "
+    "reason. --include-disturbed / --include-invalid judge them anyway."
     "\n\n"
     "Examples:\n"
     "  farm compare 12 15\n"

@@ -48,6 +48,10 @@ def nightly(
     alpha: Annotated[float | None, typer.Option(
         "--alpha", min=1e-9, max=0.5, help="Significance level of the Mann-Whitney U test "
         "\\[default: the matrix's regression.alpha, else 0.002]")] = None,
+    retry_disturbed: Annotated[int, typer.Option(
+        "--retry-disturbed", min=0, max=10, metavar="N",
+        help="Rounds of re-runs for cells whose trials others disturbed, before judging; a cell left with fewer "
+             "than a majority of clean trials is invalid (disturbed: ...), never regressed")] = 2,
     compiler: Annotated[str | None, typer.Option(
         "--compiler", help="edgetpu_compiler to probe and to recompile with \\[default: $FARM_EDGETPU_COMPILER, else "
         "edgetpu_compiler on PATH]")] = None,
@@ -85,7 +89,7 @@ def nightly(
         models = models_for_run(store, spec)
         chosen = {"trials": trials, "min_effect": min_effect, "alpha": alpha}
         settings = Settings(**{key: spec.regression[key] for key in chosen if key in spec.regression},
-                            force=force, every_night=every_night)
+                            force=force, every_night=every_night, retry_disturbed=retry_disturbed)
         for key, value in chosen.items():
             if value is not None:
                 setattr(settings, key, value)

@@ -33,6 +33,27 @@ def two_places(value: object) -> str:
         return ""
 
 
+def share_cell(row: object) -> str:
+    """The benchmark's CPU share, marked where the agent found the loop disturbed ('0.48 disturbed')."""
+    text = two_places(getattr(row, "cpu_share", None))
+    return f"{text} disturbed".strip() if value_of(row, "disturbed") == 1 else text
+
+
+def result_marks(row: object) -> str:
+    """'disturbed', 'invalid' or both, for a result row of v_results; '' for a clean one."""
+    marks = [name for name, column, want in (("disturbed", "disturbed", 1), ("invalid", "valid", 0))
+             if value_of(row, column) == want]
+    return ", ".join(marks)
+
+
+def value_of(row: object, column: str) -> int | None:
+    value = row.get(column) if isinstance(row, dict) else getattr(row, column, None)
+    try:
+        return None if value is None or (isinstance(value, float) and math.isnan(value)) else int(value)
+    except (TypeError, ValueError):
+        return None
+
+
 def print_frame(frame, columns: list[str], headings: dict[str, str] | None = None) -> None:  # type: ignore[no-untyped-def]
     """A frame as a terminal table; ``headings`` shortens a column's name where space is tight."""
     if frame.empty:

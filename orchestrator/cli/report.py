@@ -60,6 +60,9 @@ def report(
                                                   help="Flag a result further than this fraction from its "
                                                   "published reference (pycoral allows 0.30)")] = 0.30,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No tables in the terminal")] = False,
+    include_invalid: Annotated[bool, typer.Option(
+        "--include-invalid", help="Compute speed-ups from invalid results too (cut short, too few runs, throttled)")
+    ] = False,
 ) -> None:
     """See REPORT_HELP."""
     from ..report import build_report
@@ -76,7 +79,7 @@ def report(
     store = open_store(db)
     try:
         built = build_report(store, selection, with_plots=bool(markdown or html_path), stat=Stat(stat).value,
-                             reference_band=reference_band)
+                             reference_band=reference_band, include_invalid=include_invalid)
         if export_path:
             written = export(results_frame(store, selection), export_path)
             err_console.print(f"{built.rows} rows written to {export_path} ({written})")

@@ -24,10 +24,13 @@ from .options import (
     check_format,
     result_filter,
 )
-from .output import emit, print_rows
+from .output import emit, print_rows, result_marks
 
 TABLE_COLUMNS = ["run_id", "host", "model", "delegate", "threads", "power_mode", "usb_port", "usb_speed", "status",
-                 "median_ms", "p90_ms", "gops", "samples", "runtime", "runtime_version", "python"]
+                 "median_ms", "p90_ms", "gops", "samples", "cpu_share", "marks", "runtime", "runtime_version", "python"]
+
+# What the table's "marks" and "simulated" columns are read from.
+MARKED_BY = ("disturbed", "valid", "simulated")
 
 
 def results(
@@ -57,6 +60,9 @@ def results(
     By power mode and USB speed: farm results --power-mode 5W --usb-speed 480 --group-by power_mode --group-by usb_speed
 
     CSV and JSON name columns as the v_results view does (run_id, model_family, ...), like farm report --export.
+
+    The table's "marks" column says "disturbed" (others used the benchmark's CPUs during its timed loop:
+    disturbed_reason) and "invalid" (cut short by max_seconds, fewer than min_runs, throttled: invalid_reason).
     """
     from ..results.filters import STATUSES
     from ..store import open_store
@@ -73,10 +79,13 @@ def results(
 
         store = open_store(db)
         try:
-            rows = results_rows(store, selected, TABLE_COLUMNS)
+            rows = results_rows(store, selected, [*(c for c in TABLE_COLUMNS if c != "marks"), *MARKED_BY])
         finally:
             store.close()
-        print_rows(TABLE_COLUMNS, rows.records, headings={"run_id": "run"})
+        for record in rows.records:
+            record["marks"] = result_marks(record)
+        simulated = any(record.get("simulated") for record in rows.records)
+        print_rows(TABLE_COLUMNS + (["simulated"] if simulated else []), rows.records, headings={"run_id": "run"})
         return
     from ..results import GROUPS, grouped, results_frame
 
@@ -93,8 +102,10 @@ def results(
         emit(frame, output_format, output)
         return
     if output_format == "table" and not frame.empty:
-        # Results from the simulated lab's stand-in Edge TPU say so, next to their numbers.
+        # Results from the simulated lab's stand-in Edge TPU say so, next to their numbers; disturbed (others
+        # used the benchmark's CPUs) and invalid (a validity rule broken) ones are never silent either.
         marked = "simulated" in frame and frame["simulated"].notna().any()
+        frame = frame.assign(marks=[result_marks(row) for row in frame.itertuples()])
         frame = frame[TABLE_COLUMNS + (["simulated"] if marked else [])]
     # CSV and JSON keep v_results' names, the same as `farm report --export` writes; the table may be terse.
     emit(frame, output_format, output, headings={"run_id": "run"})

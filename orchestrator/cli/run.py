@@ -19,7 +19,7 @@ from .options import (
     MatrixFileOption,
     transport_options,
 )
-from .output import cell, console, err_console, two_places
+from .output import cell, console, err_console, share_cell, two_places, value_of
 
 
 def run(
@@ -36,6 +36,10 @@ def run(
     run_arg: Annotated[int | None, typer.Argument(metavar="[RUN]", help="The run --resume continues")] = None,
     submit: Annotated[bool, typer.Option(
         "--submit", help="Store the run and its jobs for `farm serve` controllers and return (PostgreSQL)")] = False,
+    retry_disturbed: Annotated[int, typer.Option(
+        "--retry-disturbed", min=0, max=20, metavar="N",
+        help="Re-run cells whose timed loop was disturbed by other load, up to N times (each attempt is its "
+             "own run, tagged retry-of:RUN; every attempt is kept)")] = 0,
 ) -> None:
     """Run a benchmark matrix on the inventory's hosts and store every result.
 
@@ -44,6 +48,9 @@ def run(
     a host cannot run (no runtime, no Edge TPU) are stored as skipped, with
     the reason. Exits with 1 when a job failed or a host was unreachable,
     3 when the run is incomplete (finish it with --resume; see README, Crash safety).
+
+    The run ends with a line per host whose cells were disturbed (others used the benchmark's CPUs
+    during its timed loop; see README, Interference); --retry-disturbed N runs those cells again.
 
     Example: farm run --matrix all              # this machine alone
              farm run --matrix all -i lab.yaml  # an inventory's hosts
@@ -56,6 +63,7 @@ def run(
     from ..inventory import load_inventory
     from ..matrix import load_matrix
     from ..progress import RichObserver
+    from ..retry_disturbed import disturbed_lines, rerun_disturbed
     from ..run_models import models_for_run
     from ..scheduler import Runner
     from ..store import open_store
@@ -82,7 +90,11 @@ def run(
             runner = Runner(store, observer, options)
             runner.on_run_created = run_resume.announcer(console)  # "Run N started": what --resume takes
             outcome = runner.run(spec, hosts, models, inv.path)
+            retries = rerun_disturbed(runner, spec, hosts, models, inv.path, outcome.run_id, retry_disturbed,
+                                      say=console.print) if retry_disturbed and not outcome.journal_pending else []
         code = run_resume.report(console, err_console, store, outcome, print_run_summary)
+        for line in disturbed_lines(store, outcome.run_id, retries):
+            console.print(f"[yellow]{line}[/yellow]", highlight=False, soft_wrap=True)  # one line per host
         if code:
             raise typer.Exit(code)
     finally:
@@ -116,13 +128,15 @@ def print_run_summary(store, run_id: int) -> None:  # type: ignore[no-untyped-de
     # Power mode and USB port columns only for runs that have those dimensions.
     extra = [c for c in ("power_mode", "usb_port") if not frame.empty and frame[c].notna().any()]
     for column in ("host", "model", "delegate", "threads", *extra, "status", "median ms", "p90 ms", "GOPS",
-                   "samples"):
+                   "samples", "cpu share"):
         table.add_column(column, justify="right" if column[0].islower() and " " in column else "left")
     for row in frame.itertuples():
         if row.status == "succeeded":
-            cells = [f"{row.median_ms:.3f}", f"{row.p90_ms:.3f}", two_places(row.gops), str(row.samples)]
+            cells = [f"{row.median_ms:.3f}", f"{row.p90_ms:.3f}", two_places(row.gops), str(row.samples),
+                     share_cell(row)]
         else:
-            cells = [(row.reason or "")[:60], "", "", ""]
+            cells = [(row.reason or "")[:60], "", "", "", ""]
         dims = [cell(getattr(row, c)) for c in extra]
-        table.add_row(row.host, row.model, row.delegate, str(row.threads), *dims, row.status, *cells)
+        status = f"{row.status} (invalid)" if value_of(row, "valid") == 0 else row.status
+        table.add_row(row.host, row.model, row.delegate, str(row.threads), *dims, status, *cells)
     console.print(table)

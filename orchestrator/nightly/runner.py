@@ -31,6 +31,13 @@ class Settings:
     alpha: float = 0.002
     force: bool = False
     every_night: bool = False  # run even when no toolchain changed
+    # Rounds of re-runs for cells with too few undisturbed trials; each round runs one more trial of them.
+    retry_disturbed: int = 2
+
+    @property
+    def clean_trials_needed(self) -> int:
+        """Undisturbed, valid trials a cell needs to be judged: a majority of the trials asked for."""
+        return self.trials // 2 + 1
 
 
 @dataclass
@@ -95,13 +102,14 @@ def run_nightly(store: Store, spec: MatrixSpec, hosts: list[Host], models: list[
                                                                       f"trial:{trial}"])
             outcome.run_ids.append(result.run_id)
             _save_runs(store, nightly_id, outcome.run_ids)
+        _rerun_disturbed(store, runner, spec, hosts, models, inventory, settings, nightly_id, outcome)
         outcome.cells = judge(store, spec.name, outcome.run_ids, previous, settings)
         local_hosts = {host.name for host in hosts if host.transport == "local"}
         for cell in outcome.cells:
             if cell.verdict.state in ("regressed", "improved", "invalid") or cell.drift:
                 cell.causes = likely_causes(cell.cell.lineage_key, outcome.triggers, local_hosts)
         counts = outcome.counts
-        ran_any = any(cell.cell.trials for cell in outcome.cells)
+        ran_any = any(cell.cell.trials or cell.cell.excluded for cell in outcome.cells)
         outcome.exit_code = EXIT_FAILED if not ran_any else EXIT_REGRESSED if counts["regressed"] else EXIT_OK
         outcome.message = ("no cell produced a result: the run failed" if not ran_any else
                            ", ".join(f"{n} {state}" for state, n in sorted(counts.items())))
@@ -114,6 +122,30 @@ def run_nightly(store: Store, spec: MatrixSpec, hosts: list[Host], models: list[
     return outcome
 
 
+def short_of_clean_trials(store: Store, run_ids: list[int], needed: int) -> set[str]:
+    """Cells whose trials were disturbed so often that fewer than ``needed`` are left to judge by."""
+    return {cell.cell_key for cell in collect_runs(store, run_ids).values()
+            if len(cell.trials) < needed and any(kind == "disturbed" for _, kind, _ in cell.excluded)}
+
+
+def _rerun_disturbed(store: Store, runner: Runner, spec: MatrixSpec, hosts: list[Host], models: list[ModelRow],
+                     inventory: str, settings: Settings, nightly_id: int, outcome: NightlyOutcome) -> None:
+    """Bounded re-runs before judging: a disturbed trial says nothing about the toolchain, so run it again,
+    at most ``settings.retry_disturbed`` rounds; what stays disturbed is judged invalid, never regressed."""
+    for round_ in range(1, settings.retry_disturbed + 1):
+        keys = short_of_clean_trials(store, outcome.run_ids, settings.clean_trials_needed)
+        if not keys:
+            return
+        runner.only_cells = keys
+        try:
+            result = runner.run(spec, hosts, models, inventory, tags=[
+                "nightly", f"nightly:{nightly_id}", f"retry:{round_}", "retry-disturbed"])
+        finally:
+            runner.only_cells = None
+        outcome.run_ids.append(result.run_id)
+        _save_runs(store, nightly_id, outcome.run_ids)
+
+
 def judge(store: Store, matrix: str, run_ids: list[int], previous: NightlyRow | None,
           settings: Settings) -> list[CellOutcome]:
     cells = collect_runs(store, run_ids)
@@ -122,11 +154,14 @@ def judge(store: Store, matrix: str, run_ids: list[int], previous: NightlyRow | 
     outcomes: list[CellOutcome] = []
     first_runs: list[CellTrials] = []
     for key, cell in sorted(cells.items()):
-        if not cell.trials and not cell.failures:
+        if not cell.trials and not cell.failures and not cell.excluded:
             continue  # skipped everywhere: not a cell this farm can run
         if cell.failures or cell.throttled:
             why = "; ".join(cell.failures) if cell.failures else f"throttled in {cell.throttled} trial(s)"
             verdict = Verdict("invalid", detail=why)
+        elif cell.excluded and len(cell.trials) < settings.clean_trials_needed:
+            # Too few clean trials after the re-runs: "invalid (disturbed: ...)", never regressed or improved.
+            verdict = Verdict("invalid", detail=cell.excluded_reason())
         elif key not in base:
             verdict = Verdict("new", current_ms=median_of_trials(cell.trials), detail="no baseline yet: this run becomes it")
             first_runs.append(cell)
@@ -138,7 +173,8 @@ def judge(store: Store, matrix: str, run_ids: list[int], previous: NightlyRow | 
             else:
                 verdict = classify(baseline_cells.trials, cell.trials, min_effect=settings.min_effect,
                                    alpha=settings.alpha)
-        tonight = median_of_trials(cell.trials)
+        # An invalid cell's few clean numbers are not a night of its history.
+        tonight = median_of_trials(cell.trials) if verdict.state != "invalid" else None
         series = [*history.get(key, []), *([tonight] if tonight is not None else [])]
         drift = detect_drift(series, min_effect=settings.min_effect)
         outcomes.append(CellOutcome(cell, verdict, None if drift is None else {

@@ -8,7 +8,7 @@ import pandas as pd
 
 from ..results import ModelInfo, ResultFilter, model_rows, results_frame
 from ..store.db import Store
-from . import cross_runtime, edgetpu, plots, references, tables
+from . import cross_runtime, edgetpu, interference, plots, references, tables
 
 
 @dataclass
@@ -47,13 +47,14 @@ COMPILER_CHANGES = "What a compiler upgrade changed"
 CONTEXT = "Hosts and toolchains"
 CROSS_RUNTIME = "Across runtimes"
 REFERENCES = "Published references"
+DISTURBED = "Disturbed and invalid results"
 
 
 def build_report(store: Store, selection: ResultFilter, *, with_plots: bool = True, stat: str = "median",
-                 reference_band: float = references.DEFAULT_BAND) -> Report:
+                 reference_band: float = references.DEFAULT_BAND, include_invalid: bool = False) -> Report:
     """``stat`` is the centre of the latency and thread-sweep tables and plots (median, mean or p90), shown
     with its spread; ``reference_band`` is how far (a fraction) a result may sit from its published
-    reference before it is flagged."""
+    reference before it is flagged; ``include_invalid`` computes speed-ups from invalid results too."""
     centre, spread = tables.stat_columns(stat)
     every = results_frame(store, replace(selection, status="all"))
     frame = every[every["status"] == "succeeded"].reset_index(drop=True)
@@ -82,7 +83,17 @@ def build_report(store: Store, selection: ResultFilter, *, with_plots: bool = Tr
     if not modes.empty:
         add(Section(POWER, "Median latency (ms) at each power mode, each at its fastest thread count, and how many "
                     "times slower a lower mode is than the highest.", {"": modes}))
-    speed = tables.speedup(frame)
+    flagged = interference.table(tables.newest_per_cell(frame))
+    if not flagged.empty:
+        add(Section(DISTURBED, "Results whose timed loop others disturbed (cpu_share: the benchmark's share of the "
+                    "CPU it wanted; other_load: cores others used) or that broke a validity rule (cut short by "
+                    "max_seconds, fewer than min_runs, throttled). They are marked in the tables above.",
+                    {"": flagged}))
+    speed_from = frame if include_invalid else interference.valid_only(frame)
+    if len(speed_from) < len(frame):
+        report.notes.append(f"Speed-ups leave out {len(frame) - len(speed_from)} invalid result(s) "
+                            "(--include-invalid keeps them).")
+    speed = tables.speedup(speed_from)
     if not speed.empty:
         add(Section(SPEEDUP, "CPU time / Edge TPU time on the same host and power mode (SEEDS §2 layout); the Edge "
                     "TPU runs the compiled model, the CPU its source; each side at its fastest thread count.",

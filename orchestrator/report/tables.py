@@ -10,6 +10,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ..results import ModelInfo
+from . import interference
 
 MIB = 1024 * 1024
 # A cell is what makes two results comparable; the newest run wins within one.
@@ -67,7 +68,9 @@ def latency(frame: pd.DataFrame, stat: str = "median") -> pd.DataFrame:
     out = out.sort_values(["model_family", "layers_key", "model", *keys[1:]],
                           key=lambda s: s if s.name == "layers_key" else s.astype("string").fillna(""),
                           kind="stable")
-    return out[[*keys, centre, spread, "samples", *_present(out, ["simulated"])]].reset_index(drop=True)
+    out = out.assign(marks=interference.marks(out))
+    marks = ["marks"] if out["marks"].astype(bool).any() else []
+    return out[[*keys, centre, spread, "samples", *_present(out, ["simulated"]), *marks]].reset_index(drop=True)
 
 
 def thread_sweep(frame: pd.DataFrame, stat: str = "median") -> dict[str, pd.DataFrame]:
@@ -89,6 +92,9 @@ def thread_sweep(frame: pd.DataFrame, stat: str = "median") -> dict[str, pd.Data
         return {}
     index = [*block_keys, "model_family", "layers_key", *row_keys]
     values = rows.groupby([*index, "threads"], dropna=False, sort=True)[[centre, spread]].first().unstack("threads")
+    disturbed = rows[interference.disturbed(rows)]
+    not_free = disturbed.groupby([*block_keys, *row_keys], dropna=False)["threads"].agg(
+        lambda t: ", ".join(str(n) for n in sorted(t)))
     blocks: dict[str, pd.DataFrame] = {}
     for key, block in values.groupby(level=block_keys, dropna=False, sort=True):
         key = key if isinstance(key, tuple) else (key,)
@@ -98,9 +104,21 @@ def thread_sweep(frame: pd.DataFrame, stat: str = "median") -> dict[str, pd.Data
                               for name, column in ((f"{t} thr", centres[t]), (f"{t} thr {spread_label}", spreads[t]))},
                              index=block.index)
         table = table.reset_index().drop(columns=[*block_keys, "model_family", "layers_key"])
+        if not not_free.empty:
+            # A thread count whose cores were not free (the agent found the loop disturbed) is named per row.
+            marks = [_lookup(not_free, (*key, *r)) for r in table[row_keys].itertuples(index=False)]
+            if any(marks):
+                table["cores not free at"] = marks
         title = " · ".join(_label(k, v) for k, v in zip(block_keys, key, strict=True) if not _missing(v))
         blocks[title] = table.rename(columns={"usb": "USB"})
     return blocks
+
+
+def _lookup(series: pd.Series, key: tuple) -> str:
+    try:
+        return str(series.get(key, ""))
+    except (KeyError, TypeError):  # a key holding NaN (a row without a power mode)
+        return ""
 
 
 def _missing(value: object) -> bool:

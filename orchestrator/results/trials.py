@@ -1,6 +1,10 @@
 """The trials of each matrix cell, read back from the store with their samples: what `farm compare` and the
 nightly job judge. A cell's trials are its succeeded jobs across the selected runs; a compiled model's
-cell is keyed by the model it was compiled from (its lineage), so a recompile is judged against its source."""
+cell is keyed by the model it was compiled from (its lineage), so a recompile is judged against its source.
+
+A trial the agent measured as *disturbed* (others used its CPUs: ``agent/interference.py``) or *invalid*
+(it broke a validity rule: ``agent/validity.py``) is not a trial to judge by: it goes to ``excluded``
+with its reason, unless the caller asks for it (``include_disturbed`` / ``include_invalid``)."""
 
 from __future__ import annotations
 
@@ -30,6 +34,29 @@ class CellTrials:
     failures: list[str] = field(default_factory=list)
     throttled: int = 0
     skipped: int = 0
+    # Succeeded trials left out of the judgement: (run id, "disturbed" or "invalid", the agent's reason).
+    excluded: list[tuple[int, str, str]] = field(default_factory=list)
+
+    def excluded_reason(self) -> str:
+        """'disturbed: cpu_share 0.45 < 0.80 ... (3 of 3 trials)': why this cell's trials were not judged."""
+        if not self.excluded:
+            return ""
+        _, kind, reason = self.excluded[-1]
+        total = len(self.excluded) + len(self.trials)
+        return f"{kind}: {reason} ({len(self.excluded)} of {total} trials)"
+
+
+def excluded_because(detail: dict | None, include_disturbed: bool = False,
+                     include_invalid: bool = False) -> tuple[str, str] | None:
+    """("disturbed"|"invalid", reason) when a result document is not to be judged by, else None."""
+    detail = detail or {}
+    validity = detail.get("validity") or {}
+    if not include_invalid and validity.get("valid") is False:
+        return "invalid", str(validity.get("reason") or "a validity rule broken")
+    interference = detail.get("interference") or {}
+    if not include_disturbed and interference.get("disturbed"):
+        return "disturbed", str(interference.get("disturbed_reason") or "disturbed")
+    return None
 
 
 def lineage_sha(session, model: ModelRow) -> str:  # type: ignore[no-untyped-def]
@@ -49,9 +76,11 @@ def lineage_key(cell_key: str, model_sha: str, root_sha: str) -> str:
     return cell_key.replace(model_sha[:16], root_sha[:16], 1)
 
 
-def collect(store: Store, selected: ResultFilter) -> dict[str, CellTrials]:
+def collect(store: Store, selected: ResultFilter, include_disturbed: bool = False,
+            include_invalid: bool = False) -> dict[str, CellTrials]:
     """The cells of the jobs the filter selects, by lineage key. Only succeeded jobs become trials; with
-    ``status="all"`` (as :func:`collect_runs` asks) failed and skipped ones are counted too."""
+    ``status="all"`` (as :func:`collect_runs` asks) failed and skipped ones are counted too. Disturbed and
+    invalid results are ``excluded`` unless included."""
     cells: dict[str, CellTrials] = {}
     # A run named but no longer stored (a baseline's, deleted) simply has no jobs: the caller decides what that means.
     run_ids = select_runs(store, selected) if selected.chooses_runs else None
@@ -86,6 +115,8 @@ def collect(store: Store, selected: ResultFilter) -> dict[str, CellTrials]:
                 cell.skipped += 1
             elif result is None or job.status != "succeeded":
                 cell.failures.append(f"run {job.run_id}: {job.status}: {job.reason or 'no result'}")
+            elif (why := excluded_because(result.detail, include_disturbed, include_invalid)) is not None:
+                cell.excluded.append((job.run_id, *why))
             else:
                 cell.trials.append(samples.get(result.id, []))
                 cell.run_ids.append(job.run_id)
@@ -94,9 +125,10 @@ def collect(store: Store, selected: ResultFilter) -> dict[str, CellTrials]:
     return cells
 
 
-def collect_runs(store: Store, run_ids: list[int] | tuple[int, ...]) -> dict[str, CellTrials]:
+def collect_runs(store: Store, run_ids: list[int] | tuple[int, ...], include_disturbed: bool = False,
+                 include_invalid: bool = False) -> dict[str, CellTrials]:
     """The cells of every job of these runs, whatever its status: a failed or skipped trial is part of a
     cell's story. No runs, no cells (an empty filter would mean every run)."""
     if not run_ids:
         return {}
-    return collect(store, ResultFilter(runs=tuple(run_ids), status="all"))
+    return collect(store, ResultFilter(runs=tuple(run_ids), status="all"), include_disturbed, include_invalid)
