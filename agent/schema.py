@@ -24,10 +24,12 @@ from .schema_fields import SchemaError, optional, require
 
 __all__ = [
     "BACKEND_DELEGATES",
+    "BACKEND_FORMATS",
     "DELEGATES",
     "ERROR_KINDS",
     "JOB_SCHEMA_VERSION",
     "JOB_STATUSES",
+    "PRECISIONS",
     "READABLE_RESULT_VERSIONS",
     "RESULT_SCHEMA_VERSION",
     "SCHEMA_VERSION",
@@ -48,10 +50,16 @@ __all__ = [
 JOB_SCHEMA_VERSION = 1
 SCHEMA_VERSION = JOB_SCHEMA_VERSION
 
-DELEGATES = ("cpu", "edgetpu")
 # What each inference backend (agent/backends) accepts as "delegate"; a job without "backend" means tflite.
-BACKEND_DELEGATES = {"tflite": ("cpu", "edgetpu")}
+# For onnxruntime the delegate is the execution provider: cpu, cuda (CUDAExecutionProvider), tensorrt.
+BACKEND_DELEGATES = {"tflite": ("cpu", "edgetpu"), "onnxruntime": ("cpu", "cuda", "tensorrt")}
 DEFAULT_BACKEND = "tflite"
+# Every delegate some backend takes, in a stable order (a matrix's `delegates` is checked against it).
+DELEGATES = tuple(dict.fromkeys(d for names in BACKEND_DELEGATES.values() for d in names))
+# The model file format each backend reads (the controller pairs models with backends by it).
+BACKEND_FORMATS = {"tflite": "tflite", "onnxruntime": "onnx"}
+# Precisions a matrix may ask for; a job without "precision" runs the model file's own types.
+PRECISIONS = ("fp32", "fp16", "int8")
 
 # Defaults follow TFLite's benchmark_model: warm up for at least one run and
 # half a second, then time at least 50 runs and one second, and stop starting
@@ -81,8 +89,8 @@ MAX_PARTS = 16  # models of one multi-model job, or segments of one pipeline
 
 
 def make_job(job_id, model_path, model_sha256, delegate="cpu", threads=1,
-             timing=None, options=None, power=None, edgetpu=None, backend=None, interference=None, models=None,
-             segments=None, placement=None, concurrency=None):
+             timing=None, options=None, power=None, edgetpu=None, backend=None, precision=None,
+             interference=None, models=None, segments=None, placement=None, concurrency=None):
     """Build a job document with defaults filled in, then validate it.
 
     ``power``: None to leave the board as it is, else a power mode spec such as
@@ -107,6 +115,8 @@ def make_job(job_id, model_path, model_sha256, delegate="cpu", threads=1,
         doc["timing"].update(timing)
     if backend is not None:
         doc["backend"] = backend
+    if precision is not None:
+        doc["precision"] = precision
     if interference:
         doc["interference"] = dict(interference)
     # Left out when unused, so one-model jobs keep the documents agents before multi-model jobs knew.
@@ -139,7 +149,11 @@ def validate_job(doc):
         raise SchemaError("job: field 'backend' must be one of {}, got {!r}".format(
             ", ".join(sorted(BACKEND_DELEGATES)), backend))
     delegates = BACKEND_DELEGATES[backend or DEFAULT_BACKEND]
-    optional(doc, "precision", (str,), where)  # None: the model file's own types; a backend refuses what it cannot run
+    # None: the model file's own types; a backend refuses what it cannot run.
+    precision = optional(doc, "precision", (str,), where)
+    if precision is not None and precision not in PRECISIONS:
+        raise SchemaError("job: field 'precision' must be one of {}, got {!r}".format(", ".join(PRECISIONS),
+                                                                                     precision))
     delegate = require(doc, "delegate", (str,), where)
     if delegate not in delegates:
         raise SchemaError("job: field 'delegate' must be one of {}, got {!r}".format(

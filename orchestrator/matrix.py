@@ -5,7 +5,9 @@ A matrix file holds named matrices::
     matrices:
       threads-sweep:
         models: [conv_stack-l1, family:dense_stack]   # names, sha256 prefixes, family:NAME or all
-        delegates: [cpu]                              # cpu, edgetpu
+        delegates: [cpu]                              # cpu, edgetpu; onnxruntime: cpu, cuda, tensorrt
+        backends: [tflite, onnxruntime]               # optional: each model runs under the backends of its format
+        precisions: [fp32, fp16, int8]                # optional: default the model file's own
         threads: [1, 2, 4]                            # or "all": 1 .. CPUs online on each host
         hosts: [nano-1]                               # optional: host names
         tags: [lab-a]                                 # optional: hosts with any of these tags
@@ -23,12 +25,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agent.backends.onnxruntime import PROVIDERS, precision_problem
 from agent.interference import DEFAULT_THRESHOLDS as INTERFERENCE_THRESHOLDS
-from agent.schema import CONCURRENCY_MODES, DELEGATES, PLACEMENTS, TIMING_DEFAULTS, TIMING_LIMIT
+from agent.schema import (
+    BACKEND_DELEGATES,
+    BACKEND_FORMATS,
+    CONCURRENCY_MODES,
+    DEFAULT_BACKEND,
+    DELEGATES,
+    PLACEMENTS,
+    PRECISIONS,
+    TIMING_DEFAULTS,
+    TIMING_LIMIT,
+)
 
 from . import placement as placing
 from .errors import InputError
 from .inventory import Host
+from .models.formats import format_of_path, native_precision
 from .store.schema import ModelRow
 from .yamlfile import YamlDocument, load_yaml
 
@@ -42,6 +56,8 @@ REGRESSION_SETTINGS: dict[str, tuple[float, float, str]] = {
 MATRIX_FIELDS = {
     "models": "a list of model names, sha256 prefixes, family:NAME, or all",
     "delegates": "a list drawn from " + ", ".join(DELEGATES),
+    "backends": "a list drawn from " + ", ".join(BACKEND_DELEGATES),
+    "precisions": "a list drawn from " + ", ".join(PRECISIONS),
     "threads": "a list of positive integers, or all",
     "hosts": "a list of host names",
     "tags": "a list of host tags",
@@ -82,6 +98,8 @@ class MatrixSpec:
     placements: tuple[str, ...] = ()  # for model_sets; () is same-tpu
     segments: tuple[int, ...] = ()  # pipeline depths: each selected model also runs as an N-segment pipeline
     singles: bool = True  # one-model cells of `models` (False: a matrix of model_sets only)
+    backends: tuple[str, ...] | None = None  # None: each model under the default backend of its format
+    precisions: tuple[str, ...] | None = None  # None: each model at its file's own precision
 
 
 @dataclass(frozen=True)
@@ -100,6 +118,8 @@ class Cell:
     part_tpus: tuple[dict[str, Any] | None, ...] = ()  # each part's Edge TPU (None: the CPU)
     locks: tuple[str, ...] | None = None  # device locks of a per-accelerator job; None: the whole host
     model_set: str | None = None  # a multi-model cell's models as the matrix names them, "a + b"
+    backend: str = DEFAULT_BACKEND
+    precision: str | None = None  # asked for by the matrix; None: the model file's own
 
     @property
     def key(self) -> str:
@@ -108,7 +128,17 @@ class Cell:
         if self.parts:  # one-model cells keep the keys stored runs have
             kind = f"s{len(self.parts)}" if self.pipeline else f"x{self.placement or '-'}"
             fields += [kind, "+".join(p.sha256[:8] for p in self.parts)]
+        # TFLite cells at the file's precision keep the key they had before backends, so old runs resume.
+        if self.backend != DEFAULT_BACKEND:
+            fields.append(f"b{self.backend}")
+        if self.precision:
+            fields.append(f"q{self.precision}")
         return "|".join(fields)
+
+    @property
+    def runs_at(self) -> str:
+        """The precision the cell runs at: the one asked for, else the model file's own."""
+        return self.precision or model_precision(self.model)
 
 
 def all_matrix() -> MatrixSpec:
@@ -159,6 +189,8 @@ def parse_matrix(doc: YamlDocument, name: str) -> MatrixSpec:
         models_at=(doc.path, doc.line(where + ("models",))) if "models" in entry else None,
         models=_strings(doc, where, entry, "models") or ("all",),
         delegates=_delegates(doc, where, entry),
+        backends=_choices(doc, where, entry, "backends", tuple(BACKEND_DELEGATES)),
+        precisions=_choices(doc, where, entry, "precisions", PRECISIONS),
         threads=_threads(doc, where, entry),
         hosts=_strings(doc, where, entry, "hosts"),
         tags=_strings(doc, where, entry, "tags"),
@@ -237,6 +269,15 @@ def _delegates(doc: YamlDocument, where: tuple, entry: dict) -> tuple[str, ...] 
     return values or None
 
 
+def _choices(doc: YamlDocument, where: tuple, entry: dict, key: str, allowed: tuple[str, ...]
+             ) -> tuple[str, ...] | None:
+    values = _strings(doc, where, entry, key)
+    for value in values:
+        if value not in allowed:
+            raise doc.error(where + (key,), f"unknown {key[:-1]} '{value}'", field=key, expected=MATRIX_FIELDS[key])
+    return tuple(dict.fromkeys(values)) or None
+
+
 def _threads(doc: YamlDocument, where: tuple, entry: dict) -> tuple[int, ...] | None:
     value = entry.get("threads")
     if value is None or value == "all":
@@ -311,12 +352,16 @@ def expand(spec: MatrixSpec, hosts: list[Host], models: list[ModelRow],
         host_facts = facts.get(host.name)
         for mode in _modes_for(spec, host):
             for model in singles if spec.singles else []:
-                for delegate in _delegates_for(spec, model):
-                    ports = _ports_for(spec, host, host_facts) if delegate == "edgetpu" else [None]
-                    for port in ports:
-                        for threads in _threads_for(spec, host_facts):
-                            cells.append(_cell(spec, host, host_facts, model, delegate, threads, mode, port))
-                for count in spec.segments:
+                for backend in _backends_for(spec, model):
+                    for delegate in _delegates_for(spec, model, backend):
+                        ports = _ports_for(spec, host, host_facts) if delegate == "edgetpu" else [None]
+                        for precision in spec.precisions or (None,):
+                            for port in ports:
+                                for threads in _threads_for(spec, host_facts):
+                                    cells.append(_cell(spec, host, host_facts, model, delegate, threads, mode, port,
+                                                       backend, precision))
+                # Pipelines cut TFLite models into segments; an ONNX model has none.
+                for count in spec.segments if model_format(model) == "tflite" else ():
                     for delegate in _delegates_for(spec, model):
                         for threads in _threads_for(spec, host_facts):
                             cells.append(_pipeline_cell(spec, host, host_facts, model, count, delegate, threads,
@@ -332,19 +377,39 @@ def expand(spec: MatrixSpec, hosts: list[Host], models: list[ModelRow],
     return cells
 
 
+def model_format(model: ModelRow) -> str:
+    return format_of_path(model.path)
+
+
+def model_precision(model: ModelRow) -> str:
+    return native_precision(model_format(model), list(model.inputs or []))
+
+
+def _backends_for(spec: MatrixSpec, model: ModelRow) -> tuple[str, ...]:
+    """The backends that read this model's format: a .tflite model has no onnxruntime cell, nor the reverse."""
+    kind = model_format(model)
+    if spec.backends is None:
+        return tuple(name for name in BACKEND_FORMATS if BACKEND_FORMATS[name] == kind)[:1]
+    return tuple(name for name in spec.backends if BACKEND_FORMATS.get(name) == kind)
+
+
 def _cell(spec: MatrixSpec, host: Host, host_facts: dict[str, Any] | None, model: ModelRow, delegate: str,
-          threads: int, mode: str | None, port: str | None) -> Cell:
+          threads: int, mode: str | None, port: str | None, backend: str = DEFAULT_BACKEND,
+          precision: str | None = None) -> Cell:
     tpu = find_tpu(host, host_facts, port) if delegate == "edgetpu" else None
-    reason = _host_reason(host, host_facts, model, delegate, threads, mode)
+    reason = _host_reason(host, host_facts, model, delegate, threads, mode, backend, precision)
     if reason is None and delegate == "edgetpu":
         reason = edgetpu_skip_reason(host_facts, port, tpu)
     return Cell(host, model, delegate, threads, mode, port, (tpu or {}).get("speed"), reason,
-                locks=_locks(spec, delegate, [tpu]))
+                locks=_locks(spec, delegate, [tpu]), backend=backend, precision=precision)
 
 
 def _host_reason(host: Host, host_facts: dict[str, Any] | None, model: ModelRow, delegate: str, threads: int,
-                 mode: str | None) -> str | None:
-    reason = skip_reason(host_facts, model, delegate, threads)
+                 mode: str | None, backend: str = DEFAULT_BACKEND, precision: str | None = None) -> str | None:
+    if backend == DEFAULT_BACKEND:
+        reason = skip_reason(host_facts, model, delegate, threads) or tflite_precision_reason(model, precision)
+    else:
+        reason = backend_skip_reason(host_facts, model, backend, delegate, threads, precision)
     if reason is None and mode is not None and mode not in host.power_modes:
         declared = ", ".join(host.power_modes) or "none"
         reason = f"host declares no power mode '{mode}' (it has: {declared})"
@@ -435,10 +500,13 @@ def edgetpu_skip_reason(host_facts: dict[str, Any] | None, port: str | None,
     return None
 
 
-def _delegates_for(spec: MatrixSpec, model: ModelRow) -> tuple[str, ...]:
+def _delegates_for(spec: MatrixSpec, model: ModelRow, backend: str = DEFAULT_BACKEND) -> tuple[str, ...]:
+    """The matrix's delegates this backend takes (the CPU when the matrix names none, or the Edge TPU a
+    compiled model needs); a delegate the backend has not got is no cell of it."""
+    takes = BACKEND_DELEGATES.get(backend, ())
     if spec.delegates is None:
-        return ("edgetpu",) if model.needs_edgetpu else ("cpu",)
-    return spec.delegates
+        return ("edgetpu",) if model.needs_edgetpu and backend == DEFAULT_BACKEND else ("cpu",)
+    return tuple(d for d in spec.delegates if d in takes)
 
 
 def _threads_for(spec: MatrixSpec, host_facts: dict[str, Any] | None) -> tuple[int, ...]:
@@ -459,6 +527,42 @@ def skip_reason(host_facts: dict[str, Any] | None, model: ModelRow, delegate: st
         return "model is compiled for the Edge TPU (edgetpu-custom-op) and cannot run on the CPU delegate"
     if delegate == "edgetpu" and not model.needs_edgetpu:
         return "model is not compiled for the Edge TPU: compile it with edgetpu_compiler first"
+    cpus = int(host_facts.get("cpu_count") or 1)
+    if threads > cpus:
+        return f"host has {cpus} CPU(s) online, fewer than the {threads} threads asked for"
+    return None
+
+
+def tflite_precision_reason(model: ModelRow, precision: str | None) -> str | None:
+    native = model_precision(model)
+    if precision is None or precision == native:
+        return None
+    return (f"the tflite backend runs the model file's own types ({native}); it cannot run {model.name} at "
+            f"{precision}: build or add a {precision} model")
+
+
+def backend_skip_reason(host_facts: dict[str, Any] | None, model: ModelRow, backend: str, delegate: str,
+                        threads: int, precision: str | None) -> str | None:
+    """Why a host cannot run a cell of a backend other than TFLite, from the backends its agent reported."""
+    if host_facts is None:
+        return None
+    described = (host_facts.get("backends") or {}).get(backend)
+    if described is None:
+        if "backends" in host_facts:
+            return f"this host's agent has no {backend} backend"
+        return None  # an agent from before backends were reported: the job itself says
+    if not described.get("name"):
+        return str(described.get("error") or f"{backend} is not installed on this host")
+    if backend == "onnxruntime":
+        provider = PROVIDERS[delegate][0]
+        present = described.get("providers") or []
+        if provider not in present:
+            return (f"onnxruntime {described.get('version')} on this host has no {provider} (it has "
+                    f"{', '.join(present) or 'none'}): delegate {delegate} needs onnxruntime-gpu"
+                    + (" with TensorRT" if delegate == "tensorrt" else ""))
+        problem = precision_problem(delegate, precision, model_precision(model))
+        if problem:
+            return problem
     cpus = int(host_facts.get("cpu_count") or 1)
     if threads > cpus:
         return f"host has {cpus} CPU(s) online, fewer than the {threads} threads asked for"

@@ -132,7 +132,9 @@ def lane_job(runner: Runner, run_id: int, job: JobRow, link: HostLink, model: Mo
              reopened: bool = False) -> LaneJob:
     """A stored job as a lane picks it up again: a dead controller's in-flight attempt is looked for in the
     agent's spool under its key first (collected if it finished, waited for if it runs)."""
-    label = Cell(link.host, model, job.delegate, job.threads, job.power_mode, job.usb_port, job.usb_speed)
+    backend = job.backend or "tflite"  # jobs stored before migration 0017 ran TFLite
+    label = Cell(link.host, model, job.delegate, job.threads, job.power_mode, job.usb_port, job.usb_speed,
+                 backend=backend, precision=None if backend == "tflite" else job.precision)
     # No document: the controller died between storing the jobs and their documents, so none was
     # ever sent; the planner makes it again from the job's cell, power mode and USB port included.
     document = job.job_doc or runner._job_document(run_id, job.id, label, link, job.timing)

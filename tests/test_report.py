@@ -229,7 +229,9 @@ V_RESULTS_COLUMNS = [
     # migration 0016: several Edge TPUs at once, multi-model placements, pipelined segments
     "concurrency", "jobs_beside", "window_start", "window_end", "throughput_ips", "placement", "model_set",
     "models_in_cell", "model_0_ms", "model_1_ms", "model_2_ms", "num_segments",
-    "disturbed", "valid", "samples", "mean_ms", "median_ms", "p90_ms", "p99_ms",
+    # migration 0017: backends and precisions
+    "accelerator", "provider",
+    "disturbed", "valid", "backend", "precision", "samples", "mean_ms", "median_ms", "p90_ms", "p99_ms",
     "min_ms", "max_ms", "std_ms", "init_ms", "first_inference_ms", "warmup_runs", "gops", "facts_id",
 ]
 
@@ -242,6 +244,7 @@ def test_v_results_has_every_context_column_on_both_databases(seeded) -> None:  
     row = frame.iloc[0]
     assert (row["source_model"], row["compiler_version"], row["model_source"]) == \
         ("conv_stack-l10", "1.0.249710469", "compiled")
+    assert row["backend"] == "tflite"  # a job stored without a backend (before migration 0017) ran TFLite
     assert (row["kernel"], row["l4t"], row["jetpack"], row["libedgetpu"], row["os"]) == \
         ("4.9.140-tegra", "32.2.1", "4.2.1", "12.1", "Ubuntu 18.04.2 LTS")
     assert (row["usb_port_measured"], row["edgetpu_device"], row["usb_speed_planned"]) == ("2-1", "usb:0", 5000)

@@ -8,7 +8,7 @@ import pandas as pd
 
 from ..results import ModelInfo, ResultFilter, model_rows, results_frame
 from ..store.db import Store
-from . import edgetpu, interference, multitpu, plots, references, tables
+from . import cross_runtime, edgetpu, interference, multitpu, plots, references, tables
 
 
 @dataclass
@@ -48,6 +48,7 @@ CONTEXT = "Hosts and toolchains"
 SIDE_BY_SIDE = "Edge TPUs side by side"
 PLACEMENTS = "Multi-model cells"
 PIPELINES = "Pipelined segments"
+CROSS_RUNTIME = "Across runtimes"
 REFERENCES = "Published references"
 DISTURBED = "Disturbed and invalid results"
 
@@ -107,6 +108,11 @@ def build_report(store: Store, selection: ResultFilter, *, with_plots: bool = Tr
                     {"": speed}))
     else:
         report.notes.append("No Edge TPU speed-up: the results lack Edge TPU or CPU results of the same models.")
+    across = cross_runtime.cross_runtime(tables.newest_per_cell(frame))
+    if not across.empty:
+        add(Section(CROSS_RUNTIME, "One model, one board, each runtime (TFLite, ONNX Runtime, ...) at its fastest "
+                    "thread count; the same architecture in each runtime's format. vs_fastest: time over the "
+                    "fastest runtime's.", {"": across}))
     rate = tables.throughput(frame)
     if not rate.empty:
         add(Section(THROUGHPUT, "Operations per inference (multiply + add = 2) / median time.", {"": rate}))
