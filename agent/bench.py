@@ -12,7 +12,7 @@ import os
 import random
 import time
 
-from . import backends, conditions, contact, power
+from . import backends, conditions, contact, gpu_conditions, power
 from .backends.base import JobFailed, one_line
 from .result_builder import ResultBuilder, timing_document
 from .schema import validate_job
@@ -154,10 +154,13 @@ def _measure(job, result):
         init_ns = backend.load(job["model"]["path"])
         result.backend(backend.describe())
         backend.prepare_inputs(seed=random.Random(job["job_id"]).randint(0, 2 ** 31 - 1))
-        with conditions.PowerSampler(cpu_bound=job["delegate"] == "cpu") as sampler:
+        with conditions.PowerSampler(cpu_bound=job["delegate"] == "cpu") as sampler, \
+                gpu_conditions.GpuSampler() as gpu:
             timing = time_invokes(backend.invoker(), job["timing"], backend.invoke_errors)
-        result.conditions_during(sampler.summary(inferences=len(timing["samples_ns"]),
-                                                 seconds=timing["timed_seconds"]))
+        during = sampler.summary(inferences=len(timing["samples_ns"]), seconds=timing["timed_seconds"])
+        result.conditions_during(during)
+        result.gpu(gpu.summary(during))
+        result.gpu_timing(backend.gpu_timing(len(timing["samples_ns"])))
         result.timing(timing, init_ns)
     finally:
         backend.close()

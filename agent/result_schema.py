@@ -140,6 +140,28 @@ def _check_conditions(conditions, where):
             optional_finite(during, field, inside)
 
 
+def _check_gpu(gpu, where):
+    optional(gpu, "module", TEXT, where)
+    optional(gpu, "below_max", (bool,), where)
+    optional(gpu, "cuda_cores", (int,), where)
+    for field in ("clock_hz", "clock_min_hz", "max_clock_hz", "load_mean_pct", "rail_w", "peak_fp32_gflops",
+                  "peak_fp16_gflops"):
+        optional_finite(gpu, field, where)
+
+
+def _check_gpu_timing(timing, where):
+    optional(timing, "launch", TEXT, where)
+    for phase in ("h2d", "compute", "d2h"):
+        summary = optional(timing, phase, (dict,), where)
+        if summary is not None:
+            for field in ("median_ms", "mean_ms"):
+                optional_finite(summary, field, where + "." + phase)
+    engine = optional(timing, "engine", (dict,), where)
+    if engine is not None:
+        optional(engine, "cached", (bool,), where + ".engine")
+        optional_finite(engine, "build_ms", where + ".engine")
+
+
 # Each optional sub-document and its checker, in the order they are checked.
 SUBDOCUMENTS = (
     ("runtime", _check_runtime),
@@ -147,4 +169,6 @@ SUBDOCUMENTS = (
     ("power", _check_power),
     ("edgetpu", _check_edgetpu),
     ("conditions", _check_conditions),
+    ("gpu", _check_gpu),
+    ("gpu_timing", _check_gpu_timing),
 )

@@ -47,9 +47,9 @@ __all__ = [
 JOB_SCHEMA_VERSION = 1
 SCHEMA_VERSION = JOB_SCHEMA_VERSION
 
-DELEGATES = ("cpu", "edgetpu")
+DELEGATES = ("cpu", "edgetpu", "gpu")
 # What each inference backend (agent/backends) accepts as "delegate"; a job without "backend" means tflite.
-BACKEND_DELEGATES = {"tflite": ("cpu", "edgetpu")}
+BACKEND_DELEGATES = {"tflite": ("cpu", "edgetpu", "gpu"), "tensorrt": ("gpu",)}
 DEFAULT_BACKEND = "tflite"
 
 # Defaults follow TFLite's benchmark_model: warm up for at least one run and

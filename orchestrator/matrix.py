@@ -5,7 +5,7 @@ A matrix file holds named matrices::
     matrices:
       threads-sweep:
         models: [conv_stack-l1, family:dense_stack]   # names, sha256 prefixes, family:NAME or all
-        delegates: [cpu]                              # cpu, edgetpu
+        delegates: [cpu]                              # cpu, edgetpu, gpu
         threads: [1, 2, 4]                            # or "all": 1 .. CPUs online on each host
         hosts: [nano-1]                               # optional: host names
         tags: [lab-a]                                 # optional: hosts with any of these tags
@@ -310,6 +310,8 @@ def skip_reason(host_facts: dict[str, Any] | None, model: ModelRow, delegate: st
         return "model is compiled for the Edge TPU (edgetpu-custom-op) and cannot run on the CPU delegate"
     if delegate == "edgetpu" and not model.needs_edgetpu:
         return "model is not compiled for the Edge TPU: compile it with edgetpu_compiler first"
+    if delegate == "gpu" and not host_facts.get("gpu"):
+        return "host reports no GPU (no GPU devfreq node under its /sys), so the gpu delegate cannot run"
     cpus = int(host_facts.get("cpu_count") or 1)
     if threads > cpus:
         return f"host has {cpus} CPU(s) online, fewer than the {threads} threads asked for"

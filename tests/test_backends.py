@@ -114,16 +114,16 @@ def test_the_registry_finds_backends_by_name_and_agrees_with_the_job_schema(shar
     assert backends.get("tflite") is TfliteBackend
     for name in backends.BACKENDS:
         assert backends.get(name).delegates == BACKEND_DELEGATES[name]
-    with pytest.raises(JobFailed, match="this agent has no backend 'onnxruntime'; it has tflite") as failed:
-        backends.get("onnxruntime")
+    with pytest.raises(JobFailed, match="this agent has no backend 'nosuchruntime'; it has tensorrt, tflite") as failed:
+        backends.get("nosuchruntime")
     assert failed.value.kind == "infrastructure"
     assert backends.available()["tflite"] == {"name": "tflite_runtime", "version": tflite_runtime.__version__,
                                               "error": None}
     # A job names its backend or means tflite; an unknown one is refused before any runtime loads.
     assert validate_job({**job_for(shared_model), "backend": "tflite"})["backend"] == "tflite"
     assert "backend" not in job_for(shared_model)
-    with pytest.raises(SchemaError, match="job: field 'backend' must be one of tflite, got 'onnxruntime'"):
-        validate_job({**job_for(shared_model), "backend": "onnxruntime"})
+    with pytest.raises(SchemaError, match="job: field 'backend' must be one of tensorrt, tflite, got 'nosuchruntime'"):
+        validate_job({**job_for(shared_model), "backend": "nosuchruntime"})
     with pytest.raises(SchemaError, match="job: field 'backend' must be a string"):
         validate_job({**job_for(shared_model), "backend": ["tflite"]})
 

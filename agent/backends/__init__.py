@@ -17,6 +17,7 @@ DEFAULT_BACKEND = "tflite"
 # name -> (module in this package, class)
 BACKENDS = {
     "tflite": ("tflite", "TfliteBackend"),
+    "tensorrt": ("tensorrt", "TensorrtBackend"),
 }
 
 __all__ = ["BACKENDS", "DEFAULT_BACKEND", "Backend", "JobFailed", "LoadOptions", "available", "for_job", "get",

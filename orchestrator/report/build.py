@@ -8,7 +8,7 @@ import pandas as pd
 
 from ..results import ModelInfo, ResultFilter, model_rows, results_frame
 from ..store.db import Store
-from . import edgetpu, plots, tables
+from . import edgetpu, gpu, plots, tables
 
 
 @dataclass
@@ -45,6 +45,9 @@ CO_COMPILED = "Co-compiled groups"
 SEGMENTS = "Operators per segment"
 COMPILER_CHANGES = "What a compiler upgrade changed"
 CONTEXT = "Hosts and toolchains"
+GPU_PEAK = "GPU achieved vs peak"
+FP16 = "FP16 over FP32"
+CROSS_RUNTIME = "Across runtimes"
 
 
 def build_report(store: Store, selection: ResultFilter, *, with_plots: bool = True) -> Report:
@@ -79,6 +82,7 @@ def build_report(store: Store, selection: ResultFilter, *, with_plots: bool = Tr
     rate = tables.throughput(frame)
     if not rate.empty:
         add(Section(THROUGHPUT, "Operations per inference (multiply + add = 2) / median time.", {"": rate}))
+    _add_gpu_sections(report, frame)
     models = model_rows(store, frame["model_sha256"].dropna().unique().tolist())
     compiled = tables.compiler_report(frame, models)
     if not compiled.empty:
@@ -94,6 +98,25 @@ def build_report(store: Store, selection: ResultFilter, *, with_plots: bool = Tr
     if with_plots:
         report.plots = plots.latency_vs_layers(frame) + plots.thread_sweep_bars(frame)
     return report
+
+
+def _add_gpu_sections(report: Report, frame: pd.DataFrame) -> None:
+    add = report.sections.append
+    peak = gpu.achieved_vs_peak(frame)
+    if not peak.empty:
+        add(Section(GPU_PEAK, "Operations per inference / median time against the GPU's peak at the clock it ran "
+                    "at (CUDA cores x clock x 2, FP16 twice FP32; SEEDS §4): ideal ms is the time at that peak.",
+                    {"": peak}))
+        for row in peak[peak["below_max_clock"] == "yes"].itertuples():
+            report.notes.append(f"{row.model} on {row.host} ({row.gpu_runtime} {row.precision}) ran with the GPU "
+                                "below its maximum clock: its peak is the lower clock's.")
+    half = gpu.fp16_speedup(frame)
+    if not half.empty:
+        add(Section(FP16, "FP32 median / FP16 median of the same model, host, runtime and launch mode.", {"": half}))
+    cross = gpu.cross_runtime(frame)
+    if not cross.empty:
+        add(Section(CROSS_RUNTIME, "Median ms of one model on one host through each runtime, delegate and "
+                    "precision it ran with.", {"": cross}))
 
 
 def _add_edgetpu_sections(report: Report, store: Store, models: dict[str, ModelInfo]) -> None:
