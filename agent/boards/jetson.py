@@ -319,7 +319,19 @@ class Jetson(BoardFamily):
         return upper.endswith("_IN") or upper.startswith("VDD_IN")
 
     def gpu(self, inventory_board=None):
-        return jetson_gpu.describe(inventory_board)
+        found = jetson_gpu.describe(inventory_board)
+        if found is not None:
+            found["rail"], found["rail_mw"] = self._gpu_rail_now()
+        return found
+
+    def _gpu_rail_now(self):
+        """(rail, mW) of the INA3221 channel that feeds the GPU, read now; (None, None) without one."""
+        from ..conditions import read_rails  # conditions imports the board families: imported when asked
+
+        _, rails = find_rails()
+        for name, reading in read_rails([r for r in rails if jetson_gpu.is_gpu_rail(r[0])]).items():
+            return name, reading["mw"]
+        return None, None
 
     def is_gpu_rail(self, rail):
         return jetson_gpu.is_gpu_rail(rail)
