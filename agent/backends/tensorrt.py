@@ -70,9 +70,9 @@ class TensorrtBackend(Backend):
             launch = launch_mode(self.options.extra)
         except ValueError as exc:
             raise JobFailed("unsupported", str(exc), status="skipped")
-        if not model_path.endswith(".onnx"):
-            raise JobFailed("unsupported", "the tensorrt backend builds engines from ONNX models; {} is not one"
-                            .format(model_path), status="skipped")
+        if _is_tflite(model_path):
+            raise JobFailed("unsupported", "the tensorrt backend builds engines from ONNX models; {} is a TFLite "
+                            "flatbuffer".format(model_path), status="skipped")
         self.trt = trt = import_tensorrt()
         try:
             self.cuda = open_cuda()
@@ -156,6 +156,12 @@ class TensorrtBackend(Backend):
     def describe(self):
         return {"runtime": "tensorrt", "version": getattr(self.trt, "__version__", None), "delegate": "gpu",
                 "device": self._gpu_name(), "precision": self.precision}
+
+
+def _is_tflite(model_path):
+    """Whether a file is a TFLite flatbuffer ("TFL3" at byte 4): the agent stores models by sha, not by suffix."""
+    with open(model_path, "rb") as handle:
+        return handle.read(8)[4:8] == b"TFL3"
 
 
 def _onnx_inputs(model_path):
