@@ -9,7 +9,7 @@ import platform
 import socket
 import sys
 
-from . import __version__, boards
+from . import __version__, backends, boards
 from .runtime import describe_runtime
 from .sysfs import DEVICE_ROOT_ENV, device_root, parse_cpu_list, read_text, root_path
 
@@ -83,6 +83,8 @@ def gather():
             "executable": sys.executable,
         },
         "runtime": describe_runtime(),
+        # Every inference backend this agent has, with its runtime's version or what the host would need.
+        "backends": backends.available(),
         "os": os_release(),
         "kernel": kernel_release(),
         "l4t": l4t_release(),

@@ -98,8 +98,9 @@ def _check_runtime(runtime, where):
 
 def _check_backend(backend, where):
     require(backend, "runtime", TEXT, where)
-    for field in ("version", "delegate", "device", "precision"):
+    for field in ("version", "delegate", "device", "precision", "name", "accelerator", "provider"):
         optional(backend, field, TEXT, where)
+    optional(backend, "providers", (list,), where)
 
 
 def _check_power(power, where):

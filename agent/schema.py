@@ -23,10 +23,12 @@ from .schema_fields import SchemaError, optional, require
 
 __all__ = [
     "BACKEND_DELEGATES",
+    "BACKEND_FORMATS",
     "DELEGATES",
     "ERROR_KINDS",
     "JOB_SCHEMA_VERSION",
     "JOB_STATUSES",
+    "PRECISIONS",
     "READABLE_RESULT_VERSIONS",
     "RESULT_SCHEMA_VERSION",
     "SCHEMA_VERSION",
@@ -47,10 +49,18 @@ __all__ = [
 JOB_SCHEMA_VERSION = 1
 SCHEMA_VERSION = JOB_SCHEMA_VERSION
 
-DELEGATES = ("cpu", "edgetpu", "gpu")
 # What each inference backend (agent/backends) accepts as "delegate"; a job without "backend" means tflite.
-BACKEND_DELEGATES = {"tflite": ("cpu", "edgetpu", "gpu"), "tensorrt": ("gpu",)}
+# For onnxruntime the delegate is the execution provider: cpu, cuda (CUDAExecutionProvider), tensorrt.
+# tensorrt (the backend) and TFLite's GPU delegate run on a GPU: delegate "gpu".
+BACKEND_DELEGATES = {"tflite": ("cpu", "edgetpu", "gpu"), "onnxruntime": ("cpu", "cuda", "tensorrt"),
+                     "tensorrt": ("gpu",)}
 DEFAULT_BACKEND = "tflite"
+# Every delegate some backend takes, in a stable order (a matrix's `delegates` is checked against it).
+DELEGATES = tuple(dict.fromkeys(d for names in BACKEND_DELEGATES.values() for d in names))
+# The model file format each backend reads (the controller pairs models with backends by it).
+BACKEND_FORMATS = {"tflite": "tflite", "onnxruntime": "onnx", "tensorrt": "onnx"}
+# Precisions a matrix may ask for; a job without "precision" runs the model file's own types.
+PRECISIONS = ("fp32", "fp16", "int8")
 
 # Defaults follow TFLite's benchmark_model: warm up for at least one run and
 # half a second, then time at least 50 runs and one second, and stop starting
@@ -74,7 +84,7 @@ EDGETPU_KEYS = {"port": (str,), "expect_speed": (int,), "device": (str,), "ports
 
 
 def make_job(job_id, model_path, model_sha256, delegate="cpu", threads=1,
-             timing=None, options=None, power=None, edgetpu=None, backend=None):
+             timing=None, options=None, power=None, edgetpu=None, backend=None, precision=None):
     """Build a job document with defaults filled in, then validate it.
 
     ``power``: None to leave the board as it is, else a power mode spec such as
@@ -98,6 +108,8 @@ def make_job(job_id, model_path, model_sha256, delegate="cpu", threads=1,
         doc["timing"].update(timing)
     if backend is not None:
         doc["backend"] = backend
+    if precision is not None:
+        doc["precision"] = precision
     return validate_job(doc)
 
 
@@ -123,7 +135,11 @@ def validate_job(doc):
         raise SchemaError("job: field 'backend' must be one of {}, got {!r}".format(
             ", ".join(sorted(BACKEND_DELEGATES)), backend))
     delegates = BACKEND_DELEGATES[backend or DEFAULT_BACKEND]
-    optional(doc, "precision", (str,), where)  # None: the model file's own types; a backend refuses what it cannot run
+    # None: the model file's own types; a backend refuses what it cannot run.
+    precision = optional(doc, "precision", (str,), where)
+    if precision is not None and precision not in PRECISIONS:
+        raise SchemaError("job: field 'precision' must be one of {}, got {!r}".format(", ".join(PRECISIONS),
+                                                                                     precision))
     delegate = require(doc, "delegate", (str,), where)
     if delegate not in delegates:
         raise SchemaError("job: field 'delegate' must be one of {}, got {!r}".format(

@@ -27,7 +27,12 @@ class Runtime:
     name: str
     version: str
     requirements: tuple[str, ...]
-    module: str = "tflite_runtime.interpreter"  # what the agent imports: proof the install works
+    module: str = "tflite_runtime.interpreter"  # what the agent imports: proof the install works ("a, b": both)
+    extra: str = ""  # other runtimes installed beside it, in the venv's name
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}-{self.version}" + (f"-{self.extra}" if self.extra else "")
 
     @property
     def label(self) -> str:
@@ -37,6 +42,13 @@ class Runtime:
 TFLITE_2_11 = Runtime("tflite-runtime", "2.11.0", ("tflite-runtime==2.11.0", "numpy<1.22"))
 # tflite-runtime 2.14 crashes on numpy 2 although its metadata allows it.
 TFLITE_2_14 = Runtime("tflite-runtime", "2.14.0", ("tflite-runtime==2.14.0", "numpy<2"))
+# The same with ONNX Runtime beside it, for the onnxruntime backend: 1.14.1 is the last release with
+# CPython 3.7 wheels (it needs numpy >= 1.21.6, which numpy<1.22 leaves); 1.20.1 has 3.11 wheels and
+# runs on numpy 1.x. Their own venvs (the key names onnxruntime), so labs without it keep theirs.
+TFLITE_2_11_ORT = Runtime("tflite-runtime", "2.11.0", ("tflite-runtime==2.11.0", "numpy<1.22", "onnxruntime==1.14.1"),
+                          module="tflite_runtime.interpreter, onnxruntime", extra="onnxruntime-1.14.1")
+TFLITE_2_14_ORT = Runtime("tflite-runtime", "2.14.0", ("tflite-runtime==2.14.0", "numpy<2", "onnxruntime==1.20.1"),
+                          module="tflite_runtime.interpreter, onnxruntime", extra="onnxruntime-1.20.1")
 
 
 @dataclass(frozen=True)
@@ -105,7 +117,7 @@ BOARDS: dict[str, Board] = {board.name: board for board in (
     Board(
         name="jetson-nano",
         description="Jetson Nano, JetPack 4.6.1 (L4T R32.7.1), Python 3.7 installed by hand",
-        python="3.7", runtime=TFLITE_2_11,
+        python="3.7", runtime=TFLITE_2_11_ORT,
         os_release=_ubuntu("18.04.6 LTS", "Bionic Beaver"), kernel="4.9.253-tegra", cpus_online="0-3",
         memory_kib=4059356, model="NVIDIA Jetson Nano Developer Kit",
         compatible=("nvidia,p3450-0000", "nvidia,jetson-nano", "nvidia,tegra210"),
@@ -128,7 +140,7 @@ BOARDS: dict[str, Board] = {board.name: board for board in (
     Board(
         name="rpi3b+",
         description="Raspberry Pi 3 Model B+, Raspberry Pi OS bookworm 64-bit, USB 2.0 only",
-        python="3.11", runtime=TFLITE_2_14,
+        python="3.11", runtime=TFLITE_2_14_ORT,
         os_release=_debian_bookworm(), kernel="6.1.0-rpi7-rpi-v8", cpus_online="0-3", memory_kib=948304,
         model="Raspberry Pi 3 Model B Plus Rev 1.3", compatible=("raspberrypi,3-model-b-plus", "brcm,bcm2837"),
         governors=RPI_GOVERNORS, governor="ondemand", frequencies_khz=(600000, 1400000),
@@ -137,7 +149,7 @@ BOARDS: dict[str, Board] = {board.name: board for board in (
     Board(
         name="rpi4",
         description="Raspberry Pi 4 Model B, Raspberry Pi OS bookworm 64-bit",
-        python="3.11", runtime=TFLITE_2_14,
+        python="3.11", runtime=TFLITE_2_14_ORT,
         os_release=_debian_bookworm(), kernel="6.1.0-rpi7-rpi-v8", cpus_online="0-3", memory_kib=3884360,
         model="Raspberry Pi 4 Model B Rev 1.4", compatible=("raspberrypi,4-model-b", "brcm,bcm2711"),
         governors=RPI_GOVERNORS, governor="ondemand", frequencies_khz=(600000, 1000000, 1500000, 1800000),
@@ -146,7 +158,7 @@ BOARDS: dict[str, Board] = {board.name: board for board in (
     Board(
         name="devboard",
         description="Coral Dev Board, Mendel Linux 5 (Eagle), on-board PCIe Edge TPU",
-        python="3.7", runtime=TFLITE_2_11,
+        python="3.7", runtime=TFLITE_2_11_ORT,
         os_release={"PRETTY_NAME": "Mendel GNU/Linux 5 (Eagle)", "NAME": "Mendel GNU/Linux", "VERSION_ID": "5",
                     "VERSION": "5 (eagle)", "ID": "mendel", "ID_LIKE": "debian"},
         kernel="4.14.98-imx", cpus_online="0-3", memory_kib=1013264,
@@ -160,7 +172,7 @@ BOARDS: dict[str, Board] = {board.name: board for board in (
     Board(
         name="x86-usb",
         description="x86-64 PC, Ubuntu 22.04, two Coral USB Accelerators (one on USB 3, one behind a USB 2 hub)",
-        python="3.11", runtime=TFLITE_2_14,
+        python="3.11", runtime=TFLITE_2_14_ORT,
         os_release=_ubuntu("22.04.4 LTS", "Jammy Jellyfish"), kernel="5.15.0-105-generic", cpus_online="0-3",
         memory_kib=16303412, governors=("performance", "powersave"), governor="powersave",
         frequencies_khz=(800000, 3600000), thermal_zones=(("x86_pkg_temp", 45000),),

@@ -45,7 +45,7 @@ class PythonEnv:
     def key(self) -> str:
         if self.runtime is None:
             return f"py{self.version}-bare"
-        return f"py{self.version}-{self.runtime.name}-{self.runtime.version}"
+        return f"py{self.version}-{self.runtime.key}"
 
     @property
     def env_var(self) -> str:

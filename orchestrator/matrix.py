@@ -5,7 +5,9 @@ A matrix file holds named matrices::
     matrices:
       threads-sweep:
         models: [conv_stack-l1, family:dense_stack]   # names, sha256 prefixes, family:NAME or all
-        delegates: [cpu]                              # cpu, edgetpu, gpu
+        delegates: [cpu]                              # cpu, edgetpu, gpu; onnxruntime: cpu, cuda, tensorrt
+        backends: [tflite, onnxruntime]               # optional: each model runs under the backends of its format
+        precisions: [fp32, fp16, int8]                # optional: default the model file's own
         threads: [1, 2, 4]                            # or "all": 1 .. CPUs online on each host
         hosts: [nano-1]                               # optional: host names
         tags: [lab-a]                                 # optional: hosts with any of these tags
@@ -23,10 +25,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent.schema import DELEGATES, TIMING_DEFAULTS, TIMING_LIMIT
+from agent.backends.onnxruntime import PROVIDERS, precision_problem
+from agent.schema import (
+    BACKEND_DELEGATES,
+    BACKEND_FORMATS,
+    DEFAULT_BACKEND,
+    DELEGATES,
+    PRECISIONS,
+    TIMING_DEFAULTS,
+    TIMING_LIMIT,
+)
 
 from .errors import InputError
 from .inventory import Host
+from .models.formats import format_of_path, native_precision
 from .store.schema import ModelRow
 from .yamlfile import YamlDocument, load_yaml
 
@@ -40,6 +52,8 @@ REGRESSION_SETTINGS: dict[str, tuple[float, float, str]] = {
 MATRIX_FIELDS = {
     "models": "a list of model names, sha256 prefixes, family:NAME, or all",
     "delegates": "a list drawn from " + ", ".join(DELEGATES),
+    "backends": "a list drawn from " + ", ".join(BACKEND_DELEGATES),
+    "precisions": "a list drawn from " + ", ".join(PRECISIONS),
     "threads": "a list of positive integers, or all",
     "hosts": "a list of host names",
     "tags": "a list of host tags",
@@ -67,6 +81,8 @@ class MatrixSpec:
     usb_ports: tuple[str, ...] | None = ()  # (): any Edge TPU; None: every port with one
     regression: dict[str, float] = field(default_factory=dict)  # nightly verdict settings, see REGRESSION_SETTINGS
     models_at: tuple[str, int | None] | None = None  # (file, line) of `models`, for errors naming a model
+    backends: tuple[str, ...] | None = None  # None: each model under the default backend of its format
+    precisions: tuple[str, ...] | None = None  # None: each model at its file's own precision
 
 
 @dataclass(frozen=True)
@@ -79,11 +95,21 @@ class Cell:
     usb_port: str | None = None
     usb_speed: int | None = None
     skip_reason: str | None = None
+    backend: str = DEFAULT_BACKEND
+    precision: str | None = None  # asked for by the matrix; None: the model file's own
 
     @property
     def key(self) -> str:
+        # TFLite cells at the file's precision keep the key they had before backends, so old runs resume.
+        extra = ([f"b{self.backend}"] if self.backend != DEFAULT_BACKEND else []) + \
+            ([f"q{self.precision}"] if self.precision else [])
         return "|".join([self.host.name, self.model.sha256[:16], self.delegate, f"t{self.threads}",
-                         f"p{self.power_mode or '-'}", f"u{self.usb_port or '-'}"])
+                         f"p{self.power_mode or '-'}", f"u{self.usb_port or '-'}", *extra])
+
+    @property
+    def runs_at(self) -> str:
+        """The precision the cell runs at: the one asked for, else the model file's own."""
+        return self.precision or model_precision(self.model)
 
 
 def all_matrix() -> MatrixSpec:
@@ -130,6 +156,8 @@ def parse_matrix(doc: YamlDocument, name: str) -> MatrixSpec:
         models_at=(doc.path, doc.line(where + ("models",))) if "models" in entry else None,
         models=_strings(doc, where, entry, "models") or ("all",),
         delegates=_delegates(doc, where, entry),
+        backends=_choices(doc, where, entry, "backends", tuple(BACKEND_DELEGATES)),
+        precisions=_choices(doc, where, entry, "precisions", PRECISIONS),
         threads=_threads(doc, where, entry),
         hosts=_strings(doc, where, entry, "hosts"),
         tags=_strings(doc, where, entry, "tags"),
@@ -164,6 +192,15 @@ def _delegates(doc: YamlDocument, where: tuple, entry: dict) -> tuple[str, ...] 
             raise doc.error(where + ("delegates",), f"unknown delegate '{value}'", field="delegates",
                             expected=MATRIX_FIELDS["delegates"])
     return values or None
+
+
+def _choices(doc: YamlDocument, where: tuple, entry: dict, key: str, allowed: tuple[str, ...]
+             ) -> tuple[str, ...] | None:
+    values = _strings(doc, where, entry, key)
+    for value in values:
+        if value not in allowed:
+            raise doc.error(where + (key,), f"unknown {key[:-1]} '{value}'", field=key, expected=MATRIX_FIELDS[key])
+    return tuple(dict.fromkeys(values)) or None
 
 
 def _threads(doc: YamlDocument, where: tuple, entry: dict) -> tuple[int, ...] | None:
@@ -218,24 +255,46 @@ def expand(spec: MatrixSpec, hosts: list[Host], models: list[ModelRow],
         host_facts = facts.get(host.name)
         for mode in _modes_for(spec, host):
             for model in sorted(models, key=lambda m: (m.family, m.name, m.sha256)):
-                for delegate in _delegates_for(spec, model):
-                    ports = _ports_for(spec, host, host_facts) if delegate == "edgetpu" else [None]
-                    for port in ports:
-                        for threads in _threads_for(spec, host_facts):
-                            cells.append(_cell(host, host_facts, model, delegate, threads, mode, port))
+                for backend in _backends_for(spec, model):
+                    for delegate in _delegates_for(spec, model, backend):
+                        ports = _ports_for(spec, host, host_facts) if delegate == "edgetpu" else [None]
+                        for precision in spec.precisions or (None,):
+                            for port in ports:
+                                for threads in _threads_for(spec, host_facts):
+                                    cells.append(_cell(host, host_facts, model, delegate, threads, mode, port,
+                                                       backend, precision))
     return cells
 
 
+def model_format(model: ModelRow) -> str:
+    return format_of_path(model.path)
+
+
+def model_precision(model: ModelRow) -> str:
+    return native_precision(model_format(model), list(model.inputs or []))
+
+
+def _backends_for(spec: MatrixSpec, model: ModelRow) -> tuple[str, ...]:
+    """The backends that read this model's format: a .tflite model has no onnxruntime cell, nor the reverse."""
+    kind = model_format(model)
+    if spec.backends is None:
+        return tuple(name for name in BACKEND_FORMATS if BACKEND_FORMATS[name] == kind)[:1]
+    return tuple(name for name in spec.backends if BACKEND_FORMATS.get(name) == kind)
+
+
 def _cell(host: Host, host_facts: dict[str, Any] | None, model: ModelRow, delegate: str, threads: int,
-          mode: str | None, port: str | None) -> Cell:
+          mode: str | None, port: str | None, backend: str = DEFAULT_BACKEND, precision: str | None = None) -> Cell:
     tpu = find_tpu(host, host_facts, port) if delegate == "edgetpu" else None
-    reason = skip_reason(host_facts, model, delegate, threads)
+    if backend == DEFAULT_BACKEND:
+        reason = skip_reason(host_facts, model, delegate, threads) or tflite_precision_reason(model, precision)
+    else:
+        reason = backend_skip_reason(host_facts, model, backend, delegate, threads, precision)
     if reason is None and mode is not None and mode not in host.power_modes:
         declared = ", ".join(host.power_modes) or "none"
         reason = f"host declares no power mode '{mode}' (it has: {declared})"
     if reason is None and delegate == "edgetpu":
         reason = edgetpu_skip_reason(host_facts, port, tpu)
-    return Cell(host, model, delegate, threads, mode, port, (tpu or {}).get("speed"), reason)
+    return Cell(host, model, delegate, threads, mode, port, (tpu or {}).get("speed"), reason, backend, precision)
 
 
 def _modes_for(spec: MatrixSpec, host: Host) -> list[str | None]:
@@ -286,10 +345,13 @@ def edgetpu_skip_reason(host_facts: dict[str, Any] | None, port: str | None,
     return None
 
 
-def _delegates_for(spec: MatrixSpec, model: ModelRow) -> tuple[str, ...]:
+def _delegates_for(spec: MatrixSpec, model: ModelRow, backend: str = DEFAULT_BACKEND) -> tuple[str, ...]:
+    """The matrix's delegates this backend takes (the CPU when the matrix names none, or the Edge TPU a
+    compiled model needs); a delegate the backend has not got is no cell of it."""
+    takes = BACKEND_DELEGATES.get(backend, ())
     if spec.delegates is None:
-        return ("edgetpu",) if model.needs_edgetpu else ("cpu",)
-    return spec.delegates
+        return ("edgetpu",) if model.needs_edgetpu and backend == DEFAULT_BACKEND else ("cpu",)
+    return tuple(d for d in spec.delegates if d in takes)
 
 
 def _threads_for(spec: MatrixSpec, host_facts: dict[str, Any] | None) -> tuple[int, ...]:
@@ -312,6 +374,42 @@ def skip_reason(host_facts: dict[str, Any] | None, model: ModelRow, delegate: st
         return "model is not compiled for the Edge TPU: compile it with edgetpu_compiler first"
     if delegate == "gpu" and not host_facts.get("gpu"):
         return "host reports no GPU (no GPU devfreq node under its /sys), so the gpu delegate cannot run"
+    cpus = int(host_facts.get("cpu_count") or 1)
+    if threads > cpus:
+        return f"host has {cpus} CPU(s) online, fewer than the {threads} threads asked for"
+    return None
+
+
+def tflite_precision_reason(model: ModelRow, precision: str | None) -> str | None:
+    native = model_precision(model)
+    if precision is None or precision == native:
+        return None
+    return (f"the tflite backend runs the model file's own types ({native}); it cannot run {model.name} at "
+            f"{precision}: build or add a {precision} model")
+
+
+def backend_skip_reason(host_facts: dict[str, Any] | None, model: ModelRow, backend: str, delegate: str,
+                        threads: int, precision: str | None) -> str | None:
+    """Why a host cannot run a cell of a backend other than TFLite, from the backends its agent reported."""
+    if host_facts is None:
+        return None
+    described = (host_facts.get("backends") or {}).get(backend)
+    if described is None:
+        if "backends" in host_facts:
+            return f"this host's agent has no {backend} backend"
+        return None  # an agent from before backends were reported: the job itself says
+    if not described.get("name"):
+        return str(described.get("error") or f"{backend} is not installed on this host")
+    if backend == "onnxruntime":
+        provider = PROVIDERS[delegate][0]
+        present = described.get("providers") or []
+        if provider not in present:
+            return (f"onnxruntime {described.get('version')} on this host has no {provider} (it has "
+                    f"{', '.join(present) or 'none'}): delegate {delegate} needs onnxruntime-gpu"
+                    + (" with TensorRT" if delegate == "tensorrt" else ""))
+        problem = precision_problem(delegate, precision, model_precision(model))
+        if problem:
+            return problem
     cpus = int(host_facts.get("cpu_count") or 1)
     if threads > cpus:
         return f"host has {cpus} CPU(s) online, fewer than the {threads} threads asked for"

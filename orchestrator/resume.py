@@ -105,7 +105,9 @@ def resume(runner: Runner, run_id: int, hosts: list[Host]) -> RunOutcome:
                                     reason=link.error)
                 outcome.unreachable[link.host.name] = link.error
                 continue
-            label = Cell(link.host, model, job.delegate, job.threads, job.power_mode, job.usb_port, job.usb_speed)
+            backend = job.backend or "tflite"
+            label = Cell(link.host, model, job.delegate, job.threads, job.power_mode, job.usb_port, job.usb_speed,
+                         backend=backend, precision=None if backend == "tflite" else job.precision)
             # No document: the controller died between storing the jobs and their documents, so none was
             # ever sent; the planner makes it again from the job's cell, power mode and USB port included.
             document = job.job_doc or runner._job_document(run_id, job.id, label, link, job.timing)

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from agent.schema import TIMING_DEFAULTS, make_job
+from agent.schema import DEFAULT_BACKEND, TIMING_DEFAULTS, make_job
 
 from . import spool_keys
 from .agent_client import AgentSession
@@ -272,6 +272,7 @@ class Runner:
             rows.append({"host_id": link.host_id, "model_id": cell.model.id, "cell_key": cell.key,
                          "delegate": cell.delegate, "threads": cell.threads, "power_mode": cell.power_mode,
                          "usb_port": cell.usb_port, "usb_speed": cell.usb_speed, "timing": timing,
+                         "backend": cell.backend, "precision": cell.runs_at,
                          "status": status, "reason": reason, "error_kind": kind, "failure": failure})
         assert self.writer is not None
         with self._store_lock:
@@ -304,7 +305,10 @@ class Runner:
                       timing: dict[str, Any]) -> dict[str, Any]:
         remote = f"{link.host.workdir}/models/{cell.model.sha256}.tflite"  # where upload_model puts it
         return make_job(spool_keys.job_name(self.store.url, run_id, job_id), remote, cell.model.sha256, cell.delegate, cell.threads,
-                        timing=timing, power=power_request(cell), edgetpu=edgetpu_request(cell))
+                        timing=timing, power=power_request(cell), edgetpu=edgetpu_request(cell),
+                        # TFLite jobs stay what agents before the backends read; TFLite has no precision to set.
+                        backend=None if cell.backend == DEFAULT_BACKEND else cell.backend,
+                        precision=None if cell.backend == DEFAULT_BACKEND else cell.precision)
 
     def _lane(self, lane: Lane, jobs: list[LaneJob], outcome: RunOutcome) -> None:
         try:

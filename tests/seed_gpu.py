@@ -67,6 +67,7 @@ def load_seed_gpu(store: Store, clock_min_hz: dict[str, int] | None = None) -> i
             hosts[board] = records.upsert_host(store, Host(name=board.replace("jetson-", ""), transport="ssh",
                                                            address="192.0.2.40", board=board))
         jobs.append({"host_id": hosts[board], "model_id": model.id, "delegate": "gpu", "threads": 1,
+                     "backend": runtime, "precision": precision,
                      "cell_key": f"{board}|googlenet|{runtime}|{precision}", "timing": {}})
     for job_id, ((board, runtime, precision), ms) in zip(records.add_jobs(store, run_id, jobs), cells, strict=True):
         spec = spec_for(board)

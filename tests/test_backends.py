@@ -28,12 +28,12 @@ EDGETPU_TWIN = SHARED_MODELS / "mobilenet_v1_0.25_128_quant_edgetpu.tflite"
 def python37_tflite() -> str:
     """The lab's Python 3.7 with tflite-runtime 2.11 (the Dev Board's and JetPack 4's), built as a lab builds it."""
     from farm_lab.account import lab_account
-    from farm_lab.boards import TFLITE_2_11
+    from farm_lab.boards import TFLITE_2_11_ORT
     from farm_lab.pythons import PythonEnv, default_cache_dir, prepare
 
     account = lab_account()
     try:
-        return str(prepare(PythonEnv("3.7", TFLITE_2_11), default_cache_dir(account), account, say=print))
+        return str(prepare(PythonEnv("3.7", TFLITE_2_11_ORT), default_cache_dir(account), account, say=print))
     except FarmError as exc:
         missing_service(f"no Python 3.7 with tflite-runtime 2.11 for the lab: {exc}")
         raise
@@ -57,7 +57,8 @@ def test_tflite_backend_loads_feeds_invokes_and_says_what_ran(shared_model: Path
     scores = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
     assert scores.shape == (1, 1001) and scores.any()
     assert backend.describe() == {"runtime": "tflite_runtime", "version": tflite_runtime.__version__,
-                                  "delegate": "cpu", "device": "cpu", "precision": None}
+                                  "delegate": "cpu", "device": "cpu", "precision": None, "name": "tflite",
+                                  "accelerator": "cpu"}
     backend.close()
     assert backend.interpreter is None
 
@@ -114,16 +115,16 @@ def test_the_registry_finds_backends_by_name_and_agrees_with_the_job_schema(shar
     assert backends.get("tflite") is TfliteBackend
     for name in backends.BACKENDS:
         assert backends.get(name).delegates == BACKEND_DELEGATES[name]
-    with pytest.raises(JobFailed, match="this agent has no backend 'nosuchruntime'; it has tensorrt, tflite") as failed:
-        backends.get("nosuchruntime")
+    with pytest.raises(JobFailed, match="this agent has no backend 'nosuch'; it has onnxruntime, tensorrt, tflite") as failed:
+        backends.get("nosuch")
     assert failed.value.kind == "infrastructure"
     assert backends.available()["tflite"] == {"name": "tflite_runtime", "version": tflite_runtime.__version__,
                                               "error": None}
     # A job names its backend or means tflite; an unknown one is refused before any runtime loads.
     assert validate_job({**job_for(shared_model), "backend": "tflite"})["backend"] == "tflite"
     assert "backend" not in job_for(shared_model)
-    with pytest.raises(SchemaError, match="job: field 'backend' must be one of tensorrt, tflite, got 'nosuchruntime'"):
-        validate_job({**job_for(shared_model), "backend": "nosuchruntime"})
+    with pytest.raises(SchemaError, match="job: field 'backend' must be one of onnxruntime, tensorrt, tflite, got 'nosuch'"):
+        validate_job({**job_for(shared_model), "backend": "nosuch"})
     with pytest.raises(SchemaError, match="job: field 'backend' must be a string"):
         validate_job({**job_for(shared_model), "backend": ["tflite"]})
 
@@ -152,7 +153,7 @@ def test_the_job_path_runs_its_backend_under_python_37_with_tflite_runtime_2_11(
     result = validate_result(run_zipapp(python37_tflite, tmp_path, job_for(shared_model, threads=2)))
     assert result["status"] == "succeeded", result.get("error")
     assert result["backend"] == {"runtime": "tflite_runtime", "version": "2.11.0", "delegate": "cpu",
-                                 "device": "cpu", "precision": None}
+                                 "device": "cpu", "precision": None, "name": "tflite", "accelerator": "cpu"}
     assert len(result["timing"]["samples_ns"]) >= 5
 
 

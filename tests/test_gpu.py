@@ -195,7 +195,7 @@ def test_tensorrt_is_exercised_up_to_its_import_and_skipped_with_what_the_host_n
         assert "tensorrt is not importable on this host" in result["error"]["message"]
         assert "python3-libnvinfer" in result["error"]["message"] and "cuda-python or pycuda" in result["error"]["message"]
     refused = run_job({**_job(model, backend="tensorrt", delegate="gpu"), "precision": "int4"})
-    assert refused["status"] == "skipped" and "fp32, fp16, int8" in refused["error"]["message"]
+    assert refused["status"] == "failed" and "'precision' must be one of fp32, fp16, int8" in refused["error"]["message"]
     eager = run_job(_job(model, backend="tensorrt", delegate="gpu", options={"gpu_launch": "eager"}))
     assert eager["status"] == "skipped" and "gpu_launch" in eager["error"]["message"]
     tflite = run_job(_job(SHARED_MODELS / "mobilenet_v1_0.25_128_quant.tflite", backend="tensorrt", delegate="gpu"))

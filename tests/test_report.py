@@ -224,9 +224,9 @@ V_RESULTS_COLUMNS = [
     "source_model_sha256", "compiler_version", "delegate", "threads", "power_mode", "power_mode_measured", "usb_port",
     "usb_speed_planned", "usb_speed_measured", "throttled", "avg_power_w", "energy_mj", "runtime", "runtime_version",
     "python", "os", "kernel", "l4t", "jetpack", "libedgetpu", "agent_version", "cpu_count", "usb_port_measured",
-    "edgetpu_device", "temp_before_c", "temp_after_c", "gpu_module", "gpu_cuda_cores", "gpu_clock_hz",
-    "gpu_clock_min_hz", "gpu_max_clock_hz", "gpu_load_pct", "gpu_rail_w", "gpu_runtime", "gpu_precision", "gpu_launch",
-    "h2d_ms", "gpu_compute_ms", "d2h_ms", "engine_build_ms", "samples", "mean_ms", "median_ms", "p90_ms", "p99_ms",
+    "edgetpu_device", "temp_before_c", "temp_after_c", "accelerator", "provider", "gpu_module", "gpu_cuda_cores",
+    "gpu_clock_hz", "gpu_clock_min_hz", "gpu_max_clock_hz", "gpu_load_pct", "gpu_rail_w", "gpu_launch", "h2d_ms",
+    "gpu_compute_ms", "d2h_ms", "engine_build_ms", "backend", "precision", "samples", "mean_ms", "median_ms", "p90_ms", "p99_ms",
     "min_ms", "max_ms", "std_ms", "init_ms", "first_inference_ms", "warmup_runs", "gops", "facts_id",
 ]
 

@@ -45,8 +45,8 @@ def test_the_board_families_know_the_seeds_peaks() -> None:
 
 def test_seeds_s4_ideal_times_and_measured_over_ideal(report) -> None:  # type: ignore[no-untyped-def]
     peak = report.table(GPU_PEAK)
-    tx1 = _row(peak, host="tx1", gpu_runtime="tensorrt", precision="fp32")
-    tx2 = _row(peak, host="tx2", gpu_runtime="tensorrt", precision="fp32")
+    tx1 = _row(peak, host="tx1", backend="tensorrt", precision="fp32")
+    tx2 = _row(peak, host="tx2", backend="tensorrt", precision="fp32")
     assert round(tx1["ideal_ms"]) == 4 and round(tx2["ideal_ms"]) == 3  # "ideal 4 ms", "ideal 3 ms"
     assert tx2["peak_gflops"] == pytest.approx(665.6)
     assert tx1["clock_mhz"] == pytest.approx(998.4) and tx1["below_max_clock"] == "no"
@@ -54,7 +54,7 @@ def test_seeds_s4_ideal_times_and_measured_over_ideal(report) -> None:  # type: 
         assert 2.8 <= row["measured_vs_ideal"] <= 3.2
         assert row["share_of_peak"] == pytest.approx(1 / row["measured_vs_ideal"])
         assert row["achieved_gflops"] == pytest.approx(GOOGLENET_OPS / (row["median_ms"] * 1e6))
-    fp16 = _row(peak, host="tx1", gpu_runtime="tensorrt", precision="fp16")
+    fp16 = _row(peak, host="tx1", backend="tensorrt", precision="fp16")
     # FP16's peak is twice FP32's, so its ideal time is half, and 1.9x faster is a bit further from it.
     assert fp16["peak_gflops"] == pytest.approx(2 * tx1["peak_gflops"])
     assert fp16["ideal_ms"] == pytest.approx(tx1["ideal_ms"] / 2)
@@ -65,13 +65,13 @@ def test_seeds_s4_ideal_times_and_measured_over_ideal(report) -> None:  # type: 
 def test_fp16_speedup_and_runtimes_side_by_side(report) -> None:  # type: ignore[no-untyped-def]
     half = report.table(FP16)
     for host in ("tx1", "tx2"):
-        assert _row(half, host=host, gpu_runtime="tensorrt")["fp16_speedup"] == pytest.approx(1.9)
+        assert _row(half, host=host, backend="tensorrt")["fp16_speedup"] == pytest.approx(1.9)
     cross = report.table(CROSS_RUNTIME)
-    tx1, tx2 = _row(cross, host="tx1"), _row(cross, host="tx2")
+    median = {(row.host, row.runtime, row.precision): row.median_ms for row in cross.itertuples()}
     # "TensorRT is 3-4x faster than Caffe", "TX2 is ~1.3x TX1".
-    assert 3 <= tx1["caffe gpu fp32 ms"] / tx1["tensorrt gpu fp32 ms"] <= 4
-    assert tx1["tensorrt gpu fp32 ms"] / tx2["tensorrt gpu fp32 ms"] == pytest.approx(1.3)
-
+    assert 3 <= median[("tx1", "caffe GPU", "fp32")] / median[("tx1", "TensorRT GPU", "fp32")] <= 4
+    assert median[("tx1", "TensorRT GPU", "fp32")] / median[("tx2", "TensorRT GPU", "fp32")] == pytest.approx(1.3)
+    assert median[("tx1", "TensorRT GPU", "fp16")] < median[("tx1", "TensorRT GPU", "fp32")]
 
 def test_gpu_columns_read_alike_and_a_slowed_gpu_is_flagged(db_url: str) -> None:
     store = open_store(db_url)
@@ -79,7 +79,7 @@ def test_gpu_columns_read_alike_and_a_slowed_gpu_is_flagged(db_url: str) -> None
         load_seed_gpu(store, clock_min_hz={"jetson-tx2": 1_100_000_000})
         frame = results_frame(store)
         tx2 = frame[frame["host"] == "tx2"]
-        assert set(tx2["gpu_precision"]) == {"fp32", "fp16"} and set(tx2["gpu_runtime"]) == {"tensorrt", "caffe"}
+        assert set(tx2["precision"]) == {"fp32", "fp16"} and set(tx2["backend"]) == {"tensorrt", "caffe"}
         assert (tx2["gpu_cuda_cores"] == 256).all() and (tx2["gpu_clock_min_hz"] == 1.1e9).all()
         assert set(frame["gpu_launch"]) == {"async", "sync"}
         report = build_report(store, Selection(), with_plots=False)

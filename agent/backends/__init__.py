@@ -17,6 +17,7 @@ DEFAULT_BACKEND = "tflite"
 # name -> (module in this package, class)
 BACKENDS = {
     "tflite": ("tflite", "TfliteBackend"),
+    "onnxruntime": ("onnxruntime", "OnnxruntimeBackend"),
     "tensorrt": ("tensorrt", "TensorrtBackend"),
 }
 

@@ -97,7 +97,8 @@ class TfliteBackend(Backend):
             device = "cpu"
         # TFLite runs each tensor in the type the model file gives it: there is no precision to choose.
         return {"runtime": name, "version": version, "delegate": self.options.delegate,
-                "device": device, "precision": None}
+                "device": device, "precision": None, "name": self.name,
+                "accelerator": "edgetpu" if self.options.delegate == "edgetpu" else "cpu"}
 
     def close(self):
         self.interpreter = None

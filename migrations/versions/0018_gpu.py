@@ -2,14 +2,13 @@
 
 Lifted from the result document (no new table columns): the ``gpu`` sub-document (module, CUDA
 cores, mean and lowest sampled clock, maximum clock, load, GPU rail power), ``gpu_timing``
-(launch mode, median host-to-device / compute / device-to-host copy times, engine build time)
-and the backend's runtime and precision as ``gpu_runtime``/``gpu_precision`` (the generic
-``backend``/``precision`` columns are another migration's). Whether a result ran below the GPU's
+(launch mode, median host-to-device / compute / device-to-host copy times, engine build time);
+the backend and precision are 0017's columns. Whether a result ran below the GPU's
 maximum clock is ``gpu_clock_min_hz < gpu_max_clock_hz``: JSON booleans do not cast alike on
 both dialects, so the flag is derived from the numbers.
 
 Revision ID: 0018
-Revises: 0012
+Revises: 0017
 Create Date: 2026-12-02 01:30:00
 """
 import importlib
@@ -17,11 +16,12 @@ import importlib
 from alembic import op
 
 revision = "0018"
-down_revision = "0012"
+down_revision = "0017"
 branch_labels = None
 depends_on = None
 
-prev = importlib.import_module("migrations.versions.0009_v_results_context")
+prev = importlib.import_module("migrations.versions.0017_backends")
+view = importlib.import_module("migrations.versions.0009_v_results_context")
 
 JSON_COLUMNS = {
     **prev.JSON_COLUMNS,
@@ -32,8 +32,6 @@ JSON_COLUMNS = {
     "gpu_max_clock_hz": ("res.detail", ("gpu", "max_clock_hz"), "float"),
     "gpu_load_pct": ("res.detail", ("gpu", "load_mean_pct"), "float"),
     "gpu_rail_w": ("res.detail", ("gpu", "rail_w"), "float"),
-    "gpu_runtime": ("res.detail", ("backend", "runtime"), "text"),
-    "gpu_precision": ("res.detail", ("backend", "precision"), "text"),
     "gpu_launch": ("res.detail", ("gpu_timing", "launch"), "text"),
     "h2d_ms": ("res.detail", ("gpu_timing", "h2d", "median_ms"), "float"),
     "gpu_compute_ms": ("res.detail", ("gpu_timing", "compute", "median_ms"), "float"),
@@ -45,9 +43,9 @@ EXTRA_SELECTS = tuple(getattr(prev, "EXTRA_SELECTS", ()))
 
 def upgrade() -> None:
     op.execute("DROP VIEW v_results")
-    op.execute(prev.view_sql(op.get_bind().dialect.name, JSON_COLUMNS, EXTRA_SELECTS))
+    op.execute(view.view_sql(op.get_bind().dialect.name, JSON_COLUMNS, EXTRA_SELECTS))
 
 
 def downgrade() -> None:
     op.execute("DROP VIEW v_results")
-    op.execute(prev.view_sql(op.get_bind().dialect.name, prev.JSON_COLUMNS, getattr(prev, "EXTRA_SELECTS", ())))
+    op.execute(view.view_sql(op.get_bind().dialect.name, prev.JSON_COLUMNS, getattr(prev, "EXTRA_SELECTS", ())))

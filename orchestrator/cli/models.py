@@ -75,8 +75,8 @@ def _edgetpu_cell(row: Any) -> str:
 
 @models_app.command("build")
 def models_build(
-    family: Annotated[str, typer.Option("--family", help="conv_stack, dense_stack, mobilenet_v1, mobilenet_v2 "
-                                        "or ssd_mobilenet_v1")],
+    family: Annotated[str, typer.Option("--family", help="conv_stack, dense_stack, googlenet, mobilenet_v1, "
+                                        "mobilenet_v2 or ssd_mobilenet_v1")],
     layers: Annotated[str | None, typer.Option("--layers", help="Stacks: layer counts, comma separated, "
                                                "e.g. 10,75,300 \\[default: 1]")] = None,
     size: Annotated[str | None, typer.Option("--size", help="Stacks: internal height and width; architectures: "
@@ -85,12 +85,16 @@ def models_build(
     kernel: Annotated[int | None, typer.Option("--kernel", help="conv_stack: kernel size")] = None,
     filters: Annotated[int | None, typer.Option("--filters", help="conv_stack: filters per layer")] = None,
     units: Annotated[int | None, typer.Option("--units", help="dense_stack: units per layer")] = None,
+    formats: Annotated[str | None, typer.Option(
+        "--format", help="tflite (int8), onnx (fp32, for onnxruntime and TensorRT) or all, comma separated "
+                         "\\[default: tflite; googlenet: onnx,tflite]")] = None,
     db: DbOption = None,
 ) -> None:
-    """Generate int8 models (SEEDS §2 stacks, MobileNet v1/v2, SSD MobileNet) and register them.
+    """Generate models (SEEDS §2 stacks, GoogLeNet, MobileNet v1/v2, SSD MobileNet) and register them.
 
     Example: farm models build --family mobilenet_v2
-             farm models build --family conv_stack --layers 10,75,300
+             farm models build --family conv_stack --layers 10,75,300 --format all
+             farm models build --family googlenet
     """
     from ..models import registry
 
@@ -110,9 +114,14 @@ def models_build(
         if len(sizes) != 1:
             raise FarmError(f"--size takes one value for {family}, not '{size}'")
         overrides["size"] = sizes[0]
+    kinds = None
+    if formats:
+        kinds = known[family].available if formats == "all" else tuple(f.strip() for f in formats.split(",") if f.strip())
+        for kind in kinds:
+            known[family].builder(kind)  # an unknown format fails here, naming what the family has
     store = _open(db)
     try:
-        for row, created in registry.build(store, family, values, **overrides):
+        for row, created in registry.build(store, family, values, kinds, **overrides):
             gop = f"{row.ops_per_inference / 1e9:.3f} GOP" if row.ops_per_inference is not None else "? GOP"
             console.print(f"{'built' if created else 'already registered'}: {row.name} ({row.sha256[:16]}, "
                           f"{row.size_bytes:,} bytes, {gop} per inference)")
@@ -132,14 +141,14 @@ def _numbers(option: str, text: str) -> list[int]:
 
 @models_app.command("add")
 def models_add(
-    path: Annotated[Path, typer.Argument(help="A .tflite file")],
+    path: Annotated[Path, typer.Argument(help="A .tflite or .onnx file")],
     name: Annotated[str | None, typer.Option("--name", help="Name to register it under \\[default: file stem]")] = None,
     source: Annotated[str | None, typer.Option(
         "--source", help="For a compiled (_edgetpu) file: the model it was compiled from, a registered name or a "
                          ".tflite file \\[default: the registered model its name points at]")] = None,
     db: DbOption = None,
 ) -> None:
-    """Register your own .tflite file. An Edge TPU file (Coral's <name>_edgetpu.tflite) links to its source
+    """Register your own .tflite or .onnx file (an .onnx one runs under the onnxruntime backend). An Edge TPU file (Coral's <name>_edgetpu.tflite) links to its source
     model, so it carries the source's operations per inference; a source links its twins added before it.
 
     Example: farm models add ./mobilenet_v2_1.0_224_quant.tflite --name mobilenet_v2

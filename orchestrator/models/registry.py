@@ -23,7 +23,8 @@ from ..bounded_read import read_model_file
 from ..errors import FarmError, InputError
 from ..store.db import Store, data_dir
 from ..store.schema import ModelRow
-from .inspect import ModelFormatError, inspect_model
+from .formats import SUFFIXES, count_any, inspect_any
+from .inspect import ModelFormatError
 
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,199}\Z")  # \Z: "$" allows a trailing newline
 
@@ -38,17 +39,35 @@ class Family:
     defaults: dict[str, Any]
     values: tuple[int, ...] = (1,)  # the sweep values `farm models build` uses when given none
     about: str = ""
+    # The same architecture as ONNX (float32, for ONNX Runtime and TensorRT), where the family has one.
+    build_onnx: Callable[..., bytes] | None = None
+    formats: tuple[str, ...] = ("tflite",)  # what `farm models build` writes without --format
+
+    def builder(self, kind: str) -> Callable[..., bytes]:
+        found = self.build if kind == "tflite" else self.build_onnx if kind == "onnx" else None
+        if found is None:
+            raise FarmError(f"the {self.name} family has no {kind} build (it has: {', '.join(self.available)})")
+        return found
+
+    @property
+    def available(self) -> tuple[str, ...]:
+        return ("tflite",) + (("onnx",) if self.build_onnx is not None else ())
 
 
 def families() -> dict[str, Family]:
-    from . import architectures, synthetic  # numpy-heavy; only needed when building
+    from . import architectures, googlenet, onnx_families, synthetic  # numpy-heavy; only needed when building
 
     return {
         "conv_stack": Family("conv_stack", synthetic.build_conv_stack, "layers",
                              {"size": 128, "channels": 3, "kernel": 7, "filters": 32},
-                             about="SEEDS §2 conv-only stack: 7x7 convolutions on a 128x128 tensor"),
+                             about="SEEDS §2 conv-only stack: 7x7 convolutions on a 128x128 tensor",
+                             build_onnx=onnx_families.build_conv_stack_onnx),
         "dense_stack": Family("dense_stack", synthetic.build_dense_stack, "layers", {"units": 100},
-                              about="SEEDS §2 dense-only stack: fully-connected layers of 100 units"),
+                              about="SEEDS §2 dense-only stack: fully-connected layers of 100 units",
+                              build_onnx=onnx_families.build_dense_stack_onnx),
+        "googlenet": Family("googlenet", googlenet.build_googlenet_tflite, "size", {}, (224,),
+                            "GoogLeNet / Inception v1 (published layer shapes, random weights): ONNX fp32 and "
+                            "TFLite int8", build_onnx=onnx_families.build_googlenet_onnx, formats=("onnx", "tflite")),
         "mobilenet_v1": Family("mobilenet_v1", architectures.build_mobilenet_v1, "size", {"alpha": 1.0}, (224,),
                                "MobileNet v1 (published layer shapes, random int8 weights)"),
         "mobilenet_v2": Family("mobilenet_v2", architectures.build_mobilenet_v2, "size", {"alpha": 1.0}, (224,),
@@ -77,10 +96,8 @@ def ops_of(data: bytes) -> int | None:
 
 
 def op_counts_of(data: bytes) -> dict[str, Any] | None:
-    from .opcount import count_ops
-
     try:
-        return count_ops(data).as_dict()
+        return count_any(data).as_dict()
     except ValueError:
         return None
 
@@ -96,7 +113,7 @@ def register_bytes(store: Store, data: bytes, *, name: str, family: str, params:
     flushed into it: the caller commits several models at once."""
     if not MODEL_NAME.match(name):
         raise FarmError(f"model name '{name}' is not allowed: use letters, digits, '.', '_', '+' or '-'")
-    info = inspect_model(data)
+    kind, info = inspect_any(data)
     sha = hashlib.sha256(data).hexdigest()
     owner = in_session is None
     with store.session() if owner else nullcontext(in_session) as session:
@@ -108,7 +125,7 @@ def register_bytes(store: Store, data: bytes, *, name: str, family: str, params:
         if clash is not None:
             raise FarmError(f"a different model is already registered as '{name}' "
                             f"(sha256 {clash.sha256[:16]}…): choose another --name")
-        path = model_cache_dir() / f"{sha}.tflite"
+        path = model_cache_dir() / f"{sha}{SUFFIXES[kind]}"  # the suffix says the format (formats.format_of_path)
         _ensure_cached(path, data)
         counted = op_counts if op_counts is not None else op_counts_of(data)
         row = ModelRow(sha256=sha, name=name, family=family, params=params, source=source, path=str(path),
@@ -148,7 +165,7 @@ def add_file(store: Store, path: Path, *, name: str | None = None, family: str =
 
     data = read_model_file(path)  # a regular file of bounded size: never /dev/zero or a FIFO
     try:
-        info = inspect_model(data)
+        _, info = inspect_any(data)
     except ModelFormatError as exc:
         raise InputError(str(path), str(exc)) from None
     params: dict[str, Any] = {"file": path.name}
@@ -189,8 +206,9 @@ def _source_model(store: Store, source: str) -> ModelRow:
     return row
 
 
-def build(store: Store, family_name: str, sweep_values: Iterable[int] | None, **overrides: Any
-          ) -> list[tuple[ModelRow, bool]]:
+def build(store: Store, family_name: str, sweep_values: Iterable[int] | None, formats: Iterable[str] | None = None,
+          **overrides: Any) -> list[tuple[ModelRow, bool]]:
+    """Build and register a family's models; ``formats``: "tflite", "onnx" (None: the family's own default)."""
     known = families()
     if family_name not in known:
         raise FarmError(f"unknown model family '{family_name}' (known: {', '.join(sorted(known))})")
@@ -199,21 +217,29 @@ def build(store: Store, family_name: str, sweep_values: Iterable[int] | None, **
     if unknown:
         raise FarmError(f"{family_name} takes no parameter {', '.join(unknown)} "
                         f"(it takes {', '.join([family.sweep, *sorted(family.defaults)])})")
+    kinds = tuple(family.formats if formats is None else formats)
+    builders = {kind: family.builder(kind) for kind in kinds}
     rows = []
     for value in family.values if sweep_values is None else sweep_values:
-        params = {**family.defaults, **overrides, family.sweep: value}
-        try:
-            data = family.build(**params)
-        except (TypeError, ValueError) as exc:
-            raise FarmError(f"cannot build {family_name} with {params}: {exc}") from None
-        rows.append(register_bytes(store, data, name=model_name(family_name, params, family), family=family_name,
-                                   params=params, source="generated"))
+        for kind, builder in builders.items():
+            params = {**family.defaults, **overrides, family.sweep: value}
+            try:
+                data = builder(**params)
+            except (TypeError, ValueError) as exc:
+                raise FarmError(f"cannot build {family_name} ({kind}) with {params}: {exc}") from None
+            if kind != "tflite":
+                params["format"] = kind
+            rows.append(register_bytes(store, data, name=model_name(family_name, params, family),
+                                       family=family_name, params=params, source="generated"))
     return rows
 
 
 def model_name(family_name: str, params: dict[str, Any], family: Family) -> str:
+    """``conv_stack-l10``; the ONNX build of it ``conv_stack-l10-onnx``."""
     name = f"{family_name}-{family.sweep[0]}{params[family.sweep]}"
     extras = [f"{key}{params[key]}" for key in sorted(family.defaults) if params.get(key) != family.defaults[key]]
+    if params.get("format", "tflite") != "tflite":
+        extras.append(str(params["format"]))
     return "-".join([name, *extras])
 
 

@@ -8,7 +8,7 @@ import pandas as pd
 
 from ..results import ModelInfo, ResultFilter, model_rows, results_frame
 from ..store.db import Store
-from . import edgetpu, gpu, plots, tables
+from . import cross_runtime, edgetpu, gpu, plots, tables
 
 
 @dataclass
@@ -79,6 +79,11 @@ def build_report(store: Store, selection: ResultFilter, *, with_plots: bool = Tr
                     {"": speed}))
     else:
         report.notes.append("No Edge TPU speed-up: the results lack Edge TPU or CPU results of the same models.")
+    across = cross_runtime.cross_runtime(tables.newest_per_cell(frame))
+    if not across.empty:
+        add(Section(CROSS_RUNTIME, "One model, one board, each runtime (TFLite, ONNX Runtime, ...) at its fastest "
+                    "thread count; the same architecture in each runtime's format. vs_fastest: time over the "
+                    "fastest runtime's.", {"": across}))
     rate = tables.throughput(frame)
     if not rate.empty:
         add(Section(THROUGHPUT, "Operations per inference (multiply + add = 2) / median time.", {"": rate}))
@@ -108,15 +113,11 @@ def _add_gpu_sections(report: Report, frame: pd.DataFrame) -> None:
                     "at (CUDA cores x clock x 2, FP16 twice FP32; SEEDS §4): ideal ms is the time at that peak.",
                     {"": peak}))
         for row in peak[peak["below_max_clock"] == "yes"].itertuples():
-            report.notes.append(f"{row.model} on {row.host} ({row.gpu_runtime} {row.precision}) ran with the GPU "
+            report.notes.append(f"{row.model} on {row.host} ({row.backend} {row.precision}) ran with the GPU "
                                 "below its maximum clock: its peak is the lower clock's.")
     half = gpu.fp16_speedup(frame)
     if not half.empty:
         add(Section(FP16, "FP32 median / FP16 median of the same model, host, runtime and launch mode.", {"": half}))
-    cross = gpu.cross_runtime(frame)
-    if not cross.empty:
-        add(Section(CROSS_RUNTIME, "Median ms of one model on one host through each runtime, delegate and "
-                    "precision it ran with.", {"": cross}))
 
 
 def _add_edgetpu_sections(report: Report, store: Store, models: dict[str, ModelInfo]) -> None:

@@ -1,4 +1,4 @@
-"""GPU tables: achieved GFLOP/s against the GPU's peak at the clock it ran at, FP16 over FP32, runtimes side by side.
+"""GPU tables: achieved GFLOP/s against the GPU's peak at the clock it ran at, and FP16 over FP32.
 
 SEEDS §4's arithmetic is what ``achieved_vs_peak`` computes for every GPU result:
 peak = CUDA cores x clock x 2 (a fused multiply-add per core per clock), twice
@@ -17,7 +17,7 @@ from .tables import _present
 
 FP16_OVER_FP32 = 2.0
 # A GPU cell: one model on one host through one runtime at one precision and launch mode.
-GPU_CELL = ["host", "model_sha256", "delegate", "threads", "power_mode", "gpu_runtime", "gpu_precision", "gpu_launch"]
+GPU_CELL = ["host", "model_sha256", "delegate", "threads", "power_mode", "backend", "precision", "gpu_launch"]
 
 
 def _newest(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
@@ -38,7 +38,7 @@ def peak_gflops(cores: pd.Series, clock_hz: pd.Series, precision: pd.Series) -> 
 
 
 def precision_label(frame: pd.DataFrame) -> pd.Series:
-    return frame["gpu_precision"].astype("string").fillna("fp32") if "gpu_precision" in frame else pd.Series(
+    return frame["precision"].astype("string").fillna("fp32") if "precision" in frame else pd.Series(
         "fp32", index=frame.index)
 
 
@@ -59,7 +59,7 @@ def achieved_vs_peak(frame: pd.DataFrame) -> pd.DataFrame:
     clock = rows["gpu_clock_hz"].astype(float)
     ops = rows["ops_per_inference"].astype(float)
     median = rows["median_ms"].astype(float)
-    keys = ["model", "host", *_present(rows, ["power_mode"]), "gpu_module", "gpu_runtime"]
+    keys = ["model", "host", *_present(rows, ["power_mode"]), "gpu_module", "backend"]
     out = rows[keys].copy()
     out["precision"] = precision
     out["launch"] = rows.get("gpu_launch")
@@ -75,7 +75,7 @@ def achieved_vs_peak(frame: pd.DataFrame) -> pd.DataFrame:
     for column in ("h2d_ms", "d2h_ms", "engine_build_ms", "gpu_rail_w"):
         if column in rows and rows[column].notna().any():
             out[column] = rows[column].astype(float)
-    return out.sort_values(["model", "host", "gpu_runtime", "precision"], kind="stable").reset_index(drop=True)
+    return out.sort_values(["model", "host", "backend", "precision"], kind="stable").reset_index(drop=True)
 
 
 def fp16_speedup(frame: pd.DataFrame) -> pd.DataFrame:
@@ -85,7 +85,7 @@ def fp16_speedup(frame: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame()
     rows = rows.assign(precision=precision_label(rows), launch=rows["gpu_launch"].astype("string").fillna("-")
                        if "gpu_launch" in rows else "-")
-    keys = ["model", "host", "gpu_runtime", "launch"]
+    keys = ["model", "host", "backend", "launch"]
     table = rows.pivot_table(index=keys, columns="precision", values="median_ms", aggfunc="first")
     if "fp32" not in table or "fp16" not in table:
         return pd.DataFrame()
@@ -97,18 +97,3 @@ def fp16_speedup(frame: pd.DataFrame) -> pd.DataFrame:
         out["int8_ms"] = table["int8"]
     return out.reset_index(drop=True)
 
-
-def cross_runtime(frame: pd.DataFrame) -> pd.DataFrame:
-    """One model on one host, median ms per runtime (TFLite CPU, ONNX Runtime, TensorRT FP32/FP16/INT8)."""
-    ok = _newest(frame, [*GPU_CELL, "runtime"])
-    if ok.empty or "gpu_runtime" not in ok:
-        return pd.DataFrame()
-    runtime = ok["gpu_runtime"].astype("string").fillna(ok["runtime"].astype("string")).fillna("?")
-    precision = ok["gpu_precision"].astype("string").fillna("") if "gpu_precision" in ok else ""
-    label = runtime + " " + ok["delegate"].astype("string").fillna("") + (" " + precision).str.rstrip()
-    ok = ok.assign(runtime_label=label.str.strip())
-    table = ok.pivot_table(index=["model", "host"], columns="runtime_label", values="median_ms", aggfunc="first")
-    if table.shape[1] < 2:
-        return pd.DataFrame()  # one runtime is no comparison
-    table.columns = [f"{c} ms" for c in table.columns]
-    return table.reset_index()

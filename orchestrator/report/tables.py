@@ -21,8 +21,10 @@ def newest_per_cell(frame: pd.DataFrame) -> pd.DataFrame:
     ok = frame[frame["status"] == "succeeded"]
     if ok.empty:
         return ok
-    keyed = ok.assign(**{k: ok[k].astype("string").fillna("-") for k in CELL})
-    keep = keyed.sort_values("run_id").drop_duplicates(CELL, keep="last").index
+    # Backend and precision are dimensions of a cell too, where the view has them (migration 0017).
+    cell = CELL + [c for c in ("backend", "precision") if c in ok]
+    keyed = ok.assign(**{k: ok[k].astype("string").fillna("-") for k in cell})
+    keep = keyed.sort_values("run_id").drop_duplicates(cell, keep="last").index
     return ok.loc[sorted(keep)].reset_index(drop=True)
 
 

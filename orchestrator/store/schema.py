@@ -101,6 +101,10 @@ class JobRow(Base):
     power_mode: Mapped[str | None] = mapped_column(String(64))  # the name the inventory gives it
     usb_port: Mapped[str | None] = mapped_column(String(64))  # a port name or sysfs port path
     usb_speed: Mapped[int | None] = mapped_column(Integer)  # Mb/s the host's facts showed when planned
+    # The inference backend (NULL in runs from before backends: tflite) and the precision the cell runs at
+    # (the matrix's, else the model file's own: int8 for the TFLite families, fp32 for the ONNX ones).
+    backend: Mapped[str | None] = mapped_column(String(32))
+    precision: Mapped[str | None] = mapped_column(String(8))
     timing: Mapped[dict[str, Any]]
     status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
     reason: Mapped[str | None] = mapped_column(Text)
