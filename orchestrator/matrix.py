@@ -372,8 +372,6 @@ def skip_reason(host_facts: dict[str, Any] | None, model: ModelRow, delegate: st
         return "model is compiled for the Edge TPU (edgetpu-custom-op) and cannot run on the CPU delegate"
     if delegate == "edgetpu" and not model.needs_edgetpu:
         return "model is not compiled for the Edge TPU: compile it with edgetpu_compiler first"
-    if delegate == "gpu" and not host_facts.get("gpu"):
-        return "host reports no GPU (no GPU devfreq node under its /sys), so the gpu delegate cannot run"
     cpus = int(host_facts.get("cpu_count") or 1)
     if threads > cpus:
         return f"host has {cpus} CPU(s) online, fewer than the {threads} threads asked for"

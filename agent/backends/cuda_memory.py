@@ -21,6 +21,10 @@ def _check(result):
     return result[1] if len(result) == 2 else result[1:]
 
 
+def _text(name):
+    return name.split(b"\0", 1)[0].decode("utf-8", "replace") if isinstance(name, bytes) else str(name)
+
+
 class Cudart(object):
     """``cuda.cudart`` (cuda-python)."""
 
@@ -47,6 +51,9 @@ class Cudart(object):
 
     def stream_handle(self):
         return int(self.stream)
+
+    def device_name(self):
+        return _text(_check(self.rt.cudaGetDeviceProperties(0)).name)
 
     def capture(self, enqueue):
         """A callable that replays ``enqueue``'s work as one CUDA graph launch."""
@@ -82,6 +89,9 @@ class Pycuda(object):
 
     def stream_handle(self):
         return self.stream.handle
+
+    def device_name(self):
+        return self.driver.Device(0).name()
 
     def capture(self, enqueue):
         raise RuntimeError("pycuda cannot capture CUDA graphs; install cuda-python for gpu_launch 'graph'")

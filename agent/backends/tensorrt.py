@@ -59,10 +59,16 @@ class TensorrtBackend(Backend):
         return {"name": "tensorrt", "version": trt.__version__, "error": None, "cuda": cuda.name}
 
     def _gpu_name(self):
-        from .. import boards  # the board family names the GPU an engine is built for
+        """The GPU an engine is built for: the Jetson module its family names, else CUDA's device name."""
+        from .. import boards  # imported when asked: the board families import the backends' facts
 
         gpu = boards.gpu() or {}
-        return gpu.get("module") or gpu.get("devfreq") or "gpu"
+        if gpu.get("module"):
+            return gpu["module"]
+        try:
+            return self.cuda.device_name() if self.cuda is not None else "gpu"
+        except RuntimeError:
+            return gpu.get("devfreq") or "gpu"
 
     def load(self, model_path):
         try:
