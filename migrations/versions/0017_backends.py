@@ -6,7 +6,7 @@ has them too). Jobs from before this migration read backend 'tflite'. The accele
 gpu) is what the agent found the job ran on, lifted from the result's backend sub-document.
 
 Revision ID: 0017
-Revises: 0012
+Revises: 0020 (re-chained after main's 0020 in the gpu branch)
 Create Date: 2026-12-02 01:30:00
 """
 import importlib
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0017"
-down_revision = "0012"
+down_revision = "0020"
 branch_labels = None
 depends_on = None
 
