@@ -89,3 +89,20 @@ def test_gpu_columns_read_alike_and_a_slowed_gpu_is_flagged(db_url: str) -> None
         assert sum("tx2" in note and "below its maximum clock" in note for note in report.notes) == 3
     finally:
         store.close()
+
+
+def test_launch_modes_side_by_side() -> None:
+    from orchestrator.report.gpu import launch_modes
+
+    cells = [("googlenet", "tx1", "tensorrt", "fp32", launch, ms)
+             for launch, ms in (("sync", 24.0), ("async", 12.0), ("graph", 10.0))]
+    cells.append(("googlenet", "tx1", "tensorrt", "fp16", "async", 6.0))  # one mode only: no comparison
+    frame = pd.DataFrame([{"status": "succeeded", "run_id": 1, "model": m, "host": h, "backend": b, "precision": p,
+                           "gpu_launch": launch, "median_ms": ms, "gpu_cuda_cores": 256, "model_sha256": "a" * 64,
+                           "delegate": "gpu", "threads": 1, "power_mode": None}
+                          for m, h, b, p, launch, ms in cells])
+    table = launch_modes(frame)
+    assert len(table) == 1 and table.iloc[0]["precision"] == "fp32"
+    row = table.iloc[0]
+    assert (row["sync_ms"], row["async_ms"], row["graph_ms"]) == (24.0, 12.0, 10.0)
+    assert row["sync_vs_async"] == pytest.approx(2.0) and row["sync_vs_graph"] == pytest.approx(2.4)

@@ -47,6 +47,7 @@ COMPILER_CHANGES = "What a compiler upgrade changed"
 CONTEXT = "Hosts and toolchains"
 GPU_PEAK = "GPU achieved vs peak"
 FP16 = "FP16 over FP32"
+LAUNCH = "GPU launch modes"
 CROSS_RUNTIME = "Across runtimes"
 REFERENCES = "Published references"
 
@@ -127,6 +128,10 @@ def _add_gpu_sections(report: Report, frame: pd.DataFrame) -> None:
     half = gpu.fp16_speedup(frame)
     if not half.empty:
         add(Section(FP16, "FP32 median / FP16 median of the same model, host, runtime and launch mode.", {"": half}))
+    launches = gpu.launch_modes(frame)
+    if not launches.empty:
+        add(Section(LAUNCH, "Median ms with synchronous launches, one asynchronous enqueue of the network and a CUDA "
+                    "graph, and how much slower synchronous is.", {"": launches}))
 def _add_references(report: Report, store: Store, frame: pd.DataFrame, band: float) -> None:
     from ..references.stored import inference_references
 

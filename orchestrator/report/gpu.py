@@ -97,3 +97,25 @@ def fp16_speedup(frame: pd.DataFrame) -> pd.DataFrame:
         out["int8_ms"] = table["int8"]
     return out.reset_index(drop=True)
 
+
+
+def launch_modes(frame: pd.DataFrame) -> pd.DataFrame:
+    """Median ms per launch mode (sync, async, graph) of the same model, host, backend and precision, and how
+    many times slower synchronous launches are than one enqueue of the whole network (SEEDS §4's Caffe lesson)."""
+    rows = gpu_results(frame)
+    if rows.empty or "gpu_launch" not in rows or rows["gpu_launch"].nunique() < 2:
+        return pd.DataFrame()
+    rows = rows.assign(precision=precision_label(rows))
+    keys = ["model", "host", "backend", "precision"]
+    table = rows.pivot_table(index=keys, columns="gpu_launch", values="median_ms", aggfunc="first")
+    table = table[table.notna().sum(axis=1) > 1].reset_index()
+    if table.empty:
+        return pd.DataFrame()
+    out = table[keys].copy()
+    for mode in ("sync", "async", "graph"):
+        if mode in table:
+            out[f"{mode}_ms"] = table[mode]
+    for mode in ("async", "graph"):
+        if "sync" in table and mode in table:
+            out[f"sync_vs_{mode}"] = table["sync"] / table[mode]
+    return out.reset_index(drop=True)
