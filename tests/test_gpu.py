@@ -218,3 +218,56 @@ def test_a_cpu_result_on_a_lab_nano_carries_the_gpu_it_did_not_use(nano: Path) -
         validate_result({**result, "gpu": {**result["gpu"], "below_max": "no"}})
     with pytest.raises(SchemaError, match="result.gpu_timing.h2d: field 'median_ms'"):
         validate_result({**result, "gpu_timing": {"launch": "graph", "h2d": {"median_ms": "fast"}}})
+
+
+RUN_JOBS = """
+import json, sys
+from agent.bench import run_job
+import tensorrt
+from cuda import cudart
+results = [run_job(job) for job in json.loads(sys.stdin.read())]
+print(json.dumps({"results": results, "builds": tensorrt.builds, "calls": sorted(set(cudart.calls))}))
+"""
+
+
+def test_the_tensorrt_path_end_to_end_on_the_stand_in_runtime(nano: Path, tmp_path: Path) -> None:
+    """The backend's own code path (build, cache, calibrate, copy, launch, synchronise) against stand-ins for
+    TensorRT and cuda-python that keep their API (farm_lab/gpu_standins), on the lab Nano's device root."""
+    import json
+    import subprocess
+
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "tiny",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 8, 8])])
+    model = tmp_path / "tiny.onnx"
+    onnx.save(helper.make_model(graph), str(model))
+    jobs = [{**_job(model, backend="tensorrt", delegate="gpu", options=options), "precision": precision}
+            for precision, options in (("fp32", {}), ("fp32", {}), ("fp16", {"gpu_launch": "graph"}),
+                                       ("int8", {"gpu_launch": "sync"}))]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(hardware.__file__).parent / "gpu_standins"),
+                                                        str(Path(__file__).resolve().parents[1])]),
+           "FARM_ENGINE_CACHE": str(tmp_path / "engines")}
+    done = subprocess.run([sys.executable, "-c", RUN_JOBS], input=json.dumps(jobs), capture_output=True, text=True,
+                          env=env, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    first, cached, half, int8 = (validate_result(r) for r in out["results"])
+    for result in (first, cached, half, int8):
+        assert result["status"] == "succeeded", result.get("error")
+        assert result["backend"]["runtime"] == "tensorrt" and result["backend"]["device"] == "jetson-nano"
+        timing = result["gpu_timing"]
+        assert timing["h2d"]["count"] == timing["compute"]["count"] == len(result["timing"]["samples_ns"])
+        # The whole inference the loop timed holds its three synchronised phases.
+        assert result["timing"]["summary"]["median_ms"] >= timing["compute"]["median_ms"]
+    assert first["gpu_timing"]["engine"]["cached"] is False and first["gpu_timing"]["engine"]["build_ms"] > 0
+    assert cached["gpu_timing"]["engine"]["cached"] is True and cached["gpu_timing"]["engine"]["build_ms"] is None
+    assert (first["gpu_timing"]["launch"], half["gpu_timing"]["launch"], int8["gpu_timing"]["launch"]) == \
+        ("async", "graph", "sync")
+    assert [p for p, _ in out["builds"]] == ["fp32", "fp16", "int8"], "one build per precision, the rest cached"
+    assert out["builds"][-1] == ["int8", 8], "INT8 calibrated on the eight generated batches"
+    assert {"cudaGraphLaunch", "cudaStreamBeginCapture", "cudaMemcpyAsync"} <= set(out["calls"])
+    assert half["backend"]["precision"] == "fp16" and half["gpu"]["module"] == "jetson-nano"
+    assert len(list((tmp_path / "engines").glob("*.engine"))) == 3
