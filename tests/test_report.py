@@ -226,8 +226,8 @@ V_RESULTS_COLUMNS = [
     "python", "os", "kernel", "l4t", "jetpack", "libedgetpu", "agent_version", "cpu_count", "usb_port_measured",
     "edgetpu_device", "temp_before_c", "temp_after_c", "accelerator", "provider", "gpu_module", "gpu_cuda_cores",
     "gpu_clock_hz", "gpu_clock_min_hz", "gpu_max_clock_hz", "gpu_load_pct", "gpu_rail_w", "gpu_launch", "h2d_ms",
-    "gpu_compute_ms", "d2h_ms", "engine_build_ms", "backend", "precision", "samples", "mean_ms", "median_ms", "p90_ms", "p99_ms",
-    "min_ms", "max_ms", "std_ms", "init_ms", "first_inference_ms", "warmup_runs", "gops", "facts_id",
+    "gpu_compute_ms", "d2h_ms", "engine_build_ms", "backend", "precision", "samples", "mean_ms", "median_ms",
+    "p90_ms", "p99_ms", "min_ms", "max_ms", "std_ms", "init_ms", "first_inference_ms", "warmup_runs", "gops", "facts_id",
 ]
 
 
@@ -239,6 +239,7 @@ def test_v_results_has_every_context_column_on_both_databases(seeded) -> None:  
     row = frame.iloc[0]
     assert (row["source_model"], row["compiler_version"], row["model_source"]) == \
         ("conv_stack-l10", "1.0.249710469", "compiled")
+    assert row["backend"] == "tflite"  # a job stored without a backend (before migration 0017) ran TFLite
     assert (row["kernel"], row["l4t"], row["jetpack"], row["libedgetpu"], row["os"]) == \
         ("4.9.140-tegra", "32.2.1", "4.2.1", "12.1", "Ubuntu 18.04.2 LTS")
     assert (row["usb_port_measured"], row["edgetpu_device"], row["usb_speed_planned"]) == ("2-1", "usb:0", 5000)

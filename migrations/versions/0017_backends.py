@@ -6,7 +6,7 @@ has them too). Jobs from before this migration read backend 'tflite'. The accele
 gpu) is what the agent found the job ran on, lifted from the result's backend sub-document.
 
 Revision ID: 0017
-Revises: 0020 (re-chained after main's 0020 in the gpu branch)
+Revises: 0020 (planned on 0012; main merged the lead's 0020 first)
 Create Date: 2026-12-02 01:30:00
 """
 import importlib
