@@ -11,7 +11,18 @@ import os
 import random
 import time
 
-from . import backends, conditions, contact, hostlock, interference, model_hash, multimodel, power, validity
+from . import (
+    backends,
+    conditions,
+    contact,
+    gpu_conditions,
+    hostlock,
+    interference,
+    model_hash,
+    multimodel,
+    power,
+    validity,
+)
 from .backends.base import JobFailed, one_line
 from .result_builder import ResultBuilder, timing_document
 from .schema import validate_job
@@ -238,13 +249,16 @@ def _measure_one(job, result, sampler, parts):
         backend.prepare_inputs(seed=random.Random(job["job_id"]).randint(0, 2 ** 31 - 1))
         meter = interference.Meter(threads=job["threads"], cpu_bound=job["delegate"] == "cpu",
                                    thresholds=job.get("interference"))
-        with sampler:
+        with sampler, gpu_conditions.GpuSampler() as gpu:
             timing = time_invokes(backend.invoker(), job["timing"], backend.invoke_errors, meter=meter)
             parts.restart()
         parts.mark("sampler_stop_ms")
         # One inference after another: the rate is the timed loop's (a host's total adds jobs side by side).
         seconds = timing["timed_seconds"]
         timing["throughput_ips"] = len(timing["samples_ns"]) / seconds if seconds > 0 else None
+        during = sampler.summary(inferences=len(timing["samples_ns"]), seconds=timing["timed_seconds"])
+        result.gpu(gpu.summary(during))
+        result.gpu_timing(backend.gpu_timing(len(timing["samples_ns"])))
         result.timing(timing, init_ns)
         result.interference(meter.document())
     finally:

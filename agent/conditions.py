@@ -19,7 +19,7 @@ from .sysfs import cpus_online, read_text, root_path
 from .sysfs import int_or_none as _int
 from .sysfs import read_stripped as _read
 
-__all__ = ["PowerSampler", "cpu_frequencies", "decode_throttled", "power", "read_rails", "snapshot",
+__all__ = ["PowerSampler", "cpu_frequencies", "decode_throttled", "gpu_clock", "power", "read_rails", "snapshot",
            "temperatures", "throttling", "total_mw"]
 
 # A CPU this far below its frequency limit while a benchmark loads it counts as throttled.
@@ -161,7 +161,16 @@ def snapshot(under_load=False):
         "throttling": throttle,
         "throttled": throttle["throttled"],
         "power": power(),
+        "gpu": gpu_clock(),
     }
+
+
+def gpu_clock():
+    """The GPU's clock, cap and load now ({"clock_hz", "cap_hz", "max_clock_hz", "load_pct"}), or None."""
+    found = boards.gpu()
+    if found is None:
+        return None
+    return {key: found.get(key) for key in ("clock_hz", "cap_hz", "max_clock_hz", "load_pct")}
 
 
 class PowerSampler(object):

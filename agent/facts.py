@@ -89,6 +89,7 @@ def gather():
         "kernel": kernel_release(),
         "l4t": l4t_release(),
         "board": detect_board(),
+        "gpu": boards.gpu(),
         "memory_kib": memory_total_kib(),
         "device_root": device_root(),
     }

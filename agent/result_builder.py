@@ -44,6 +44,16 @@ class ResultBuilder(object):
     def conditions_during(self, summary):
         self.doc["conditions"]["during"] = summary
 
+    def gpu(self, summary):
+        """The GPU's clock, load, rail power and peaks during the run (``gpu_conditions.summarize``), if any."""
+        if summary is not None:
+            self.doc["gpu"] = summary
+
+    def gpu_timing(self, document):
+        """A GPU backend's own timings (``gpu_timing.document``: copies, engine build, launch mode), if any."""
+        if document is not None:
+            self.doc["gpu_timing"] = document
+
     def timing(self, timing, init_ns):
         """The timing loop's part (``bench.time_invokes``) with the model's load time."""
         timing["init_ms"] = init_ns / 1e6

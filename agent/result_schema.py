@@ -206,6 +206,28 @@ def _check_concurrency(concurrency, where):
         optional_finite(concurrency, field, where)
 
 
+def _check_gpu(gpu, where):
+    optional(gpu, "module", TEXT, where)
+    optional(gpu, "below_max", (bool,), where)
+    optional(gpu, "cuda_cores", (int,), where)
+    for field in ("clock_hz", "clock_min_hz", "max_clock_hz", "load_mean_pct", "rail_w", "peak_fp32_gflops",
+                  "peak_fp16_gflops"):
+        optional_finite(gpu, field, where)
+
+
+def _check_gpu_timing(timing, where):
+    optional(timing, "launch", TEXT, where)
+    for phase in ("h2d", "compute", "d2h"):
+        summary = optional(timing, phase, (dict,), where)
+        if summary is not None:
+            for field in ("median_ms", "mean_ms"):
+                optional_finite(summary, field, where + "." + phase)
+    engine = optional(timing, "engine", (dict,), where)
+    if engine is not None:
+        optional(engine, "cached", (bool,), where + ".engine")
+        optional_finite(engine, "build_ms", where + ".engine")
+
+
 # Each optional sub-document and its checker, in the order they are checked.
 AGENT_WORK_PARTS = ("hash_ms", "conditions_before_ms", "power_apply_ms", "sampler_stop_ms", "power_restore_ms",
                     "conditions_after_ms")
@@ -230,4 +252,6 @@ SUBDOCUMENTS = (
     ("agent_work", _check_agent_work),
     ("interference", _check_interference),
     ("validity", _check_validity),
+    ("gpu", _check_gpu),
+    ("gpu_timing", _check_gpu_timing),
 )

@@ -52,12 +52,14 @@ SCHEMA_VERSION = JOB_SCHEMA_VERSION
 
 # What each inference backend (agent/backends) accepts as "delegate"; a job without "backend" means tflite.
 # For onnxruntime the delegate is the execution provider: cpu, cuda (CUDAExecutionProvider), tensorrt.
-BACKEND_DELEGATES = {"tflite": ("cpu", "edgetpu"), "onnxruntime": ("cpu", "cuda", "tensorrt")}
+# tensorrt (the backend) and TFLite's GPU delegate run on a GPU: delegate "gpu".
+BACKEND_DELEGATES = {"tflite": ("cpu", "edgetpu", "gpu"), "onnxruntime": ("cpu", "cuda", "tensorrt"),
+                     "tensorrt": ("gpu",)}
 DEFAULT_BACKEND = "tflite"
 # Every delegate some backend takes, in a stable order (a matrix's `delegates` is checked against it).
 DELEGATES = tuple(dict.fromkeys(d for names in BACKEND_DELEGATES.values() for d in names))
 # The model file format each backend reads (the controller pairs models with backends by it).
-BACKEND_FORMATS = {"tflite": "tflite", "onnxruntime": "onnx"}
+BACKEND_FORMATS = {"tflite": "tflite", "onnxruntime": "onnx", "tensorrt": "onnx"}
 # Precisions a matrix may ask for; a job without "precision" runs the model file's own types.
 PRECISIONS = ("fp32", "fp16", "int8")
 

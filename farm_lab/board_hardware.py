@@ -64,7 +64,7 @@ def install(board: Board, root: Path, libedgetpu: Path | None = None) -> None:
 
 
 def run_at_limit(root: Path) -> None:
-    """Clock every CPU the way a loaded board runs: at its limit, unless its governor is powersave.
+    """Clock every CPU (and GPU) the way a loaded board runs: at its limit, unless its governor is powersave.
 
     A lab board exists to be benchmarked and nothing moves its clocks with load, so the idle
     clocks ``hardware`` writes would read as "clocked down under load" (throttled) on every
@@ -75,6 +75,10 @@ def run_at_limit(root: Path) -> None:
         limit = folder / "scaling_max_freq"
         if governor != "powersave" and limit.exists():
             (folder / "scaling_cur_freq").write_text(limit.read_text())
+    # The GPU likewise: devfreq raises it to its cap (nvpmodel's GPU MAX_FREQ) under load.
+    for folder in sorted((root / "sys/devices").glob("*/devfreq/*")):
+        if (folder / "max_freq").exists() and (folder / "cur_freq").exists():
+            (folder / "cur_freq").write_text((folder / "max_freq").read_text())
 
 
 def publish_tools(public: Path) -> Path:

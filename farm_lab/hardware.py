@@ -211,11 +211,16 @@ def install_jetson_nano(root: Path | str, mode: int = 0) -> None:
     gpu = "sys/devices/57000000.gpu/"
     for name, value in (("available_frequencies", " ".join(map(str, NANO_GPU_HZ))),
                         ("min_freq", min(NANO_GPU_HZ)), ("max_freq", max(NANO_GPU_HZ)),
-                        ("cur_freq", min(NANO_GPU_HZ))):
+                        ("cur_freq", min(NANO_GPU_HZ)), ("governor", "nvhost_podgov")):
         _write(root, gpu + "devfreq/57000000.gpu/" + name, value if isinstance(value, int) else value + "\n")
     _write(root, gpu + "railgate_enable", 1)
     _write(root, gpu + "power/control", "auto\n")
+    _write(root, gpu + "load", 0)  # tenths of a percent, as nvgpu reports it
     _replace_with_link(root / "sys/devices/gpu.0", root / gpu)  # L4T's alias for the GPU device
+    _replace_with_link(root / "sys/class/devfreq/57000000.gpu", root / gpu / "devfreq/57000000.gpu")
+    # The GM20B's device-tree node, as L4T R32's tegra210 device tree has it.
+    _write_if_absent(root, "proc/device-tree/gpu@57000000/compatible", "nvidia,tegra210-gm20b\0nvidia,gm20b\0")
+    _write_if_absent(root, "proc/device-tree/gpu@57000000/status", "okay\0")
     for relative, value in (("sys/kernel/nvpmodel_emc_cap/emc_iso_cap", 0),
                             ("sys/kernel/debug/tegra_bwmgr/emc_min_rate", 204000000),
                             ("sys/kernel/debug/tegra_bwmgr/emc_max_rate", 1600000000),

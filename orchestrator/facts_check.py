@@ -71,3 +71,18 @@ def contradictions(host: Host, facts: dict[str, Any]) -> list[str]:
     if declared is not None and reported and not declared.named(reported):
         found.append(f"board declared {host.board}, host reports {reported}")
     return found
+
+
+def gpu_text(facts: dict[str, Any]) -> str:
+    """A host's GPU as `farm inventory check` shows it: "128 cores, 921.6/921.6 MHz, POM_5V_GPU 40 mW"."""
+    gpu = facts.get("gpu")
+    if not gpu:
+        return ""
+    parts = [f"{gpu['cuda_cores']} cores" if gpu.get("cuda_cores") else (gpu.get("devfreq") or "GPU")]
+    current, top = gpu.get("clock_hz"), gpu.get("max_clock_hz")
+    if top:
+        parts.append(f"{current / 1e6:.1f}/{top / 1e6:.1f} MHz" if current else f"max {top / 1e6:.1f} MHz")
+    if gpu.get("rail"):
+        milliwatts = gpu.get("rail_mw")
+        parts.append(f"{gpu['rail']} {milliwatts} mW" if milliwatts is not None else str(gpu["rail"]))
+    return ", ".join(parts)

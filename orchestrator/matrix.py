@@ -5,7 +5,7 @@ A matrix file holds named matrices::
     matrices:
       threads-sweep:
         models: [conv_stack-l1, family:dense_stack]   # names, sha256 prefixes, family:NAME or all
-        delegates: [cpu]                              # cpu, edgetpu; onnxruntime: cpu, cuda, tensorrt
+        delegates: [cpu]                              # cpu, edgetpu, gpu; onnxruntime: cpu, cuda, tensorrt
         backends: [tflite, onnxruntime]               # optional: each model runs under the backends of its format
         precisions: [fp32, fp16, int8]                # optional: default the model file's own
         threads: [1, 2, 4]                            # or "all": 1 .. CPUs online on each host

@@ -161,7 +161,7 @@ def test_edgetpu_delegate_says_the_library_is_missing(shared_model: Path) -> Non
 @pytest.mark.parametrize("change, words", [
     ({"threads": 0}, "'threads' must be between 1 and 256"),
     ({"threads": True}, "'threads' must be an integer"),
-    ({"delegate": "gpu"}, "'delegate' must be one of cpu, edgetpu"),
+    ({"delegate": "npu"}, "'delegate' must be one of cpu, edgetpu, gpu"),
     ({"schema": 99}, "schema version 99"),
     ({"timing": {"min_runs": -1}}, "'min_runs' must not be negative"),
     ({"timing": {"bogus": 1}}, "unknown field 'bogus'"),

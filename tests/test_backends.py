@@ -115,7 +115,7 @@ def test_the_registry_finds_backends_by_name_and_agrees_with_the_job_schema(shar
     assert backends.get("tflite") is TfliteBackend
     for name in backends.BACKENDS:
         assert backends.get(name).delegates == BACKEND_DELEGATES[name]
-    with pytest.raises(JobFailed, match="this agent has no backend 'nosuch'; it has onnxruntime, tflite") as failed:
+    with pytest.raises(JobFailed, match="this agent has no backend 'nosuch'; it has onnxruntime, tensorrt, tflite") as failed:
         backends.get("nosuch")
     assert failed.value.kind == "infrastructure"
     assert backends.available()["tflite"] == {"name": "tflite_runtime", "version": tflite_runtime.__version__,
@@ -123,7 +123,7 @@ def test_the_registry_finds_backends_by_name_and_agrees_with_the_job_schema(shar
     # A job names its backend or means tflite; an unknown one is refused before any runtime loads.
     assert validate_job({**job_for(shared_model), "backend": "tflite"})["backend"] == "tflite"
     assert "backend" not in job_for(shared_model)
-    with pytest.raises(SchemaError, match="job: field 'backend' must be one of onnxruntime, tflite, got 'nosuch'"):
+    with pytest.raises(SchemaError, match="job: field 'backend' must be one of onnxruntime, tensorrt, tflite, got 'nosuch'"):
         validate_job({**job_for(shared_model), "backend": "nosuch"})
     with pytest.raises(SchemaError, match="job: field 'backend' must be a string"):
         validate_job({**job_for(shared_model), "backend": ["tflite"]})

@@ -149,6 +149,16 @@ def test_inventory_check_shows_each_hosts_own_python_and_runtime_and_stores_fact
     for name, facts in rows:
         assert facts["python"]["version"] == truth[name][0]
         assert facts["runtime"]["version"] == truth[name][1]
+    boards = {h.name: h.board for h in hosts}
+    for name, facts in rows:
+        line = table_line(done.stdout, name)
+        if boards[name].startswith("jetson"):  # the simulated Jetsons' GPU: devfreq clock, load, GPU rail
+            gpu = facts["gpu"]
+            assert (gpu["cuda_cores"], gpu["max_clock_hz"], gpu["clock_hz"]) == (128, 921600000, 921600000)
+            assert gpu["rail"] == "POM_5V_GPU" and gpu["rail_mw"] > 0
+            assert f"128 cores, 921.6/921.6 MHz, POM_5V_GPU {gpu['rail_mw']} mW" in line, line
+        else:
+            assert facts["gpu"] is None and "cores" not in line
 
 
 def test_a_run_across_the_lab_stores_each_hosts_own_python_and_runtime(
@@ -234,3 +244,26 @@ def test_a_host_that_is_down_is_reported_and_the_others_finish(running_lab: Runn
     assert [r["status"] for r in by_host.pop("dead-rpi")] == ["failed", "failed"]
     for name, mine in by_host.items():
         assert [r["status"] for r in mine] == ["succeeded", "succeeded"], (name, mine)
+
+
+def test_tensorrt_is_tried_on_the_lab_jetsons_and_skipped_at_its_import(running_lab: RunningLab,
+                                                                         tmp_path: Path) -> None:
+    """Both Jetsons (Python 3.7 and JetPack 4's 3.6) reach the tensorrt import through the real agent."""
+    import hashlib
+
+    from agent.schema import make_job
+
+    model = tmp_path / "googlenet.onnx"
+    model.write_bytes(b"\x08\x07 an ONNX stand-in: the job stops at the tensorrt import")
+    digest = hashlib.sha256(model.read_bytes()).hexdigest()
+    jetsons = [h for h in running_lab.inventory.hosts if h.board.startswith("jetson")]
+    assert len(jetsons) == 2
+    for host in jetsons:
+        with AgentSession(SshTransport(host, known_hosts=running_lab.known_hosts)) as session:
+            remote = session.upload_model(model, digest)
+            job = make_job(f"trt-{host.name}", remote, digest, delegate="gpu", backend="tensorrt",
+                           timing={"min_runs": 1, "min_seconds": 0.0, "warmup_min_seconds": 0.0})
+            result = session.run_job({**job, "precision": "fp16"})
+        assert result["status"] == "skipped" and result["error"]["kind"] == "unsupported", result
+        assert "tensorrt is not importable on this host" in result["error"]["message"]
+        assert result["conditions"]["before"]["gpu"]["max_clock_hz"] == 921600000

@@ -229,8 +229,10 @@ V_RESULTS_COLUMNS = [
     # migration 0016: several Edge TPUs at once, multi-model placements, pipelined segments
     "concurrency", "jobs_beside", "window_start", "window_end", "throughput_ips", "placement", "model_set",
     "models_in_cell", "model_0_ms", "model_1_ms", "model_2_ms", "num_segments",
-    # migration 0017: backends and precisions
-    "accelerator", "provider",
+    # migration 0017: backends and precisions; 0018: the GPU
+    "accelerator", "provider", "gpu_module", "gpu_cuda_cores",
+    "gpu_clock_hz", "gpu_clock_min_hz", "gpu_max_clock_hz", "gpu_load_pct", "gpu_rail_w", "gpu_launch", "h2d_ms",
+    "gpu_compute_ms", "d2h_ms", "engine_build_ms",
     "disturbed", "valid", "backend", "precision", "samples", "mean_ms", "median_ms", "p90_ms", "p99_ms",
     "min_ms", "max_ms", "std_ms", "init_ms", "first_inference_ms", "warmup_runs", "gops", "facts_id",
 ]

@@ -18,6 +18,7 @@ DEFAULT_BACKEND = "tflite"
 BACKENDS = {
     "tflite": ("tflite", "TfliteBackend"),
     "onnxruntime": ("onnxruntime", "OnnxruntimeBackend"),
+    "tensorrt": ("tensorrt", "TensorrtBackend"),
 }
 
 __all__ = ["BACKENDS", "DEFAULT_BACKEND", "Backend", "JobFailed", "LoadOptions", "available", "for_job", "get",

@@ -109,5 +109,10 @@ class Backend(abc.ABC):
     def describe(self):
         """What ran: a ``schema.backend_document`` (runtime, version, delegate, device, precision)."""
 
+    def gpu_timing(self, count=None):
+        """A GPU backend's timings beside the loop's (copies, engine build, launch mode) over the last
+        ``count`` inferences (the timed ones), else None."""
+        return
+
     def close(self):
         """Free the runtime's resources; the job's process ends soon after, so the default does nothing."""

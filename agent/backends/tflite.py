@@ -5,6 +5,7 @@ import time
 
 from .base import Backend, JobFailed, one_line
 from .edgetpu_delegate import load_tpu_delegate, select_tpu
+from .gpu_delegate import load_gpu_delegate
 from .tflite_loader import RuntimeMissing, describe_runtime, load_runtime
 
 try:
@@ -16,7 +17,7 @@ except ImportError:  # Python 3.6 (JetPack 4) lacks perf_counter_ns
 
 class TfliteBackend(Backend):
     name = "tflite"
-    delegates = ("cpu", "edgetpu")
+    delegates = ("cpu", "edgetpu", "gpu")
 
     def __init__(self, options):
         Backend.__init__(self, options)
@@ -52,6 +53,8 @@ class TfliteBackend(Backend):
         delegates = []
         if self.options.delegate == "edgetpu":
             delegates.append(load_tpu_delegate(module, self.tpu, self.options.extra.get("edgetpu_device")))
+        elif self.options.delegate == "gpu":
+            delegates.append(load_gpu_delegate(module, self.options.extra.get("gpu_delegate_library")))
         started = clock_ns()
         try:
             interpreter = module.Interpreter(
@@ -88,6 +91,8 @@ class TfliteBackend(Backend):
         name, version = self.runtime or (None, None)
         if self.options.delegate == "edgetpu":
             device = (self.tpu or {}).get("device") or self.options.extra.get("edgetpu_device")
+        elif self.options.delegate == "gpu":
+            device = "gpu"
         else:
             device = "cpu"
         # TFLite runs each tensor in the type the model file gives it: there is no precision to choose.

@@ -30,6 +30,7 @@ __all__ = [
     "detect_board",
     "family_for",
     "firmware_throttling",
+    "gpu",
     "inventory_examples",
     "jetpack_of",
     "l4t_release",
@@ -163,3 +164,8 @@ def power_monitor():
 def firmware_throttling():
     """This device's family's firmware throttling report, or None where it has none."""
     return family_for(None).firmware_throttling()
+
+
+def gpu(inventory_board=None):
+    """This device's GPU as its family reads it ({"module", "cuda_cores", "clock_hz", ...}), or None."""
+    return family_for(None).gpu(inventory_board)

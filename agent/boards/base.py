@@ -152,5 +152,13 @@ class BoardFamily(abc.ABC):
         """Whether a rail of this family's power monitor feeds the whole board (its reading is the total)."""
         return False
 
+    def gpu(self, inventory_board=None):
+        """The board's GPU (cores, maximum and current clock, load, peaks) as ``jetson_gpu.describe``, or None."""
+        return
+
+    def is_gpu_rail(self, rail):
+        """Whether a rail of this family's power monitor feeds the GPU alone."""
+        return False
+
     def firmware_throttling(self):
         """The board firmware's own throttling report ({"now": [...], ...}, or {"error": ...}), or None."""

@@ -7,6 +7,7 @@
 - Default power modes per module, by the nvpmodel ids NVIDIA documents for it.
 - Power monitor: the INA3221 rails; JetPack 4 (Nano, TX1/TX2) through the
   ina3221x IIO driver, JetPack 5 and later through the upstream hwmon driver.
+- GPU: which GPU each module has and its devfreq clock, load and rail (``jetson_gpu``).
 - Thermal quirk: the PMIC-Die zone has no sensor and always reads 100 °C.
 - ``l4t_release``: the L4T version results carry, so JetPacks never mix unnoticed.
 """
@@ -19,6 +20,7 @@ from .. import tools
 from ..errors import PowerError
 from ..restore_state import remove, root_tag
 from ..sysfs import cpufreq, cpus_online, governors, int_or_none, read_stripped, read_text, root_path
+from . import jetson_gpu
 from .base import BoardFamily, PowerControl, measure, on_off
 from .governor import GovernorControl, one_governor
 
@@ -315,3 +317,21 @@ class Jetson(BoardFamily):
         # The rail that feeds the whole module (POM_5V_IN on a Nano, VDD_IN on later Jetsons) is the total.
         upper = rail.upper()
         return upper.endswith("_IN") or upper.startswith("VDD_IN")
+
+    def gpu(self, inventory_board=None):
+        found = jetson_gpu.describe(inventory_board)
+        if found is not None:
+            found["rail"], found["rail_mw"] = self._gpu_rail_now()
+        return found
+
+    def _gpu_rail_now(self):
+        """(rail, mW) of the INA3221 channel that feeds the GPU, read now; (None, None) without one."""
+        from ..conditions import read_rails  # conditions imports the board families: imported when asked
+
+        _, rails = find_rails()
+        for name, reading in read_rails([r for r in rails if jetson_gpu.is_gpu_rail(r[0])]).items():
+            return name, reading["mw"]
+        return None, None
+
+    def is_gpu_rail(self, rail):
+        return jetson_gpu.is_gpu_rail(rail)

@@ -112,8 +112,9 @@ def write(path, value):
     if match:
         table = [int(v) for v in (read(match.group(1) + "/available_frequencies") or "").split()]
         write_raw(path, max(min(table), min(max(table), int(value))) if table else value)
+        # The GPU's devfreq governor (nvhost_podgov) raises the clock to its cap under a benchmark's load.
         return _clamp_current(match.group(1) + "/min_freq", match.group(1) + "/max_freq",
-                              match.group(1) + "/cur_freq", None)
+                              match.group(1) + "/cur_freq", read(match.group(1) + "/governor", "nvhost_podgov"))
     return write_raw(path, value)
 
 

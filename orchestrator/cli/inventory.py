@@ -64,7 +64,7 @@ def inventory_check(
     """Reach every host at once, deploy the agent, store and show its facts.
 
     Shows per host: reachable or why not, board, OS, Python, TFLite runtime
-    and version, CPUs, whether the agent was uploaded, and what the host
+    and version, CPUs, its GPU (CUDA cores, current/maximum clock, GPU rail power), whether the agent was uploaded, and what the host
     says that contradicts the inventory. Exits with 1 if a host is
     unreachable. Unknown SSH host keys are refused until you check them and
     pass --accept-new-host-keys once.
@@ -87,7 +87,9 @@ def inventory_check(
     finally:
         store.close()
     table = Table(title=f"{inv.path} ({inv.kind})")
-    for column in ("host", "reachable", "board", "OS", "Python", "runtime", "CPUs", "agent", "notes"):
+    from ..facts_check import gpu_text
+
+    for column in ("host", "reachable", "board", "OS", "Python", "runtime", "CPUs", "GPU", "agent", "notes"):
         table.add_column(column)
     for check in checks:
         facts = check.facts
@@ -96,10 +98,11 @@ def inventory_check(
         if check.reachable:
             table.add_row(check.host.name, "yes", facts.get("board") or f"({check.host.board or '?'})",
                           facts.get("os") or "", (facts.get("python") or {}).get("version", ""), runtime_text,
-                          str(facts.get("cpu_count", "")), "uploaded" if check.uploaded_agent else "present",
+                          str(facts.get("cpu_count", "")), gpu_text(facts),
+                          "uploaded" if check.uploaded_agent else "present",
                           "; ".join(check.contradictions))
         else:
-            table.add_row(check.host.name, "[red]no[/red]", check.host.board or "", "", "", "", "", "",
+            table.add_row(check.host.name, "[red]no[/red]", check.host.board or "", "", "", "", "", "", "",
                           check.error or "")
     console.print(table)
     down = [c for c in checks if not c.reachable]

@@ -8,7 +8,7 @@ import pandas as pd
 
 from ..results import ModelInfo, ResultFilter, model_rows, results_frame
 from ..store.db import Store
-from . import cross_runtime, edgetpu, interference, multitpu, plots, references, tables
+from . import cross_runtime, edgetpu, gpu, interference, multitpu, plots, references, tables
 
 
 @dataclass
@@ -48,6 +48,9 @@ CONTEXT = "Hosts and toolchains"
 SIDE_BY_SIDE = "Edge TPUs side by side"
 PLACEMENTS = "Multi-model cells"
 PIPELINES = "Pipelined segments"
+GPU_PEAK = "GPU achieved vs peak"
+FP16 = "FP16 over FP32"
+LAUNCH = "GPU launch modes"
 CROSS_RUNTIME = "Across runtimes"
 REFERENCES = "Published references"
 DISTURBED = "Disturbed and invalid results"
@@ -116,6 +119,7 @@ def build_report(store: Store, selection: ResultFilter, *, with_plots: bool = Tr
     rate = tables.throughput(frame)
     if not rate.empty:
         add(Section(THROUGHPUT, "Operations per inference (multiply + add = 2) / median time.", {"": rate}))
+    _add_gpu_sections(report, frame)
     models = model_rows(store, frame["model_sha256"].dropna().unique().tolist())
     compiled = tables.compiler_report(frame, models)
     if not compiled.empty:
@@ -153,6 +157,23 @@ def _add_multitpu_sections(report: Report, succeeded: pd.DataFrame, several: pd.
                     {"": piped}))
 
 
+def _add_gpu_sections(report: Report, frame: pd.DataFrame) -> None:
+    add = report.sections.append
+    peak = gpu.achieved_vs_peak(frame)
+    if not peak.empty:
+        add(Section(GPU_PEAK, "Operations per inference / median time against the GPU's peak at the clock it ran "
+                    "at (CUDA cores x clock x 2, FP16 twice FP32; SEEDS §4): ideal ms is the time at that peak.",
+                    {"": peak}))
+        for row in peak[peak["below_max_clock"] == "yes"].itertuples():
+            report.notes.append(f"{row.model} on {row.host} ({row.backend} {row.precision}) ran with the GPU "
+                                "below its maximum clock: its peak is the lower clock's.")
+    half = gpu.fp16_speedup(frame)
+    if not half.empty:
+        add(Section(FP16, "FP32 median / FP16 median of the same model, host, runtime and launch mode.", {"": half}))
+    launches = gpu.launch_modes(frame)
+    if not launches.empty:
+        add(Section(LAUNCH, "Median ms with synchronous launches, one asynchronous enqueue of the network and a CUDA "
+                    "graph, and how much slower synchronous is.", {"": launches}))
 def _add_references(report: Report, store: Store, frame: pd.DataFrame, band: float) -> None:
     from ..references.stored import inference_references
 

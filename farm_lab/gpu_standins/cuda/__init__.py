@@ -1,0 +1,1 @@
+"""Stand-in for cuda-python's ``cuda`` package (see ../README.md)."""
