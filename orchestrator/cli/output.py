@@ -47,7 +47,14 @@ def print_frame(frame, columns: list[str], headings: dict[str, str] | None = Non
 
 def emit(frame, output_format: str, output: Path | None,  # type: ignore[no-untyped-def]
          headings: dict[str, str] | None = None) -> None:
-    """CSV and JSON carry the frame's own column names; only the table may shorten them."""
+    """CSV and JSON carry the frame's own column names; only the table may shorten them.
+
+    Timestamps are written as ISO 8601 text with their UTC offset, the same in CSV and JSON.
+    """
+    if output_format in ("csv", "json"):
+        from ..results.columns import iso_timestamps
+
+        frame = iso_timestamps(frame)
     if output_format == "csv":
         text = frame.to_csv(index=False)
     elif output_format == "json":

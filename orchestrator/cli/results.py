@@ -8,6 +8,7 @@ import typer
 
 from ..errors import FarmError
 from .options import (
+    ColumnsOption,
     DbOption,
     DelegatesOption,
     FormatOption,
@@ -15,19 +16,34 @@ from .options import (
     ModelsOption,
     OutputOption,
     PowerModesOption,
+    RunLabelsOption,
     RunsOption,
     RunTagsOption,
     SinceOption,
     ThreadsOption,
     UntilOption,
     UsbSpeedsOption,
+    WideOption,
     check_format,
     result_filter,
 )
-from .output import emit
+from .output import console, emit
+from .tables import Layout, parse_columns, print_table
 
 TABLE_COLUMNS = ["run_id", "host", "model", "delegate", "threads", "power_mode", "usb_port", "usb_speed", "status",
-                 "median_ms", "p90_ms", "gops", "samples", "runtime", "runtime_version", "python"]
+                 "median_ms", "p90_ms", "gops", "samples", "runtime", "runtime_version", "python", "run_labels"]
+# What goes first when the terminal is narrow: the toolchain (also in `farm results --format json`), then
+# the detail statistics; the model, its median and its status stay.
+RESULTS_LAYOUT = Layout(
+    columns=TABLE_COLUMNS,
+    drop_order=["run_labels", "python", "runtime_version", "runtime", "samples", "p90_ms", "gops", "usb_port",
+                "power_mode", "usb_speed", "delegate", "run_id", "threads", "host", "status"],
+    headings={"run_id": "run", "threads": "thr", "power_mode": "power", "usb_port": "USB port",
+              "usb_speed": "USB Mb/s", "median_ms": "median ms", "p90_ms": "p90 ms", "gops": "GOPS",
+              "runtime_version": "runtime version", "run_labels": "labels"},
+    right=frozenset({"run_id", "threads", "usb_speed", "median_ms", "p90_ms", "gops", "samples"}),
+    formats={"gops": ".2f", "samples": ".0f", "usb_speed": ".0f", "threads": ".0f", "run_id": ".0f"},
+)
 
 
 def results(
@@ -47,6 +63,9 @@ def results(
     since: SinceOption = None,
     until: UntilOption = None,
     tag: RunTagsOption = None,
+    label: RunLabelsOption = None,
+    wide: WideOption = False,
+    columns: ColumnsOption = None,
 ) -> None:
     """Show or export stored results, one row per job with its context.
 
@@ -56,7 +75,11 @@ def results(
 
     By power mode and USB speed: farm results --power-mode 5W --usb-speed 480 --group-by power_mode --group-by usb_speed
 
-    CSV and JSON name columns as the v_results view does (run_id, model_family, ...), like farm report --export.
+    Runs labelled by farm run --label: farm results --label commit=3f2a9c1
+
+    The table keeps the columns the rows fill and fits the terminal (model names whole); --wide shows every
+    column, --columns run_id,model,median_ms exactly those. CSV and JSON carry every v_results column under
+    its view name (run_id, model_family, ...), like farm report --export; timestamps are UTC with the offset.
     """
     from ..results import GROUPS, STATUSES, grouped, results_frame
     from ..store import open_store
@@ -66,7 +89,7 @@ def results(
     check_format(output_format)
     selected = result_filter(run_id=run_id, since=since, until=until, tag=tag, host=host, model=model,
                              delegate=delegate, threads=threads, power_mode=power_mode, usb_speed=usb_speed,
-                             latest=latest, status=status)
+                             label=label, latest=latest, status=status)
     store = open_store(db)
     try:
         frame = results_frame(store, selected)
@@ -79,8 +102,12 @@ def results(
         frame = grouped(frame, list(group_by))
         emit(frame, output_format, output)
         return
-    if output_format == "table" and not frame.empty:
-        frame = frame[TABLE_COLUMNS]
+    if output_format == "table" and output is None:
+        chosen = parse_columns(columns, list(frame.columns))
+        print_table(console, frame, RESULTS_LAYOUT, wide=wide, columns=chosen)
+        return
+    if columns:  # CSV and JSON: the asked columns, under v_results' names
+        frame = frame[parse_columns(columns, list(frame.columns))]
     # CSV and JSON keep v_results' names, the same as `farm report --export` writes; the table may be terse.
     emit(frame, output_format, output, headings={"run_id": "run"})
 

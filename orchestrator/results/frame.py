@@ -15,6 +15,7 @@ from sqlalchemy import MetaData, Table, func, select
 from ..errors import FarmError
 from ..store.db import Store
 from ..store.schema import ModelRow, ResultRow, SampleRow
+from .columns import utc_timestamps
 from .filters import Columns, ResultFilter, missing_runs, select_runs, where
 
 # Dimensions `farm results --group-by` accepts: the matrix's own ("family" is model_family's short name).
@@ -75,7 +76,7 @@ def _derive(store: Store, frame: pd.DataFrame) -> pd.DataFrame:
                                                                    else None))
     if "gops" in frame:
         frame["gops"] = pd.to_numeric(frame["gops"], errors="coerce")
-    return frame
+    return utc_timestamps(frame)
 
 
 @dataclass(frozen=True)

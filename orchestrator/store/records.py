@@ -48,9 +48,11 @@ def add_facts(store: Store, host_id: int, facts: dict[str, Any]) -> int:
         return row.id
 
 
-def create_run(store: Store, matrix: str, inventory: str, tags: list[str], plan: dict[str, Any] | None = None) -> int:
+def create_run(store: Store, matrix: str, inventory: str, tags: list[str], plan: dict[str, Any] | None = None,
+               labels: dict[str, str] | None = None) -> int:
     with store.session() as session:
-        row = RunRow(matrix=matrix, inventory=inventory, controller_version=__version__, tags=tags, plan=plan)
+        row = RunRow(matrix=matrix, inventory=inventory, controller_version=__version__, tags=tags, plan=plan,
+                     labels=dict(labels or {}))
         session.add(row)
         session.commit()
         return row.id
