@@ -22,12 +22,14 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
+    Task,
     TaskID,
     TextColumn,
     TimeElapsedColumn,
-    TimeRemainingColumn,
 )
 from rich.table import Column
+from rich.text import Text
 from typing_extensions import Self
 
 from .matrix import Cell
@@ -95,17 +97,35 @@ def job_text(cell: Cell) -> str:
     return " ".join(parts)
 
 
+class EtaColumn(ProgressColumn):
+    """Time left at the mean pace of the jobs done so far: a job's length, not rich's 30-second speed window,
+    which has no estimate until several jobs finished close together."""
+
+    def render(self, task: Task) -> Text:
+        if task.total is None or task.elapsed is None or not task.completed:
+            return Text(clock(None))
+        return Text(clock(task.elapsed / task.completed * max(0.0, task.total - task.completed)))
+
+
+NAME_WIDTH, BAR_WIDTH = 18, 10
+# name, "12/345", "0:01:02", "eta", "0:00:40", the bar, and the one-space gaps between the seven columns
+FIXED_WIDTH = NAME_WIDTH + 7 + 7 + 3 + 7 + BAR_WIDTH + 7
+
+
 class RichObserver:
     """A terminal: progress lines that keep count, elapsed and estimate however long the state text gets."""
 
     def __init__(self, console: Console) -> None:
         self.console = console
-        # The state text is last and cut first: the count, the times and the bar must survive at 80 columns.
+        # The state text is last and cut first (to what the line leaves, _state): the name, the count, the times
+        # and the bar keep their width at 80 columns, whatever a job's state says.
+        fixed = Column(no_wrap=True)
         self.progress = Progress(
-            TextColumn("{task.description}", table_column=Column(no_wrap=True, max_width=24)),
-            MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-            BarColumn(bar_width=12),
-            TextColumn("{task.fields[state]}", table_column=Column(no_wrap=True, overflow="ellipsis", ratio=1)),
+            TextColumn("{task.description}", table_column=Column(no_wrap=True, width=NAME_WIDTH, overflow="ellipsis")),
+            MofNCompleteColumn(table_column=fixed), TimeElapsedColumn(table_column=fixed),
+            TextColumn("eta", table_column=fixed), EtaColumn(table_column=fixed),
+            BarColumn(bar_width=BAR_WIDTH, table_column=fixed),
+            TextColumn("{task.fields[state]}", table_column=Column(no_wrap=True, overflow="ellipsis")),
             console=console)
         self._tasks: dict[str, TaskID] = {}
         self._overall: TaskID | None = None
@@ -133,8 +153,12 @@ class RichObserver:
                 self._tasks[host] = self.progress.add_task(host, total=None, state="")
             return self._tasks[host]
 
+    def _state(self, text: str) -> str:
+        room = max(8, self.console.width - FIXED_WIDTH)
+        return text if len(text) <= room else text[:room - 1] + "…"
+
     def host_state(self, host: str, text: str) -> None:
-        self.progress.update(self._task(host), state=text)
+        self.progress.update(self._task(host), state=self._state(text))
 
     def host_note(self, host: str, text: str) -> None:
         """Something the user must see after the run too (a power mode restored), not a passing state."""
@@ -156,8 +180,8 @@ class RichObserver:
             self.console.print(f"[red]failed[/red] {host} {job_text(cell)}: {detail}")
         if host not in self._planned:
             return  # finished before planning (a cell of an unreachable host): not one of the planned jobs
-        self.progress.update(task, advance=1, state=f"{job_text(cell)}: {status} {detail}")
-        self.progress.update(self._overall_task(), advance=1, state=f"{host}: {status}")
+        self.progress.update(task, advance=1, state=self._state(f"{job_text(cell)}: {status} {detail}"))
+        self.progress.update(self._overall_task(), advance=1, state=self._state(f"{host}: {status}"))
 
 
 class LineObserver:

@@ -30,6 +30,7 @@ class CellTrials:
     failures: list[str] = field(default_factory=list)
     throttled: int = 0
     skipped: int = 0
+    seconds: float = 0.0  # wall time its jobs took, start to finish (JUnit's time per test case)
 
 
 def lineage_sha(session, model: ModelRow) -> str:  # type: ignore[no-untyped-def]
@@ -82,6 +83,8 @@ def collect(store: Store, selected: ResultFilter) -> dict[str, CellTrials]:
                     host.name, model.name, job.delegate, f"{job.threads} thr", job.power_mode or "-",
                     job.usb_port or "-"))
                 cell = cells[key] = CellTrials(key, job.cell_key, label)
+            if job.started_at is not None and job.finished_at is not None:
+                cell.seconds += max(0.0, (job.finished_at - job.started_at).total_seconds())
             if job.status == "skipped":
                 cell.skipped += 1
             elif result is None or job.status != "succeeded":
