@@ -46,8 +46,8 @@ def lifted_kinds() -> dict[str, str]:
     return dict(importlib.import_module("migrations.versions.0009_v_results_context").JSON_COLUMNS)
 
 
-def kind_of(column: str) -> str:
-    return VIEW_KINDS.get(column) or lifted_kinds().get(column) or STRING
+def kind_of(column: str, default: str | None = STRING) -> str | None:
+    return VIEW_KINDS.get(column) or lifted_kinds().get(column) or default
 
 
 def utc_timestamps(frame: pd.DataFrame) -> pd.DataFrame:
@@ -58,12 +58,13 @@ def utc_timestamps(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def typed(frame: pd.DataFrame) -> pd.DataFrame:
-    """A copy of ``frame`` with every column in its one type (JSON values as JSON text)."""
+def typed(frame: pd.DataFrame, *, known_only: bool = False) -> pd.DataFrame:
+    """A copy of ``frame`` with every column in its one type (JSON values as JSON text). A column that is not
+    a results column is text, or, with ``known_only`` (a `farm query` of any SQL), left as pandas read it."""
     out = utc_timestamps(frame.copy())
     for column in out.columns:
-        kind = kind_of(column)
-        if kind == TIMESTAMP:
+        kind = kind_of(column, None if known_only else STRING)
+        if kind is None or kind == TIMESTAMP:
             continue
         values = out[column]
         if kind == STRING:
