@@ -309,7 +309,8 @@ def test_thread_sweep_has_the_seeds_layout(db_url: str) -> None:
     section = next(s for s in report.sections if s.title == THREADS)
     assert list(section.blocks) == ["jetson-nano", "rpi3b+"]  # one block per host
     for host, block in section.blocks.items():
-        assert list(block.columns) == ["model", "delegate", "USB", "1 thr", "2 thr", "3 thr", "4 thr"]
+        assert list(block.columns) == ["model", "delegate", "USB", "1 thr", "1 thr p90", "2 thr", "2 thr p90",
+                                       "3 thr", "3 thr p90", "4 thr", "4 thr p90"]
         assert len(block) == 4  # models as rows: Edge TPU and CPU, dm0.5 and full
         for (seed_host, delegate, name), times in DEEPLAB.items():
             if seed_host != host:

@@ -14,7 +14,7 @@ import typer
 from rich.markup import escape
 
 from ..errors import FarmError
-from . import baseline, compare, db, inventory, lab, models, nightly, report, results, run, toolchain
+from . import baseline, compare, db, inventory, lab, models, nightly, reference, report, results, run, toolchain
 from .output import err_console
 
 app = typer.Typer(
@@ -54,7 +54,8 @@ for name, command in (("toolchain", toolchain.toolchain), ("report", report.repo
                       ("run", run.run), ("results", results.results), ("query", results.query)):
     app.command(name)(command)
 for name, group in (("db", db.db_app), ("inventory", inventory.inventory_app), ("models", models.models_app),
-                    ("nightly", nightly.nightly_app), ("baseline", baseline.baseline_app)):
+                    ("nightly", nightly.nightly_app), ("baseline", baseline.baseline_app),
+                    ("reference", reference.reference_app)):
     app.add_typer(group, name=name)
 
 

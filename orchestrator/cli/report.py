@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -26,6 +27,12 @@ from .options import (
 from .output import console, err_console
 
 
+class Stat(str, Enum):
+    median = "median"
+    mean = "mean"
+    p90 = "p90"
+
+
 def report(
     db: DbOption = None,
     run_id: RunsOption = None,
@@ -48,6 +55,12 @@ def report(
                                                    "(plots embedded, opens offline)")] = None,
     export_path: Annotated[Path | None, typer.Option("--export", help="Also write the selected rows of v_results "
                                                      "to .csv or .parquet")] = None,
+    stat: Annotated[Stat, typer.Option("--stat", help="Centre of the latency and thread-sweep tables and plots: "
+                                       "median (with p90), mean (with std; SEEDS §1 tabled means) or p90 "
+                                       "(with p99)")] = "median",  # type: ignore[assignment]
+    reference_band: Annotated[float, typer.Option("--reference-band", min=0.0, max=10.0,
+                                                  help="Flag a result further than this fraction from its "
+                                                  "published reference (pycoral allows 0.30)")] = 0.30,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No tables in the terminal")] = False,
 ) -> None:
     """See REPORT_HELP."""
@@ -64,7 +77,8 @@ def report(
                               latest=latest or not (by_run or all_runs))
     store = open_store(db)
     try:
-        built = build_report(store, selection, with_plots=bool(markdown or html_path))
+        built = build_report(store, selection, with_plots=bool(markdown or html_path), stat=Stat(stat).value,
+                             reference_band=reference_band)
         if export_path:
             written = export(results_frame(store, selection), export_path)
             err_console.print(f"{built.rows} rows written to {export_path} ({written})")
@@ -83,7 +97,8 @@ def report(
 # Typer keeps the docstring's line breaks, so each paragraph is one string here.
 REPORT_HELP = (
     "Build the seeds' tables and plots from stored results: latency (median, p90), thread sweep, Edge TPU "
-    "speed-up over CPU, achieved GOPS/TOPS, the compiler report, and latency-vs-layers and thread-sweep charts."
+    "speed-up over CPU, achieved GOPS/TOPS, the compiler report, published references beside the results, and "
+    "latency-vs-layers and thread-sweep charts with error bars."
     "\n\n"
     "Tables show only the dimensions the data has; a cell measured in several selected runs shows its newest "
     "result. Without a run option the newest run is reported; --label KEY=VALUE reports every run "
@@ -93,6 +108,7 @@ REPORT_HELP = (
     "  farm report\n"
     "  farm report --label commit=3f2a9c1 --since 2026-11-01 --html report.html\n"
     "  farm report --run 12 --run 13 --delegate edgetpu --markdown report.md\n"
-    "  farm report --all-runs --model conv_stack --export conv.parquet"
+    "  farm report --all-runs --model conv_stack --export conv.parquet\n"
+    "  farm report --stat mean --reference-band 0.2   (after farm reference import)"
 )
 report.__doc__ = REPORT_HELP

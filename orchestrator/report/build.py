@@ -8,7 +8,7 @@ import pandas as pd
 
 from ..results import ModelInfo, ResultFilter, model_rows, results_frame
 from ..store.db import Store
-from . import edgetpu, plots, tables
+from . import edgetpu, plots, references, tables
 
 
 @dataclass
@@ -45,9 +45,15 @@ CO_COMPILED = "Co-compiled groups"
 SEGMENTS = "Operators per segment"
 COMPILER_CHANGES = "What a compiler upgrade changed"
 CONTEXT = "Hosts and toolchains"
+REFERENCES = "Published references"
 
 
-def build_report(store: Store, selection: ResultFilter, *, with_plots: bool = True) -> Report:
+def build_report(store: Store, selection: ResultFilter, *, with_plots: bool = True, stat: str = "median",
+                 reference_band: float = references.DEFAULT_BAND) -> Report:
+    """``stat`` is the centre of the latency and thread-sweep tables and plots (median, mean or p90), shown
+    with its spread; ``reference_band`` is how far (a fraction) a result may sit from its published
+    reference before it is flagged."""
+    centre, spread = tables.stat_columns(stat)
     every = results_frame(store, replace(selection, status="all"))
     frame = every[every["status"] == "succeeded"].reset_index(drop=True)
     runs = sorted(every["run_id"].unique().tolist()) if not every.empty else []
@@ -61,11 +67,13 @@ def build_report(store: Store, selection: ResultFilter, *, with_plots: bool = Tr
         report.notes.append("No succeeded results match the selection.")
         return report
     add = report.sections.append
-    add(Section(LATENCY, "Median and p90 of the timed invokes (ms), by model × host × power mode × USB speed × "
-                "delegate × threads; the newest result of each cell.", {"": tables.latency(frame)}))
-    sweep = tables.thread_sweep(frame)
+    words = f"{centre.removesuffix('_ms')} and {spread.removesuffix('_ms')}"
+    add(Section(LATENCY, f"The {words} of the timed invokes (ms), by model × host × power mode × USB speed × "
+                "delegate × threads; the newest result of each cell.", {"": tables.latency(frame, stat)}))
+    sweep = tables.thread_sweep(frame, stat)
     if sweep:
-        add(Section(THREADS, "Median latency (ms) at each thread count, one block per host (SEEDS §1 layout).", sweep))
+        add(Section(THREADS, f"The {words} (ms) at each thread count, one block per host (SEEDS §1 layout).",
+                    sweep))
     modes = tables.power_modes(frame)
     if not modes.empty:
         add(Section(POWER, "Median latency (ms) at each power mode, each at its fastest thread count, and how many "
@@ -88,13 +96,31 @@ def build_report(store: Store, selection: ResultFilter, *, with_plots: bool = Tr
     # Compile facts hold whether or not a cell ran: an Edge TPU cell skipped on a host without a TPU still
     # names the compiled model the matrix asked for.
     _add_edgetpu_sections(report, store, model_rows(store, every["model_sha256"].dropna().unique().tolist()))
+    _add_references(report, store, frame, reference_band)
     context = tables.hosts_and_toolchains(frame)
     if not context.empty:
         add(Section(CONTEXT, "What the results were measured with, as each host reported it (several values: the "
                     "selection mixes versions).", {"": context}))
     if with_plots:
-        report.plots = plots.latency_vs_layers(frame) + plots.thread_sweep_bars(frame)
+        report.plots = plots.latency_vs_layers(frame, stat) + plots.thread_sweep_panels(frame, stat)
     return report
+
+
+def _add_references(report: Report, store: Store, frame: pd.DataFrame, band: float) -> None:
+    from ..references.stored import inference_references
+
+    table = references.reference_table(frame, inference_references(store), band)
+    if table.empty:
+        return
+    report.sections.append(Section(REFERENCES, f"Each result beside the published time for the same model, board, "
+                                   f"delegate and setting (`farm reference import`), in the statistic the source "
+                                   f"published; ratio = measured / reference, flagged outside ±{band:.0%}.",
+                                   {"": table}))
+    outside = table[table["check"] != "ok"]
+    for _, row in outside.iterrows():
+        report.notes.append(f"{row['model']} on {row['host']} ({row['delegate']}, {row['threads']} thr) measured "
+                            f"{row['measured_ms']:.2f} ms against {row['reference']}'s {row['reference_ms']:.2f} ms "
+                            f"({row['ratio']:.2f}×): outside the ±{band:.0%} band.")
 
 
 def _add_edgetpu_sections(report: Report, store: Store, models: dict[str, ModelInfo]) -> None:

@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
-from .tables import newest_per_cell, usb_label
+from .tables import newest_per_cell, stat_columns, usb_label
 
 LOG_SPAN = 30.0
 
@@ -55,9 +55,21 @@ def _series_label(host: str | None, delegate: str, power: object, usb: object, h
     return " · ".join(parts)
 
 
-def latency_vs_layers(frame: pd.DataFrame) -> list[Plot]:
-    """One chart per model family measured at two or more depths: median latency against layer count,
-    one line per host / delegate / power mode / USB speed, each point its fastest thread count."""
+def error_bars(points: pd.DataFrame, stat: str) -> list[list[float]]:
+    """matplotlib's yerr (below, above) for the centre of --stat: ± the standard deviation around a mean,
+    up to the p90 (or p99 for p90) above a percentile, none below it."""
+    centre, spread = stat_columns(stat)
+    values, other = points[centre].astype(float), points[spread].astype(float).fillna(0.0)
+    if stat == "mean":
+        return [other.tolist(), other.tolist()]
+    return [[0.0] * len(points), (other - values).clip(lower=0.0).tolist()]
+
+
+def latency_vs_layers(frame: pd.DataFrame, stat: str = "median") -> list[Plot]:
+    """One chart per model family measured at two or more depths: latency (the --stat centre, with its
+    spread as error bars) against layer count, one line per host / delegate / power mode / USB speed, each
+    point its fastest thread count."""
+    centre, _ = stat_columns(stat)
     rows = newest_per_cell(frame)
     if rows.empty or rows["layers"].isna().all():
         return []
@@ -67,28 +79,31 @@ def latency_vs_layers(frame: pd.DataFrame) -> list[Plot]:
     for family, fam in rows.groupby("model_family", sort=True):
         if fam["layers"].nunique() < 2:
             continue
-        best = fam.loc[fam.groupby(["host", "delegate", "power_mode", "usb", "layers"])["median_ms"].idxmin()]
+        best = fam.loc[fam.groupby(["host", "delegate", "power_mode", "usb", "layers"])[centre].idxmin()]
         fig, ax = plt.subplots(figsize=(7.5, 4.5))
         hosts = best["host"].nunique()
         for (host, delegate, power, usb), line in best.groupby(["host", "delegate", "power_mode", "usb"], sort=True):
             line = line.sort_values("layers")
-            ax.plot(line["layers"].astype(int), line["median_ms"], marker="o",
-                    linestyle="-" if delegate == "edgetpu" else "--",
-                    label=_series_label(host, delegate, power, line["usb_speed"].iloc[0], hosts))
-        _scale(ax, best["median_ms"], "median latency per inference (ms")
+            ax.errorbar(line["layers"].astype(int), line[centre], yerr=error_bars(line, stat), marker="o",
+                        capsize=3, linestyle="-" if delegate == "edgetpu" else "--",
+                        label=_series_label(host, delegate, power, line["usb_speed"].iloc[0], hosts))
+        _scale(ax, best[centre], f"{stat} latency per inference (ms")
         ax.set_xlabel("layers in the model")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(f"{family}: latency vs depth")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize="small")
         plots.append(Plot(f"{family}: latency vs layer count",
-                          "Median of the timed invokes; each point at its fastest thread count.",
+                          f"{_stat_words(stat)}; each point at its fastest thread count.",
                           _png(fig), f"latency-vs-layers-{family}"))
     return plots
 
 
-def thread_sweep_bars(frame: pd.DataFrame) -> list[Plot]:
-    """Grouped bars per host (and power mode): models along x, one bar per thread count."""
+def thread_sweep_panels(frame: pd.DataFrame, stat: str = "median") -> list[Plot]:
+    """Per host (and power mode), one panel per model: latency against thread count on a linear axis from
+    zero, one line per delegate / USB speed, the spread as error bars. A shared log axis made the CPU
+    models' gains look like nothing next to the Edge TPU's, and bars with a cut baseline overstated them."""
+    centre, _ = stat_columns(stat)
     rows = newest_per_cell(frame)
     if rows.empty:
         return []
@@ -99,29 +114,42 @@ def thread_sweep_bars(frame: pd.DataFrame) -> list[Plot]:
         block = block[swept]
         if block.empty:
             continue
-        tpu = [f" (Edge TPU{'' if usb_label(u) == '-' else ', ' + usb_label(u)})" if d == "edgetpu" else ""
-               for d, u in zip(block["delegate"], block["usb_speed"], strict=True)]
-        # A compiled model's name repeats its source's plus the compiler version: the source's reads better.
-        keyed = block.assign(label=block["source_model"] + pd.Series(tpu, index=block.index),
-                             depth=block["layers"].fillna(-1).astype(int))
-        order = keyed.sort_values(["model_family", "depth", "model"])["label"].drop_duplicates().tolist()
-        table = keyed.pivot_table(index="label", columns="threads", values="median_ms", aggfunc="first").loc[order]
-        fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(order) + 2), 4.5))
-        width = 0.8 / len(table.columns)
-        for k, threads in enumerate(table.columns):
-            positions = [i + (k - (len(table.columns) - 1) / 2) * width for i in range(len(order))]
-            ax.bar(positions, table[threads], width=width, label=f"{threads} thread{'s' if threads > 1 else ''}")
-        ax.set_xticks(range(len(order)))
-        ax.set_xticklabels(order, rotation=20, ha="right", fontsize="small")
-        _scale(ax, keyed["median_ms"], "median latency per inference (ms")
-        ax.set_xlabel("model")
+        # A compiled model's name repeats its source's plus the compiler version: its source's reads better.
+        keyed = block.assign(depth=block["layers"].fillna(-1).astype(int))
+        order = keyed.sort_values(["model_family", "depth", "source_model"])["source_model"].drop_duplicates().tolist()
+        columns = min(3, len(order))
+        panel_rows = (len(order) + columns - 1) // columns
+        fig, axes = plt.subplots(panel_rows, columns, figsize=(4.2 * columns, 3.4 * panel_rows), squeeze=False)
+        for ax, source in zip(axes.flat, order, strict=False):
+            model_rows = keyed[keyed["source_model"] == source]
+            for (delegate, usb), line in model_rows.groupby(["delegate", model_rows["usb_speed"].fillna(0)],
+                                                           sort=True):
+                line = line.sort_values("threads")
+                label = "Edge TPU" if delegate == "edgetpu" else str(delegate).upper()
+                if delegate == "edgetpu" and usb_label(usb or None) != "-":
+                    label += f" ({usb_label(usb)})"
+                ax.errorbar(line["threads"].astype(int), line[centre], yerr=error_bars(line, stat), marker="o",
+                            capsize=3, label=label)
+            ax.set_title(source, fontsize="small")
+            ax.set_xlabel("threads")
+            ax.set_ylabel(f"{stat} latency (ms)")
+            ax.set_ylim(bottom=0)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.grid(True, alpha=0.3)
+            ax.legend(fontsize="x-small")
+        for ax in list(axes.flat)[len(order):]:
+            ax.set_visible(False)
         where = host if power == "-" else f"{host} at {power}"
-        ax.set_title(f"Thread sweep on {where}")
-        ax.grid(True, axis="y", which="both", alpha=0.3)
-        ax.legend(fontsize="small")
-        plots.append(Plot(f"Thread sweep: {where}", "Median latency by thread count (SEEDS §1); lower is faster.",
-                          _png(fig), _slug("threads", host, power)))
+        fig.suptitle(f"Thread sweep on {where}")
+        plots.append(Plot(f"Thread sweep: {where}", f"{_stat_words(stat)} by thread count (SEEDS §1), one panel "
+                          "per model; lower is faster.", _png(fig), _slug("threads", host, power)))
     return plots
+
+
+def _stat_words(stat: str) -> str:
+    return {"median": "Median of the timed invokes, bars up to the p90",
+            "mean": "Mean of the timed invokes, bars ± one standard deviation",
+            "p90": "p90 of the timed invokes, bars up to the p99"}[stat]
 
 
 def _slug(*parts: str) -> str:

@@ -15,6 +15,18 @@ MIB = 1024 * 1024
 # A cell is what makes two results comparable; the newest run wins within one.
 CELL = ["host", "model_sha256", "delegate", "threads", "power_mode", "usb_port"]
 DIMENSIONS = ["host", "power_mode", "usb_speed", "delegate"]
+# --stat: the centre a table shows and the spread beside it. SEEDS §1 tabled means of 20 runs, farm's default
+# is the median (robust to the odd slow invoke); p90 is the tail a latency budget cares about.
+STATS = {"median": ("median_ms", "p90_ms"), "mean": ("mean_ms", "std_ms"), "p90": ("p90_ms", "p99_ms")}
+
+
+def stat_columns(stat: str) -> tuple[str, str]:
+    """(centre, spread) v_results columns for a --stat value."""
+    if stat not in STATS:
+        from ..errors import FarmError
+
+        raise FarmError(f"--stat {stat!r}: expected one of {', '.join(STATS)}")
+    return STATS[stat]
 
 
 def newest_per_cell(frame: pd.DataFrame) -> pd.DataFrame:
@@ -41,8 +53,10 @@ def _sorted_models(frame: pd.DataFrame) -> pd.DataFrame:
     return keyed
 
 
-def latency(frame: pd.DataFrame) -> pd.DataFrame:
-    """Median and p90 (ms) by model × host × power mode × USB speed × delegate × threads."""
+def latency(frame: pd.DataFrame, stat: str = "median") -> pd.DataFrame:
+    """The centre and its spread (ms; median and p90 by default) by model × host × power mode × USB speed ×
+    delegate × threads."""
+    centre, spread = stat_columns(stat)
     rows = newest_per_cell(frame)
     if rows.empty:
         return pd.DataFrame()
@@ -51,12 +65,15 @@ def latency(frame: pd.DataFrame) -> pd.DataFrame:
     out = out.sort_values(["model_family", "layers_key", "model", *keys[1:]],
                           key=lambda s: s if s.name == "layers_key" else s.astype("string").fillna(""),
                           kind="stable")
-    return out[[*keys, "median_ms", "p90_ms", "samples"]].reset_index(drop=True)
+    return out[[*keys, centre, spread, "samples"]].reset_index(drop=True)
 
 
-def thread_sweep(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """SEEDS §1 layout: one block per host (and power mode), models as rows, threads as columns; an Edge TPU
-    model's row names the USB speed it ran at. Only cells measured at more than one thread count are a sweep."""
+def thread_sweep(frame: pd.DataFrame, stat: str = "median") -> dict[str, pd.DataFrame]:
+    """SEEDS §1 layout: one block per host (and power mode), models as rows, threads as columns (the centre,
+    then its spread: '2 thr' and '2 thr p90'); an Edge TPU model's row names the USB speed it ran at. Only
+    cells measured at more than one thread count are a sweep."""
+    centre, spread = stat_columns(stat)
+    spread_label = spread.removesuffix("_ms")
     rows = newest_per_cell(frame)
     if rows.empty:
         return {}
@@ -70,10 +87,13 @@ def thread_sweep(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
         block = _sorted_models(block[swept])
         if block.empty:
             continue
-        table = block.pivot_table(index=["model_family", "layers_key", *row_keys], columns="threads",
-                                  values="median_ms", aggfunc="first")
+        index = ["model_family", "layers_key", *row_keys]
+        centres = block.pivot_table(index=index, columns="threads", values=centre, aggfunc="first")
+        spreads = block.pivot_table(index=index, columns="threads", values=spread, aggfunc="first")
+        table = pd.concat({t: pd.DataFrame({f"{t} thr": centres[t], f"{t} thr {spread_label}": spreads[t]})
+                           for t in centres.columns}, axis=1)
+        table.columns = table.columns.droplevel(0)
         table = table.reset_index().drop(columns=["model_family", "layers_key"])
-        table.columns = [c if isinstance(c, str) else f"{c} thr" for c in table.columns]
         title = " · ".join(_label(k, v) for k, v in zip(block_keys, key, strict=True) if not _missing(v))
         blocks[title] = table.rename(columns={"usb": "USB"})
     return blocks

@@ -233,3 +233,24 @@ class ToolchainEventRow(Base):
     old_version: Mapped[str | None] = mapped_column(String(200))
     new_version: Mapped[str | None] = mapped_column(String(200))
     detected_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+
+
+class ReferenceRow(Base):
+    """A published time for one model on one board under one setting (pycoral's reference CSVs, the seeds'
+    tables), shown beside measured results and usable as a baseline."""
+
+    __tablename__ = "reference_times"
+    __table_args__ = (UniqueConstraint("board", "model", "delegate", "setting_key", "metric", "dataset",
+                                       name="uq_reference_times_cell"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    board: Mapped[str] = mapped_column(String(128), index=True)  # as the inventory names it (`board:`)
+    model: Mapped[str] = mapped_column(String(200))  # file stem: no directory, no .tflite
+    delegate: Mapped[str] = mapped_column(String(16))
+    settings: Mapped[dict[str, Any]] = mapped_column(default=dict)  # v_results column -> value, e.g. threads
+    setting_key: Mapped[str] = mapped_column(String(400), default="")  # settings as sorted k=v, for uniqueness
+    metric: Mapped[str] = mapped_column(String(16), default="inference")  # inference | training
+    dataset: Mapped[str] = mapped_column(String(64), default="")
+    stat: Mapped[str] = mapped_column(String(16), default="mean")  # what the published figure is
+    value_ms: Mapped[float] = mapped_column(Float)
+    source: Mapped[str] = mapped_column(Text)  # file it came from, or "SEEDS §1"
+    imported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
