@@ -1,7 +1,7 @@
 """runs.labels: what a run measured (commit=…, firmware=…, compiler=…), and v_results.run_labels
 
 Revision ID: 0023
-Revises: 0012
+Revises: 0020 (written against 0012; chained after the lead's 0020 when main was merged)
 Create Date: 2026-12-02 01:15:00
 
 `farm run --label key=value` stores a JSON object here; `--tag` stays the inventory's host selection.
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0023"
-down_revision = "0012"
+down_revision = "0020"
 branch_labels = None
 depends_on = None
 
