@@ -224,7 +224,7 @@ V_RESULTS_COLUMNS = [
     "source_model_sha256", "compiler_version", "delegate", "threads", "power_mode", "power_mode_measured", "usb_port",
     "usb_speed_planned", "usb_speed_measured", "throttled", "avg_power_w", "energy_mj", "runtime", "runtime_version",
     "python", "os", "kernel", "l4t", "jetpack", "libedgetpu", "agent_version", "cpu_count", "usb_port_measured",
-    "edgetpu_device", "temp_before_c", "temp_after_c", "samples", "mean_ms", "median_ms", "p90_ms", "p99_ms",
+    "edgetpu_device", "temp_before_c", "temp_after_c", "run_labels", "samples", "mean_ms", "median_ms", "p90_ms", "p99_ms",
     "min_ms", "max_ms", "std_ms", "init_ms", "first_inference_ms", "warmup_runs", "gops", "facts_id",
 ]
 
