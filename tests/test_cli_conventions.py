@@ -44,7 +44,7 @@ def invoke(*args: str, code: int = 0, width: int = 80) -> str:
     """farm's main() as the console script runs it, in this process (imports paid once), with stdout and stderr
     captured (not a terminal, as in a pipe) and the console as wide as a terminal of ``width`` columns."""
     out, err = io.StringIO(), io.StringIO()
-    saved_argv, before = sys.argv, cli_output.console.width
+    saved_argv, before = sys.argv, cli_output.console._width  # None: the console follows $COLUMNS again after
     sys.argv, cli_output.console.width = ["farm", *args], width
     got = 0
     try:
@@ -53,7 +53,7 @@ def invoke(*args: str, code: int = 0, width: int = 80) -> str:
     except SystemExit as exit_:
         got = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
     finally:
-        sys.argv, cli_output.console.width = saved_argv, before
+        sys.argv, cli_output.console._width = saved_argv, before
     assert got == code, (got, out.getvalue(), err.getvalue())
     return out.getvalue() + err.getvalue()
 

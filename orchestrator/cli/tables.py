@@ -151,12 +151,12 @@ def print_table(console: Console, frame, layout: Layout, *, title: str = "", wid
         # As wide as it needs: a terminal narrower than that scrolls or wraps it, but nothing is cut.
         measuring = Console(width=100_000, file=_Null(), color_system=None)
         needed = Measurement.get(measuring, measuring.options, table).maximum
-        before = console.width
-        console.width = max(before, needed)  # print() caps a width it is given at the console's own
+        before = console._width  # None: follow the terminal (or $COLUMNS), as before
+        console.width = max(console.width, needed)  # print() caps a width it is given at the console's own
         try:
             console.print(table, crop=False)
         finally:
-            console.width = before
+            console._width = before
     else:
         console.print(table)
     return hidden
