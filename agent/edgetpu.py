@@ -29,6 +29,9 @@ LIB_DIRS = ("usr/lib/aarch64-linux-gnu", "usr/lib/arm-linux-gnueabihf", "usr/lib
 PACKAGES = ("libedgetpu1-std", "libedgetpu1-max", "libedgetpu1-legacy-std", "libedgetpu1-legacy-max")
 SPEED_NAMES = {1: "USB 1.x Low Speed", 12: "USB 1.x Full Speed", 480: "USB 2.0 High Speed",
                5000: "USB 3.0 SuperSpeed", 10000: "USB 3.1 SuperSpeed+", 20000: "USB 3.2 SuperSpeed+ 2x2"}
+# The words the simulated lab's stand-in library puts in its edgetpu_version(): every result measured
+# on it is marked simulated.
+STANDIN_MARK = "stand-in"
 INSTALL_HINT = ("install the Edge TPU runtime from Coral's apt repository: "
                 "sudo apt-get install libedgetpu1-std (or libedgetpu1-max for the maximum clock)")
 
@@ -155,14 +158,36 @@ def library():
             break
     packages = _dpkg_packages()
     package = min(packages) if packages else None
+    runtime = _runtime_version(root_path(path.lstrip("/"))) if path else None
+    simulated = bool(runtime and STANDIN_MARK in runtime)
+    version = packages.get(package) if package else None
     info = {"name": LIBRARY, "path": path, "target": target, "package": package,
-            "version": packages.get(package) if package else None, "error": None}
+            # A stand-in comes from no package: it says what it is in its version string.
+            "version": version or ("stand-in" if simulated else None), "runtime_version": runtime,
+            "simulated": simulated, "error": None}
     if path is None:
         info["error"] = "{} is not installed (looked in {}{}); {}".format(
             LIBRARY, ", ".join("/" + d for d in dirs),
             "; dpkg lists {} {} but the file is gone".format(package, info["version"]) if package else "",
             INSTALL_HINT)
     return info
+
+
+def _runtime_version(path):
+    """The library's own ``edgetpu_version()`` text (what pycoral's get_runtime_version() returns), or None.
+
+    Loading libedgetpu opens no device; a library built for another machine, or one without the call,
+    simply has no runtime version here.
+    """
+    try:
+        import ctypes
+
+        call = ctypes.CDLL(path).edgetpu_version
+        call.restype = ctypes.c_char_p
+        text = call()
+    except (OSError, AttributeError, TypeError, ValueError):
+        return None
+    return text.decode("utf-8", "replace") if text else None
 
 
 def pycoral():

@@ -115,6 +115,11 @@ class ResultView(object):
         return self._part("edgetpu").get("device")
 
     @property
+    def simulated(self) -> Optional[str]:
+        """"stand-in" when the result was measured on the simulated lab's Edge TPU, None on hardware."""
+        return self._part("edgetpu").get("simulated")
+
+    @property
     def throttled(self) -> Optional[bool]:
         return self.doc.get("throttled")
 

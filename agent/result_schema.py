@@ -120,7 +120,8 @@ def _check_power(power, where):
 
 
 def _check_edgetpu(edgetpu, where):
-    for field in ("port", "device", "type"):
+    # simulated: "stand-in" when the Edge TPU was the simulated lab's stand-in library, absent on hardware.
+    for field in ("port", "device", "type", "simulated"):
         optional(edgetpu, field, TEXT, where)
     optional_finite(edgetpu, "speed", where)  # Mb/s; USB low speed is 1.5
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from . import hardware
+from . import hardware, standin_libedgetpu
 from .boards import Board
 
 # Where login shells and sudo's secure_path look, after the stand-ins.
@@ -22,8 +22,30 @@ SYSTEM_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/s
 RPI_MODELS = {"rpi3b+": "3B+", "rpi4": "4B"}
 
 
-def install(board: Board, root: Path) -> None:
-    """Add ``board``'s power and USB hardware to the device root ``root`` (written by write_device_root)."""
+# Where each board's libedgetpu lives (the agent looks there; the lab puts it on LD_LIBRARY_PATH).
+LIBRARY_MULTIARCH = {"devboard": "aarch64-linux-gnu", "x86-usb": "x86_64-linux-gnu"}
+
+
+def has_edgetpu(board: Board) -> bool:
+    return any((d.vendor, d.product) == ("18d1", "9302") for d in board.usb) or "dev/apex_0" in board.files
+
+
+def install_libedgetpu(board: Board, root: Path, built: Path | None) -> Path | None:
+    """The stand-in libedgetpu (``standin_libedgetpu``) in a board with an Edge TPU; returns its folder."""
+    if built is None or not has_edgetpu(board):
+        return None
+    return standin_libedgetpu.install(root, built, LIBRARY_MULTIARCH.get(board.name, "x86_64-linux-gnu"))
+
+
+def library_folder(board: Board, root: Path) -> Path | None:
+    """The folder holding the stand-in libedgetpu in ``root``, if the lab installed it there."""
+    folder = root / "usr" / "lib" / LIBRARY_MULTIARCH.get(board.name, "x86_64-linux-gnu")
+    return folder if (folder / standin_libedgetpu.LIBRARY).exists() else None
+
+
+def install(board: Board, root: Path, libedgetpu: Path | None = None) -> None:
+    """Add ``board``'s power and USB hardware to the device root ``root`` (written by write_device_root);
+    with ``libedgetpu`` (a built stand-in), a board with an Edge TPU gets it as its libedgetpu.so.1."""
     if board.name.startswith("jetson-nano"):
         hardware.install_jetson_nano(root)
         hardware.install_ina3221(root)
@@ -37,6 +59,7 @@ def install(board: Board, root: Path) -> None:
         # replaces the board's flat folders; the hubs on the way are rebuilt from the ports.
         shutil.rmtree(root / "sys/bus/usb/devices", ignore_errors=True)
         hardware.install_usb_accelerators(root, accelerators)
+    install_libedgetpu(board, root, libedgetpu)
     run_at_limit(root)
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from . import board_hardware
+from . import board_hardware, standin_libedgetpu
 from .account import Account, LabError, lab_account
 from .boards import BOARDS, DEFAULT_BOARDS, write_device_root
 from .pythons import PythonEnv, default_cache_dir, file_lock, prepare
@@ -97,6 +97,7 @@ class Lab:
     def __init__(self, directory: Path | None = None, *, cache: Path | None = None) -> None:
         self.dir = Path(directory or default_lab_dir()).expanduser().absolute()
         self.cache = cache
+        self._libedgetpu: Path | None = None  # the built stand-in, once `up` has built it
         # Names this lab's public files and workdirs apart from other labs' in the shared login home.
         self.id = "lab-" + hashlib.sha256(str(self.dir.resolve()).encode()).hexdigest()[:10]
 
@@ -165,6 +166,7 @@ class Lab:
         self.dir.chmod(0o700)  # it holds the lab's private keys
         with file_lock(self.dir / ".lock"):
             planned = self._with_pythons(planned, account, say)
+            self._libedgetpu = self._build_libedgetpu(planned, account, say)
             public = self._publish_client_key(account)
             board_hardware.publish_tools(public)
             wanted = {h.name for h in planned}
@@ -194,6 +196,17 @@ class Lab:
                 pythons[env.key] = prepare(env, cache, account, say)
         return [dataclasses.replace(h, python=str(pythons[envs[h.name].key])) for h in planned]
 
+    def _build_libedgetpu(self, planned: list[LabHost], account: Account, say: Callable[[str], None]) -> Path | None:
+        """The stand-in libedgetpu, built once per source version, when a host has an Edge TPU; None (and
+        a clear line) without a C compiler: the lab still comes up, its Edge TPU cells are skipped."""
+        if not any(board_hardware.has_edgetpu(BOARDS[h.board]) for h in planned):
+            return None
+        try:
+            return standin_libedgetpu.build(self.cache or default_cache_dir(account))
+        except standin_libedgetpu.CompilerMissing as exc:
+            say(f"warning: {exc}")
+            return None
+
     def _publish_client_key(self, account: Account) -> Path:
         """The public directory, with the lab key in its authorized_keys; returns the directory."""
         client_public = generate_key(self.client_key, f"farm lab client ({self.dir})")
@@ -215,13 +228,17 @@ class Lab:
         changed = sshd.write_config()
         device_root = public / "devices" / host.name
         running = sshd.pid() is not None
-        if running and not changed and device_root.is_dir():
+        library = self._libedgetpu
+        stale = library is not None and board_hardware.has_edgetpu(BOARDS[host.board]) and \
+            board_hardware.library_folder(BOARDS[host.board], device_root) is None
+        if running and not changed and device_root.is_dir() and not stale:
             say(f"{host.name}: already up on {host.address}:{host.port}")
             return host_key
         if running:
             sshd.stop()
         write_device_root(BOARDS[host.board], device_root)
-        board_hardware.install(BOARDS[host.board], device_root)  # nvpmodel, rails, USB accelerators
+        # nvpmodel, rails, USB accelerators, and the stand-in libedgetpu where the board has an Edge TPU
+        board_hardware.install(BOARDS[host.board], device_root, library)
         account.chown(device_root)  # stand-in tools (nvpmodel, governors) may change its files
         sshd.start()
         say(f"{host.name}: up on {host.address}:{host.port} as {BOARDS[host.board].description}")
@@ -267,6 +284,17 @@ class Lab:
                           f"  UserKnownHostsFile {self.known_hosts}\n  StrictHostKeyChecking yes\n")
         self.ssh_config_path.write_text("\n".join(blocks))
 
+    def _host_env(self, host: LabHost, public: Path) -> dict[str, str]:
+        root = public / "devices" / host.name
+        env = {"FARM_DEVICE_ROOT": str(root),
+               # The stand-in nvpmodel, jetson_clocks and vcgencmd, found as the real ones would be.
+               "PATH": board_hardware.agent_path(public / "tools")}
+        library = board_hardware.library_folder(BOARDS[host.board], root)
+        if library is not None:
+            # The stand-in libedgetpu.so.1 is found by the dynamic loader here, and on no real host.
+            env["LD_LIBRARY_PATH"] = str(library)
+        return env
+
     def _write_inventory(self, hosts: list[LabHost], account: Account, public: Path) -> None:
         entries = [{
             "name": host.name,
@@ -277,9 +305,7 @@ class Lab:
             "python": host.python,
             "board": host.board,
             "tags": ["lab", host.board],
-            "env": {"FARM_DEVICE_ROOT": str(public / "devices" / host.name),
-                    # The stand-in nvpmodel, jetson_clocks and vcgencmd, found as the real ones would be.
-                    "PATH": board_hardware.agent_path(public / "tools")},
+            "env": self._host_env(host, public),
             "workdir": self.workdir(host),
         } for host in hosts]
         header = f"# The simulated lab in {self.dir}, written by 'farm lab up' (and rewritten by every 'up').\n"

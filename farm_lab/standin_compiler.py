@@ -38,6 +38,7 @@ import numpy as np
 from orchestrator.models.edgetpu_check import MAPPED, check_model
 from orchestrator.models.flatbuild import GraphBuilder, Quant, fb
 from orchestrator.models.inspect import EDGETPU_CUSTOM_OP, ModelFormatError
+from orchestrator.models.opcount import OP_NAMES, ops_of
 
 DEFAULT_VERSION = "16.0.384591198"
 VERSION_ENV = "FARM_STANDIN_COMPILER_VERSION"
@@ -117,6 +118,38 @@ def _copy_tensor(graph: GraphBuilder, source: _Source, index: int, mapping: dict
     return mapping[index]
 
 
+# The custom op's data, which the stand-in libedgetpu (farm_lab/standins/libedgetpu) reads: a magic,
+# the co-compile group's caching token (zeros alone), on-chip and off-chip parameter bytes, the
+# operations (multiply + add = 2) on convolution-like and on dense layers, then the parameters.
+CUSTOM_MAGIC = b"FARMTPU1"
+_DENSE_OPS = {"FULLY_CONNECTED", "BATCH_MATMUL"}
+
+
+def custom_data(group_token: bytes, on_chip: int, off_chip: int, ops: tuple[int, int], parameters: bytes) -> bytes:
+    token = (group_token or b"").ljust(8, b"\0")[:8]
+    numbers = b"".join(int(v).to_bytes(8, "little") for v in (on_chip, off_chip, *ops))
+    return CUSTOM_MAGIC + token + numbers + parameters
+
+
+def _part_ops(source: _Source, part: list[int]) -> tuple[int, int]:
+    """(convolution-like, dense) operations of the ops in ``part``, counted as farm's op counter does."""
+    conv = dense = 0
+    for index in part:
+        builtin, custom, _ = source.code(index)
+        name = OP_NAMES.get(builtin, "CUSTOM") if builtin != _BUILTIN_CUSTOM else (custom or "CUSTOM")
+        inputs, outputs = source.op_io(index)
+        shapes = [tuple(int(d) for d in source.tensor(t).ShapeAsNumpy()) if source.tensor(t).ShapeLength() else ()
+                  for t in inputs]
+        out_shapes = [tuple(int(d) for d in source.tensor(t).ShapeAsNumpy()) if source.tensor(t).ShapeLength()
+                      else () for t in outputs]
+        ops = ops_of(name, shapes, out_shapes, source.graph.Operators(index)) or 0
+        if name in _DENSE_OPS:
+            dense += ops
+        else:
+            conv += ops
+    return conv, dense
+
+
 def compile_one(data: bytes, name: str, segments: int, cache_left: int, later_model: bool = False,
                 group_token: bytes = b"") -> list[tuple[str, bytes, dict]]:
     """The output files of one input model: [(file name, bytes, summary numbers)]. A later model of a
@@ -147,7 +180,8 @@ def compile_one(data: bytes, name: str, segments: int, cache_left: int, later_mo
             outs = [_copy_tensor(graph, source, t, mapping, False) for t in exits]
             # How much sits on-chip, and a co-compile's shared caching token, are compiled into the model:
             # the same source co-compiled and compiled alone gives two different files.
-            graph.custom_op(EDGETPU_CUSTOM_OP, ins, outs, group_token + used.to_bytes(8, "little") + parameters)
+            graph.custom_op(EDGETPU_CUSTOM_OP, ins, outs,
+                            custom_data(group_token, used, len(parameters) - used, _part_ops(source, part), parameters))
         else:  # nothing maps: 0 Edge TPU subgraphs, the model written back with its ops as they were
             ins = [_copy_tensor(graph, source, int(source.graph.Inputs(k)), mapping, False)
                    for k in range(source.graph.InputsLength())]

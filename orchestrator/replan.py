@@ -2,8 +2,9 @@
 row and nothing else, so the row carries the matrix, the hosts and the models it was started with.
 
 ``farm run --resume`` of such a run expands the same matrix on the hosts as they are now (their facts
-decide threads and skips, as in a run started afresh) and runs it; a run whose jobs were stored is
-never planned again (its jobs are stored in one transaction: all of them or none).
+decide threads and skips, as in a run started afresh) and runs it. Each host's lane plans that host's
+jobs as soon as it is reached (one transaction per host), so a run killed early may have some hosts
+planned and others not: a host with jobs in the run is never planned again, one without is.
 
 Every run's row also keeps what it was started with that --resume must reuse: the inventory's absolute
 path (the run may be resumed from another directory) and the transport options the command line gave
@@ -21,7 +22,7 @@ from sqlalchemy import exists, select
 from .inventory import Host
 from .matrix import MatrixSpec
 from .store.db import Store
-from .store.schema import JobRow, ModelRow, RunRow
+from .store.schema import HostRow, JobRow, ModelRow, RunRow
 
 PLAN_VERSION = 1
 
@@ -81,12 +82,17 @@ class Replan:
 
 
 def unplanned(store: Store, run_id: int) -> Replan | None:
-    """The plan of run ``run_id`` if it has no jobs yet and carries one; else None (nothing to re-plan)."""
+    """The plan of run ``run_id`` for its hosts that have no jobs yet; None if every host has some
+    (or the run carries no plan): nothing to re-plan."""
     with store.session() as session:
         run = session.get(RunRow, run_id)
-        if run is None or not run.plan or session.scalar(select(exists().where(JobRow.run_id == run_id))):
+        if run is None or not run.plan:
             return None
+        planned = set(session.scalars(select(HostRow.name).where(
+            exists().where(JobRow.run_id == run_id, JobRow.host_id == HostRow.id))))
         doc = run.plan
+        missing = [name for name in doc["hosts"] if name not in planned]
+        if not missing:
+            return None
         by_id = {row.id: row for row in session.scalars(select(ModelRow).where(ModelRow.id.in_(doc["models"])))}
-        return Replan(spec_from_document(doc["spec"]), list(doc["hosts"]),
-                      [by_id[i] for i in doc["models"] if i in by_id])
+        return Replan(spec_from_document(doc["spec"]), missing, [by_id[i] for i in doc["models"] if i in by_id])

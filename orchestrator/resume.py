@@ -15,6 +15,7 @@ from pathlib import Path
 
 from sqlalchemy import exists, select
 
+from .dispatch import LaneJob
 from .errors import FarmError
 from .inventory import Host
 from .lifecycle import IN_FLIGHT, TERMINAL
@@ -36,10 +37,16 @@ def run_to_resume(store: Store, run_id: int | None) -> RunRow:
             run = session.get(RunRow, run_id)
             if run is None:
                 raise FarmError(f"--resume: there is no run {run_id} in {store.url}")
+            if run.shared:  # its controllers take a dead one's jobs over themselves
+                raise FarmError(f"--resume: run {run_id} was submitted for `farm serve` controllers, which "
+                                "take over a dead controller's jobs themselves; start `farm serve` at a site "
+                                "that reaches its hosts (`farm status` shows who holds what)")
             return run
         open_job = exists().where(JobRow.run_id == RunRow.id, JobRow.status.not_in(TERMINAL))
-        run = session.scalar(select(RunRow).where(open_job).order_by(RunRow.id.desc()).limit(1)) \
-            or session.scalar(select(RunRow).where(RunRow.status != "finished").order_by(RunRow.id.desc()).limit(1))
+        own = RunRow.shared.is_not(True)  # a submitted run is its sites' controllers' to finish
+        run = session.scalar(select(RunRow).where(open_job, own).order_by(RunRow.id.desc()).limit(1)) \
+            or session.scalar(select(RunRow).where(RunRow.status != "finished", own)
+                              .order_by(RunRow.id.desc()).limit(1))
         if run is None:
             raise FarmError(f"--resume: every run in {store.url} is finished; nothing to resume")
         return run
@@ -67,17 +74,18 @@ def resume(runner: Runner, run_id: int, hosts: list[Host]) -> RunOutcome:
     stats = runner.writer.stats
     with_db_retry(_mark_running, store, run_id, stats=stats)
     replan = with_db_retry(unplanned, store, run_id, stats=stats)
-    if replan is not None:  # the controller died before storing the jobs: plan the run as it was started
-        chosen = [host for host in hosts if host.name in replan.host_names]
+    by_name = {host.name: host for host in hosts}
+    outcome = RunOutcome(run_id)
+    if replan is not None and not with_db_retry(job_store.status_counts, store, run_id, stats=stats):
+        # The controller died before storing any job: plan the run as it was started.
+        chosen = [by_name[name] for name in replan.host_names if name in by_name]
         if not chosen or not replan.models:
             missing = "hosts (" + ", ".join(replan.host_names) + ")" if not chosen else "models"
             raise FarmError(f"--resume: run {run_id} was never planned and none of its {missing} are "
                             "there any more; give its inventory with --inventory")
         return runner.run_planned(run_id, replan.spec, chosen, replan.models, dict(stats))
-    outcome = RunOutcome(run_id)
     reopened = set(with_db_retry(job_store.reopen_infrastructure_failures, store, run_id, stats=stats))
     pending = with_db_retry(job_store.open_jobs, store, run_id, stats=stats)
-    by_name = {host.name: host for host in hosts}
     host_names, models = with_db_retry(_hosts_and_models, store, stats=stats)
     links: dict[int, HostLink] = {}
     for job in pending:
@@ -90,35 +98,45 @@ def resume(runner: Runner, run_id: int, hosts: list[Host]) -> RunOutcome:
         if job.host_id not in links:
             links[job.host_id] = HostLink(by_name[name],
                                           with_db_retry(records.upsert_host, store, by_name[name], stats=stats))
+    to_plan: set[int] = set()
+    if replan is not None:  # hosts whose lanes died before planning them: planned now, as the others were
+        for name in replan.host_names:
+            if name in by_name:
+                link = HostLink(by_name[name], with_db_retry(records.upsert_host, store, by_name[name], stats=stats))
+                links.setdefault(link.host_id, link)
+                to_plan.add(link.host_id)
+    plan_new = runner.planner(run_id, replan.spec, replan.models, outcome) if replan is not None else None
 
-    def plan() -> list[tuple[HostLink, list]]:
-        from .dispatch import LaneJob
-
-        lanes: dict[int, list[LaneJob]] = {}
+    def plan(link: HostLink) -> list[LaneJob]:
+        if link.host_id in to_plan and plan_new is not None:
+            return plan_new(link)
+        jobs = []
         for job in pending:
-            link = links.get(job.host_id)
-            if link is None:
+            if job.host_id != link.host_id:
                 continue
-            model = models[job.model_id]
             if link.error:
                 runner.writer.write("finish", job_id=job.id, status="failed", failure="unreachable",
                                     reason=link.error)
                 outcome.unreachable[link.host.name] = link.error
                 continue
-            label = Cell(link.host, model, job.delegate, job.threads, job.power_mode, job.usb_port, job.usb_speed)
-            # No document: the controller died between storing the jobs and their documents, so none was
-            # ever sent; the planner makes it again from the job's cell, power mode and USB port included.
-            document = job.job_doc or runner._job_document(run_id, job.id, label, link, job.timing)
-            in_flight = job.status in IN_FLIGHT or job.id in reopened
-            keys = [job.spool_key] if in_flight and job.spool_key else []
-            lanes.setdefault(job.host_id, []).append(
-                LaneJob(job.id, document, Path(model.path), model.sha256, attempt=job.attempt, keys=keys,
-                        budget_from=job.attempt, label=label,
-                        unconfirmed=bool(keys) and job.status == "dispatched"))
-        for host_id, link in links.items():
-            runner.observer.jobs_planned(link.host.name, len(lanes.get(host_id, [])))
+            jobs.append(lane_job(runner, run_id, job, link, models[job.model_id], reopened=job.id in reopened))
+        runner.observer.jobs_planned(link.host.name, len(jobs))
         # In-flight jobs first: they may hold the host's lock, and their results are the oldest.
-        return [(links[host_id], sorted(jobs, key=lambda j: not j.keys)) for host_id, jobs in sorted(lanes.items())]
+        return sorted(jobs, key=lambda j: not j.keys)
 
-    runner._drive(run_id, list(links.values()), plan, outcome)
+    runner._drive(run_id, [links[host_id] for host_id in sorted(links)], plan, outcome)
     return outcome
+
+
+def lane_job(runner: Runner, run_id: int, job: JobRow, link: HostLink, model: ModelRow, *,
+             reopened: bool = False) -> LaneJob:
+    """A stored job as a lane picks it up again: a dead controller's in-flight attempt is looked for in the
+    agent's spool under its key first (collected if it finished, waited for if it runs)."""
+    label = Cell(link.host, model, job.delegate, job.threads, job.power_mode, job.usb_port, job.usb_speed)
+    # No document: the controller died between storing the jobs and their documents, so none was
+    # ever sent; the planner makes it again from the job's cell, power mode and USB port included.
+    document = job.job_doc or runner._job_document(run_id, job.id, label, link, job.timing)
+    in_flight = job.status in IN_FLIGHT or reopened
+    keys = [job.spool_key] if in_flight and job.spool_key else []
+    return LaneJob(job.id, document, Path(model.path), model.sha256, attempt=job.attempt, keys=keys,
+                   budget_from=job.attempt, label=label, unconfirmed=bool(keys) and job.status == "dispatched")

@@ -16,6 +16,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,6 +96,8 @@ class Runner:
         self.writer: StoreWriter | None = None
         # One writer at a time: SQLite allows no more, and it keeps PostgreSQL simple too.
         self._store_lock = threading.Lock()
+        self._connect_slots = threading.BoundedSemaphore(MAX_CONNECT_WORKERS)
+        self.stop = threading.Event()  # set: every lane stops at its next step (interrupt, `farm serve` stopping)
 
     def run(self, spec: MatrixSpec, hosts: list[Host], models: list[ModelRow], inventory: str,
             tags: list[str] | None = None, labels: dict[str, str] | None = None) -> RunOutcome:
@@ -120,38 +123,40 @@ class Runner:
                  for host in hosts]
         self.writer = StoreWriter(self.store, run_id)
         self.writer.stats["retried"] += retried.get("retried", 0)
-
-        def plan() -> list[tuple[HostLink, list[LaneJob]]]:
-            cells = expand(spec, hosts, models, {link.host.name: link.facts for link in links})
-            return self._plan(run_id, spec, cells, links, outcome)
-
-        self._drive(run_id, links, plan, outcome)
+        self._drive(run_id, links, self.planner(run_id, spec, models, outcome), outcome)
         return outcome
 
-    def _drive(self, run_id: int, links: list[HostLink], plan: Any, outcome: RunOutcome) -> None:
-        """Connect every host, plan, run the lanes in parallel, close the run (also for resume)."""
+    def planner(self, run_id: int, spec: MatrixSpec, models: list[ModelRow],
+                outcome: RunOutcome) -> Callable[[HostLink], list[LaneJob]]:
+        """Plan one host's cells once its lane has reached it (or given up): its facts decide them."""
+        def plan(link: HostLink) -> list[LaneJob]:
+            cells = expand(spec, [link.host], models, {link.host.name: link.facts})
+            return [job for _, jobs in self._plan(run_id, spec, cells, [link], outcome) for job in jobs]
+
+        return plan
+
+    def _drive(self, run_id: int, links: list[HostLink], plan: Callable[[HostLink], list[LaneJob]],
+               outcome: RunOutcome, *, close_run: bool = True) -> None:
+        """Run one lane per host in parallel, each on its own from its first connect on; close the run.
+
+        A lane reaches its host, plans that host's jobs (``plan``) and runs them, without waiting for
+        any other host: a host that is down retries in its own lane while the others measure.
+        ``close_run``: False when the run is shared with other controllers (``farm serve``), which
+        close it themselves once its last job is terminal.
+        """
         assert self.writer is not None
         status = "failed"
-        lanes: list[Lane] = []
+        lanes: dict[str, Lane] = {}
+        stop = self.stop
         try:
-            with ThreadPoolExecutor(max_workers=max(1, min(len(links), MAX_CONNECT_WORKERS))) as pool:
-                start_retries = dict(zip([link.host.name for link in links], pool.map(self._reach, links),
-                                         strict=True))
-            for link in links:  # reaching the agent (ping, facts) is the health check of an unhealthy host
-                if not link.error:
-                    self.writer.write("host_ok", host_id=link.host_id, reason="health check passed")
-            by_host = plan()
-            self._ack_stored_leftovers(links)
-            lanes = [self._make_lane(link) for link, _ in by_host]
-            for lane in lanes:
-                lane.stats.reconnects += start_retries.get(lane.link.host.name, 0)
-            with ThreadPoolExecutor(max_workers=max(1, len(by_host))) as pool:
-                futures = [pool.submit(self._lane, lane, jobs, outcome) for lane, (_, jobs) in zip(lanes, by_host)]
+            with ThreadPoolExecutor(max_workers=max(1, len(links))) as pool:
+                futures = [pool.submit(self._host_lane, link, plan, outcome, lanes, stop) for link in links]
                 try:
                     for future in futures:
                         future.result()
                 except BaseException:
-                    for lane in lanes:
+                    stop.set()
+                    for lane in list(lanes.values()):
                         lane.stop.set()
                     raise
             status = "finished"
@@ -163,13 +168,33 @@ class Runner:
                 if link.session is not None:
                     link.session.close()
                     link.session.transport.close()
-            outcome.lanes = {lane.link.host.name: lane.stats for lane in lanes}
-            self.writer.write("finish_run", run_id=run_id, status=status)
+            outcome.lanes = {name: lane.stats for name, lane in lanes.items()}
+            if close_run:
+                self.writer.write("finish_run", run_id=run_id, status=status)
             outcome.journal_pending = self.writer.replay()
             outcome.store_stats = dict(self.writer.stats)
-            if not outcome.journal_pending:
+            if not outcome.journal_pending and close_run:
                 with contextlib.suppress(SQLAlchemyError):  # gone again: the counts the lanes saw stand
                     outcome.counts = Counter(job_store.status_counts(self.store, run_id))
+
+    def _host_lane(self, link: HostLink, plan: Callable[[HostLink], list[LaneJob]], outcome: RunOutcome,
+                   lanes: dict[str, Lane], stop: threading.Event) -> None:
+        """One host from its first connect to its last job: reach, plan, run."""
+        assert self.writer is not None
+        retries = self._reach(link, stop)
+        if stop.is_set():
+            raise KeyboardInterrupt
+        if not link.error:  # reaching the agent (ping, facts) is the health check of an unhealthy host
+            self.writer.write("host_ok", host_id=link.host_id, reason="health check passed")
+        jobs = plan(link)
+        if link.error or not jobs:
+            return
+        self._ack_stored_leftovers([link])
+        lane = self._make_lane(link)
+        lane.stats.reconnects += retries
+        lane.stop = stop  # one event for the run: an interrupt reaches every lane, started or not
+        lanes[link.host.name] = lane
+        self._lane(lane, jobs, outcome)
 
     def _ack_stored_leftovers(self, links: list[HostLink]) -> None:
         """Ack results this database already holds but a killed controller left in a device's spool.
@@ -208,14 +233,14 @@ class Runner:
         return Lane(link, self.writer, self.holder, self.policy, connect, python_version,
                     lambda text: self.observer.host_state(link.host.name, text))
 
-    def _reach(self, link: HostLink) -> int:
+    def _reach(self, link: HostLink, stop: threading.Event | None = None) -> int:
         """Connect; a host that does not answer is retried with backoff, as a lane retries a lost link.
 
         Returns the retries it took. Each failure counts toward the host turning unhealthy; the
         last one is the planner's to record, with the jobs it fails (``--resume`` re-queues them).
         """
         assert self.writer is not None
-        self._connect(link)
+        self._connect_limited(link)
         tries = 0
         while link.error and tries < self.policy.retries \
                 and classify_transport_error(link.error, during_job=False) != "host-key":  # a retry cannot fix it
@@ -224,10 +249,17 @@ class Runner:
                               unhealthy_after=self.policy.unhealthy_after)
             delay = self.policy.delay(tries + 1)
             self.observer.host_state(link.host.name, f"retry {tries} of {self.policy.retries} in {delay:.1f} s")
-            time.sleep(delay)
+            if stop is not None and stop.wait(delay):  # the run is interrupted: stop waiting for this host
+                return tries
+            if stop is None:
+                time.sleep(delay)
             link.error = None
-            self._connect(link)
+            self._connect_limited(link)
         return tries
+
+    def _connect_limited(self, link: HostLink) -> None:
+        with self._connect_slots:  # as many SSH handshakes at once as before, however many lanes wait
+            self._connect(link)
 
     def _connect(self, link: HostLink, quiet: bool = False) -> None:
         self.observer.host_state(link.host.name, "connecting")

@@ -49,7 +49,8 @@ def test_two_usb_accelerators_with_their_ports_speeds_and_indexes(two_tpus: Path
     assert found["order"] == "assumed" and found["warnings"] == []
     assert found["library"] == {"name": "libedgetpu.so.1", "path": "/usr/lib/aarch64-linux-gnu/libedgetpu.so.1",
                                 "target": "libedgetpu.so.1.0", "package": "libedgetpu1-max", "version": "16.0",
-                                "error": None}
+                                # An empty file stands in for the library here: it has no edgetpu_version().
+                                "runtime_version": None, "simulated": False, "error": None}
 
 
 def test_plain_folders_give_the_same_indexes_as_sysfs_links(root: Path) -> None:

@@ -23,7 +23,7 @@ COMMANDS = [("lab", "up"), ("lab", "down"), ("lab", "status"), ("inventory", "ch
 EVERY_COMMAND = [*COMMANDS, ("results",), ("query",), ("db", "upgrade"), ("toolchain",), ("report",), ("compare",),
                  ("nightly",), ("nightly", "install"), ("baseline", "accept"), ("baseline", "show"),
                  ("models", "list"), ("models", "build"), ("models", "add"), ("models", "show"), ("models", "check"),
-                 ("models", "compile"), ("inventory", "convert")]
+                 ("models", "compile"), ("inventory", "convert"), ("submit",), ("serve",), ("runs",), ("status",)]
 
 
 def shown_help(*command: str) -> str:

@@ -163,18 +163,20 @@ def test_each_host_switches_modes_once_per_group(workspace: dict[str, str], smal
         assert modes == ["10W"] * modes.count("10W") + ["5W"] * modes.count("5W"), modes
 
 
-def test_edgetpu_cells_are_skipped_with_reason_port_and_measured_speed(
+def test_edgetpu_cells_run_on_the_stand_in_with_port_measured_speed_and_the_simulated_mark(
         workspace: dict[str, str], small_lab: SmallLab, power_usb_run: subprocess.CompletedProcess) -> None:
     [x86] = small_lab.hosts("x86-usb")
-    tpu_cells = [job for job, host, _ in jobs(workspace["db"]) if host == x86 and job.delegate == "edgetpu"]
+    tpu_cells = [(job, result) for job, host, result in jobs(workspace["db"])
+                 if host == x86 and job.delegate == "edgetpu"]
     assert len(tpu_cells) == 4  # 2 ports x 2 thread counts
     speeds = {}
-    for job in tpu_cells:
-        assert job.status == "skipped"
-        assert "libedgetpu.so.1 is not installed" in job.reason
-        assert f"on port {job.usb_port} at {job.usb_speed} Mb/s" in job.reason
-        speeds[job.usb_port] = job.usb_speed
-    assert speeds == {"2-1": 5000, "1-1.2": 480}
+    for job, result in tpu_cells:
+        # The lab's x86 PC has the stand-in libedgetpu: the published compiled model runs on it.
+        assert job.status == "succeeded", job.reason
+        assert result is not None and result.usb_speed_measured == job.usb_speed
+        assert result.detail["edgetpu"]["port"] == job.usb_port and result.detail["edgetpu"]["simulated"] == "stand-in"
+        speeds[job.usb_port] = (job.usb_speed, result.detail["edgetpu"]["device"])
+    assert speeds == {"2-1": (5000, "usb:0"), "1-1.2": (480, "usb:1")}
     # The CPU model ran on the x86 host too, and its Jetson-only modes left it alone.
     cpu = [job for job, host, _ in jobs(workspace["db"]) if host == x86 and job.delegate == "cpu"]
     assert {job.status for job in cpu} == {"succeeded"} and {job.power_mode for job in cpu} == {None}
@@ -197,14 +199,14 @@ def test_results_list_every_cell_and_filter_and_group_by_mode_and_speed(
     assert five and {row["power_mode"] for row in five} == {"5W"}
     assert {row["power_mode_measured"] for row in five} == {"5W (nvpmodel 1)"}
     usb2 = json.loads(farm("results", "--status", "all", "--usb-speed", "480", "--format", "json", "--db", db).stdout)
-    assert len(usb2) == 2 and {(row["usb_port"], row["status"]) for row in usb2} == {("1-1.2", "skipped")}
+    assert len(usb2) == 2 and {(row["usb_port"], row["status"]) for row in usb2} == {("1-1.2", "succeeded")}
 
     groups = json.loads(farm("results", "--status", "all", "--group-by", "power_mode", "--group-by", "usb_speed",
                              "--format", "json", "--db", db).stdout)
     counts = {(g["power_mode"], g["usb_speed"]): (g["jobs"], g["succeeded"]) for g in groups}
     # Jetson cells: the CPU model ran, the Edge TPU model is skipped (no TPU there); x86: no mode.
     assert counts[("10W", "-")] == (8, 4) and counts[("5W", "-")] == (8, 4)
-    assert counts[("-", 5000)] == (2, 0) and counts[("-", 480)] == (2, 0)
+    assert counts[("-", 5000)] == (2, 2) and counts[("-", 480)] == (2, 2)
     assert counts[("-", "-")] == (2, 2)
     bad = farm("results", "--group-by", "colour", "--db", db, check=False)
     assert bad.returncode != 0 and "choose from" in bad.stdout + bad.stderr and "Traceback" not in bad.stderr
@@ -227,8 +229,9 @@ def test_matrix_all_over_the_lab_covers_every_mode_and_port(small_lab: SmallLab,
     [x86] = small_lab.hosts("x86-usb")
     assert ran == {(h, "10W", "MAXN (nvpmodel 0)") for h in nanos} | {(h, "5W", "5W (nvpmodel 1)") for h in nanos} \
         | {(x86, None, None)}
-    skipped_tpu = {(r["usb_port"], r["usb_speed"]) for r in listed if r["host"] == x86 and r["delegate"] == "edgetpu"}
-    assert skipped_tpu == {("2-1", 5000), ("1-1.2", 480)}
+    x86_tpu = {(r["usb_port"], r["usb_speed"], r["status"]) for r in listed
+               if r["host"] == x86 and r["delegate"] == "edgetpu"}
+    assert x86_tpu == {("2-1", 5000, "succeeded"), ("1-1.2", 480, "succeeded")}
     for host in nanos:
         assert (small_lab.root(host) / STATUS).read_text().strip() == "pmode:0000"
 

@@ -224,7 +224,8 @@ V_RESULTS_COLUMNS = [
     "source_model_sha256", "compiler_version", "delegate", "threads", "power_mode", "power_mode_measured", "usb_port",
     "usb_speed_planned", "usb_speed_measured", "throttled", "avg_power_w", "energy_mj", "runtime", "runtime_version",
     "python", "os", "kernel", "l4t", "jetpack", "libedgetpu", "agent_version", "cpu_count", "usb_port_measured",
-    "edgetpu_device", "temp_before_c", "temp_after_c", "run_labels", "samples", "mean_ms", "median_ms", "p90_ms", "p99_ms",
+    "edgetpu_device", "temp_before_c", "temp_after_c", "simulated", "run_labels", "samples", "mean_ms", "median_ms",
+    "p90_ms", "p99_ms",
     "min_ms", "max_ms", "std_ms", "init_ms", "first_inference_ms", "warmup_runs", "gops", "facts_id",
 ]
 
@@ -241,6 +242,7 @@ def test_v_results_has_every_context_column_on_both_databases(seeded) -> None:  
         ("4.9.140-tegra", "32.2.1", "4.2.1", "12.1", "Ubuntu 18.04.2 LTS")
     assert (row["usb_port_measured"], row["edgetpu_device"], row["usb_speed_planned"]) == ("2-1", "usb:0", 5000)
     assert (row["temp_before_c"], row["temp_after_c"], row["cpu_count"]) == (41.5, 47.0, 4)
+    assert row["simulated"] is None  # the seed's numbers are hardware, not the lab's stand-in
     assert json.loads(row["run_tags"]) == ["seed"] and row["run_status"] == "finished"
     assert row["gops"] == pytest.approx(10 * OPS_PER_CONV_LAYER / 7.8e6)
     cpu = read_only_query(store, "select source_model, usb_port_measured, edgetpu_device from v_results "

@@ -185,3 +185,11 @@ def test_the_store_ingests_both_versions_through_the_reader(sqlite_store: Store)
         assert "samples_ns" not in row.detail["timing"]
     assert rows[new].detail["backend"]["delegate"] == "edgetpu" and "backend" not in rows[old].detail
     assert current["timing"]["samples_ns"] == SAMPLES  # ingest left the caller's document whole
+
+
+def test_a_result_measured_on_the_lab_stand_in_says_so_and_the_mark_must_be_text() -> None:
+    assert read_result(built()).simulated is None  # hardware: no mark
+    marked = built(edgetpu={**TPU, "simulated": "stand-in"})
+    assert read_result(marked).simulated == "stand-in"
+    with pytest.raises(SchemaError, match="simulated"):
+        validate_result(built(edgetpu={**TPU, "simulated": True}))

@@ -1,7 +1,7 @@
 """runs.labels: what a run measured (commit=…, firmware=…, compiler=…), and v_results.run_labels
 
 Revision ID: 0023
-Revises: 0020 (written against 0012; chained after the lead's 0020 when main was merged)
+Revises: 0015 (written against 0012; chained after main's head, 0015, when main was merged)
 Create Date: 2026-12-02 01:15:00
 
 `farm run --label key=value` stores a JSON object here; `--tag` stays the inventory's host selection.
@@ -13,11 +13,13 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0023"
-down_revision = "0020"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 
-prev = importlib.import_module("migrations.versions.0009_v_results_context")
+# The view's columns as the migration before this one left them (0015: `simulated`); its view_sql is 0009's.
+prev = importlib.import_module("migrations.versions.0015_edgetpu_simulated")
+view = importlib.import_module("migrations.versions.0009_v_results_context")
 JSON_COLUMNS = dict(prev.JSON_COLUMNS)
 EXTRA_SELECTS = (*getattr(prev, "EXTRA_SELECTS", ()), "CAST(r.labels AS TEXT) AS run_labels")
 
@@ -28,7 +30,7 @@ def upgrade() -> None:
     op.execute("DROP VIEW v_results")
     with op.batch_alter_table("runs") as batch:
         batch.add_column(sa.Column("labels", sa.JSON(), nullable=True))
-    op.execute(prev.view_sql(dialect, JSON_COLUMNS, EXTRA_SELECTS))
+    op.execute(view.view_sql(dialect, JSON_COLUMNS, EXTRA_SELECTS))
 
 
 def downgrade() -> None:
@@ -36,4 +38,4 @@ def downgrade() -> None:
     op.execute("DROP VIEW v_results")
     with op.batch_alter_table("runs") as batch:
         batch.drop_column("labels")
-    op.execute(prev.view_sql(dialect, prev.JSON_COLUMNS, getattr(prev, "EXTRA_SELECTS", ())))
+    op.execute(view.view_sql(dialect, prev.JSON_COLUMNS, getattr(prev, "EXTRA_SELECTS", ())))

@@ -14,7 +14,22 @@ import typer
 from rich.markup import escape
 
 from ..errors import FarmError
-from . import baseline, compare, db, inventory, lab, models, nightly, reference, report, results, run, toolchain
+from . import (
+    baseline,
+    compare,
+    db,
+    inventory,
+    lab,
+    models,
+    nightly,
+    reference,
+    report,
+    results,
+    run,
+    runs,
+    sites,
+    toolchain,
+)
 from .output import err_console
 
 app = typer.Typer(
@@ -51,7 +66,8 @@ def _farm(version: Annotated[bool, typer.Option("--version", callback=_print_ver
 
 # Registration order is the order `farm --help` lists them.
 for name, command in (("toolchain", toolchain.toolchain), ("report", report.report), ("compare", compare.compare),
-                      ("run", run.run), ("results", results.results), ("query", results.query)):
+                      ("run", run.run), ("submit", sites.submit), ("serve", sites.serve), ("runs", runs.runs),
+                      ("status", runs.status), ("results", results.results), ("query", results.query)):
     app.command(name)(command)
 for name, group in (("db", db.db_app), ("inventory", inventory.inventory_app), ("models", models.models_app),
                     ("nightly", nightly.nightly_app), ("baseline", baseline.baseline_app),

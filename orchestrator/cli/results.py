@@ -30,14 +30,17 @@ from .options import (
 from .output import console, emit
 from .tables import Layout, parse_columns, print_table
 
-TABLE_COLUMNS = ["run_id", "host", "model", "delegate", "threads", "power_mode", "usb_port", "usb_speed", "status",
-                 "median_ms", "p90_ms", "gops", "samples", "runtime", "runtime_version", "python", "run_labels"]
+# "simulated": results from the simulated lab's stand-in Edge TPU say so next to their numbers (a column only
+# where some row has it: the table leaves out columns no row fills).
+TABLE_COLUMNS = ["run_id", "host", "model", "delegate", "threads", "power_mode", "usb_port", "usb_speed", "simulated",
+                 "status", "median_ms", "p90_ms", "gops", "samples", "runtime", "runtime_version", "python",
+                 "run_labels"]
 # What goes first when the terminal is narrow: the toolchain (also in `farm results --format json`), then
 # the detail statistics; the model, its median and its status stay.
 RESULTS_LAYOUT = Layout(
     columns=TABLE_COLUMNS,
     drop_order=["run_labels", "python", "runtime_version", "runtime", "samples", "p90_ms", "gops", "usb_port",
-                "power_mode", "usb_speed", "delegate", "run_id", "threads", "host", "status"],
+                "power_mode", "usb_speed", "delegate", "run_id", "threads", "host", "simulated", "status"],
     headings={"run_id": "run", "threads": "thr", "power_mode": "power", "usb_port": "USB port",
               "usb_speed": "USB Mb/s", "median_ms": "median ms", "p90_ms": "p90 ms", "gops": "GOPS",
               "runtime_version": "runtime version", "run_labels": "labels"},

@@ -66,6 +66,10 @@ def build_report(store: Store, selection: ResultFilter, *, with_plots: bool = Tr
     if frame.empty:
         report.notes.append("No succeeded results match the selection.")
         return report
+    if "simulated" in frame and frame["simulated"].notna().any():
+        count = int(frame["simulated"].notna().sum())
+        report.notes.append(f"{count} Edge TPU result(s) were measured on the simulated lab's stand-in libedgetpu "
+                            "(column `simulated`), not on hardware: their times come from its timing model.")
     add = report.sections.append
     words = f"{centre.removesuffix('_ms')} and {spread.removesuffix('_ms')}"
     add(Section(LATENCY, f"The {words} of the timed invokes (ms), by model × host × power mode × USB speed × "

@@ -65,7 +65,7 @@ def latency(frame: pd.DataFrame, stat: str = "median") -> pd.DataFrame:
     out = out.sort_values(["model_family", "layers_key", "model", *keys[1:]],
                           key=lambda s: s if s.name == "layers_key" else s.astype("string").fillna(""),
                           kind="stable")
-    return out[[*keys, centre, spread, "samples"]].reset_index(drop=True)
+    return out[[*keys, centre, spread, "samples", *_present(out, ["simulated"])]].reset_index(drop=True)
 
 
 def thread_sweep(frame: pd.DataFrame, stat: str = "median") -> dict[str, pd.DataFrame]:
@@ -141,6 +141,10 @@ def speedup(frame: pd.DataFrame) -> pd.DataFrame:
     for usb in speeds:
         side = tpu[tpu["usb"] == usb][[*group, "median_ms"]].rename(columns={"median_ms": f"edgetpu_{usb}_ms"})
         table = table.merge(side, on=group, how="inner" if len(speeds) == 1 else "left")
+    if "simulated" in tpu and tpu["simulated"].notna().any():
+        # A row whose Edge TPU side ran on the simulated lab's stand-in says so (SEEDS' numbers are hardware).
+        marks = tpu.groupby(group, dropna=False)["simulated"].agg(lambda v: ", ".join(sorted(set(v.dropna()))) or None)
+        table = table.merge(marks.rename("simulated").reset_index(), on=group, how="left")
     for usb in speeds:
         table[f"speedup_{usb}"] = table["cpu_ms"] / table[f"edgetpu_{usb}_ms"]
     for usb in speeds[1:]:  # how much a slower port costs (SEEDS §2: USB2 is 3-5x slower on real models)

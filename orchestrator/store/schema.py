@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.sql.expression import false
 
 
 def utcnow() -> datetime:
@@ -85,6 +86,8 @@ class RunRow(Base):
     labels: Mapped[dict[str, Any] | None] = mapped_column(default=dict)
     # The matrix, hosts and models the run was started with: --resume plans a run killed before its jobs were.
     plan: Mapped[dict[str, Any] | None] = mapped_column()
+    # Submitted (`farm submit`) for `farm serve` controllers to share, rather than run by the process that made it.
+    shared: Mapped[bool] = mapped_column(default=False, server_default=false())
     jobs: Mapped[list[JobRow]] = relationship(back_populates="run")
 
 
@@ -117,7 +120,26 @@ class JobRow(Base):
     dispatched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     spool_key: Mapped[str | None] = mapped_column(String(200))
     job_doc: Mapped[dict[str, Any] | None] = mapped_column()
+    # A shared run's job is held by one `farm serve` controller (orchestrator/sites/claims.py) until its lease,
+    # in database time, runs out unrenewed.
+    claim_owner: Mapped[str | None] = mapped_column(String(200), index=True)
+    claim_site: Mapped[str | None] = mapped_column(String(64))
+    claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     run: Mapped[RunRow] = relationship(back_populates="jobs")
+
+
+class ControllerRow(Base):
+    """A `farm serve` controller: its site and its last heartbeat (its leases are renewed with it)."""
+
+    __tablename__ = "controllers"
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    site: Mapped[str] = mapped_column(String(64))
+    hostname: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    stopped_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class ResultRow(Base):
