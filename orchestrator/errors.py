@@ -4,7 +4,13 @@ from __future__ import annotations
 
 
 class FarmError(Exception):
-    """Something the user can fix; ``str()`` is the whole message."""
+    """Something the user can fix; ``str()`` is the whole message.
+
+    ``exit_code`` is what `farm` exits with when the error reaches the top (orchestrator/exit_codes.py):
+    2, a usage or input error, unless a subclass says the farm's infrastructure failed (4).
+    """
+
+    exit_code = 2
 
 
 class InputError(FarmError):
@@ -27,8 +33,23 @@ class InputError(FarmError):
 
 
 class StoreError(FarmError):
-    """The results database cannot be used as asked."""
+    """The results database cannot be used as asked: unreachable or broken (4), or a URL that is wrong (2)."""
+
+    exit_code = 4
+
+    def __init__(self, message: str, *, usage: bool = False) -> None:
+        super().__init__(message)
+        if usage:  # the URL itself is wrong: the user's input, not the infrastructure
+            self.exit_code = 2
 
 
 class TransportError(FarmError):
     """A host cannot be reached or stopped answering."""
+
+    exit_code = 4
+
+
+class InfrastructureError(FarmError):
+    """The machine farm runs on failed it (a full disk, an unwritable data folder, a database error)."""
+
+    exit_code = 4

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .errors import FarmError
+from .errors import FarmError, InfrastructureError
 
 
 def write_output(path: Path, text: str) -> None:
@@ -16,4 +16,4 @@ def write_output(path: Path, text: str) -> None:
         with open(path, "w", encoding="utf-8") as handle:
             handle.write(text)
     except OSError as exc:
-        raise FarmError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise InfrastructureError(f"cannot write {path}: {exc.strerror or exc}") from None  # a full disk: exit 4

@@ -104,7 +104,7 @@ class Runner:
         self.stop = threading.Event()  # set: every lane stops at its next step (interrupt, `farm serve` stopping)
 
     def run(self, spec: MatrixSpec, hosts: list[Host], models: list[ModelRow], inventory: str,
-            tags: list[str] | None = None) -> RunOutcome:
+            tags: list[str] | None = None, labels: dict[str, str] | None = None) -> RunOutcome:
         if not hosts:
             raise FarmError("no hosts to run on: the inventory (or --host/--tag selection) is empty")
         if not models:
@@ -113,7 +113,7 @@ class Runner:
         retried: dict[str, int] = {}
         run_id = with_db_retry(records.create_run, self.store, spec.name, inventory, tags or [],
                                plan=plan_document(spec, hosts, models, self.transport_options, inventory),
-                               stats=retried)
+                               labels=labels, stats=retried)
         if self.on_run_created:
             self.on_run_created(run_id)
         return self.run_planned(run_id, spec, hosts, models, retried)

@@ -269,9 +269,9 @@ def test_cli_compile_show_and_check(tmp_path: Path, standin: Path) -> None:
     broken = tmp_path / "broken.tflite"
     broken.write_bytes(b"\0" * 100)
     bad = farm("models", "check", str(broken), "--db", db, check=False)
-    assert bad.returncode == 1 and "broken.tflite" in bad.stderr and "TFL3" in bad.stderr
+    assert bad.returncode == 2 and "broken.tflite" in bad.stderr and "TFL3" in bad.stderr
     assert "Traceback" not in bad.stderr
     missing = farm("models", "compile", "mobilenet_v2-s224", "--compiler", "/nonexistent/edgetpu_compiler",
                    "--db", db, check=False)
-    assert missing.returncode == 1 and "x86-64" in missing.stderr
+    assert missing.returncode == 2 and "x86-64" in missing.stderr
     assert os.environ.get("FARM_STANDIN_COMPILER_VERSION") is None

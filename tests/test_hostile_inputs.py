@@ -41,8 +41,9 @@ def farm(*args: str, cwd: Path, env: dict[str, str] | None = None, preexec=None)
                           env={**os.environ, "COLUMNS": "300", **(env or {})})
 
 
-def one_paragraph_error(done: subprocess.CompletedProcess, words: str) -> None:
-    assert done.returncode == 1, (done.returncode, done.stdout[-500:], done.stderr[-1500:])
+def one_paragraph_error(done: subprocess.CompletedProcess, words: str, code: int = 2) -> None:
+    """One sentence, no traceback, and the exit code that says whose fault: 2 the input, 4 the machine."""
+    assert done.returncode == code, (done.returncode, done.stdout[-500:], done.stderr[-1500:])
     assert "Traceback" not in done.stderr + done.stdout
     error = done.stderr.strip()
     assert error.startswith("error: ") and "\n\n" not in error, error
@@ -122,7 +123,7 @@ def test_size_limits_are_configurable(tmp_path: Path, shared_model: Path) -> Non
 def test_results_output_that_cannot_be_written_is_one_sentence(tmp_path: Path, target: str, words: str) -> None:
     db = f"sqlite:///{tmp_path / 'f.db'}"
     done = farm("results", "-f", "csv", "-o", target.format(tmp=tmp_path), "--db", db, cwd=tmp_path)
-    one_paragraph_error(done, words.format(tmp=tmp_path))
+    one_paragraph_error(done, words.format(tmp=tmp_path), 4 if target == "/dev/full" else 2)
 
 
 def _small_disk(limit: int):  # type: ignore[no-untyped-def]
@@ -136,7 +137,7 @@ def _small_disk(limit: int):  # type: ignore[no-untyped-def]
 def test_a_full_data_directory_leaves_no_partial_model_and_the_next_command_works(tmp_path: Path) -> None:
     env = {"FARM_DATA_DIR": str(tmp_path / "data")}
     done = farm("models", "build", "--family", "mobilenet_v1", cwd=tmp_path, env=env, preexec=_small_disk(400_000))
-    one_paragraph_error(done, "cannot store the model in farm's cache")
+    one_paragraph_error(done, "cannot store the model in farm's cache", 4)
     assert [p.name for p in (tmp_path / "data" / "models").iterdir()] == []  # no .tmp<pid> left behind
     assert farm("models", "list", cwd=tmp_path, env=env).returncode == 0
 
@@ -144,7 +145,7 @@ def test_a_full_data_directory_leaves_no_partial_model_and_the_next_command_work
 def test_a_disk_full_during_the_first_open_is_one_paragraph_and_recoverable(tmp_path: Path) -> None:
     env = {"FARM_DATA_DIR": str(tmp_path / "data")}
     done = farm("results", cwd=tmp_path, env=env, preexec=_small_disk(40_000))
-    one_paragraph_error(done, "cannot use the database")
+    one_paragraph_error(done, "cannot use the database", 4)
     done = farm("results", cwd=tmp_path, env=env)
     assert done.returncode == 0 and "No rows match" in done.stdout, done.stderr
 
@@ -247,9 +248,10 @@ def bounded(args: list[str], url: str) -> None:
     code, stderr = in_process(*args)
     assert time.monotonic() - started < SECONDS_PER_COMMAND, args
     assert "Traceback" not in stderr, (args, stderr)
-    if code == 1:
+    if code in (1, 4):
         assert stderr.lstrip().startswith("error: "), (args, stderr)
-    assert code in (0, 1, 2), (args, code, stderr)  # 2: typer's own usage error
+    # 2: a usage or input error (farm's or typer's own); 4: the database cannot be opened (exit_codes.py)
+    assert code in (0, 1, 2, 4), (args, code, stderr)
     assert stored(url) == before, args
 
 

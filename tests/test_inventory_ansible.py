@@ -430,7 +430,7 @@ def test_inventory_convert_command_writes_a_file_and_will_not_overwrite_one(tmp_
     assert "Wrote 6 host(s)" in done.stdout and "Ansible INI inventory" in done.stdout
     assert load_inventory(out).hosts == load_inventory(source).hosts
     again = farm("inventory", "convert", "-i", str(source), "-o", str(out), check=False)
-    assert again.returncode == 1 and "already exists; pass --force" in again.stderr
+    assert again.returncode == 2 and "already exists; pass --force" in again.stderr
     farm("inventory", "convert", "-i", str(source), "-o", str(out), "--force")
     printed = farm("inventory", "convert", "-i", str(source)).stdout
     assert printed == out.read_text()
@@ -439,7 +439,7 @@ def test_inventory_convert_command_writes_a_file_and_will_not_overwrite_one(tmp_
 def test_a_cli_error_keeps_the_brackets_of_the_users_text(tmp_path: Path) -> None:
     path = write(tmp_path, "hosts.ini", "[web:vars]\nx=1\n")
     done = farm("inventory", "show", "-i", str(path), check=False)
-    assert done.returncode == 1
+    assert done.returncode == 2
     assert "[web:vars] names the group 'web'" in " ".join(done.stderr.split())
     assert "Traceback" not in done.stderr
 

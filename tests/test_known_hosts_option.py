@@ -96,13 +96,13 @@ def test_over_ssh_the_inventorys_known_hosts_is_used_and_the_command_line_wins(
     write(tmp_path / "empty_known_hosts", "")
     bare = write(tmp_path / "bare.yaml", yaml.safe_dump({"hosts": [entry]}))
     refused = farm_check(bare)
-    assert refused.returncode == 1 and "is unknown" in " ".join(refused.stdout.split()), refused.stdout
+    assert refused.returncode == 4 and "is unknown" in " ".join(refused.stdout.split()), refused.stdout
 
     named = write(tmp_path / "named.yaml", yaml.safe_dump({"defaults": {"known_hosts": "known_hosts"},
                                                            "hosts": [entry]}))
     assert "1 of 1 host(s) reachable" in farm_check(named).stdout
     overridden = farm_check(named, "--known-hosts", str(tmp_path / "empty_known_hosts"))
-    assert overridden.returncode == 1 and "is unknown" in " ".join(overridden.stdout.split())
+    assert overridden.returncode == 4 and "is unknown" in " ".join(overridden.stdout.split())
     wrong = write(tmp_path / "wrong.yaml", yaml.safe_dump({"defaults": {"known_hosts": "empty_known_hosts"},
                                                            "hosts": [entry]}))
     assert "1 of 1 host(s) reachable" in farm_check(wrong, "--known-hosts", str(running_lab.known_hosts)).stdout

@@ -110,7 +110,7 @@ def test_farm_lab_without_the_lab_package_says_what_is_missing(tmp_path: Path) -
         shutil.copytree(REPO / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
     done = subprocess.run([sys.executable, "-m", "orchestrator", "lab", "up", "--hosts", "2"], capture_output=True,
                           text=True, timeout=120, cwd=tmp_path, env={**os.environ, "COLUMNS": "200"}, check=False)
-    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.returncode == 2, done.stdout + done.stderr
     text = " ".join(done.stderr.split())
     assert "farm lab needs the simulated lab, the farm_lab package" in text and str(tmp_path / "farm_lab") in text
     assert "Traceback" not in done.stderr

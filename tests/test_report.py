@@ -233,7 +233,7 @@ V_RESULTS_COLUMNS = [
     "accelerator", "provider", "gpu_module", "gpu_cuda_cores",
     "gpu_clock_hz", "gpu_clock_min_hz", "gpu_max_clock_hz", "gpu_load_pct", "gpu_rail_w", "gpu_launch", "h2d_ms",
     "gpu_compute_ms", "d2h_ms", "engine_build_ms",
-    "disturbed", "valid", "backend", "precision", "samples", "mean_ms", "median_ms", "p90_ms", "p99_ms",
+    "disturbed", "valid", "backend", "precision", "run_labels", "samples", "mean_ms", "median_ms", "p90_ms", "p99_ms",
     "min_ms", "max_ms", "std_ms", "init_ms", "first_inference_ms", "warmup_runs", "gops", "facts_id",
 ]
 

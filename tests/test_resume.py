@@ -102,12 +102,12 @@ def test_a_killed_controller_resumes_to_the_same_result(tmp_path: Path) -> None:
     assert not list(spool.glob("*.json"))
     # Resuming a finished run finds nothing to do.
     again = farm("run", "--resume", "--db", db, check=False)
-    assert again.returncode == 1 and "nothing to resume" in again.stderr
+    assert again.returncode == 2 and "nothing to resume" in again.stderr
 
 
 def test_a_run_number_needs_resume(tmp_path: Path) -> None:
     done = farm("run", "7", "--db", f"sqlite:///{tmp_path / 'x.db'}", check=False)
-    assert done.returncode == 1 and "only taken with --resume" in " ".join(done.stderr.split())
+    assert done.returncode == 2 and "only taken with --resume" in " ".join(done.stderr.split())
     assert "Traceback" not in done.stderr
 
 

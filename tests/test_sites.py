@@ -187,7 +187,7 @@ def test_sqlite_says_sites_need_postgresql(tmp_path: Path) -> None:
                           capture_output=True, text=True, check=False, timeout=120, cwd=tmp_path,
                           env={**os.environ, "COLUMNS": "250"})
     text = " ".join(done.stderr.split())
-    assert done.returncode == 1 and "need PostgreSQL" in text and "Traceback" not in text, done.stderr
+    assert done.returncode == 2 and "need PostgreSQL" in text and "Traceback" not in text, done.stderr
     store = open_store(db)
     try:  # refused before anything was stored: no run, no default suite built into SQLite
         with store.session() as session:

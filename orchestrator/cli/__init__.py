@@ -7,6 +7,7 @@ a command's dependencies (pandas, scipy, paramiko) load only when it runs.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -34,7 +35,9 @@ from .output import err_console
 app = typer.Typer(
     help="farm: run edge-AI benchmark matrices on a farm of devices and keep every result.\n\n"
          "Example: farm run --matrix all   (this machine, default SQLite database)",
-    no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
+    no_args_is_help=True, pretty_exceptions_enable=False,
+    # typer's own completion: `farm --install-completion` (bash, zsh, fish, PowerShell), `--show-completion`.
+    add_completion=True,
 )
 
 
@@ -46,10 +49,19 @@ def _print_version(asked: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
+@app.callback(epilog="Exit codes: 0 ok, 1 regression or failed job, 2 usage or input error, 3 incomplete run "
+                      "(farm run --resume), 4 infrastructure (host unreachable, database lost, disk full).")
 def _farm(version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
-                                                help="Print farm's version and exit")] = False) -> None:
-    pass
+                                                help="Print farm's version and exit")] = False,
+          verbose: Annotated[int, typer.Option("--verbose", "-v", count=True,
+                                               help="Log to stderr: -v what farm and SSH do, -vv everything "
+                                                    "(paramiko's protocol log); secrets are redacted")] = 0,
+          log_file: Annotated[Path | None, typer.Option(
+              "--log-file", help="Append the full debug log (farm's and paramiko's, secrets redacted) to this "
+                                 "file")] = None) -> None:
+    from ..logsetup import configure
+
+    configure(verbose, log_file)
 
 
 # Registration order is the order `farm --help` lists them.
@@ -85,9 +97,11 @@ def main() -> None:
 
             raise as_user_error(exc) from exc
     except FarmError as exc:
+        from ..exit_codes import for_exception
+
         # escape: "[web:vars]" or "www[01:50]" in a message is the user's text, not Rich markup
         err_console.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        sys.exit(1)
+        sys.exit(for_exception(exc))  # 2: the user's input; 4: the farm's infrastructure (exit_codes.py)
 
 
 __all__ = ["app", "main"]

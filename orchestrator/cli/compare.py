@@ -14,8 +14,9 @@ from .output import STATE_STYLE, console
 
 
 def compare(
-    a: Annotated[str, typer.Argument(help="Reference run id, or trials as 12,13,14")],
-    b: Annotated[str | None, typer.Argument(help="Run id(s) judged against A; leave out with --baseline")] = None,
+    a: Annotated[str, typer.Argument(help="Reference run id, trials as 12,13,14, or the runs labelled KEY=VALUE")],
+    b: Annotated[str | None, typer.Argument(help="Run id(s) or a KEY=VALUE label judged against A; leave out "
+                                            "with --baseline")] = None,
     baseline: Annotated[bool, typer.Option("--baseline", help="Compare run(s) A with each cell's accepted "
                                            "baseline (farm baseline show) instead of a second run")] = False,
     db: DbOption = None,
@@ -33,7 +34,7 @@ def compare(
     output_format: FormatOption = "table",
 ) -> None:
     """See COMPARE_HELP."""
-    from ..compare import compare_runs, compare_to_baselines, parse_runs
+    from ..compare import compare_runs, compare_to_baselines
     from ..store import open_store
 
     check_format(output_format)
@@ -41,20 +42,39 @@ def compare(
         raise FarmError("give either B or --baseline, not both")
     if not baseline and b is None:
         raise FarmError("name a second run B to compare with A, or use --baseline (e.g. farm compare 12 15)")
-    a_runs = parse_runs(a, "A")
     store = open_store(db)
     try:
+        a_runs = side_runs(store, a, "A")
         if baseline:
             rows = compare_to_baselines(store, a_runs, min_effect=min_effect, alpha=alpha,
                                         include_disturbed=include_disturbed, include_invalid=include_invalid)
         else:
-            rows = compare_runs(store, a_runs, parse_runs(b or "", "B"), min_effect=min_effect, alpha=alpha,
+            rows = compare_runs(store, a_runs, side_runs(store, b or "", "B"), min_effect=min_effect, alpha=alpha,
                                 include_disturbed=include_disturbed, include_invalid=include_invalid)
     finally:
         store.close()
     _print(rows, output_format, "baseline" if baseline else f"run {a}", f"run {a}" if baseline else f"run {b}")
     if fail_on_regression and any(r.state == "regressed" for r in rows):
         raise typer.Exit(1)
+
+
+def side_runs(store, text: str, what: str) -> list[int]:  # type: ignore[no-untyped-def]
+    """A side's runs: ids ("12" or "12,13,14"), or every run carrying the labels ("commit=abc" or
+    "commit=abc,board=nano"), chosen by the same filter `farm results --label` uses."""
+    from ..compare import parse_runs
+    from ..results import select_runs
+    from .options import result_filter
+
+    if "=" not in text:
+        return parse_runs(text, what)
+    selectors = [part.strip() for part in text.split(",") if part.strip()]
+    chosen = select_runs(store, result_filter(run_id=None, since=None, until=None, tag=None, host=None, model=None,
+                                              delegate=None, threads=None, power_mode=None, usb_speed=None,
+                                              label=selectors))
+    if not chosen:
+        raise FarmError(f"{what}: no run is labelled {text}; see `farm results --status all --format json` "
+                        "(run_labels) for the labels runs carry")
+    return chosen
 
 
 def _print(rows, output_format: str, a_name: str, b_name: str) -> None:  # type: ignore[no-untyped-def]
@@ -71,7 +91,7 @@ def _print(rows, output_format: str, a_name: str, b_name: str) -> None:  # type:
     table = Table(title=f"{b_name} against {a_name}")
     for column, justify in (("cell", "left"), (f"{a_name} ms", "right"), (f"{b_name} ms", "right"),
                             ("ratio", "right"), ("p", "right"), ("verdict", "left"), ("why", "left")):
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+        table.add_column(column, justify=justify, overflow="fold")  # type: ignore[arg-type]
     for r in rows:
         style = STATE_STYLE.get(r.state)
         table.add_row(r.label, _num(r.a_ms), _num(r.b_ms), _num(r.ratio, "{:.3f}"), _num(r.p_value, "{:.2g}"),
@@ -101,6 +121,7 @@ COMPARE_HELP = (
     "\n\n"
     "Examples:\n"
     "  farm compare 12 15\n"
+    "  farm compare commit=3f2a9c1 commit=8d0e4b7   # every run labelled so, as trials\n"
     "  farm compare 12,13,14 20,21,22 --fail-on-regression\n"
     "  farm compare 20 --baseline"
 )

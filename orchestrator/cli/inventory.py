@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from ..exit_codes import INFRASTRUCTURE
 from .options import AcceptNewHostKeysOption, DbOption, InventoryOption, KnownHostsOption, transport_options
 from .output import console
 
@@ -108,4 +109,4 @@ def inventory_check(
     down = [c for c in checks if not c.reachable]
     console.print(f"{len(checks) - len(down)} of {len(checks)} host(s) reachable.")
     if down:
-        raise typer.Exit(1)
+        raise typer.Exit(INFRASTRUCTURE)  # hosts unreachable: the farm, not the command line, is at fault

@@ -63,29 +63,39 @@ def nightly(
     accept_new_host_keys: AcceptNewHostKeysOption = False,
     known_hosts: KnownHostsOption = None,
 ) -> None:
-    """Run the nightly regression check. Exit 0: nothing regressed; 1: something did; 2: the run failed.
+    """Run the nightly regression check. Exit 0: nothing regressed; 1: something did; 2: usage or input error
+    (a matrix file that is not there: the --junit file still says so); 4: the farm measured nothing.
+
+    Each trial's run is labelled with the nightly, the trial and the toolchain changes seen
+    (farm results --label toolchain.libedgetpu).
 
     Example: farm nightly --matrix-file matrices.yaml --junit out/nightly.xml --html out/nightly.html
              farm nightly install --at 02:30
     """
     if ctx.invoked_subcommand is not None:
         return
-    from ..inventory import load_inventory
-    from ..matrix import load_matrix
+    from datetime import datetime, timezone
+
     from ..nightly import outputs
-    from ..nightly.runner import EXIT_FAILED, Settings, run_nightly
     from ..nightly.triggers import recompile_for, toolchain_probe
-    from ..progress import RichObserver
-    from ..run_models import models_for_run
     from ..store import open_store
 
-    inv = load_inventory(inventory)
-    if matrix == "nightly" and (matrix_file is None or not _defines(matrix_file, "nightly")):
-        console.print("No matrix named 'nightly' in a --matrix-file: using 'all'.")
-        matrix = "all"
-    spec = load_matrix(matrix, matrix_file)
-    store = open_store(db)
+    started = datetime.now(timezone.utc)
     try:
+        inv, spec = _inputs(inventory, matrix, matrix_file)
+        store = open_store(db)
+    except FarmError as exc:
+        # A CI server reading --junit must see why, not "no test report": the error is a test case.
+        from ..exit_codes import for_exception
+
+        if junit is not None:
+            outputs.write_text(junit, outputs.junit_error_xml(str(exc), for_exception(exc), started))
+            err_console.print(f"wrote {junit}")
+        raise
+    try:
+        from ..nightly.runner import Settings, run_nightly
+        from ..run_models import models_for_run
+
         models = models_for_run(store, spec)
         chosen = {"trials": trials, "min_effect": min_effect, "alpha": alpha}
         settings = Settings(**{key: spec.regression[key] for key in chosen if key in spec.regression},
@@ -99,15 +109,21 @@ def nightly(
         def recompile(triggers: list[dict]) -> list:
             return recompile_for(store, triggers, compiler, say=lambda text: err_console.print(f"[yellow]{text}"))
 
-        with RichObserver(console) as observer:
+        with _observer() as observer:
             outcome = run_nightly(store, spec, inv.hosts, models, inv.path, settings, toolchain_probe(options, compiler),
                                   observer, options, before_runs=recompile)
     finally:
         store.close()
     _print_outcome(outcome)
     for path, render in ((markdown, outputs.markdown), (html_path, outputs.html_report), (junit, outputs.junit_xml)):
-        if path is not None and outcome.ran:
-            outputs.write_text(path, render(outcome))
+        if path is not None and (outcome.ran or render is outputs.junit_xml):
+            if not outcome.ran and outcome.exit_code:  # failed before any run: say why as the JUnit's error
+                outputs.write_text(path, outputs.junit_error_xml(outcome.message, outcome.exit_code,
+                                                                 outcome.started_at, outcome.properties))
+            elif outcome.ran:
+                outputs.write_text(path, render(outcome))
+            else:
+                continue  # idle: nothing changed, nothing ran, no report
             console.print(f"wrote {path}")
     if notify_url:
         try:
@@ -117,7 +133,29 @@ def nightly(
             err_console.print(f"[yellow]notification not delivered[/yellow]: {exc} (the verdict is stored in "
                               f"nightly #{outcome.nightly_id})")
     if outcome.exit_code:
-        raise typer.Exit(outcome.exit_code if outcome.exit_code != EXIT_FAILED else EXIT_FAILED)
+        raise typer.Exit(outcome.exit_code)
+
+
+def _inputs(inventory: Path | None, matrix: str, matrix_file: Path | None):  # type: ignore[no-untyped-def]
+    from ..inventory import load_inventory
+    from ..matrix import load_matrix
+
+    if matrix_file is not None and not matrix_file.exists():
+        raise FarmError(f"{matrix_file}: the matrix file does not exist")
+    inv = load_inventory(inventory)
+    if matrix == "nightly" and (matrix_file is None or not _defines(matrix_file, "nightly")):
+        console.print("No matrix named 'nightly' in a --matrix-file: using 'all'.")
+        matrix = "all"
+    return inv, load_matrix(matrix, matrix_file)
+
+
+def _observer():  # type: ignore[no-untyped-def]
+    """Progress in a terminal; in cron's log or a CI job, a line per finished job as it finishes."""
+    import sys
+
+    from ..progress import LineObserver, RichObserver
+
+    return RichObserver(console) if console.is_terminal else LineObserver(sys.stdout)
 
 
 def _defines(matrix_file: Path, name: str) -> bool:

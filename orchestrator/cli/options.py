@@ -27,6 +27,12 @@ KnownHostsOption = Annotated[Path | None, typer.Option(
     "--known-hosts",
     help="known_hosts file for SSH hosts \\[default: the inventory's known_hosts, else ~/.ssh/known_hosts]")]
 
+WideOption = Annotated[bool, typer.Option(
+    "--wide", help="Every column at full width, whatever the terminal's width (tables only)")]
+ColumnsOption = Annotated[list[str] | None, typer.Option(
+    "--columns", help="Exactly these columns, by v_results name, comma-separated or repeated: "
+                      "--columns host,model,median_ms")]
+
 FORMATS = ("table", "csv", "json")
 FormatOption = Annotated[str, typer.Option("--format", "-f", help="table, csv or json")]
 OutputOption = Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file")]
@@ -46,6 +52,8 @@ UntilOption = Annotated[str | None, typer.Option(
     "--until", help="Runs started before (a bare date includes that day), YYYY-MM-DD[THH:MM]")]
 RunTagsOption = Annotated[list[str] | None, typer.Option(
     "--tag", help="Runs with this tag (repeatable: all of them)")]
+RunLabelsOption = Annotated[list[str] | None, typer.Option(
+    "--label", help="Runs labelled KEY=VALUE by farm run --label, or KEY with any value (repeatable: all of them)")]
 
 
 def check_format(output_format: str) -> None:
@@ -67,12 +75,14 @@ def transport_options(accept_new_host_keys: bool, known_hosts: Path | None) -> d
 def result_filter(*, run_id: list[int] | None, since: str | None, until: str | None, tag: list[str] | None,
                   host: list[str] | None, model: list[str] | None, delegate: list[str] | None,
                   threads: list[int] | None, power_mode: list[str] | None, usb_speed: list[int] | None,
-                  **rest: object) -> ResultFilter:
+                  label: list[str] | None = None, **rest: object) -> ResultFilter:
     """The one ResultFilter the shared result options above describe; ``rest`` sets latest, status, ..."""
+    from ..labels import parse_selectors
     from ..results import ResultFilter, parse_when  # pandas and the store only for commands that read results
 
     return ResultFilter(
         runs=tuple(run_id or ()), since=parse_when(since) if since else None,
         until=parse_when(until, end_of_day=True) if until else None, tags=tuple(tag or ()), hosts=tuple(host or ()),
         models=tuple(model or ()), delegates=tuple(delegate or ()), threads=tuple(threads or ()),
-        power_modes=tuple(power_mode or ()), usb_speeds=tuple(usb_speed or ()), **rest)
+        power_modes=tuple(power_mode or ()), usb_speeds=tuple(usb_speed or ()), labels=parse_selectors(label),
+        **rest)

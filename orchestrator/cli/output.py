@@ -88,7 +88,15 @@ def print_rows(columns: list[str], records: list[dict], headings: dict[str, str]
 
 def emit(frame, output_format: str, output: Path | None,  # type: ignore[no-untyped-def]
          headings: dict[str, str] | None = None) -> None:
-    """CSV and JSON carry the frame's own column names; only the table may shorten them."""
+    """CSV and JSON carry the frame's own column names; only the table may shorten them.
+
+    Every column in its one type (an integer column stays integral when a selection has NULLs in it), and
+    timestamps as ISO 8601 text with their UTC offset: the same in CSV, JSON and `farm report --export`.
+    """
+    if output_format in ("csv", "json"):
+        from ..results.columns import iso_timestamps, typed
+
+        frame = iso_timestamps(typed(frame, known_only=True))
     if output_format == "csv":
         text = frame.to_csv(index=False)
     elif output_format == "json":

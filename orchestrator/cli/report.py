@@ -15,6 +15,7 @@ from .options import (
     HostsOption,
     ModelsOption,
     PowerModesOption,
+    RunLabelsOption,
     RunsOption,
     RunTagsOption,
     SinceOption,
@@ -41,6 +42,7 @@ def report(
     since: SinceOption = None,
     until: UntilOption = None,
     tag: RunTagsOption = None,
+    label: RunLabelsOption = None,
     host: HostsOption = None,
     model: ModelsOption = None,
     delegate: DelegatesOption = None,
@@ -70,10 +72,10 @@ def report(
     from ..results import export, results_frame
     from ..store import open_store
 
-    by_run = bool(run_id or since or until or tag)
+    by_run = bool(run_id or since or until or tag or label)
     if all_runs and (by_run or latest):
-        raise FarmError("--all-runs cannot be combined with --run, --latest, --since, --until or --tag")
-    selection = result_filter(run_id=run_id, since=since, until=until, tag=tag, host=host, model=model,
+        raise FarmError("--all-runs cannot be combined with --run, --latest, --since, --until, --tag or --label")
+    selection = result_filter(run_id=run_id, since=since, until=until, tag=tag, label=label, host=host, model=model,
                               delegate=delegate, threads=threads, power_mode=power_mode, usb_speed=usb_speed,
                               latest=latest or not (by_run or all_runs))
     store = open_store(db)
@@ -102,11 +104,12 @@ REPORT_HELP = (
     "latency-vs-layers and thread-sweep charts with error bars."
     "\n\n"
     "Tables show only the dimensions the data has; a cell measured in several selected runs shows its newest "
-    "result. Without a run option the newest run is reported."
+    "result. Without a run option the newest run is reported; --label KEY=VALUE reports every run "
+    "labelled so (farm run --label), --tag every run tagged so (the nightly's runs are tagged nightly)."
     "\n\n"
     "Examples:\n"
     "  farm report\n"
-    "  farm report --tag lab-a --since 2026-11-01 --html report.html\n"
+    "  farm report --label commit=3f2a9c1 --since 2026-11-01 --html report.html\n"
     "  farm report --run 12 --run 13 --delegate edgetpu --markdown report.md\n"
     "  farm report --all-runs --model conv_stack --export conv.parquet\n"
     "  farm report --stat mean --reference-band 0.2   (after farm reference import)"

@@ -8,6 +8,7 @@ import typer
 
 from ..errors import FarmError
 from .options import (
+    ColumnsOption,
     DbOption,
     DelegatesOption,
     FormatOption,
@@ -15,22 +16,42 @@ from .options import (
     ModelsOption,
     OutputOption,
     PowerModesOption,
+    RunLabelsOption,
     RunsOption,
     RunTagsOption,
     SinceOption,
     ThreadsOption,
     UntilOption,
     UsbSpeedsOption,
+    WideOption,
     check_format,
     result_filter,
 )
-from .output import emit, print_rows, result_marks
+from .output import console, emit, result_marks
+from .tables import Layout, RowTable, parse_columns, print_table
 
-TABLE_COLUMNS = ["run_id", "host", "model", "delegate", "threads", "power_mode", "usb_port", "usb_speed", "status",
-                 "median_ms", "p90_ms", "gops", "samples", "cpu_share", "marks", "runtime", "runtime_version", "python"]
-
-# What the table's "marks" and "simulated" columns are read from.
-MARKED_BY = ("disturbed", "valid", "simulated")
+# "simulated": results from the simulated lab's stand-in Edge TPU say so next to their numbers (a column only
+# where some row has it: the table leaves out columns no row fills); "marks": disturbed (others used the
+# benchmark's CPUs during its timed loop) and invalid (a validity rule broken) results are never silent.
+TABLE_COLUMNS = ["run_id", "host", "model", "delegate", "threads", "power_mode", "usb_port", "usb_speed", "simulated",
+                 "status", "median_ms", "p90_ms", "gops", "samples", "cpu_share", "marks", "runtime",
+                 "runtime_version", "python", "run_labels"]
+# What the table's "marks" column is read from.
+MARKED_BY = ("disturbed", "valid")
+# What goes first when the terminal is narrow: the toolchain (also in `farm results --format json`), then
+# the detail statistics; the model, its median, its status and its marks stay.
+RESULTS_LAYOUT = Layout(
+    columns=TABLE_COLUMNS,
+    drop_order=["run_labels", "python", "runtime_version", "runtime", "samples", "cpu_share", "p90_ms", "gops",
+                "usb_port", "power_mode", "usb_speed", "delegate", "run_id", "threads", "host", "simulated",
+                "status"],
+    headings={"run_id": "run", "threads": "thr", "power_mode": "power", "usb_port": "USB port",
+              "usb_speed": "USB Mb/s", "median_ms": "median ms", "p90_ms": "p90 ms", "gops": "GOPS",
+              "runtime_version": "runtime version", "run_labels": "labels", "cpu_share": "cpu share"},
+    right=frozenset({"run_id", "threads", "usb_speed", "median_ms", "p90_ms", "gops", "samples", "cpu_share"}),
+    formats={"gops": ".2f", "samples": ".0f", "usb_speed": ".0f", "threads": ".0f", "run_id": ".0f",
+             "cpu_share": ".2f"},
+)
 
 
 def results(
@@ -50,6 +71,9 @@ def results(
     since: SinceOption = None,
     until: UntilOption = None,
     tag: RunTagsOption = None,
+    label: RunLabelsOption = None,
+    wide: WideOption = False,
+    columns: ColumnsOption = None,
 ) -> None:
     """Show or export stored results, one row per job with its context.
 
@@ -59,7 +83,11 @@ def results(
 
     By power mode and USB speed: farm results --power-mode 5W --usb-speed 480 --group-by power_mode --group-by usb_speed
 
-    CSV and JSON name columns as the v_results view does (run_id, model_family, ...), like farm report --export.
+    Runs labelled by farm run --label: farm results --label commit=3f2a9c1
+
+    The table keeps the columns the rows fill and fits the terminal (model names whole); --wide shows every
+    column, --columns run_id,model,median_ms exactly those. CSV and JSON carry every v_results column under
+    its view name (run_id, model_family, ...), like farm report --export; timestamps are UTC with the offset.
 
     The table's "marks" column says "disturbed" (others used the benchmark's CPUs during its timed loop:
     disturbed_reason) and "invalid" (cut short by max_seconds, fewer than min_runs, throttled: invalid_reason).
@@ -72,20 +100,23 @@ def results(
     check_format(output_format)
     selected = result_filter(run_id=run_id, since=since, until=until, tag=tag, host=host, model=model,
                              delegate=delegate, threads=threads, power_mode=power_mode, usb_speed=usb_speed,
-                             latest=latest, status=status)
+                             label=label, latest=latest, status=status)
     if output_format == "table" and not group_by and output is None:
         # The table needs no pandas: rows straight from the store (orchestrator/results/rows.py).
         from ..results.rows import results_rows
 
         store = open_store(db)
         try:
-            rows = results_rows(store, selected, [*(c for c in TABLE_COLUMNS if c != "marks"), *MARKED_BY])
+            # --columns may name any view column: then every one is read, to check the names against.
+            wanted = None if columns else [*(c for c in TABLE_COLUMNS if c != "marks"), *MARKED_BY]
+            rows = results_rows(store, selected, wanted)
         finally:
             store.close()
         for record in rows.records:
             record["marks"] = result_marks(record)
-        simulated = any(record.get("simulated") for record in rows.records)
-        print_rows(TABLE_COLUMNS + (["simulated"] if simulated else []), rows.records, headings={"run_id": "run"})
+        chosen = parse_columns(columns, [*rows.columns, "marks"])
+        print_table(console, RowTable([*rows.columns, "marks"], rows.records), RESULTS_LAYOUT, wide=wide,
+                    columns=chosen)
         return
     from ..results import GROUPS, grouped, results_frame
 
@@ -101,12 +132,8 @@ def results(
         frame = grouped(frame, list(group_by))
         emit(frame, output_format, output)
         return
-    if output_format == "table" and not frame.empty:
-        # Results from the simulated lab's stand-in Edge TPU say so, next to their numbers; disturbed (others
-        # used the benchmark's CPUs) and invalid (a validity rule broken) ones are never silent either.
-        marked = "simulated" in frame and frame["simulated"].notna().any()
-        frame = frame.assign(marks=[result_marks(row) for row in frame.itertuples()])
-        frame = frame[TABLE_COLUMNS + (["simulated"] if marked else [])]
+    if columns:  # CSV and JSON: the asked columns, under v_results' names
+        frame = frame[parse_columns(columns, list(frame.columns))]
     # CSV and JSON keep v_results' names, the same as `farm report --export` writes; the table may be terse.
     emit(frame, output_format, output, headings={"run_id": "run"})
 

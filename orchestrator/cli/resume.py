@@ -1,8 +1,9 @@
 """The crash-safety side of ``farm run``: its exit codes, its first line, and ``--resume [RUN]``.
 
-Exit codes (README, "Crash safety"): 0 every job terminal and none failed;
-1 a job failed (or bad input); 3 the run is incomplete (jobs in flight or
-writes waiting in the journal): ``farm run --resume`` finishes it.
+Exit codes (README, "Exit codes"; orchestrator/exit_codes.py): 0 every job terminal and none failed;
+1 a benchmark job failed; 3 the run is incomplete (jobs in flight or writes waiting in the journal):
+``farm run --resume`` finishes it; 4 a host was unreachable or a job failed for the infrastructure's
+sake (a link lost for good). Bad input exits 2 before anything runs.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ from typing import Any
 
 from rich.console import Console
 
+from .. import exit_codes
 from ..errors import FarmError, StoreError
 from ..lifecycle import TERMINAL
 
-EXIT_OK, EXIT_FAILED, EXIT_INCOMPLETE = 0, 1, 3
+EXIT_OK, EXIT_FAILED, EXIT_INCOMPLETE = exit_codes.OK, exit_codes.FAILED, exit_codes.INCOMPLETE
+EXIT_INFRASTRUCTURE = exit_codes.INFRASTRUCTURE
 
 
 @contextlib.contextmanager
@@ -37,10 +40,31 @@ def store_errors(store: Any) -> Iterator[None]:
                          "`farm run --resume` to collect them and finish the run.") from None
 
 
-def exit_code(outcome: Any) -> int:
+def exit_code(outcome: Any, infrastructure_failed: int = 0) -> int:
+    """3 incomplete, else 4 infrastructure (unreachable host, job failed for the link's sake), else 1 failed."""
     if outcome.journal_pending or any(status not in TERMINAL for status in outcome.counts):
         return EXIT_INCOMPLETE
+    if outcome.unreachable or infrastructure_failed:
+        return EXIT_INFRASTRUCTURE
     return EXIT_FAILED if outcome.counts.get("failed") else EXIT_OK
+
+
+def infrastructure_failures(store: Any, outcome: Any) -> int:
+    """How many of the run's jobs failed for the infrastructure's sake (error_kind), not the benchmark's."""
+    if not outcome.counts.get("failed") or outcome.journal_pending:
+        return 0
+    from sqlalchemy import func, select
+
+    from ..store.retry import with_db_retry
+    from ..store.schema import JobRow
+
+    def count() -> int:
+        with store.session() as session:
+            return int(session.scalar(select(func.count()).select_from(JobRow).where(
+                JobRow.run_id == outcome.run_id, JobRow.status == "failed",
+                JobRow.error_kind == "infrastructure")) or 0)
+
+    return with_db_retry(count)
 
 
 def announcer(console: Console, verb: str = "started"):  # type: ignore[no-untyped-def]
@@ -71,11 +95,11 @@ def report(console: Console, err_console: Console, store: Any, outcome: Any, pri
     if outcome.journal_pending:
         err_console.print(f"[yellow]incomplete[/yellow]: {outcome.journal_pending} write(s) wait in the journal "
                           "for the database; run `farm run --resume` when it is back.")
-    return exit_code(outcome)
+    return exit_code(outcome, infrastructure_failures(store, outcome))
 
 
 def resume_run(run_arg: int | None, inventory: Path | None, store: Any, host: list[str] | None,
-               tag: list[str] | None, options: dict, observer: Any, console: Console) -> Any:
+               tag: list[str] | None, options: dict, observer: Any, console: Console, announce: Any = None) -> Any:
     """Continue run ``run_arg`` (None: the newest unfinished) as it was started: on its inventory and with its
     transport options (known_hosts included), unless the command line gives others."""
     from ..inventory import load_inventory
@@ -94,6 +118,6 @@ def resume_run(run_arg: int | None, inventory: Path | None, store: Any, host: li
         raise FarmError(f"--resume: run {run.id} ran on the inventory {started_inventory or run.inventory}, "
                         "which is no longer there; give it with --inventory")
     inv = load_inventory(source)
-    announcer(console, "resumed")(run.id)
+    (announce or announcer(console, "resumed"))(run.id)
     return resume(Runner(store, observer, resume_options(started_options, options)), run.id,
                   list(inv.select(host, tag)))

@@ -6,20 +6,27 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from ..errors import FarmError
 from . import resume as run_resume
 from .options import (
     AcceptNewHostKeysOption,
+    ColumnsOption,
     DbOption,
     HostsOption,
     InventoryOption,
     KnownHostsOption,
     MatrixFileOption,
+    WideOption,
     transport_options,
 )
-from .output import cell, console, err_console, share_cell, two_places, value_of
+from .output import console, err_console
+from .run_output import RunOutput
+
+QuietOption = Annotated[bool, typer.Option(
+    "--quiet", "-q", help="No progress and no table: failures on stderr, then the run id on stdout")]
+JsonLinesOption = Annotated[bool, typer.Option(
+    "--json-lines", help="One JSON object per line: each event as it happens, each job's result, then the run's")]
 
 
 def run(
@@ -29,11 +36,18 @@ def run(
     db: DbOption = None,
     host: HostsOption = None,
     tag: Annotated[list[str] | None, typer.Option("--tag", help="Only hosts with this tag (repeatable)")] = None,
+    label: Annotated[list[str] | None, typer.Option(
+        "--label", help="What this run measures, KEY=VALUE, stored with the run (repeatable): --label commit=3f2a9c1 "
+                        "--label firmware=5.1; farm results/report/compare --label select by it")] = None,
     accept_new_host_keys: AcceptNewHostKeysOption = False,
     known_hosts: KnownHostsOption = None,
     resume: Annotated[bool, typer.Option(
         "--resume", help="Continue run RUN (default: the newest unfinished) whose controller died")] = False,
     run_arg: Annotated[int | None, typer.Argument(metavar="[RUN]", help="The run --resume continues")] = None,
+    quiet: QuietOption = False,
+    json_lines: JsonLinesOption = False,
+    wide: WideOption = False,
+    columns: ColumnsOption = None,
     submit: Annotated[bool, typer.Option(
         "--submit", help="Store the run and its jobs for `farm serve` controllers and return (PostgreSQL)")] = False,
     retry_disturbed: Annotated[int, typer.Option(
@@ -46,8 +60,12 @@ def run(
     One benchmark at a time on each host, all hosts at once; each result is
     stored as it finishes, with the host's Python and runtime versions. Cells
     a host cannot run (no runtime, no Edge TPU) are stored as skipped, with
-    the reason. Exits with 1 when a job failed or a host was unreachable,
-    3 when the run is incomplete (finish it with --resume; see README, Crash safety).
+    the reason. In a terminal it shows progress per host and overall (done/total,
+    elapsed, time left); in a pipe it prints one line per finished job as it finishes.
+
+    Exit codes: 0 ok; 1 a job failed; 2 usage or input error; 3 the run is
+    incomplete (finish it with --resume; see README, Crash safety); 4 a host was
+    unreachable or the infrastructure failed.
 
     The run ends with a line per host whose cells were disturbed (others used the benchmark's CPUs
     during its timed loop; see README, Interference); --retry-disturbed N runs those cells again.
@@ -56,13 +74,15 @@ def run(
              farm run --matrix all -i lab.yaml  # an inventory's hosts
              farm run -m all -i "$(farm lab up --hosts 6 | tail -n 1)"
              farm run -m sweep --matrix-file matrices.yaml -i lab.yaml --tag lab-a
+             farm run -m all -i lab.yaml --label commit=3f2a9c1 --label compiler=16.0
              farm run -m all -i lab.yaml --db postgresql+psycopg://127.0.0.1/test
+             farm run -m all --json-lines | jq -c 'select(.event == "result")'
              farm run --resume        # continue the newest run whose controller died
              farm run -m all -i lab.yaml --submit --db postgresql+psycopg://db/farm  # for `farm serve`
     """
     from ..inventory import load_inventory
+    from ..labels import parse_labels
     from ..matrix import load_matrix
-    from ..progress import RichObserver
     from ..retry_disturbed import disturbed_lines, rerun_disturbed
     from ..run_models import models_for_run
     from ..scheduler import Runner
@@ -71,11 +91,17 @@ def run(
     if submit:
         if resume or run_arg is not None:
             raise FarmError("--submit stores a new run; --resume continues one: give one of them")
+        if label:  # the sites' submit path does not carry labels yet
+            raise FarmError("--label is not taken with --submit yet: label runs started with farm run")
         from .sites import submit_run
 
         return submit_run(matrix, matrix_file, inventory, db, host, tag, accept_new_host_keys, known_hosts)
+    output = RunOutput(console, err_console, quiet=quiet, json_lines=json_lines, wide=wide, columns=columns)
     if resume or run_arg is not None:
-        return _resume(resume, run_arg, inventory, db, host, tag, accept_new_host_keys, known_hosts)
+        if label:
+            raise FarmError("--label is set when a run starts; a resumed run keeps the labels it was started with")
+        return _resume(resume, run_arg, inventory, db, host, tag, accept_new_host_keys, known_hosts, output)
+    labels = parse_labels(label)
     inv = load_inventory(inventory)
     spec = load_matrix(matrix, matrix_file)
     hosts = inv.select(host, tag)
@@ -84,17 +110,18 @@ def run(
         hosts = [h for h in hosts if h.name in chosen]
     store = open_store(db)
     try:
-        models = models_for_run(store, spec, console.print)
+        models = models_for_run(store, spec, output.say)
         options = transport_options(accept_new_host_keys, known_hosts)
-        with run_resume.store_errors(store), RichObserver(console) as observer:
+        with run_resume.store_errors(store), output.observer() as observer:
             runner = Runner(store, observer, options)
-            runner.on_run_created = run_resume.announcer(console)  # "Run N started": what --resume takes
-            outcome = runner.run(spec, hosts, models, inv.path)
+            runner.on_run_created = output.announcer()  # "Run N started": what --resume takes
+            outcome = runner.run(spec, hosts, models, inv.path, labels=labels)
             retries = rerun_disturbed(runner, spec, hosts, models, inv.path, outcome.run_id, retry_disturbed,
-                                      say=console.print) if retry_disturbed and not outcome.journal_pending else []
-        code = run_resume.report(console, err_console, store, outcome, print_run_summary)
-        for line in disturbed_lines(store, outcome.run_id, retries):
-            console.print(f"[yellow]{line}[/yellow]", highlight=False, soft_wrap=True)  # one line per host
+                                      say=output.say) if retry_disturbed and not outcome.journal_pending else []
+        code = output.finish(store, outcome)
+        if not quiet and not json_lines:
+            for line in disturbed_lines(store, outcome.run_id, retries):
+                console.print(f"[yellow]{line}[/yellow]", highlight=False, soft_wrap=True)  # one line per host
         if code:
             raise typer.Exit(code)
     finally:
@@ -102,8 +129,7 @@ def run(
 
 
 def _resume(resume: bool, run_arg: int | None, inventory: Path | None, db: str | None, host: list[str] | None,
-            tag: list[str] | None, accept_new_host_keys: bool, known_hosts: Path | None) -> None:
-    from ..progress import RichObserver
+            tag: list[str] | None, accept_new_host_keys: bool, known_hosts: Path | None, output: RunOutput) -> None:
     from ..store import open_store
 
     if not resume:
@@ -111,9 +137,10 @@ def _resume(resume: bool, run_arg: int | None, inventory: Path | None, db: str |
     store = open_store(db)
     try:
         options = transport_options(accept_new_host_keys, known_hosts)
-        with run_resume.store_errors(store), RichObserver(console) as observer:
-            outcome = run_resume.resume_run(run_arg, inventory, store, host, tag, options, observer, console)
-        code = run_resume.report(console, err_console, store, outcome, print_run_summary)
+        with run_resume.store_errors(store), output.observer() as observer:
+            outcome = run_resume.resume_run(run_arg, inventory, store, host, tag, options, observer, console,
+                                            announce=output.announcer("resumed"))
+        code = output.finish(store, outcome)
         if code:
             raise typer.Exit(code)
     finally:
@@ -121,22 +148,5 @@ def _resume(resume: bool, run_arg: int | None, inventory: Path | None, db: str |
 
 
 def print_run_summary(store, run_id: int) -> None:  # type: ignore[no-untyped-def]
-    from ..results import ResultFilter, results_frame
-
-    frame = results_frame(store, ResultFilter(runs=(run_id,), status="all"))
-    table = Table(title=f"Run {run_id}")
-    # Power mode and USB port columns only for runs that have those dimensions.
-    extra = [c for c in ("power_mode", "usb_port") if not frame.empty and frame[c].notna().any()]
-    for column in ("host", "model", "delegate", "threads", *extra, "status", "median ms", "p90 ms", "GOPS",
-                   "samples", "cpu share"):
-        table.add_column(column, justify="right" if column[0].islower() and " " in column else "left")
-    for row in frame.itertuples():
-        if row.status == "succeeded":
-            cells = [f"{row.median_ms:.3f}", f"{row.p90_ms:.3f}", two_places(row.gops), str(row.samples),
-                     share_cell(row)]
-        else:
-            cells = [(row.reason or "")[:60], "", "", "", ""]
-        dims = [cell(getattr(row, c)) for c in extra]
-        status = f"{row.status} (invalid)" if value_of(row, "valid") == 0 else row.status
-        table.add_row(row.host, row.model, row.delegate, str(row.threads), *dims, status, *cells)
-    console.print(table)
+    """The end-of-run table as `farm run` prints it (the nightly and other callers use it too)."""
+    RunOutput(console, err_console).print_summary(store, run_id)

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from ..exit_codes import INFRASTRUCTURE
 from .options import AcceptNewHostKeysOption, DbOption, InventoryOption, KnownHostsOption, transport_options
 from .output import console
 
@@ -53,4 +54,4 @@ def toolchain(
     else:
         console.print("No toolchain change since the last probe.")
     if any(result.error for result in probe.hosts):
-        raise typer.Exit(1)
+        raise typer.Exit(INFRASTRUCTURE)  # a host could not be probed

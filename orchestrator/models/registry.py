@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..bounded_read import read_model_file
-from ..errors import FarmError, InputError
+from ..errors import FarmError, InfrastructureError, InputError
 from ..store.db import Store, data_dir
 from ..store.schema import ModelRow
 from .formats import SUFFIXES, count_any, inspect_any
@@ -152,7 +152,7 @@ def _ensure_cached(path: Path, data: bytes) -> None:
         os.replace(temporary, path)
     except OSError as exc:
         temporary.unlink(missing_ok=True)  # a full disk must not keep the partial copy as well
-        raise FarmError(f"cannot store the model in farm's cache {path.parent}: {exc.strerror}. Free space there "
+        raise InfrastructureError(f"cannot store the model in farm's cache {path.parent}: {exc.strerror}. Free space there "
                         "or point FARM_DATA_DIR at a writable folder with room.") from None
 
 

@@ -133,13 +133,42 @@ def html_report(outcome: NightlyOutcome) -> str:
             f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n")
 
 
+def _suite(name: str, outcome_started: Any, outcome_finished: Any, properties: dict[str, str]) -> ET.Element:
+    """A <testsuite> with what CI servers show about a run: when (UTC, with the offset), where, how long, and
+    the properties (toolchain versions, run ids) that say what was measured."""
+    import socket
+    from datetime import datetime, timezone
+
+    started = outcome_started or datetime.now(timezone.utc)
+    finished = outcome_finished or datetime.now(timezone.utc)
+    if started.tzinfo is None:  # SQLite hands back naive datetimes; farm writes UTC
+        started = started.replace(tzinfo=timezone.utc)
+    if finished.tzinfo is None:
+        finished = finished.replace(tzinfo=timezone.utc)
+    suite = ET.Element("testsuite", name=name, timestamp=started.isoformat(timespec="seconds"),
+                       hostname=socket.gethostname(),
+                       time=f"{max(0.0, (finished - started).total_seconds()):.3f}")
+    if properties:
+        holder = ET.SubElement(suite, "properties")
+        for key, value in sorted(properties.items()):
+            ET.SubElement(holder, "property", name=key, value=str(value))
+    return suite
+
+
 def junit_xml(outcome: NightlyOutcome) -> str:
-    """One testcase per cell; regressions are failures, invalid and missing cells are errors."""
-    suite = ET.Element("testsuite", name=f"farm-nightly-{outcome.nightly_id}", tests=str(len(outcome.cells)))
+    """One testcase per cell; regressions are failures, invalid and missing cells are errors.
+
+    A case's time is the wall time of its jobs over every trial; the suite's is the whole nightly's.
+    """
+    suite = _suite(f"farm-nightly-{outcome.nightly_id}", outcome.started_at, outcome.finished_at,
+                   outcome.properties)
+    suite.set("tests", str(len(outcome.cells)))
     failures = errors = skipped = 0
+    seconds = {cell.cell.label: cell.cell.seconds for cell in outcome.cells}
     for row in rows(outcome):
         host, _, rest = row["cell"].partition(" · ")
-        case = ET.SubElement(suite, "testcase", classname=f"farm.{host}", name=rest or row["cell"], time="0")
+        case = ET.SubElement(suite, "testcase", classname=f"farm.{host}", name=rest or row["cell"],
+                             time=f"{seconds.get(row['cell'], 0.0):.3f}")
         message = f"{row['state']}: {row['detail']}"
         if row["state"] == "regressed":
             failures += 1
@@ -157,6 +186,26 @@ def junit_xml(outcome: NightlyOutcome) -> str:
     suite.set("failures", str(failures))
     suite.set("errors", str(errors))
     suite.set("skipped", str(skipped))
+    suites = ET.Element("testsuites")
+    suites.append(suite)
+    return ET.tostring(suites, encoding="unicode", xml_declaration=True)
+
+
+def junit_error_xml(message: str, exit_code: int, started: Any = None,
+                    properties: dict[str, str] | None = None) -> str:
+    """The JUnit a CI server still gets when the nightly could not start (a matrix file that is not there):
+    one errored test case saying why, so the job shows red with the reason instead of "no test report"."""
+    from .. import __version__
+
+    suite = _suite("farm-nightly", started, None, {"farm.version": __version__, "farm.exit_code": str(exit_code),
+                                                   **(properties or {})})
+    suite.set("tests", "1")
+    suite.set("failures", "0")
+    suite.set("errors", "1")
+    suite.set("skipped", "0")
+    case = ET.SubElement(suite, "testcase", classname="farm.nightly", name="start", time="0.000")
+    error = ET.SubElement(case, "error", message=message[:500], type=f"exit {exit_code}")
+    error.text = message
     suites = ET.Element("testsuites")
     suites.append(suite)
     return ET.tostring(suites, encoding="unicode", xml_declaration=True)

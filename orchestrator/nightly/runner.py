@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 
+from .. import exit_codes
 from ..errors import FarmError
 from ..inventory import Host
 from ..matrix import MatrixSpec
@@ -20,7 +22,9 @@ from ..store.schema import CellVerdictRow, ModelRow, NightlyRow, utcnow
 from ..verdict import Verdict, classify, detect_drift, median_of_trials
 from .triggers import likely_causes, newest_compiles
 
-EXIT_OK, EXIT_REGRESSED, EXIT_FAILED = 0, 1, 2
+# 0 nothing regressed; 1 a cell regressed; 4 the farm measured nothing (every host down, every job failed for
+# the infrastructure's sake). A usage or input error (a matrix file that is not there) exits 2 before any run.
+EXIT_OK, EXIT_REGRESSED, EXIT_FAILED = exit_codes.OK, exit_codes.FAILED, exit_codes.INFRASTRUCTURE
 HISTORY = 20  # nightly medians kept in view for drift detection
 
 
@@ -58,6 +62,10 @@ class NightlyOutcome:
     run_ids: list[int] = field(default_factory=list)
     cells: list[CellOutcome] = field(default_factory=list)
     exit_code: int = EXIT_OK
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    # What the night ran with, for JUnit's <properties>: toolchain versions per host, the run ids, farm's version.
+    properties: dict[str, str] = field(default_factory=dict)
 
     @property
     def counts(self) -> Counter:
@@ -83,8 +91,8 @@ def run_nightly(store: Store, spec: MatrixSpec, hosts: list[Host], models: list[
         nightly = NightlyRow(matrix=spec.name, forced=settings.force, triggers=[], run_ids=[], counts={})
         session.add(nightly)
         session.commit()
-        nightly_id = nightly.id
-    outcome = NightlyOutcome(nightly_id, ran=False, message="")
+        nightly_id, started_at = nightly.id, nightly.started_at
+    outcome = NightlyOutcome(nightly_id, ran=False, message="", started_at=started_at)
     try:
         outcome.triggers = probe(store, hosts, previous.started_at if previous else None)
         if not outcome.triggers and not settings.force and not settings.every_night and previous is not None:
@@ -99,7 +107,8 @@ def run_nightly(store: Store, spec: MatrixSpec, hosts: list[Host], models: list[
         runner = Runner(store, observer, transport_options)
         for trial in range(1, settings.trials + 1):
             result = runner.run(spec, hosts, models, inventory, tags=["nightly", f"nightly:{nightly_id}",
-                                                                      f"trial:{trial}"])
+                                                                      f"trial:{trial}"],
+                                labels=nightly_labels(nightly_id, trial, outcome.triggers))
             outcome.run_ids.append(result.run_id)
             _save_runs(store, nightly_id, outcome.run_ids)
         _rerun_disturbed(store, runner, spec, hosts, models, inventory, settings, nightly_id, outcome)
@@ -116,7 +125,7 @@ def run_nightly(store: Store, spec: MatrixSpec, hosts: list[Host], models: list[
         _record_verdicts(store, nightly_id, outcome.cells)
         _finish(store, outcome, "finished" if ran_any else "failed")
     except FarmError as exc:
-        outcome.exit_code = EXIT_FAILED
+        outcome.exit_code = exit_codes.for_exception(exc)
         outcome.message = str(exc)
         _finish(store, outcome, "failed")
     return outcome
@@ -144,6 +153,35 @@ def _rerun_disturbed(store: Store, runner: Runner, spec: MatrixSpec, hosts: list
             runner.only_cells = None
         outcome.run_ids.append(result.run_id)
         _save_runs(store, nightly_id, outcome.run_ids)
+
+
+def nightly_labels(nightly_id: int, trial: int, triggers: list[dict[str, Any]]) -> dict[str, str]:
+    """The labels of a nightly's run: which nightly and trial, and each toolchain change it saw
+    (``toolchain.libedgetpu=nano-1: 15.0 -> 16.0``), so `farm results --label toolchain.libedgetpu` finds them."""
+    labels = {"nightly": str(nightly_id), "trial": str(trial)}
+    changed: dict[str, list[str]] = {}
+    for change in triggers:
+        text = f"{change.get('host')}: {change.get('old') or 'none'} -> {change.get('new') or 'none'}"
+        if text not in changed.setdefault(str(change.get("component")), []):
+            changed[str(change.get("component"))].append(text)
+    for component, texts in sorted(changed.items()):
+        labels[f"toolchain.{component}"[:64]] = "; ".join(texts)[:400]
+    return labels
+
+
+def run_properties(store: Store, outcome: NightlyOutcome) -> dict[str, str]:
+    """JUnit's properties: farm's version, the nightly and its runs, and every toolchain version last probed."""
+    from .. import __version__
+    from ..toolchain import current_versions
+
+    properties = {"farm.version": __version__, "farm.nightly": str(outcome.nightly_id),
+                  "farm.run_ids": ",".join(map(str, outcome.run_ids))}
+    for row in current_versions(store):
+        properties[f"toolchain.{row.host}.{row.component}"] = row.version or "absent"
+    for number, change in enumerate(outcome.triggers, 1):
+        properties[f"change.{number}"] = (f"{change.get('host')}: {change.get('component')} "
+                                          f"{change.get('old') or 'none'} -> {change.get('new') or 'none'}")
+    return properties
 
 
 def judge(store: Store, matrix: str, run_ids: list[int], previous: NightlyRow | None,
@@ -227,10 +265,15 @@ def _record_verdicts(store: Store, nightly_id: int, cells: list[CellOutcome]) ->
 
 
 def _finish(store: Store, outcome: NightlyOutcome, status: str) -> None:
+    outcome.finished_at = utcnow()
+    try:
+        outcome.properties = run_properties(store, outcome)
+    except Exception as exc:  # noqa: BLE001 - the verdict must be stored even when the versions cannot be read
+        outcome.properties = {"farm.nightly": str(outcome.nightly_id), "properties.error": str(exc)[:200]}
     with store.session() as session:
         row = session.get(NightlyRow, outcome.nightly_id)
         row.status = status
-        row.finished_at = utcnow()
+        row.finished_at = outcome.finished_at
         row.triggers = outcome.triggers
         row.run_ids = outcome.run_ids
         row.counts = dict(outcome.counts)

@@ -68,6 +68,7 @@ def build_report(store: Store, selection: ResultFilter, *, with_plots: bool = Tr
     frame, several = multitpu.split(succeeded)
     runs = sorted(every["run_id"].unique().tolist()) if not every.empty else []
     report = Report(_title(runs), runs, len(succeeded))
+    report.notes.extend(_label_notes(every))
     others = every["status"][every["status"] != "succeeded"].value_counts()
     if not others.empty:
         counts = ", ".join(f"{n} {state}" for state, n in sorted(others.items()))
@@ -209,6 +210,22 @@ def _add_edgetpu_sections(report: Report, store: Store, models: dict[str, ModelI
     for name in edgetpu.nothing_on_tpu(models):
         report.notes.append(f"Results on {name} ran with nothing on the Edge TPU: its compiler reported 0 Edge TPU "
                             "subgraphs, so every operation ran on the CPU.")
+
+
+def _label_notes(every: pd.DataFrame) -> list[str]:
+    """"Run 12: commit=abc, firmware=5.1": what each run measured, as `farm run --label` stored it."""
+    import json
+
+    from ..labels import format_labels
+
+    if every.empty or "run_labels" not in every:
+        return []
+    notes = []
+    for run_id, text in every.drop_duplicates("run_id")[["run_id", "run_labels"]].itertuples(index=False):
+        labels = json.loads(text) if isinstance(text, str) and text else text
+        if isinstance(labels, dict) and labels:
+            notes.append(f"Run {run_id}: {format_labels(labels)}")
+    return notes
 
 
 def _title(runs: list[int]) -> str:

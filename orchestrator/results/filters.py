@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, select
 
 from ..errors import FarmError
+from ..labels import matches as label_matches
 from ..store.db import Store
 from ..store.schema import RunRow
 
@@ -36,6 +37,8 @@ class ResultFilter:
     power_modes: tuple[str, ...] = ()  # the requested mode's inventory name (10W, 5W)
     usb_speeds: tuple[int, ...] = ()  # Mb/s: 480 USB2, 5000 USB3; measured where the job ran, else as planned
     status: str = "succeeded"
+    # runs carrying every one of these labels: (key, value), or (key, None) for any value (farm run --label)
+    labels: tuple[tuple[str, str | None], ...] = ()
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -49,7 +52,7 @@ class ResultFilter:
 
     @property
     def chooses_runs(self) -> bool:
-        return bool(self.runs or self.latest or self.since or self.until or self.tags)
+        return bool(self.runs or self.latest or self.since or self.until or self.tags or self.labels)
 
 
 @dataclass(frozen=True)
@@ -105,9 +108,10 @@ def _utc(moment: datetime) -> datetime:
 def select_runs(store: Store, selected: ResultFilter) -> list[int]:
     """The ids of the runs the filter names, oldest first; run ids not in the store are left out."""
     with store.session() as session:
-        runs = list(session.execute(select(RunRow.id, RunRow.started_at, RunRow.tags).order_by(RunRow.id)))
+        runs = list(session.execute(select(RunRow.id, RunRow.started_at, RunRow.tags, RunRow.labels)
+                                    .order_by(RunRow.id)))
     chosen = []
-    for run_id, started_at, tags in runs:
+    for run_id, started_at, tags, labels in runs:
         if selected.runs and run_id not in selected.runs:
             continue
         if selected.since and _utc(started_at) < selected.since:
@@ -115,6 +119,8 @@ def select_runs(store: Store, selected: ResultFilter) -> list[int]:
         if selected.until and _utc(started_at) >= selected.until:
             continue
         if selected.tags and not set(selected.tags) <= set(tags or ()):
+            continue
+        if selected.labels and not label_matches(labels, selected.labels):
             continue
         chosen.append(run_id)
     return chosen[-1:] if selected.latest else chosen

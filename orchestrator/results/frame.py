@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from ..store.db import Store
 from ..store.schema import ResultRow, SampleRow
+from .columns import utc_timestamps
 from .filters import ResultFilter
 from .rows import ModelInfo, model_rows, results_rows, view_columns
 from .rows import view as _view
@@ -35,7 +36,7 @@ def results_frame(store: Store, selected: ResultFilter | None = None) -> pd.Data
     frame["layers"] = pd.array(list(frame["layers"]), dtype="Int64")
     if "gops" in frame:
         frame["gops"] = pd.to_numeric(frame["gops"], errors="coerce")
-    return frame
+    return utc_timestamps(frame)
 
 
 load_results = results_frame  # the name the README's report examples use

@@ -34,6 +34,7 @@ class CellTrials:
     failures: list[str] = field(default_factory=list)
     throttled: int = 0
     skipped: int = 0
+    seconds: float = 0.0  # wall time its jobs took, start to finish (JUnit's time per test case)
     # Succeeded trials left out of the judgement: (run id, "disturbed" or "invalid", the agent's reason).
     excluded: list[tuple[int, str, str]] = field(default_factory=list)
 
@@ -111,6 +112,8 @@ def collect(store: Store, selected: ResultFilter, include_disturbed: bool = Fals
                     host.name, model.name, job.delegate, f"{job.threads} thr", job.power_mode or "-",
                     job.usb_port or "-"))
                 cell = cells[key] = CellTrials(key, job.cell_key, label)
+            if job.started_at is not None and job.finished_at is not None:
+                cell.seconds += max(0.0, (job.finished_at - job.started_at).total_seconds())
             if job.status == "skipped":
                 cell.skipped += 1
             elif result is None or job.status != "succeeded":

@@ -65,10 +65,10 @@ def create_db_engine(url: str) -> Engine:
         parsed = make_url(url)
     except ArgumentError:
         raise StoreError(f"'{url}' is not a database URL (expected e.g. sqlite:///path/farm.db or "
-                         "postgresql+psycopg://user@host:5432/dbname)") from None
+                         "postgresql+psycopg://user@host:5432/dbname)", usage=True) from None
     if "\x00" in url or "\x00" in str(parsed.database or ""):  # the drivers raise a bare ValueError on it
         raise StoreError(f"the database URL {safe_url(url)!r} holds a NUL character (or %00); "
-                         "give e.g. sqlite:///path/farm.db")
+                         "give e.g. sqlite:///path/farm.db", usage=True)
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     if parsed.get_backend_name() == "postgres":
@@ -181,7 +181,7 @@ def _refuse_in_memory(url: str) -> None:
         return  # create_db_engine says what is wrong with it
     if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
         raise StoreError(f"'{url}' is an in-memory SQLite database: it would be empty for every command and keep "
-                         "nothing. Give a file, e.g. sqlite:///path/farm.db (three slashes, then the path).")
+                         "nothing. Give a file, e.g. sqlite:///path/farm.db (three slashes, then the path).", usage=True)
 
 
 def _is_known(revision: str) -> bool:

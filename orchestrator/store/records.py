@@ -82,9 +82,11 @@ def _record_checks_once(store: Store, checks: list[tuple[Host, dict[str, Any] | 
         return [rows[host.name].id for host, _ in checks]
 
 
-def create_run(store: Store, matrix: str, inventory: str, tags: list[str], plan: dict[str, Any] | None = None) -> int:
+def create_run(store: Store, matrix: str, inventory: str, tags: list[str], plan: dict[str, Any] | None = None,
+               labels: dict[str, str] | None = None) -> int:
     with store.session() as session:
-        row = RunRow(matrix=matrix, inventory=inventory, controller_version=__version__, tags=tags, plan=plan)
+        row = RunRow(matrix=matrix, inventory=inventory, controller_version=__version__, tags=tags, plan=plan,
+                     labels=dict(labels or {}))
         session.add(row)
         session.commit()
         return row.id

@@ -82,6 +82,8 @@ class RunRow(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     controller_version: Mapped[str] = mapped_column(String(32))
     tags: Mapped[list[Any]] = mapped_column(default=list)
+    # What the run measured, as `farm run --label key=value` gave it: {"commit": "abc", "firmware": "5.1"}.
+    labels: Mapped[dict[str, Any] | None] = mapped_column(default=dict)
     # The matrix, hosts and models the run was started with: --resume plans a run killed before its jobs were.
     plan: Mapped[dict[str, Any] | None] = mapped_column()
     # Submitted (`farm submit`) for `farm serve` controllers to share, rather than run by the process that made it.

@@ -8,7 +8,10 @@ connection, so a command costs a channel round trip, not a handshake.
 Only keys authenticate (the inventory's key file, ``ssh-agent``, or the default
 ``~/.ssh/id_*`` when no key is named); passwords are never sent or asked for.
 Host keys are checked against a known_hosts file (the caller's, else the one the
-inventory names for the host, else ``~/.ssh/known_hosts``) the way OpenSSH's
+inventory names for the host, else ``UserKnownHostsFile`` from ``~/.ssh/config``,
+else ``~/.ssh/known_hosts``), and also against the system's read-only files
+(``GlobalKnownHostsFile``, default ``/etc/ssh/ssh_known_hosts`` and
+``/etc/ssh/ssh_known_hosts2``), the way OpenSSH's
 ``StrictHostKeyChecking accept-new`` does when the user opts in, and ``yes``
 otherwise: an unknown key is refused unless accepted, a changed key always.
 """
@@ -47,6 +50,9 @@ KEEPALIVE_SECONDS = 5
 TCP_USER_TIMEOUT_MS = 10_000
 READ_SIZE = 65536
 
+GLOBAL_KNOWN_HOSTS = "/etc/ssh/ssh_known_hosts /etc/ssh/ssh_known_hosts2"  # OpenSSH's default GlobalKnownHostsFile
+log = logging.getLogger(__name__)
+
 # Paramiko logs every failed handshake with a traceback from its own thread; with no logging
 # configured Python would print it on stderr. The failure reaches the user as one TransportError.
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
@@ -60,6 +66,9 @@ class SshTransport(Transport):
         # The caller's file (a command line's --known-hosts) wins over the one the inventory names for the host.
         chosen = known_hosts or host.known_hosts or "~/.ssh/known_hosts"
         self.known_hosts = Path(chosen).expanduser()
+        # Without either, ~/.ssh/config's UserKnownHostsFile decides once the host's ssh config is read (_connect).
+        self.known_hosts_chosen = bool(known_hosts or host.known_hosts)
+        self.system_known_hosts: list[Path] = []
         self.connect_timeout = connect_timeout
         self._lock = threading.RLock()
         self._connection: Connection | None = None
@@ -91,6 +100,9 @@ class SshTransport(Transport):
         self.target = f"{connection.host}:{connection.port}"
         if connection.host != host.address:
             self.target += f" (ssh config alias {host.address})"
+        self._known_hosts_from_config(connection)
+        log.info("%s: connecting to %s as %s; host keys from %s%s", host.name, self.target, connection.user,
+                 self.known_hosts, "".join(f" and {p} (system)" for p in self.system_known_hosts))
         # OpenSSH skips an IdentityFile from ssh config that does not exist; paramiko would fail on it.
         keys = [k for k in map(os.path.expanduser, connection.connect_kwargs.get("key_filename") or [])
                 if os.path.isfile(k)]
@@ -132,8 +144,26 @@ class SshTransport(Transport):
             hop = hop.gateway
         return connection
 
+    def _known_hosts_from_config(self, connection: Connection) -> None:
+        """``UserKnownHostsFile`` (the first file is where new keys go, as in OpenSSH) unless the caller or the
+        inventory chose a file, and ``GlobalKnownHostsFile`` (read, never written) always."""
+        config = getattr(connection, "ssh_config", None) or {}
+        user_files = _config_paths(config.get("userknownhostsfile"))
+        if user_files and not self.known_hosts_chosen:
+            self.known_hosts = user_files[0]
+        self.system_known_hosts = [p for p in _config_paths(config.get("globalknownhostsfile") or GLOBAL_KNOWN_HOSTS)
+                                   if p != self.known_hosts]
+
     def _check_host_keys(self, client: paramiko.SSHClient) -> None:
         client.set_missing_host_key_policy(_KnownHostsPolicy(self))
+        for system in self.system_known_hosts:
+            # Read-only keys paramiko checks besides the user's; a FIFO or directory there is skipped, not waited on.
+            if not system.is_file():
+                continue
+            try:
+                client.load_system_host_keys(str(system))
+            except (OSError, paramiko.SSHException, paramiko.hostkeys.InvalidHostKey) as exc:
+                log.warning("%s: cannot read the system known_hosts file %s: %s", self.host.name, system, exc)
         # paramiko opens the file itself: a FIFO there would block the connect (and a new key's save) forever.
         if self.known_hosts.exists() and not self.known_hosts.is_file():
             raise TransportError(f"{self.host.name}: the known_hosts file {self.known_hosts} is not a regular file; "
@@ -450,6 +480,21 @@ class _KnownHostsPolicy(paramiko.MissingHostKeyPolicy):
         except OSError as exc:
             raise TransportError(f"{owner.host.name}: cannot save the new host key of {hostname} in "
                                  f"{path}: {exc.strerror or exc}") from None
+
+
+def _config_paths(value: object) -> list[Path]:
+    """An ssh_config file list ("~/.ssh/a %d/.ssh/b", or a list of them) as paths; 'none' means none."""
+    if not value:
+        return []
+    items = value if isinstance(value, list) else [value]
+    paths = []
+    for item in items:
+        for word in shlex.split(str(item)):
+            if word.lower() == "none":
+                continue
+            word = word.replace("%d", str(Path.home())).replace("%%", "%")
+            paths.append(Path(os.path.expanduser(word)))
+    return paths
 
 
 def fingerprint(key: paramiko.PKey) -> str:
