@@ -114,6 +114,7 @@ def results(
             store.close()
         for record in rows.records:
             record["marks"] = result_marks(record)
+            record["run_labels"] = _labels_text(record.get("run_labels"))
         chosen = parse_columns(columns, [*rows.columns, "marks"])
         print_table(console, RowTable([*rows.columns, "marks"], rows.records), RESULTS_LAYOUT, wide=wide,
                     columns=chosen)
@@ -136,6 +137,21 @@ def results(
         frame = frame[parse_columns(columns, list(frame.columns))]
     # CSV and JSON keep v_results' names, the same as `farm report --export` writes; the table may be terse.
     emit(frame, output_format, output, headings={"run_id": "run"})
+
+
+def _labels_text(stored: object) -> str:
+    """The view's run_labels (JSON text) as the table shows them: 'commit=abc, firmware=5.1'; '' for none."""
+    import json
+
+    from ..labels import format_labels
+
+    if not stored:
+        return ""
+    try:
+        labels = json.loads(stored) if isinstance(stored, str) else stored
+    except ValueError:
+        return str(stored)
+    return format_labels(labels) if isinstance(labels, dict) and labels else ""
 
 
 def query(

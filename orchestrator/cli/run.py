@@ -121,7 +121,7 @@ def run(
         code = output.finish(store, outcome)
         if not quiet and not json_lines:
             for line in disturbed_lines(store, outcome.run_id, retries):
-                console.print(f"[yellow]{line}[/yellow]", highlight=False, soft_wrap=True)  # one line per host
+                console.print(f"[yellow]{line}[/yellow]", highlight=False)  # one per host, wrapped to the width
         if code:
             raise typer.Exit(code)
     finally:
