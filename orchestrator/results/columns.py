@@ -43,6 +43,9 @@ def lifted_kinds() -> dict[str, str]:
         columns = getattr(module, "JSON_COLUMNS", None) if module is not None else None
         if columns:
             return {name: spec[2] for name, spec in columns.items()}
+    from ..own_packages import bind_own_package
+
+    bind_own_package("migrations")
     return dict(importlib.import_module("migrations.versions.0009_v_results_context").JSON_COLUMNS)
 
 

@@ -48,6 +48,11 @@ def safe_url(url: str) -> str:
 def _alembic_config(url: str) -> Config:
     from alembic.config import Config
 
+    from ..own_packages import bind_own_package
+
+    # Later migrations import 0009's view builder by name (migrations.versions.0009_v_results_context): the
+    # name must mean farm's own migrations, never a `migrations/` in the user's working directory.
+    bind_own_package("migrations")
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
