@@ -21,6 +21,8 @@ DbOption = Annotated[str | None, typer.Option(
 InventoryOption = Annotated[Path | None, typer.Option(
     "--inventory", "-i", help="Inventory: farm YAML, or Ansible INI, YAML or --list JSON \\[default: this machine only]")]
 MatrixFileOption = Annotated[Path | None, typer.Option("--matrix-file", help="YAML file of named matrices")]
+MatrixNameOption = Annotated[str, typer.Option("--matrix", "-m", help="Matrix name; 'all' needs no file")]
+HostTagsOption = Annotated[list[str] | None, typer.Option("--tag", help="Only hosts with this tag (repeatable)")]
 AcceptNewHostKeysOption = Annotated[bool, typer.Option(
     "--accept-new-host-keys", help="Trust and remember SSH host keys never seen before")]
 KnownHostsOption = Annotated[Path | None, typer.Option(

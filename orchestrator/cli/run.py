@@ -14,9 +14,11 @@ from .options import (
     ColumnsOption,
     DbOption,
     HostsOption,
+    HostTagsOption,
     InventoryOption,
     KnownHostsOption,
     MatrixFileOption,
+    MatrixNameOption,
     WideOption,
     transport_options,
 )
@@ -30,12 +32,12 @@ JsonLinesOption = Annotated[bool, typer.Option(
 
 
 def run(
-    matrix: Annotated[str, typer.Option("--matrix", "-m", help="Matrix name; 'all' needs no file")] = "all",
+    matrix: MatrixNameOption = "all",
     matrix_file: MatrixFileOption = None,
     inventory: InventoryOption = None,
     db: DbOption = None,
     host: HostsOption = None,
-    tag: Annotated[list[str] | None, typer.Option("--tag", help="Only hosts with this tag (repeatable)")] = None,
+    tag: HostTagsOption = None,
     label: Annotated[list[str] | None, typer.Option(
         "--label", help="What this run measures, KEY=VALUE, stored with the run (repeatable): --label commit=3f2a9c1 "
                         "--label firmware=5.1; farm results/report/compare --label select by it")] = None,

@@ -13,21 +13,23 @@ from .options import (
     AcceptNewHostKeysOption,
     DbOption,
     HostsOption,
+    HostTagsOption,
     InventoryOption,
     KnownHostsOption,
     MatrixFileOption,
+    MatrixNameOption,
     transport_options,
 )
 from .output import console
 
 
 def submit(
-    matrix: Annotated[str, typer.Option("--matrix", "-m", help="Matrix name; 'all' needs no file")] = "all",
+    matrix: MatrixNameOption = "all",
     matrix_file: MatrixFileOption = None,
     inventory: InventoryOption = None,
     db: DbOption = None,
     host: HostsOption = None,
-    tag: Annotated[list[str] | None, typer.Option("--tag", help="Only hosts with this tag (repeatable)")] = None,
+    tag: HostTagsOption = None,
     accept_new_host_keys: AcceptNewHostKeysOption = False,
     known_hosts: KnownHostsOption = None,
 ) -> None:
