@@ -206,3 +206,36 @@ def test_reference_import_needs_a_board_and_a_known_setting(tmp_path: Path) -> N
     assert f"{total} added, 0 replaced" in seeds.output and f"0 added, {total} replaced" in again.output
     listed = runner.invoke(app, ["reference", "list", "--board", "rpi3b+", "--db", url], env={"COLUMNS": "200"})
     assert listed.exit_code == 0 and "16 reference(s)" in listed.output and "SEEDS §1" in listed.output
+
+
+def test_nightly_judges_cells_against_a_reference_when_asked(tmp_path: Path) -> None:
+    from orchestrator.nightly.runner import Settings, judge
+    from orchestrator.references import import_references
+
+    store = open_store(f"sqlite:///{tmp_path / 'farm.db'}")
+    try:
+        path = tmp_path / "inference_reference_x86_64.csv"
+        path.write_text(PYCORAL_X86)
+        import_references(store, parse_pycoral_csv(path, "x86-usb", {"usb_speed": 5000}))
+        run_id = _store_results(store, "x86-usb", [
+            ("mobilenet_v1_1.0_224_quant_edgetpu", "edgetpu", 1, 5000, 2.25),  # +4 %: within the band
+            ("inception_v1_224_quant_edgetpu", "edgetpu", 1, 5000, 6.5),  # 2.1x the reference: regressed
+            ("ssd_mobilenet_v1_coco_quant_postprocess_edgetpu", "edgetpu", 1, 5000, 5.0),  # half: improved
+            ("conv_stack-l10", "cpu", 1, None, 50.0),  # no reference: judged as before (no baseline yet)
+        ])
+        # The first night without the option: no cell has a baseline yet, so each run becomes its own.
+        plain = {o.cell.label.split(" · ")[1]: o.verdict.state for o in judge(store, "refs", [run_id], None,
+                                                                                Settings())}
+        by_reference = {o.cell.label.split(" · ")[1]: o.verdict
+                        for o in judge(store, "refs", [run_id], None, Settings(reference_baseline=True))}
+    finally:
+        store.close()
+    assert {name: v.state for name, v in by_reference.items()} == {
+        "mobilenet_v1_1.0_224_quant_edgetpu": "unchanged", "inception_v1_224_quant_edgetpu": "regressed",
+        "ssd_mobilenet_v1_coco_quant_postprocess_edgetpu": "improved",
+        "conv_stack-l10": "unchanged"}  # no reference: its stored baseline, the same run, judges it
+    regressed = by_reference["inception_v1_224_quant_edgetpu"]
+    assert regressed.baseline_ms == pytest.approx(3.06) and regressed.ratio == pytest.approx(6.5 / 3.06, rel=1e-3)
+    assert "inference_reference_x86_64.csv's 3.060 ms (mean)" in regressed.detail
+    # Without the option the references change nothing; with it they win over the stored baselines.
+    assert set(plain.values()) == {"new"}

@@ -52,6 +52,12 @@ def nightly(
         "--retry-disturbed", min=0, max=10, metavar="N",
         help="Rounds of re-runs for cells whose trials others disturbed, before judging; a cell left with fewer "
              "than a majority of clean trials is invalid (disturbed: ...), never regressed")] = 2,
+    reference_baseline: Annotated[bool, typer.Option(
+        "--reference-baseline", help="Judge cells that match a published reference (farm reference import) "
+                                     "against it instead of their stored baseline")] = False,
+    reference_band: Annotated[float, typer.Option(
+        "--reference-band", min=0.0, max=10.0, help="With --reference-baseline: regressed above 1 + band, "
+                                                    "improved below 1 - band (pycoral allows 0.30)")] = 0.30,
     compiler: Annotated[str | None, typer.Option(
         "--compiler", help="edgetpu_compiler to probe and to recompile with \\[default: $FARM_EDGETPU_COMPILER, else "
         "edgetpu_compiler on PATH]")] = None,
@@ -99,7 +105,8 @@ def nightly(
         models = models_for_run(store, spec)
         chosen = {"trials": trials, "min_effect": min_effect, "alpha": alpha}
         settings = Settings(**{key: spec.regression[key] for key in chosen if key in spec.regression},
-                            force=force, every_night=every_night, retry_disturbed=retry_disturbed)
+                            force=force, every_night=every_night, retry_disturbed=retry_disturbed,
+                            reference_baseline=reference_baseline, reference_band=reference_band)
         for key, value in chosen.items():
             if value is not None:
                 setattr(settings, key, value)

@@ -37,6 +37,9 @@ class Settings:
     every_night: bool = False  # run even when no toolchain changed
     # Rounds of re-runs for cells with too few undisturbed trials; each round runs one more trial of them.
     retry_disturbed: int = 2
+    # Judge cells that match a published reference (`farm reference import`) against it, within this band.
+    reference_baseline: bool = False
+    reference_band: float = 0.30
 
     @property
     def clean_trials_needed(self) -> int:
@@ -188,6 +191,11 @@ def judge(store: Store, matrix: str, run_ids: list[int], previous: NightlyRow | 
           settings: Settings) -> list[CellOutcome]:
     cells = collect_runs(store, run_ids)
     base = baselines(store)
+    by_reference = {}
+    if settings.reference_baseline:
+        from .reference_baseline import reference_verdicts
+
+        by_reference = reference_verdicts(store, run_ids, cells, settings.reference_band)
     history = _history(store, matrix)
     outcomes: list[CellOutcome] = []
     first_runs: list[CellTrials] = []
@@ -200,6 +208,10 @@ def judge(store: Store, matrix: str, run_ids: list[int], previous: NightlyRow | 
         elif cell.excluded and len(cell.trials) < settings.clean_trials_needed:
             # Too few clean trials after the re-runs: "invalid (disturbed: ...)", never regressed or improved.
             verdict = Verdict("invalid", detail=cell.excluded_reason())
+        elif key in by_reference:
+            verdict = by_reference[key]
+            if key not in base:
+                first_runs.append(cell)  # a stored baseline too, for nights without --reference-baseline
         elif key not in base:
             verdict = Verdict("new", current_ms=median_of_trials(cell.trials), detail="no baseline yet: this run becomes it")
             first_runs.append(cell)

@@ -32,7 +32,8 @@ def _same(setting: Any, value: Any) -> bool:
         return False
 
 
-def _best_match(row: pd.Series, refs: pd.DataFrame) -> pd.Series | None:
+def best_match(row: pd.Series, refs: pd.DataFrame) -> pd.Series | None:
+    """The most specific reference (most settings, all equal to the row's) for this result row."""
     keys = _model_keys(row)
     candidates = refs[(refs["board"] == row["board"]) & (refs["delegate"] == row["delegate"])
                       & refs["ref_model"].isin(keys)]
@@ -52,7 +53,7 @@ def reference_table(frame: pd.DataFrame, refs: pd.DataFrame, band: float = DEFAU
         return pd.DataFrame()
     out = []
     for _, row in rows.iterrows():
-        ref = _best_match(row, refs)
+        ref = best_match(row, refs)
         if ref is None:
             continue
         measured = row[STAT_COLUMN.get(ref["reference_stat"], "median_ms")]
