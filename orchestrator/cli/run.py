@@ -121,7 +121,8 @@ def run(
             retries = rerun_disturbed(runner, spec, hosts, models, inv.path, outcome.run_id, retry_disturbed,
                                       say=output.say) if retry_disturbed and not outcome.journal_pending else []
         code = output.finish(store, outcome)
-        if not quiet and not json_lines:
+        # With writes still journaled the database is away: the disturbed lines wait for --resume.
+        if not quiet and not json_lines and not outcome.journal_pending:
             for line in disturbed_lines(store, outcome.run_id, retries):
                 console.print(f"[yellow]{line}[/yellow]", highlight=False)  # one per host, wrapped to the width
         if code:

@@ -128,7 +128,7 @@ def build_report(store: Store, selection: ResultFilter, *, with_plots: bool = Tr
                     "operations mapped to the Edge TPU and left to the CPU.", {"": compiled}))
     # Compile facts hold whether or not a cell ran: an Edge TPU cell skipped on a host without a TPU still
     # names the compiled model the matrix asked for.
-    _add_edgetpu_sections(report, store, model_rows(store, every["model_sha256"].dropna().unique().tolist()))
+    _add_edgetpu_sections(report, store, _with_segments(store, every["model_sha256"].dropna().unique().tolist()))
     _add_references(report, store, frame, reference_band)
     context = tables.hosts_and_toolchains(frame)
     if not context.empty:
@@ -190,6 +190,23 @@ def _add_references(report: Report, store: Store, frame: pd.DataFrame, band: flo
         report.notes.append(f"{row['model']} on {row['host']} ({row['delegate']}, {row['threads']} thr) measured "
                             f"{row['measured_ms']:.2f} ms against {row['reference']}'s {row['reference_ms']:.2f} ms "
                             f"({row['ratio']:.2f}×): outside the ±{band:.0%} band.")
+
+
+def _with_segments(store: Store, shas: list[str]) -> dict[str, ModelInfo]:
+    """The models the results name, and the segments of every segmented compile of their sources: a
+    segment is no cell of its own (it runs inside a pipeline cell), but its compile facts are the report's."""
+    from sqlalchemy import select
+
+    from ..placement import is_segment
+    from ..store.schema import ModelRow
+
+    models = model_rows(store, shas)
+    sources = {info.source_sha256 or info.sha256 for info in models.values()}
+    with store.session() as session:
+        source_ids = list(session.scalars(select(ModelRow.id).where(ModelRow.sha256.in_(sources))))
+        segments = [row.sha256 for row in session.scalars(
+            select(ModelRow).where(ModelRow.source_model_id.in_(source_ids))) if is_segment(row)]
+    return {**models, **model_rows(store, [sha for sha in segments if sha not in models])}
 
 
 def _add_edgetpu_sections(report: Report, store: Store, models: dict[str, ModelInfo]) -> None:
