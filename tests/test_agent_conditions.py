@@ -130,13 +130,22 @@ def test_power_sampler_average_and_energy_per_inference(board: Path) -> None:
     assert sampler.summary(inferences=10, seconds=2.0)["energy_per_inference_mj"] == pytest.approx(380.0)
 
 
+def _sampled_both_ends(sampler: conditions.PowerSampler) -> bool:
+    totals = {milliwatts for _, milliwatts, _ in list(sampler._samples)}
+    return {1900, 4900} <= totals
+
+
 def test_power_sampler_sees_readings_that_move_with_load(board: Path) -> None:
     hardware.install_jetson_nano(board)
     hardware.install_ina3221(board)
     loads = itertools.cycle([0.0, 1.0])
     with hardware.PowerUpdater(board, interval=0.005, load=lambda: next(loads)), \
             conditions.PowerSampler(interval=0.007) as sampler:
-        time.sleep(0.3)
+        # Until both loads were sampled, not a fixed 0.3 s: a busy machine can starve either thread that
+        # long. How closely the sampler keeps pace is bench/power_sampler.py's goal, not this test's.
+        deadline = time.monotonic() + 30
+        while not _sampled_both_ends(sampler) and time.monotonic() < deadline:
+            time.sleep(0.01)
     summary = sampler.summary(inferences=100)
     assert summary["min_w"] == pytest.approx(1.9) and summary["max_w"] == pytest.approx(4.9)
     assert 1.9 < summary["average_w"] < 4.9

@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import time
@@ -396,22 +395,19 @@ def _authorized_keys_of(running_lab: RunningLab) -> Path:
     return Path(state["public_dir"]) / "authorized_keys"
 
 
-def test_round_trip_on_an_open_connection_is_a_few_milliseconds(transport: SshTransport) -> None:
-    transport.run(["true"])
-    runs = []
-    for _ in range(20):
-        started = time.perf_counter()
-        transport.run(["true"])
-        runs.append((time.perf_counter() - started) * 1000)
+def test_round_trips_reuse_one_open_connection_with_nagle_off(transport: SshTransport) -> None:
+    # How fast a round trip is (a few ms; ~40 with Nagle plus delayed ACKs) is bench/ssh_round_trip.py's
+    # goal: a timed limit here fails whenever the shared machine is busy. This checks what makes it fast.
+    assert transport.run(["true"]).ok
+    link = transport._transport()
+    assert link.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    assert all(transport.run(["true"]).ok for _ in range(5))
+    assert transport._transport() is link  # no new handshake per command
     session = AgentSession(transport).open()
-    pings = []
-    for _ in range(20):
-        started = time.perf_counter()
-        session.request({"op": "ping"}, timeout=10)
-        pings.append((time.perf_counter() - started) * 1000)
-    session.close()
-    print(f"\nrun(['true']): median {statistics.median(runs):.2f} ms, min {min(runs):.2f} ms; "
-          f"agent ping: median {statistics.median(pings):.2f} ms, min {min(pings):.2f} ms")
-    # Nagle plus delayed ACKs would make each ~40 ms; a noisy 2-core machine still stays far below 30.
-    assert statistics.median(runs) < 30
-    assert statistics.median(pings) < 30
+    try:
+        replies = [session.request({"op": "ping"}, timeout=10) for _ in range(5)]
+    finally:
+        session.close()
+    assert [reply["id"] for reply in replies] == sorted({reply["id"] for reply in replies})
+    assert all(reply["ok"] and reply["version"] for reply in replies)
+    assert transport._transport() is link  # the agent's channel rode the same connection
