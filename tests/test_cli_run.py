@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import SHARED_MODELS
+from tests.model_setup import register_models
 
 QUICK_MATRIX = """
 matrices:
@@ -40,11 +41,11 @@ def matrix_file(tmp_path: Path) -> Path:
     return path
 
 
-def prepare_models(db: str) -> None:
-    farm("models", "build", "--family", "dense_stack", "--layers", "10,30", "--db", db)
-    farm("models", "build", "--family", "conv_stack", "--layers", "1", "--db", db)
-    farm("models", "add", str(SHARED_MODELS / "mobilenet_v1_0.25_128_quant.tflite"), "--name", "mobilenet",
-         "--db", db)
+def prepare_models(db: str, *extra: Path) -> None:
+    # In this process: the run and what it stores are under test here, not `farm models` (tests/model_setup.py).
+    register_models(db, builds=[("dense_stack", [10, 30]), ("conv_stack", [1])],
+                    files=[(SHARED_MODELS / "mobilenet_v1_0.25_128_quant.tflite", "mobilenet"),
+                           *((path, None) for path in extra)])
 
 
 def test_a_matrix_run_stores_results_with_their_context(db_url: str, matrix_file: Path) -> None:
@@ -66,8 +67,7 @@ def test_a_matrix_run_stores_results_with_their_context(db_url: str, matrix_file
 
 def test_all_statuses_are_listed_with_their_reasons(tmp_path: Path, matrix_file: Path) -> None:
     db = f"sqlite:///{tmp_path / 'f.db'}"
-    prepare_models(db)
-    farm("models", "add", str(SHARED_MODELS / "mobilenet_v1_0.25_128_quant_edgetpu.tflite"), "--db", db)
+    prepare_models(db, SHARED_MODELS / "mobilenet_v1_0.25_128_quant_edgetpu.tflite")
     matrix_file.write_text(QUICK_MATRIX.replace("mobilenet]", "mobilenet, mobilenet_v1_0.25_128_quant_edgetpu]")
                            .replace("threads: [1, 2]", "threads: [1, 64]"))
     farm("run", "--matrix", "quick", "--matrix-file", str(matrix_file), "--db", db)

@@ -17,7 +17,6 @@ from sqlalchemy import create_engine, text
 
 from orchestrator.models.registry import DEFAULT_SUITE
 
-
 # The built-in `all` matrix, every model and thread count, with the shortest timing: the race is in
 # building the suite and planning, before any benchmark starts, and its timings are never judged here.
 QUICK_ALL = """

@@ -26,6 +26,7 @@ from orchestrator.inventory import Host
 from orchestrator.store import open_store
 from orchestrator.store.schema import HostFactsRow, HostRow
 from orchestrator.transport.ssh import SshTransport
+from tests.model_setup import register_models
 
 if TYPE_CHECKING:
     from tests.lab_support import RunningLab
@@ -163,8 +164,7 @@ def test_inventory_check_shows_each_hosts_own_python_and_runtime_and_stores_fact
 
 def test_a_run_across_the_lab_stores_each_hosts_own_python_and_runtime(
         running_lab: RunningLab, truth: dict[str, tuple[str, str | None]], tmp_path: Path, pg_url: str) -> None:
-    farm("models", "build", "--family", "dense_stack", "--layers", "10", "--db", pg_url)
-    farm("models", "build", "--family", "conv_stack", "--layers", "1", "--db", pg_url)
+    register_models(pg_url, builds=[("dense_stack", [10]), ("conv_stack", [1])])  # setup in this process: tests/model_setup.py
     matrix = tmp_path / "matrices.yaml"
     matrix.write_text(MATRIX)
     inventory = running_lab.lab.inventory_path
@@ -218,7 +218,7 @@ def test_an_unknown_host_key_is_refused_with_the_way_to_trust_it(running_lab: Ru
 
 def test_a_host_that_is_down_is_reported_and_the_others_finish(running_lab: RunningLab, tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'down.db'}"
-    farm("models", "build", "--family", "conv_stack", "--layers", "1", "--db", db)
+    register_models(db, builds=[("conv_stack", [1])])  # setup in this process: tests/model_setup.py
     rpi = running_lab.host("rpi4")
     dead_port = running_lab.free_port([rpi.address])  # nothing listens there
     dead = {"name": "dead-rpi", "address": rpi.address, "port": dead_port, "user": rpi.user,

@@ -28,7 +28,7 @@ from orchestrator.scheduler import Runner, RunOutcome
 from orchestrator.store import open_store
 from orchestrator.store.db import Store
 from orchestrator.store.schema import HostRow, JobRow, ModelRow, ResultRow
-from tests.test_cli_run import farm
+from tests.model_setup import register_models
 
 FAST = RetryPolicy(retries=3, backoff=0.2, max_backoff=1.0, unhealthy_after=3)
 
@@ -183,7 +183,7 @@ def test_two_controllers_never_run_two_benchmarks_on_one_host_at_once(tmp_path: 
                       "    timing: {min_runs: 5, min_seconds: 1.0, warmup_min_seconds: 0}\n")
     dbs = [f"sqlite:///{tmp_path / f'c{n}.db'}" for n in (1, 2)]
     for db in dbs:
-        farm("models", "add", str(shared_model), "--name", "mobilenet", "--db", db)
+        register_models(db, files=[(shared_model, "mobilenet")])  # setup in this process: tests/model_setup.py
     controllers = [subprocess.Popen([sys.executable, "-m", "orchestrator", "run", "-m", "two", "--matrix-file",
                                      str(matrix), "--db", db], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                     text=True) for db in dbs]

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import SHARED_MODELS
+from tests.model_setup import register_models
 from tests.quiet_core import boosted, boosted_shell
 from tests.test_cli_run import farm
 
@@ -64,7 +65,7 @@ def swept(tmp_path_factory: pytest.TempPathFactory) -> dict:
     tmp = tmp_path_factory.mktemp("sweep")
     db = f"sqlite:///{tmp / 'farm.db'}"
     (tmp / "m.yaml").write_text(MATRIX)
-    farm("models", "add", str(MODEL), "--db", db)
+    register_models(db, files=[(MODEL, None)])  # setup in this process: tests/model_setup.py
     with hog_on_cpu1():  # only while the run runs: a boosted hog slows everything else here too
         done = farm("run", "-m", "sweep", "--matrix-file", str(tmp / "m.yaml"), "-i", str(inventory(tmp)),
                     "--db", db, "--retry-disturbed", "1", timeout=600)

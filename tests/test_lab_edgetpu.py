@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from orchestrator.report import Selection, build_report, render
 from orchestrator.report.build import SPEEDUP
 from orchestrator.store import open_store
+from tests.model_setup import register_models
 from tests.test_cli_run import farm
 
 if TYPE_CHECKING:
@@ -25,9 +26,8 @@ DEEP = 250  # past the 7 MiB the stand-in compiler caches (about 146 of these la
 def test_a_lab_run_stores_simulated_edgetpu_cells_on_both_ports_and_reports_the_speedup(
         running_lab: RunningLab, tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'farm.db'}"
-    farm("models", "build", "--family", "conv_stack", "--layers", f"2,{DEEP}", "--db", db)
-    for layers in (2, DEEP):
-        farm("models", "compile", f"conv_stack-l{layers}", "--compiler", str(COMPILER), "--db", db)
+    register_models(db, builds=[("conv_stack", [2, DEEP])],  # setup in this process: tests/model_setup.py
+                    compiles=[([f"conv_stack-l{layers}"], str(COMPILER)) for layers in (2, DEEP)])
     compiled = {m["name"] for m in json.loads(farm("query", "--db", db, "--format", "json",
                                                    "select name from models where source = 'compiled'").stdout)}
     assert len(compiled) == 2

@@ -19,6 +19,7 @@ import yaml
 
 from orchestrator.integrity import check_run
 from orchestrator.store import open_store
+from tests.model_setup import register_models
 from tests.test_resume import statuses, wait_for
 
 if TYPE_CHECKING:
@@ -60,8 +61,7 @@ def test_a_killed_lab_run_resumed_without_its_inventory_checks_keys_as_it_starte
     db = f"sqlite:///{tmp_path / 'farm.db'}"
     matrix = tmp_path / "m.yaml"
     matrix.write_text(MATRIX)
-    farm("models", "build", "--family", "dense_stack", "--layers", "10", "--db", db, cwd=tmp_path)
-    farm("models", "build", "--family", "conv_stack", "--layers", "1", "--db", db, cwd=tmp_path)
+    register_models(db, builds=[("dense_stack", [10]), ("conv_stack", [1])])  # setup in this process: tests/model_setup.py
     selection = [arg for board in BOARDS for arg in ("--host", running_lab.host(board).name)]
     if trust == "inventory":
         # Started the way `farm lab up` suggests: the lab's own inventory, named relative to its directory.

@@ -29,6 +29,7 @@ from orchestrator.inventory import Inventory, load_inventory
 from orchestrator.store import open_store
 from orchestrator.store.schema import HostFactsRow, HostRow, JobRow, ResultRow
 from tests.conftest import SHARED_MODELS, missing_service
+from tests.model_setup import register_models
 
 BOARDS = ["jetson-nano", "jetson-nano", "x86-usb"]
 QUICK = "{warmup_min_runs: 1, warmup_min_seconds: 0, min_runs: 3, min_seconds: 0, max_seconds: 20}"
@@ -89,9 +90,8 @@ def farm(*args: str, check: bool = True, timeout: float = 300) -> subprocess.Com
 def workspace(tmp_path_factory: pytest.TempPathFactory, small_lab: SmallLab) -> dict[str, str]:
     folder = tmp_path_factory.mktemp("power-usb-run")
     db = f"sqlite:///{folder / 'farm.db'}"
-    farm("models", "build", "--family", "dense_stack", "--layers", "10", "--db", db)
-    farm("models", "add", str(SHARED_MODELS / "mobilenet_v1_0.25_128_quant_edgetpu.tflite"), "--name", "mnv1-tpu",
-         "--db", db)
+    register_models(db, builds=[("dense_stack", [10])],  # setup in this process: tests/model_setup.py
+                    files=[(SHARED_MODELS / "mobilenet_v1_0.25_128_quant_edgetpu.tflite", "mnv1-tpu")])
     matrix = folder / "matrices.yaml"
     matrix.write_text(MATRIX.replace("{host}", small_lab.hosts("jetson-nano")[1]))
     return {"db": db, "matrix": str(matrix), "inventory": str(small_lab.inventory_path)}
@@ -215,9 +215,8 @@ def test_results_list_every_cell_and_filter_and_group_by_mode_and_speed(
 
 def test_matrix_all_over_the_lab_covers_every_mode_and_port(small_lab: SmallLab, tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'all.db'}"
-    farm("models", "build", "--family", "dense_stack", "--layers", "10", "--db", db)
-    farm("models", "add", str(SHARED_MODELS / "mobilenet_v1_0.25_128_quant_edgetpu.tflite"), "--name", "mnv1-tpu",
-         "--db", db)
+    register_models(db, builds=[("dense_stack", [10])],  # setup in this process: tests/model_setup.py
+                    files=[(SHARED_MODELS / "mobilenet_v1_0.25_128_quant_edgetpu.tflite", "mnv1-tpu")])
     done = farm("run", "--matrix", "all", "--inventory", str(small_lab.inventory_path), "--db", db, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     listed = json.loads(farm("results", "--status", "all", "--format", "json", "--db", db).stdout)

@@ -20,6 +20,7 @@ from orchestrator.report import Selection, build_report, export, load_results, p
 from orchestrator.report.build import COMPILER, CONTEXT, POWER, SPEEDUP, THREADS, THROUGHPUT
 from orchestrator.store import open_store
 from orchestrator.store.schema import RunRow
+from tests.model_setup import register_models
 from tests.seed_data import CONV, OPS_PER_CONV_LAYER, load_seed
 
 ROUNDING = 0.05  # the seed's table prints times to 0.1 ms
@@ -282,8 +283,7 @@ def test_report_on_real_results(tmp_path: Path) -> None:
 
     db = f"sqlite:///{tmp_path / 'farm.db'}"
     (tmp_path / "m.yaml").write_text(REAL_MATRIX)
-    farm("models", "build", "--family", "conv_stack", "--layers", "1,2", "--db", db)
-    farm("models", "build", "--family", "dense_stack", "--layers", "10,30", "--db", db)
+    register_models(db, builds=[("conv_stack", [1, 2]), ("dense_stack", [10, 30])])  # setup in this process: tests/model_setup.py
     farm("run", "--matrix", "sweep", "--matrix-file", str(tmp_path / "m.yaml"), "--db", db)
     page, md = tmp_path / "real.html", tmp_path / "real.md"
     shown = farm("report", "--db", db, "--html", str(page), "--markdown", str(md)).stdout

@@ -14,6 +14,7 @@ from orchestrator.integrity import check_run
 from orchestrator.store import open_store
 from orchestrator.store.schema import JobRow, ResultRow
 from tests.conftest import SHARED_MODELS
+from tests.model_setup import register_models
 from tests.test_cli_run import farm
 
 MATRIX = """
@@ -54,9 +55,8 @@ def test_a_killed_controller_resumes_to_the_same_result(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'farm.db'}"
     matrix_file = tmp_path / "m.yaml"
     matrix_file.write_text(MATRIX)
-    farm("models", "build", "--family", "dense_stack", "--layers", "10,30", "--db", db)
-    farm("models", "add", str(SHARED_MODELS / "mobilenet_v1_0.25_128_quant.tflite"), "--name", "mobilenet",
-         "--db", db)
+    register_models(db, builds=[("dense_stack", [10, 30])],  # setup in this process: tests/model_setup.py
+                    files=[(SHARED_MODELS / "mobilenet_v1_0.25_128_quant.tflite", "mobilenet")])
     clean = farm("run", "--matrix", "slow", "--matrix-file", str(matrix_file), "--db", db)
     assert clean.stdout.splitlines()[0] == "Run 1 started"
 
@@ -123,8 +123,7 @@ def test_farm_run_exits_3_while_the_database_stays_away_and_resume_finishes(pg_u
     try:
         matrix_file = tmp_path / "m.yaml"
         matrix_file.write_text(MATRIX.replace("family:dense_stack, ", ""))
-        farm("models", "add", str(SHARED_MODELS / "mobilenet_v1_0.25_128_quant.tflite"), "--name", "mobilenet",
-             "--db", db)
+        register_models(db, files=[(SHARED_MODELS / "mobilenet_v1_0.25_128_quant.tflite", "mobilenet")])
         env = {**os.environ, "COLUMNS": "200", "FARM_DB_RETRY_SECONDS": "1"}
         run = subprocess.Popen([sys.executable, "-m", "orchestrator", "run", "-m", "slow", "--matrix-file",
                                 str(matrix_file), "--db", db], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -165,8 +164,7 @@ def test_a_result_left_in_the_spool_for_a_stored_job_is_acked_by_the_next_run(tm
     matrix_file = tmp_path / "m.yaml"
     matrix_file.write_text(MATRIX.replace("family:dense_stack, ", "").replace("[1, 2]", "[1]")
                            .replace("min_seconds: 1.5", "min_seconds: 0"))
-    farm("models", "add", str(SHARED_MODELS / "mobilenet_v1_0.25_128_quant.tflite"), "--name", "mobilenet",
-         "--db", db)
+    register_models(db, files=[(SHARED_MODELS / "mobilenet_v1_0.25_128_quant.tflite", "mobilenet")])
     farm("run", "--matrix", "slow", "--matrix-file", str(matrix_file), "--db", db)
     store = open_store(db)
     try:
