@@ -18,17 +18,18 @@ from orchestrator.store import open_store
 
 def register_models(db: str, builds: Iterable[tuple[str, Iterable[int]]] = (),
                     files: Iterable[tuple[Path, str | None]] = (),
-                    compiles: Iterable[tuple[Iterable[str], str]] = ()) -> None:
+                    compiles: Iterable[tuple[Iterable[str], Iterable[str], int]] = ()) -> None:
     """``builds``: (family, layer counts) as ``farm models build --family F --layers ...``; ``files``:
-    (path, name or None) as ``farm models add PATH [--name N]``; ``compiles``: (model names, compiler) as
-    ``farm models compile NAME... --compiler C``, in that order."""
+    (path, name or None) as ``farm models add PATH [--name N]``; ``compiles``: (model names, compilers,
+    segments) as ``farm models compile NAME... --compiler C... --num-segments N``, in that order."""
     store = open_store(db)
     try:
         for family, values in builds:
             registry.build(store, family, list(values))
         for path, name in files:
             registry.add_file(store, Path(path), name=name)
-        for names, compiler in compiles:
-            compile_models(store, [registry.find_models(store, [n])[0] for n in names], compiler=[compiler])
+        for names, compilers, segments in compiles:
+            compile_models(store, [registry.find_models(store, [n])[0] for n in names], compiler=list(compilers),
+                           num_segments=segments)
     finally:
         store.close()

@@ -27,7 +27,7 @@ def test_a_lab_run_stores_simulated_edgetpu_cells_on_both_ports_and_reports_the_
         running_lab: RunningLab, tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'farm.db'}"
     register_models(db, builds=[("conv_stack", [2, DEEP])],  # setup in this process: tests/model_setup.py
-                    compiles=[([f"conv_stack-l{layers}"], str(COMPILER)) for layers in (2, DEEP)])
+                    compiles=[([f"conv_stack-l{layers}"], [str(COMPILER)], 1) for layers in (2, DEEP)])
     compiled = {m["name"] for m in json.loads(farm("query", "--db", db, "--format", "json",
                                                    "select name from models where source = 'compiled'").stdout)}
     assert len(compiled) == 2

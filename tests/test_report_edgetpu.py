@@ -19,6 +19,7 @@ from orchestrator.store import open_store, records
 from orchestrator.store.db import Store
 from orchestrator.store.schema import ModelRow
 from tests.conftest import SHARED_MODELS
+from tests.model_setup import register_models
 from tests.seed_data import DEEPLAB, samples_around
 from tests.test_cli_run import farm
 from tests.test_edgetpu_standin import make_compiler
@@ -38,10 +39,9 @@ def test_report_from_a_lab_run_shows_the_group_cache_and_each_segments_operators
         running_lab: RunningLab, tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'farm.db'}"
     new, old = make_compiler(tmp_path, "16.0.384591198"), make_compiler(tmp_path, "15.0.340273435")
-    farm("models", "build", "--family", "conv_stack", "--layers", "1,2", "--db", db)
-    farm("models", "compile", "conv_stack-l1", "conv_stack-l2", "--compiler", str(new), "--db", db)
-    farm("models", "compile", "conv_stack-l2", "--num-segments", "2", "--compiler", str(new), "--db", db)
-    farm("models", "compile", "conv_stack-l1", "--compiler", str(old), "--compiler", str(new), "--db", db)
+    register_models(db, builds=[("conv_stack", [1, 2])], compiles=[  # setup in this process: tests/model_setup.py
+        (["conv_stack-l1", "conv_stack-l2"], [str(new)], 1), (["conv_stack-l2"], [str(new)], 2),
+        (["conv_stack-l1"], [str(old), str(new)], 1)])
     compiled = [m["name"] for m in json.loads(farm("query", "--db", db, "--format", "json",
                                                    "select name from models where source = 'compiled'").stdout)]
     assert len(compiled) == 6
