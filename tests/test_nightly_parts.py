@@ -294,6 +294,7 @@ def test_a_compiler_update_recompiles_what_the_old_one_compiled_keeping_lineage(
 @pytest.mark.parametrize(("regression", "field"), [
     ("{min_effect: -1}", "regression.min_effect"), ("{trials: 2.5}", "regression.trials"),
     ("{alpha: 0.9}", "regression.alpha"), ("{effect: 0.1}", "regression.effect"), ("5", "regression"),
+    ("{confirm: 1.5}", "regression.confirm"), ("{confirm: 11}", "regression.confirm"),
 ])
 def test_a_matrix_regression_setting_out_of_range_names_its_field(tmp_path: Path, regression: str,
                                                                    field: str) -> None:
@@ -310,5 +311,5 @@ def test_a_matrix_carries_its_regression_settings(tmp_path: Path) -> None:
     from orchestrator.matrix import load_matrix
 
     path = tmp_path / "m.yaml"
-    path.write_text("matrices:\n  nightly:\n    regression: {min_effect: 0.1, trials: 5}\n")
-    assert load_matrix("nightly", path).regression == {"min_effect": 0.1, "trials": 5}
+    path.write_text("matrices:\n  nightly:\n    regression: {min_effect: 0.1, trials: 5, confirm: 0}\n")
+    assert load_matrix("nightly", path).regression == {"min_effect": 0.1, "trials": 5, "confirm": 0}
