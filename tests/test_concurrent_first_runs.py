@@ -16,18 +16,10 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from orchestrator.models.registry import DEFAULT_SUITE
-
-# The built-in `all` matrix, every model and thread count, with the shortest timing: the race is in
-# building the suite and planning, before any benchmark starts, and its timings are never judged here.
-QUICK_ALL = """
-matrices:
-  all:
-    timing: {warmup_min_runs: 1, warmup_min_seconds: 0, min_runs: 3, min_seconds: 0}
-"""
+from tests.quick_all import quick_all_matrix
 
 
-def farm_run(db_url: str, cwd: Path) -> subprocess.CompletedProcess:
-    matrix = cwd / "quick_all.yaml"
+def farm_run(db_url: str, cwd: Path, matrix: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "orchestrator", "run", "--matrix", "all",
                            "--matrix-file", str(matrix), "--db", db_url],
                           capture_output=True, text=True, timeout=600, cwd=cwd, check=False,
@@ -36,9 +28,10 @@ def farm_run(db_url: str, cwd: Path) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize("runs", [2, 3])
 def test_concurrent_first_runs_each_run_every_cell(db_url: str, tmp_path: Path, runs: int) -> None:
-    (tmp_path / "quick_all.yaml").write_text(QUICK_ALL)
+    # `all` at its shortest timing: the race is in building the suite and planning, before any benchmark.
+    matrix = quick_all_matrix(tmp_path)
     with ThreadPoolExecutor(runs) as pool:
-        done = list(pool.map(lambda _: farm_run(db_url, tmp_path), range(runs)))
+        done = list(pool.map(lambda _: farm_run(db_url, tmp_path, matrix), range(runs)))
     assert [d.returncode for d in done] == [0] * runs, [d.stdout[-1500:] + d.stderr[-1500:] for d in done]
     engine = create_engine(db_url)
     try:
