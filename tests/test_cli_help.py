@@ -6,6 +6,7 @@ vanishes; these tests read the help as the user sees it, from the installed ``fa
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import subprocess
@@ -26,6 +27,7 @@ EVERY_COMMAND = [*COMMANDS, ("results",), ("query",), ("db", "upgrade"), ("toolc
                  ("models", "compile"), ("inventory", "convert"), ("submit",), ("serve",), ("runs",), ("status",)]
 
 
+@functools.cache  # the commands of COMMANDS are read by two tests: one process each, not two
 def shown_help(*command: str) -> str:
     """What `farm COMMAND --help` prints, on a terminal wide enough that nothing wraps, boxes removed."""
     done = subprocess.run([sys.executable, "-m", "orchestrator", *command, "--help"], capture_output=True,
