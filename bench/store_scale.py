@@ -3,15 +3,16 @@
 Fills a fresh database at the newest schema with ``--scale`` x (1,000,000 results, 10,000,000 samples)
 spread like a year of nightlies on 50 boards: one run per board per night, 55 cells per run (models x
 delegates x threads x power modes the board has), 10 timed samples per result, 5 % of the cells skipped.
-The fill writes the tables directly in large batches (it is the bench's set-up, not what it measures);
+The fill writes the tables directly in large batches (it is the bench's set-up, not what it measures),
+the cell totals (migration 0024) as ingest would have added to them;
 then it times, on each database:
 
 - ingest per result: ``orchestrator.store.jobs.ingest_result`` (the controller's own path: the result
   row, its samples, the job closed) for 200 new results, one transaction each;
 - the pivot over every result: result count and mean median latency by board x model family x
   delegate x threads x power mode, in the database, two ways: GROUP BY on ``v_results`` as a user
-  would write it, and farm's query shape (``orchestrator/results/pivot.py``: jobs aggregated on the
-  covering indexes of migration 0022, dimensions joined afterwards); both must agree;
+  would write it, and farm's (``orchestrator/results/pivot.py``: the per-cell totals of migration 0024,
+  which ingest adds each result to, joined to hosts and models); both must agree;
 - ``farm results`` with filters, as the CLI runs (a new process each): one host's latest run, and one
   host's results of one model family over the last 30 nights;
 - ``farm report`` on the latest 1,000 runs (``--since`` the night the 1,000th newest run started), as the
@@ -176,6 +177,7 @@ def fill(engine: Engine, scale: float) -> dict[str, Any]:
     cells = {i: board_cells(b, models, rng) for i, _n, b in hosts}
     job_id = result_id = 0
     jobs, results, samples = [], [], []
+    totals: dict[tuple[Any, ...], list[float]] = {}  # cell -> [results, sum of medians]: what ingest adds to
     written = {"runs": runs, "jobs": 0, "results": 0, "samples": 0}
 
     def flush(force: bool = False) -> None:
@@ -224,8 +226,15 @@ def fill(engine: Engine, scale: float) -> dict[str, Any]:
                            "conditions": {"before": {"max_temperature_c": 45.0}, "after": {"max_temperature_c": 51.0}},
                            "edgetpu": {"port": port, "device": "usb:0"} if port else None}})
             samples += [{"result_id": result_id, "idx": i, "duration_ns": v} for i, v in enumerate(values)]
+            total = totals.setdefault((host_id, model_id, delegate, threads, mode or ""), [0, 0.0])
+            total[0] += 1
+            total[1] += median
         flush()
     flush(force=True)
+    with engine.begin() as connection:
+        connection.execute(insert(tables.CellTotalRow), [
+            {"host_id": h, "model_id": m, "delegate": d, "threads": t, "power_mode": p, "results": n,
+             "total_median_ms": total} for (h, m, d, t, p), (n, total) in totals.items()])
     if engine.dialect.name == "postgresql":
         with engine.begin() as connection:
             for table in ("hosts", "host_facts", "models", "runs", "jobs", "results"):

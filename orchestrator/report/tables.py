@@ -284,6 +284,8 @@ def hosts_and_toolchains(frame: pd.DataFrame) -> pd.DataFrame:
     columns = _present(rows, [c for c in CONTEXT if c in rows])
     if rows.empty or not columns:
         return pd.DataFrame()
-    out = rows.groupby("host", sort=True)[columns].agg(
+    # The distinct rows first: the text join below is Python per value, and a host's results repeat its toolchain.
+    distinct = rows[["host", *columns]].drop_duplicates()
+    out = distinct.groupby("host", sort=True)[columns].agg(
         lambda values: ", ".join(sorted({str(v) for v in values.dropna()})))
     return out.reset_index()
