@@ -7,10 +7,16 @@ The store now adds each result to its cell's row here in the transaction that st
 keyed as the pivot groups them: host, model, delegate, threads and power mode ('' for none: a key
 column cannot be NULL). This migration back-fills it from the results already stored.
 
+On PostgreSQL, v_results (same columns) now casts each result document and facts snapshot to jsonb once
+per row and lifts its columns from that: ``->`` on json parses the whole text again at every step, and
+`farm report` on 1,000 nightlies lifts 35 columns from 55,000 documents (half its query time).
+
 Revision ID: 0024
 Revises: 0023
 Create Date: 2026-12-02 06:40:00
 """
+import importlib
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -18,6 +24,13 @@ revision = "0024"
 down_revision = "0023"
 branch_labels = None
 depends_on = None
+
+# The view's columns are 0023's; its builder is 0009's.
+prev = importlib.import_module("migrations.versions.0023_run_labels")
+view = importlib.import_module("migrations.versions.0009_v_results_context")
+JSON_COLUMNS = dict(prev.JSON_COLUMNS)
+EXTRA_SELECTS = tuple(prev.EXTRA_SELECTS)
+JSONB_ONCE = True  # a later migration that rebuilds the view passes this on
 
 BACKFILL = """
 INSERT INTO cell_totals (host_id, model_id, delegate, threads, power_mode, results, total_median_ms)
@@ -41,7 +54,15 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("host_id", "model_id", "delegate", "threads", "power_mode"),
     )
     op.execute(BACKFILL)
+    dialect = op.get_bind().dialect.name
+    if dialect == "postgresql":
+        op.execute("DROP VIEW v_results")
+        op.execute(view.view_sql(dialect, JSON_COLUMNS, EXTRA_SELECTS, jsonb_once=JSONB_ONCE))
 
 
 def downgrade() -> None:
+    dialect = op.get_bind().dialect.name
+    if dialect == "postgresql":
+        op.execute("DROP VIEW v_results")
+        op.execute(view.view_sql(dialect, prev.JSON_COLUMNS, prev.EXTRA_SELECTS))
     op.drop_table("cell_totals")
