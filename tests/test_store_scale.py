@@ -22,11 +22,10 @@ from orchestrator.inventory import Host
 from orchestrator.own_packages import MIGRATIONS_DIR
 from orchestrator.results.pivot import cell_pivot, cell_pivot_sql
 from orchestrator.store import open_store, records
-from orchestrator.store.db import Store
+from orchestrator.store.db import Store, head_revision
 from orchestrator.store.jobs import ingest_result
-from orchestrator.store.schema import ModelRow
-from orchestrator.store.db import head_revision
 from orchestrator.store.revisions import head_from_files
+from orchestrator.store.schema import ModelRow
 from tests.seed_data import load_seed, load_seed_threads
 
 ROOT = Path(__file__).resolve().parent.parent
