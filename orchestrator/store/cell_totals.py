@@ -7,26 +7,25 @@ re-marked afterwards (a succeeded job is terminal), so adding is all there is to
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import func, literal, select
 from sqlalchemy.orm import Session
 
 from .schema import CellTotalRow, JobRow
 
+TOTALS = CellTotalRow.__table__
+
 
 def add_result(session: Session, job_id: int, median_ms: float) -> None:
-    """Count one more succeeded result of ``job_id``'s cell: an upsert, one statement on either database."""
-    cell = session.execute(select(JobRow.host_id, JobRow.model_id, JobRow.delegate, JobRow.threads,
-                                  JobRow.power_mode).where(JobRow.id == job_id)).one()
-    values = {"host_id": cell.host_id, "model_id": cell.model_id, "delegate": cell.delegate,
-              "threads": cell.threads, "power_mode": cell.power_mode or "", "results": 1,
-              "total_median_ms": median_ms}
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
+    """Count one more succeeded result of ``job_id``'s cell: one upsert, the cell read from the job."""
+    if session.get_bind().dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
-    upsert = insert(CellTotalRow).values(**values)
-    table = CellTotalRow.__table__
+    cell = select(JobRow.host_id, JobRow.model_id, JobRow.delegate, JobRow.threads,
+                  func.coalesce(JobRow.power_mode, ""), literal(1), literal(median_ms)).where(JobRow.id == job_id)
+    upsert = insert(TOTALS).from_select(["host_id", "model_id", "delegate", "threads", "power_mode", "results",
+                                         "total_median_ms"], cell)
     session.execute(upsert.on_conflict_do_update(
-        index_elements=[c.name for c in table.primary_key.columns],
-        set_={"results": table.c.results + 1, "total_median_ms": table.c.total_median_ms + median_ms}))
+        index_elements=[column.name for column in TOTALS.primary_key.columns],
+        set_={"results": TOTALS.c.results + 1,
+              "total_median_ms": TOTALS.c.total_median_ms + upsert.excluded.total_median_ms}))
