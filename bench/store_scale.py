@@ -363,12 +363,12 @@ def report(found: dict[str, dict[str, Any]], scale: float) -> None:
     print()
     print(f"farm's store at scale {scale:g} (1 = 1,000,000 results, 10,000,000 samples), "
           f"{os.cpu_count()} CPUs, load average {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
-    header = f"{'what':<46}" + "".join(f"{name:>14}" for name in found)
+    header = f"{'what':<52}" + "".join(f"{name:>18}" for name in found)
     print(header)
     print("-" * len(header))
 
     def row(label: str, values: list[str]) -> None:
-        print(f"{label:<46}" + "".join(f"{v:>14}" for v in values))
+        print(f"{label:<52}" + "".join(f"{v:>18}" for v in values))
 
     row("results / samples", [f"{f['written']['results']:,}/{f['written']['samples'] // 1000:,}k" for f in found.values()])
     row("fill (set-up, not timed against a goal) s", [f"{f['fill_s']:.1f}" for f in found.values()])
