@@ -6,8 +6,6 @@ name everywhere (``run_id``, ``model_family``, ...); the view is documented in t
 
 from __future__ import annotations
 
-from operator import itemgetter
-
 import pandas as pd
 from sqlalchemy import select
 
@@ -32,14 +30,11 @@ def results_frame(store: Store, selected: ResultFilter | None = None,
     """One row per job the filter selects: every column of ``v_results`` plus ``usb_speed`` (measured,
     else planned) and ``layers`` (a stack model's depth). A run id the store lacks is an error.
 
-    ``columns``: only these (``farm report`` reads 60 of the view's 97: each JSON column is parsed out of
+    ``columns``: only these (``farm report`` reads 66 of the view's 97: each JSON column is parsed out of
     the result document per row, in the database). The rows are
     :func:`orchestrator.results.rows.results_rows`'; here they only get pandas' types."""
     rows = results_rows(store, selected, None if columns is None else list(columns))
-    # Tuples, not dicts: pandas builds a frame from a list of dicts key by key, a second per 50,000 rows.
-    pick = itemgetter(*rows.columns)
-    frame = pd.DataFrame([pick(record) for record in rows.records] if len(rows.columns) > 1 else
-                         [(record[rows.columns[0]],) for record in rows.records], columns=rows.columns)
+    frame = pd.DataFrame(rows.records, columns=rows.columns)
     if "usb_speed" in frame:
         frame["usb_speed"] = frame["usb_speed"].astype("Int64")
     if "layers" in frame:
