@@ -30,7 +30,7 @@ def results_frame(store: Store, selected: ResultFilter | None = None,
     """One row per job the filter selects: every column of ``v_results`` plus ``usb_speed`` (measured,
     else planned) and ``layers`` (a stack model's depth). A run id the store lacks is an error.
 
-    ``columns``: only these (``farm report`` reads 66 of the view's 97: each JSON column is parsed out of
+    ``columns``: only these (``farm report`` reads 65 of the view's 97: each JSON column is parsed out of
     the result document per row, in the database). The rows are
     :func:`orchestrator.results.rows.results_rows`'; here they only get pandas' types."""
     rows = results_rows(store, selected, None if columns is None else list(columns))
