@@ -19,25 +19,33 @@ on a shared machine does the same: ``setsid sh -c 'echo -20 > /proc/self/autogro
 Each side's CPU share is read around its timed loop, outside it (schedstat: time run / (run + time
 waiting for a CPU); farm's interference meter, ``agent/interference.py``, and the same reading in the
 bare loop). A round counts only when both sides had at least ``--min-share`` (0.95) of the CPU they
-wanted. Why: the harness measured farm 7 % *faster* than the bare loop (MobileNet 6.157 vs 6.722 ms,
-DeepLab 344.8 vs 372.2 ms) while both sides shared a core with other people's work, where MobileNet
-alone takes 4.4 ms. Under time slicing an invoke's wall time is its own work plus whole slices of
-others', and the median of such samples moves by 5–17 % between identical processes (bare against
-bare, or bare loaded through the agent's backend: ratios 0.83–1.0 in one run, share 0.32, load 5–7).
-With the CPU to themselves (share 0.99, autogroup nice -20 while the load average was 7.5) farm and
-bare agree: 0.9989 (MobileNet, 10 rounds), and a second bare loop against the first gives 0.9952.
+wanted; when no round of a model counts, the table shows all rounds and the verdict is "not measured".
+Why: this bench once measured farm 7 % *faster* than the bare loop (MobileNet 6.157 vs 6.722 ms,
+DeepLab 344.8 vs 372.2 ms, load 0.74-1.09) while both sides shared a core with other work: with the
+CPU to itself MobileNet takes 4.4 ms and DeepLab 229 ms, so a third of each sample was others' time
+slices. Under time slicing an invoke's wall time is its own work plus whole slices of others', and the
+median of such samples moves by 5-17 % between identical processes (bare against a second bare loop:
+1.064, spread 0.86-1.15, share 0.36; bare loaded through the agent's backend: 0.84), while farm's share
+was the bare loop's (0.358 vs 0.370): nothing in the agent buys CPU, the scheduler deals it out.
+Bisected with the CPU to themselves (share 0.99, autogroup nice -20, load 7.5, 10 rounds), every
+variant agreed within the noise: farm 0.9989, a second bare loop 0.9952, bare with the agent imported
+1.0157 (p10 1.0024), with the power sampler thread 1.0114, loaded through the agent's backend 1.0070,
+the agent's job without sampler and meter 1.0055.
 
 What farm's agent does during the timed loop, and what it costs (``--cost`` measures the sampler here;
 each round's farm result gives the meter's own figure, printed at the end):
   loop body    ``clock; invoke(); clock; append`` between the clocks (the bare loop's body); between
                invokes the loop also checks its end conditions (runs, seconds), outside the clocks
-  sampler      ``conditions.PowerSampler``, a thread woken every 50 ms to read the board's power rails
-               (none on a PC) and once a second to check throttling (cooling devices; cpufreq clocks
-               for CPU jobs): measured at about 0.01 % of a core (printed as µs of CPU per second);
-               ``invoke()`` releases the GIL, so the loop does not wait for it
+  sampler      ``conditions.PowerSampler``, a thread that reads the board's power rails every 50 ms
+               and checks throttling once a second (cooling devices; cpufreq clocks for CPU jobs);
+               without rails (a PC) it wakes for the throttling check only: 570-590 us of CPU per
+               second, 0.06 % of a core (0.2 % while it still woke every 50 ms for nothing: a wake-up
+               alone costs 40-80 us here). ``invoke()`` releases the GIL, so the loop never waits for
+               it; they compete only for a core, when every core is busy. A GPU board adds the GPU
+               sampler's thread (every 100 ms); a PC has none
   meter        ``interference.Meter``, read once right before and once right after the loop, never
-               inside it: ``measure_cost_s``, well under a millisecond against a loop of seconds
-               (``bench/interference_cost.py`` times the loop with and without it)
+               inside it: 0.03-0.05 % of a timed loop (median of the rounds; ``bench/interference_cost.py``
+               times the loop with and without it)
 
 Run:  .venv/bin/python bench/harness_overhead.py [--rounds 10] [--threads 1] [--model NAME ...]
         [--group-nice -20] [--min-share 0.95]
