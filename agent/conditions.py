@@ -188,7 +188,7 @@ class PowerSampler(object):
     What it costs the loop (``bench/harness_overhead.py --cost`` measures it): a wake-up
     alone is 40-80 us of CPU, so with rails to read it is at least 0.2 % of a core (20
     wake-ups a second); without rails (a PC) it wakes only for the throttling check once
-    a second (0.1-0.4 ms of globbing and reading sysfs), about 0.06 % of a core. The
+    a second (0.1-0.4 ms of globbing and reading sysfs), 0.06-0.1 % of a core. The
     timed loop spends its time in ``invoke()``, which releases the GIL, so it never
     waits for the sampler; the two compete only for a core, when every core is busy.
     """

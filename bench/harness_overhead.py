@@ -30,7 +30,9 @@ was the bare loop's (0.358 vs 0.370): nothing in the agent buys CPU, the schedul
 Bisected with the CPU to themselves (share 0.99, autogroup nice -20, load 7.5, 10 rounds), every
 variant agreed within the noise: farm 0.9989, a second bare loop 0.9952, bare with the agent imported
 1.0157 (p10 1.0024), with the power sampler thread 1.0114, loaded through the agent's backend 1.0070,
-the agent's job without sampler and meter 1.0055.
+the agent's job without sampler and meter 1.0055. This bench, 10 rounds: at nice -20 (load 5.5)
+MobileNet 1.0029, DeepLab 1.0024; at nice 0 once the load fell to 1.8, 1.0003 and 0.9968 (shares
+1.00, 10 and 7 of 10 rounds counted); at nice 0 under load 5, "not measured" (shares 0.5-0.67).
 
 What farm's agent does during the timed loop, and what it costs (``--cost`` measures the sampler here;
 each round's farm result gives the meter's own figure, printed at the end):
@@ -38,9 +40,9 @@ each round's farm result gives the meter's own figure, printed at the end):
                invokes the loop also checks its end conditions (runs, seconds), outside the clocks
   sampler      ``conditions.PowerSampler``, a thread that reads the board's power rails every 50 ms
                and checks throttling once a second (cooling devices; cpufreq clocks for CPU jobs);
-               without rails (a PC) it wakes for the throttling check only: 570-590 us of CPU per
-               second, 0.06 % of a core (0.2 % while it still woke every 50 ms for nothing: a wake-up
-               alone costs 40-80 us here). ``invoke()`` releases the GIL, so the loop never waits for
+               without rails (a PC) it wakes for the throttling check only: 0.6-1.0 ms of CPU per
+               second, 0.06-0.1 % of a core (0.2 % while it still woke every 50 ms for nothing: a
+               wake-up alone costs 40-80 us here). ``invoke()`` releases the GIL, so the loop never waits for
                it; they compete only for a core, when every core is busy. A GPU board adds the GPU
                sampler's thread (every 100 ms); a PC has none
   meter        ``interference.Meter``, read once right before and once right after the loop, never
