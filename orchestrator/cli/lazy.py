@@ -19,6 +19,8 @@ from typing import Any, ClassVar, NamedTuple
 import typer
 from typer.core import TyperGroup
 
+from .quick_values import install
+
 
 class Entry(NamedTuple):
     """A command of ``farm``: ``module`` (under orchestrator.cli) defines ``attribute``, a command function or a
@@ -39,7 +41,9 @@ def click_command(name: str, target: Any, **settings: Any) -> Any:
         holder.add_typer(target, name=name, **settings)
     else:
         holder.command(name, **settings)(target)
-    return typer.main.get_command(holder).commands[name]  # type: ignore[attr-defined]
+    command = typer.main.get_command(holder).commands[name]  # type: ignore[attr-defined]
+    install(command)
+    return command
 
 
 def _nothing() -> None:
@@ -99,6 +103,9 @@ class LazyGroup(TyperGroup):
             # itself: print this plain one, and exit 2 as before.
             typer.echo(ctx.get_help())
             ctx.exit(2)
+        # The group's own options (--verbose, and the completion ones typer adds after building the group); its
+        # commands get theirs when loaded.
+        install(self, below=False)
         return super().parse_args(ctx, args)
 
     def format_help(self, ctx: Any, formatter: Any) -> None:

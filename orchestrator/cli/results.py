@@ -112,9 +112,16 @@ def results(
             rows = results_rows(store, selected, wanted)
         finally:
             store.close()
+        shown_labels: dict[object, str] = {}  # a run's labels, once per run rather than once per row
         for record in rows.records:
             record["marks"] = result_marks(record)
-            record["run_labels"] = _labels_text(record.get("run_labels"))
+            stored = record.get("run_labels")
+            if not isinstance(stored, str):
+                record["run_labels"] = _labels_text(stored)
+                continue
+            if stored not in shown_labels:
+                shown_labels[stored] = _labels_text(stored)
+            record["run_labels"] = shown_labels[stored]
         chosen = parse_columns(columns, [*rows.columns, "marks"])
         print_table(console, RowTable([*rows.columns, "marks"], rows.records), RESULTS_LAYOUT, wide=wide,
                     columns=chosen)

@@ -15,7 +15,6 @@ from sqlalchemy import MetaData, Table, func, select
 
 from ..errors import FarmError
 from ..store.db import Store
-from ..store.schema import ModelRow
 from .filters import Columns, ResultFilter, missing_runs, select_runs, where
 
 
@@ -118,6 +117,8 @@ def derive(store: Store, rows: Rows, wanted: set[str] | None = None) -> None:
 def model_rows(store: Store, shas: list[str]) -> dict[str, ModelInfo]:
     if not shas:
         return {}
+    from ..store.schema import ModelRow  # the ORM only where models are read (not for `farm results`' table)
+
     with store.session() as session:
         found = list(session.scalars(select(ModelRow).where(ModelRow.sha256.in_(shas))))
         parents = {r.id: r.sha256 for r in session.scalars(
