@@ -27,7 +27,7 @@ from .options import (
     check_format,
     result_filter,
 )
-from .output import console, emit, result_marks
+from .output import console, emit, marks_column
 from .tables import Layout, RowTable, parse_columns, print_table
 
 # "simulated": results from the simulated lab's stand-in Edge TPU say so next to their numbers (a column only
@@ -102,29 +102,29 @@ def results(
                              delegate=delegate, threads=threads, power_mode=power_mode, usb_speed=usb_speed,
                              label=label, latest=latest, status=status)
     if output_format == "table" and not group_by and output is None:
-        # The table needs no pandas: rows straight from the store (orchestrator/results/rows.py).
-        from ..results.rows import results_rows
+        # The table needs no pandas: columns straight from the store (orchestrator/results/rows.py).
+        from ..results.rows import results_columns
 
         store = open_store(db)
         try:
             # --columns may name any view column: then every one is read, to check the names against.
             wanted = None if columns else [*(c for c in TABLE_COLUMNS if c != "marks"), *MARKED_BY]
-            rows = results_rows(store, selected, wanted)
+            values = results_columns(store, selected, wanted)
         finally:
             store.close()
+        values["marks"] = marks_column(values["disturbed"], values["valid"])
         shown_labels: dict[object, str] = {}  # a run's labels, once per run rather than once per row
-        for record in rows.records:
-            record["marks"] = result_marks(record)
-            stored = record.get("run_labels")
+        labels = []
+        for stored in values["run_labels"]:
             if not isinstance(stored, str):
-                record["run_labels"] = _labels_text(stored)
+                labels.append(_labels_text(stored))
                 continue
             if stored not in shown_labels:
                 shown_labels[stored] = _labels_text(stored)
-            record["run_labels"] = shown_labels[stored]
-        chosen = parse_columns(columns, [*rows.columns, "marks"])
-        print_table(console, RowTable([*rows.columns, "marks"], rows.records), RESULTS_LAYOUT, wide=wide,
-                    columns=chosen)
+            labels.append(shown_labels[stored])
+        values["run_labels"] = labels
+        chosen = parse_columns(columns, list(values))
+        print_table(console, RowTable(values), RESULTS_LAYOUT, wide=wide, columns=chosen)
         return
     from ..results import GROUPS, grouped, results_frame
 
