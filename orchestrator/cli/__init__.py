@@ -85,9 +85,10 @@ def _farm(version: Annotated[bool, typer.Option("--version", callback=_print_ver
           log_file: Annotated[Path | None, typer.Option(
               "--log-file", help="Append the full debug log (farm's and paramiko's, secrets redacted) to this "
                                  "file")] = None) -> None:
-    from ..logsetup import configure
+    if verbose or log_file is not None:  # else there is nothing to configure, and no need to import it
+        from ..logsetup import configure
 
-    configure(verbose, log_file)
+        configure(verbose, log_file)
 
 
 def _store_or_os_error(exc: BaseException) -> bool:

@@ -10,7 +10,6 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import platformdirs
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
@@ -30,7 +29,11 @@ DB_URL_ENV = "FARM_DB_URL"
 
 
 def data_dir() -> Path:
-    return Path(os.environ.get("FARM_DATA_DIR") or platformdirs.user_data_dir("farm"))
+    if os.environ.get("FARM_DATA_DIR"):
+        return Path(os.environ["FARM_DATA_DIR"])
+    import platformdirs  # only where no directory is given: --db and FARM_DATA_DIR need none
+
+    return Path(platformdirs.user_data_dir("farm"))
 
 
 def default_db_url() -> str:
