@@ -70,6 +70,9 @@ class LazyCommands(MutableMapping[str, Any]):
             self.loaded[name] = self.loader(name, self.table[name])
         return self.loaded[name]
 
+    def __contains__(self, name: object) -> bool:
+        return name in self.table or name in self.loaded  # without building it (Mapping's would)
+
     def __setitem__(self, name: str, command: Any) -> None:
         self.loaded[name] = command
 

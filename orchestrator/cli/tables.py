@@ -264,7 +264,8 @@ def plain_table(frame, layout: Layout, *, width: int, title: str = "", wide: boo
     def line(cells: Sequence[str]) -> str:
         return template.format(*cells).rstrip()  # one format per row: 10,000 rows of 16 cells
 
-    out = [" · ".join([*([title] if title else []), *constant])] if title or constant else []
+    heading_text = " · ".join([*([title] if title else []), *constant])
+    out = textwrap.wrap(heading_text, max(width, 20)) if heading_text and not wide else [heading_text] * bool(heading_text)
     out += [line([h[level] for h in heads]) for level in range(depth)]
     out.append("  ".join("-" * w for w in widths))
     out += [line(row) for row in zip(*(texts[n] for n in shown), strict=True)]
