@@ -15,7 +15,7 @@ for a one-model job. Python 3.6.
 
 import random
 
-from . import backends
+from . import backends, interference
 from .backends.base import JobFailed, LoadOptions, one_line
 from .pipeline import PipelineError, PipelineRunner, time_pipeline
 
@@ -73,8 +73,11 @@ def measure_models(job, result, sampler, summarize, timing_document):
             backend.prepare_inputs(seed=seed + offset)
         invokes = [backend.invoker() for backend in made]
         errors = made[0].invoke_errors
+        meter = _meter(job, 1)
         with sampler:
-            per_model, rounds, first_ns, warmup_runs, warmup_s, timed_s = _time_rounds(invokes, job["timing"], errors)
+            per_model, rounds, first_ns, warmup_runs, warmup_s, timed_s = _time_rounds(invokes, job["timing"], errors,
+                                                                                    meter)
+        result.interference(meter.document())
         totals = [sum(values) for values in zip(*per_model)]
         timing = timing_document(totals, summarize(totals), first_inference_ms=first_ns / 1e6,
                                  warmup_runs=warmup_runs, warmup_seconds=warmup_s, timed_seconds=timed_s)
@@ -101,8 +104,18 @@ def measure_models(job, result, sampler, summarize, timing_document):
             backend.close()
 
 
-def _time_rounds(invokes, timing, errors):
-    """Warm-up rounds, then timed rounds; each model's invoke timed alone. Returns per-model samples."""
+def _meter(job, concurrent_parts):
+    """The interference meter of a multi-part job: its threads are the job's, times the parts that run at once
+    (a pipeline's stages; the models of a set run in turn, one at a time)."""
+    meter = interference.Meter(threads=job["threads"] * concurrent_parts, cpu_bound=job["delegate"] == "cpu",
+                               thresholds=job.get("interference"))
+    meter.threads = max(1, min(len(meter.cpus), meter.threads))
+    return meter
+
+
+def _time_rounds(invokes, timing, errors, meter=None):
+    """Warm-up rounds, then timed rounds; each model's invoke timed alone. Returns per-model samples.
+    ``meter``: an ``interference.Meter``, started right before the timed rounds and stopped right after."""
     try:
         started = clock_ns()
         for invoke in invokes:
@@ -119,6 +132,8 @@ def _time_rounds(invokes, timing, errors):
         warmup_s = (clock_ns() - warmup_started) / 1e9
         per_model = [[] for _ in invokes]
         rounds = 0
+        if meter is not None:
+            meter.start()
         timed_started = clock_ns()
         while True:
             elapsed = clock_ns() - timed_started
@@ -132,7 +147,10 @@ def _time_rounds(invokes, timing, errors):
             rounds += 1
     except errors as exc:
         raise JobFailed("benchmark", "invoke failed: {}".format(one_line(exc)))
-    return per_model, rounds, first_ns, warmup_runs, warmup_s, (clock_ns() - timed_started) / 1e9
+    timed_s = (clock_ns() - timed_started) / 1e9
+    if meter is not None:
+        meter.stop()
+    return per_model, rounds, first_ns, warmup_runs, warmup_s, timed_s
 
 
 def measure_pipeline(job, result, sampler, summarize, timing_document):
@@ -152,12 +170,14 @@ def measure_pipeline(job, result, sampler, summarize, timing_document):
         made[0].prepare_inputs(seed=random.Random(job["job_id"]).randint(0, 2 ** 31 - 1))
         first = made[0].interpreter
         inputs = [first.get_tensor(d["index"]) for d in first.get_input_details()]
+        meter = _meter(job, len(parts))
         try:
             with sampler:
                 latencies, first_ns, warmup_runs, warmup_s, timed_s, throughput = time_pipeline(
-                    runner, inputs, job["timing"])
+                    runner, inputs, job["timing"], meter)
         except PipelineError as exc:
             raise JobFailed("benchmark", "pipeline failed: {}".format(exc))
+        result.interference(meter.document())
         timing = timing_document(latencies, summarize(latencies), first_inference_ms=first_ns / 1e6,
                                  warmup_runs=warmup_runs, warmup_seconds=warmup_s, timed_seconds=timed_s)
         timing["throughput_ips"] = throughput

@@ -134,12 +134,13 @@ class PipelineRunner(object):
             thread.join(5.0)
 
 
-def time_pipeline(runner, inputs, timing):
+def time_pipeline(runner, inputs, timing, meter=None):
     """Steady-state timing: ``len(interpreters)`` inferences in flight, one pushed for each one popped.
 
     Warm-up as the single-model loop does (runs and seconds), then at least ``min_runs`` results and
     ``min_seconds``. Returns (latencies in ns, first inference ns, warm-up runs, warm-up s, timed s,
     throughput in inferences per second between the first and the last result of the timed window).
+    ``meter``: an ``interference.Meter``, started right before the timed window and stopped right after.
     """
     depth = len(runner.interpreters)
     first_started = clock_ns()
@@ -160,6 +161,8 @@ def time_pipeline(runner, inputs, timing):
         warmup_runs += 1
     warmup_ns = clock_ns() - warmup_started
     latencies = []
+    if meter is not None:
+        meter.start()
     timed_started = clock_ns()
     first_done = last_done = None
     while True:
@@ -177,6 +180,8 @@ def time_pipeline(runner, inputs, timing):
         if first_done is None:
             first_done = last_done
     timed_seconds = (clock_ns() - timed_started) / 1e9
+    if meter is not None:
+        meter.stop()
     # Results that warm-up pushed are still in flight at the start: they belong to the steady state.
     span = (last_done - first_done) / 1e9 if last_done is not None and first_done is not None else 0.0
     throughput = (len(latencies) - 1) / span if span > 0 and len(latencies) > 1 else len(latencies) / timed_seconds

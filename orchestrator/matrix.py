@@ -51,6 +51,8 @@ REGRESSION_SETTINGS: dict[str, tuple[float, float, str]] = {
     "min_effect": (0.0, 10.0, "smallest relative change reported (0.05 = 5%)"),
     "trials": (2, 20, "separate runs of the matrix per nightly (an integer)"),
     "alpha": (1e-9, 0.5, "significance level of the Mann-Whitney U test"),
+    "confirm": (0, 10, ("trials run again of a cell that looks regressed or improved before the verdict stands "
+                        "(an integer; 0 judges at once)")),
 }
 
 MATRIX_FIELDS = {
@@ -331,7 +333,7 @@ def _regression(doc: YamlDocument, where: tuple, entry: dict) -> dict[str, float
             raise doc.error(where + ("regression", key), "unknown regression setting", field=f"regression.{key}",
                             expected="one of " + ", ".join(REGRESSION_SETTINGS))
         low, high, meaning = REGRESSION_SETTINGS[key]
-        whole = key != "trials" or isinstance(number, int)
+        whole = key not in ("trials", "confirm") or isinstance(number, int)
         if isinstance(number, bool) or not isinstance(number, (int, float)) or not whole or not low <= number <= high:
             raise doc.error(where + ("regression", key), f"got {number!r}", field=f"regression.{key}",
                             expected=f"{meaning}, from {low:g} to {high:g}")

@@ -294,6 +294,7 @@ def test_a_compiler_update_recompiles_what_the_old_one_compiled_keeping_lineage(
 @pytest.mark.parametrize(("regression", "field"), [
     ("{min_effect: -1}", "regression.min_effect"), ("{trials: 2.5}", "regression.trials"),
     ("{alpha: 0.9}", "regression.alpha"), ("{effect: 0.1}", "regression.effect"), ("5", "regression"),
+    ("{confirm: 1.5}", "regression.confirm"), ("{confirm: 11}", "regression.confirm"),
 ])
 def test_a_matrix_regression_setting_out_of_range_names_its_field(tmp_path: Path, regression: str,
                                                                    field: str) -> None:
@@ -310,5 +311,30 @@ def test_a_matrix_carries_its_regression_settings(tmp_path: Path) -> None:
     from orchestrator.matrix import load_matrix
 
     path = tmp_path / "m.yaml"
-    path.write_text("matrices:\n  nightly:\n    regression: {min_effect: 0.1, trials: 5}\n")
-    assert load_matrix("nightly", path).regression == {"min_effect": 0.1, "trials": 5}
+    path.write_text("matrices:\n  nightly:\n    regression: {min_effect: 0.1, trials: 5, confirm: 0}\n")
+    assert load_matrix("nightly", path).regression == {"min_effect": 0.1, "trials": 5, "confirm": 0}
+
+
+@pytest.mark.parametrize(("interference", "field", "expected"), [
+    ("{min_cpu_share: -0.1}", "interference.min_cpu_share", "a non-negative number, or null"),
+    ("{max_other_load: yes}", "interference.max_other_load", "a non-negative number, or null"),
+    ("{cpu_share: 0.8}", "interference.cpu_share", "one of min_cpu_share, max_other_load"),
+    ("[0.8]", "interference", "a mapping of min_cpu_share"),
+])
+def test_a_matrix_interference_threshold_that_is_wrong_names_its_line_field_and_what_was_expected(
+        tmp_path: Path, interference: str, field: str, expected: str) -> None:
+    from orchestrator.matrix import load_matrix
+
+    path = tmp_path / "m.yaml"
+    path.write_text(f"matrices:\n  nightly:\n    models: [all]\n    interference: {interference}\n")
+    with pytest.raises(FarmError) as raised:
+        load_matrix("nightly", path)
+    assert f"{path}:4" in str(raised.value) and field in str(raised.value) and expected in str(raised.value)
+
+
+def test_a_matrix_keeps_its_interference_thresholds_and_null_stays_null_to_turn_a_rule_off(tmp_path: Path) -> None:
+    from orchestrator.matrix import load_matrix
+
+    path = tmp_path / "m.yaml"
+    path.write_text("matrices:\n  nightly:\n    interference: {min_cpu_share: 0.5, max_other_load: null}\n")
+    assert load_matrix("nightly", path).interference == {"min_cpu_share": 0.5, "max_other_load": None}

@@ -56,11 +56,23 @@ _real = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_real)
 globals().update({name: value for name, value in vars(_real).items() if not name.startswith("__")})
 _SLOW = os.environ.get("PLANTED_REF_KERNELS_FOR") or None
+# A passing slowdown: only the first N loads of that model are slow (counted in a file, one line per load).
+_SLOW_LOADS = int(os.environ.get("PLANTED_SLOW_LOADS") or 0)
+
+
+def _slow_this_time():
+    if not _SLOW_LOADS:
+        return True
+    with open(os.environ["PLANTED_LOAD_COUNT"], "a+") as handle:
+        handle.seek(0)
+        loads = len(handle.read().splitlines())
+        handle.write("load\\n")
+    return loads < _SLOW_LOADS
 
 
 class Interpreter(_real.Interpreter):
     def __init__(self, model_path=None, *args, **kwargs):
-        if _SLOW and model_path and os.path.basename(model_path).startswith(_SLOW):
+        if _SLOW and model_path and os.path.basename(model_path).startswith(_SLOW) and _slow_this_time():
             kwargs["experimental_op_resolver_type"] = _real.OpResolverType.BUILTIN_REF
         super().__init__(model_path, *args, **kwargs)
 """
@@ -113,10 +125,11 @@ def verdicts(db: str, nightly_id: int) -> dict[str, str]:
     return {row["cell_key"]: row["state"] for row in rows}
 
 
-def boosted_local(tmp_path: Path) -> Path:
-    """This machine as one host whose agent runs at the top of the scheduler (tests/quiet_core.py)."""
+def boosted_local(tmp_path: Path, env: str = "") -> Path:
+    """This machine as one host whose agent runs at the top of the scheduler (tests/quiet_core.py).
+    ``env``: variables its agent starts with."""
     wrapper = tmp_path / "python-boosted"
-    command = f'"{sys.executable}" "$@"'
+    command = f'env {env} "{sys.executable}" "$@"' if env else f'"{sys.executable}" "$@"'
     wrapper.write_text(f"#!/bin/sh\n{boosted_shell(command)}\n")
     wrapper.chmod(0o755)
     path = tmp_path / "local.yaml"
@@ -152,6 +165,40 @@ def test_aa_nightlies_under_outside_load_find_no_regression_in_twenty_cells(tmp_
 
     suite = next(iter(JUnitXml.fromfile(str(tmp_path / "second.xml"))))
     assert suite.tests == 20 and suite.failures == 0
+
+
+def cells_of_run(db: str, run_id: int) -> set[tuple[str, str]]:
+    rows = json.loads(farm("query", "SELECT DISTINCT host, model_sha256 FROM v_results WHERE run_id = :r",
+                           "--param", f"r={run_id}", "--db", db, "--format", "json").stdout)
+    return {(row["host"], row["model_sha256"][:16]) for row in rows}
+
+
+def test_a_slowdown_the_confirmation_trials_do_not_reproduce_is_not_called_a_regression(tmp_path: Path) -> None:
+    """A slowdown that passes (here: the first three loads of the model after the baseline run on reference
+    kernels, several times slower, then the optimized ones again) makes all three trials slower than the
+    baseline, which the first judgement would call regressed; the three confirmation trials are fast again,
+    so the verdict with every trial pooled is unchanged, saying what the first judgement was."""
+    db = f"sqlite:///{tmp_path / 'n.db'}"
+    matrix = tmp_path / "m.yaml"
+    matrix.write_text(HOG_MATRIX.replace("[conv_stack-l1, conv_stack-l2]", "[conv_stack-l1]"))
+    farm("models", "build", "--family", "conv_stack", "--layers", "1", "--db", db)
+    base = nightly(db, matrix, "--inventory", str(boosted_local(tmp_path)), "--force")
+    assert base.returncode == 0, base.stdout + base.stderr
+    runtime = plant_runtime_update(tmp_path / "updated-runtime")
+    inventory = boosted_local(tmp_path, env=(f"PYTHONPATH={runtime} PLANTED_REF_KERNELS_FOR={sha_of(db, 'conv_stack-l1')} "
+                                             f"PLANTED_SLOW_LOADS=3 PLANTED_LOAD_COUNT={tmp_path / 'loads'}"))
+    second = nightly(db, matrix, "--inventory", str(inventory), "--force")
+    assert second.returncode == 0, second.stdout + second.stderr
+    [row] = json.loads(farm("query", "SELECT state, ratio, detail FROM cell_verdicts WHERE nightly_id = 2",
+                            "--db", db, "--format", "json").stdout)
+    assert row["state"] == "unchanged", row
+    first_ratio = float(row["detail"].split("first judged regressed ")[1].rstrip("×"))
+    assert "not reproduced by 3 more trial(s)" in row["detail"] and first_ratio > 1.5, row
+    assert (tmp_path / "loads").read_text().count("load") == 6  # 3 trials and 3 confirmations, each loaded once
+    # Without confirmation the same passing slowdown is a regression: the step is what tells them apart.
+    (tmp_path / "loads").unlink()
+    third = nightly(db, matrix, "--inventory", str(inventory), "--force", "--confirm", "0")
+    assert third.returncode == 1, third.stdout + third.stderr
 
 
 def sha_of(db: str, model: str) -> str:
@@ -227,13 +274,14 @@ def test_a_cpu_hog_makes_its_hosts_cells_invalid_and_a_real_slowdown_still_regre
     invalid_rows = [line for line in report.splitlines() if "| invalid" in line]
     assert len(invalid_rows) == 2 and all(line.startswith("| busy · ") and "disturbed: cpu_share" in line
                                           for line in invalid_rows), report
-    # The re-run is nightly 2's own run: 3 trials, then 1 round for the busy host's cells only.
+    assert "confirmed by 3 more trial(s)" in by_cell[("calm", l1)]["detail"], by_cell[("calm", l1)]
+    # Nightly 2's own runs: 3 trials, 1 round of re-runs for the busy host's cells only, then 3 confirmation
+    # runs of the regressed cell only.
     runs = json.loads(farm("query", "SELECT run_ids FROM nightly_runs WHERE id = 2", "--db", db,
                            "--format", "json").stdout)[0]["run_ids"]
-    retry = (json.loads(runs) if isinstance(runs, str) else runs)[-1]
-    assert len(json.loads(runs) if isinstance(runs, str) else runs) == 4
-    hosts = json.loads(farm("query", "SELECT DISTINCT host FROM v_results WHERE run_id = :r", "--param", f"r={retry}",
-                            "--db", db, "--format", "json").stdout)
-    assert hosts == [{"host": "busy"}], hosts
+    runs = json.loads(runs) if isinstance(runs, str) else runs
+    assert len(runs) == 7, runs
+    assert cells_of_run(db, runs[3]) == {("busy", l1), ("busy", l2)}
+    assert all(cells_of_run(db, run) == {("calm", l1)} for run in runs[4:])
     page = (tmp_path / "n.html").read_text()
     assert "data:image/png;base64," in page and "http://" not in page and "https://" not in page

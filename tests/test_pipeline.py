@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import numpy as np
@@ -128,6 +129,10 @@ def test_a_pipeline_job_times_steady_state_throughput_and_latency(models: dict[s
     assert pipeline["throughput_ips"] > 0
     assert result["concurrency"]["mode"] == "host" and result["concurrency"]["locks"] == ["host"]
     assert result["concurrency"]["window_start"] <= result["concurrency"]["window_end"]
+    # The timed window's interference, measured as a one-model job's: three stages at once, each its own thread.
+    measured = result["interference"]
+    assert measured["threads"] == min(3, os.cpu_count() or 1) and 0 < measured["cpu_share"] <= 1
+    assert abs(measured["wall_s"] - result["timing"]["timed_seconds"]) < 0.05 and "disturbed" in measured
 
 
 def test_a_multi_model_job_records_each_models_latency_and_the_cells_throughput(models: dict[str, Path]) -> None:
@@ -144,6 +149,10 @@ def test_a_multi_model_job_records_each_models_latency_and_the_cells_throughput(
     # A round is the models in turn: its time is the sum of theirs.
     first_round = result["timing"]["samples_ns"][0]
     assert first_round == sum(m["samples_ns"][0] for m in multi["models"])
+    # In turn: one model at a time, so the job's one thread is what it wanted; measured around the timed rounds.
+    measured = result["interference"]
+    assert measured["threads"] == 1 and 0 < measured["cpu_share"] <= 1
+    assert abs(measured["wall_s"] - result["timing"]["timed_seconds"]) < 0.05
 
 
 def test_job_schema_refuses_bad_parts_and_placements(models: dict[str, Path]) -> None:

@@ -87,13 +87,14 @@ def test_three_controllers_share_a_run_and_one_killed_mid_run_is_taken_over(
     store.close()
 
     submitted = farm("submit", "-m", "shared", "--matrix-file", str(matrix), "-i", str(everything), "--db", pg_url,
-                     "--known-hosts", str(running_lab.known_hosts), cwd=tmp_path)
+                     "--known-hosts", str(running_lab.known_hosts), "--label", "commit=3f2a9c1", cwd=tmp_path)
     run_id = int(submitted.stdout.split()[-1])  # the last line: the run's number, and nothing ran yet
     store = open_store(pg_url)
     try:
         with store.session() as session:
             run = session.get(RunRow, run_id)
             assert run is not None and (run.status, run.shared) == ("submitted", True)
+            assert run.labels == {"commit": "3f2a9c1"}  # labelled at submission, as farm run --label does
             assert session.scalar(select(func.count()).where(JobRow.run_id == run_id,
                                                              JobRow.status != "queued",
                                                              JobRow.status != "skipped")) == 0

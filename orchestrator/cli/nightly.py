@@ -52,6 +52,10 @@ def nightly(
         "--retry-disturbed", min=0, max=10, metavar="N",
         help="Rounds of re-runs for cells whose trials others disturbed, before judging; a cell left with fewer "
              "than a majority of clean trials is invalid (disturbed: ...), never regressed")] = 2,
+    confirm: Annotated[int | None, typer.Option(
+        "--confirm", min=0, max=10, metavar="N",
+        help="Trials run again, at once, of a cell that looks regressed or improved; the verdict stands only if it "
+             "still holds with them pooled in (0: judge at once) \\[default: the matrix's regression.confirm, else 3]")] = None,
     reference_baseline: Annotated[bool, typer.Option(
         "--reference-baseline", help="Judge cells that match a published reference (farm reference import) "
                                      "against it instead of their stored baseline")] = False,
@@ -103,14 +107,14 @@ def nightly(
         from ..run_models import models_for_run
 
         models = models_for_run(store, spec)
-        chosen = {"trials": trials, "min_effect": min_effect, "alpha": alpha}
+        chosen = {"trials": trials, "min_effect": min_effect, "alpha": alpha, "confirm": confirm}
         settings = Settings(**{key: spec.regression[key] for key in chosen if key in spec.regression},
                             force=force, every_night=every_night, retry_disturbed=retry_disturbed,
                             reference_baseline=reference_baseline, reference_band=reference_band)
         for key, value in chosen.items():
             if value is not None:
                 setattr(settings, key, value)
-        settings.trials = int(settings.trials)
+        settings.trials, settings.confirm = int(settings.trials), int(settings.confirm)
         options = transport_options(accept_new_host_keys, known_hosts)
 
         def recompile(triggers: list[dict]) -> list:

@@ -54,6 +54,9 @@ UntilOption = Annotated[str | None, typer.Option(
     "--until", help="Runs started before (a bare date includes that day), YYYY-MM-DD[THH:MM]")]
 RunTagsOption = Annotated[list[str] | None, typer.Option(
     "--tag", help="Runs with this tag (repeatable: all of them)")]
+NewRunLabelsOption = Annotated[list[str] | None, typer.Option(
+    "--label", help="What this run measures, KEY=VALUE, stored with the run (repeatable): --label commit=3f2a9c1 "
+                    "--label firmware=5.1; farm results/report/compare --label select by it")]
 RunLabelsOption = Annotated[list[str] | None, typer.Option(
     "--label", help="Runs labelled KEY=VALUE by farm run --label, or KEY with any value (repeatable: all of them)")]
 

@@ -19,6 +19,7 @@ from .options import (
     KnownHostsOption,
     MatrixFileOption,
     MatrixNameOption,
+    NewRunLabelsOption,
     WideOption,
     transport_options,
 )
@@ -38,9 +39,7 @@ def run(
     db: DbOption = None,
     host: HostsOption = None,
     tag: HostTagsOption = None,
-    label: Annotated[list[str] | None, typer.Option(
-        "--label", help="What this run measures, KEY=VALUE, stored with the run (repeatable): --label commit=3f2a9c1 "
-                        "--label firmware=5.1; farm results/report/compare --label select by it")] = None,
+    label: NewRunLabelsOption = None,
     accept_new_host_keys: AcceptNewHostKeysOption = False,
     known_hosts: KnownHostsOption = None,
     resume: Annotated[bool, typer.Option(
@@ -93,11 +92,10 @@ def run(
     if submit:
         if resume or run_arg is not None:
             raise FarmError("--submit stores a new run; --resume continues one: give one of them")
-        if label:  # the sites' submit path does not carry labels yet
-            raise FarmError("--label is not taken with --submit yet: label runs started with farm run")
         from .sites import submit_run
 
-        return submit_run(matrix, matrix_file, inventory, db, host, tag, accept_new_host_keys, known_hosts)
+        return submit_run(matrix, matrix_file, inventory, db, host, tag, accept_new_host_keys, known_hosts,
+                          parse_labels(label))
     output = RunOutput(console, err_console, quiet=quiet, json_lines=json_lines, wide=wide, columns=columns)
     if resume or run_arg is not None:
         if label:

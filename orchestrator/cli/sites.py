@@ -18,6 +18,7 @@ from .options import (
     KnownHostsOption,
     MatrixFileOption,
     MatrixNameOption,
+    NewRunLabelsOption,
     transport_options,
 )
 from .output import console
@@ -32,20 +33,24 @@ def submit(
     tag: HostTagsOption = None,
     accept_new_host_keys: AcceptNewHostKeysOption = False,
     known_hosts: KnownHostsOption = None,
+    label: NewRunLabelsOption = None,
 ) -> None:
     """Store a run and its jobs for `farm serve` controllers to share, and return (needs PostgreSQL).
 
     Each host's cells are planned from its newest stored facts (`farm inventory check` stores them);
     a host never seen is reached once from here. The run's number is the last line printed.
 
-    Example: farm submit -m all -i lab.yaml --db postgresql+psycopg://db.lab/farm
+    Example: farm submit -m all -i lab.yaml --db postgresql+psycopg://db.lab/farm --label commit=3f2a9c1
              farm serve --site lab-a -i site-a.yaml --db postgresql+psycopg://db.lab/farm
     """
-    submit_run(matrix, matrix_file, inventory, db, host, tag, accept_new_host_keys, known_hosts)
+    from ..labels import parse_labels
+
+    submit_run(matrix, matrix_file, inventory, db, host, tag, accept_new_host_keys, known_hosts, parse_labels(label))
 
 
 def submit_run(matrix: str, matrix_file: Any, inventory: Any, db: str | None, host: list[str] | None,
-               tag: list[str] | None, accept_new_host_keys: bool, known_hosts: Any) -> None:
+               tag: list[str] | None, accept_new_host_keys: bool, known_hosts: Any,
+               labels: dict[str, str] | None = None) -> None:
     """What `farm submit` and `farm run --submit` do."""
     from ..inventory import load_inventory
     from ..matrix import load_matrix
@@ -66,7 +71,7 @@ def submit_run(matrix: str, matrix_file: Any, inventory: Any, db: str | None, ho
         require_postgres(store, "farm submit (sites sharing a run)")  # before models are built into SQLite
         models = models_for_run(store, spec, console.print)
         done = submit_jobs(store, spec, hosts, models, inv.path,
-                           transport_options=transport_options(accept_new_host_keys, known_hosts))
+                           transport_options=transport_options(accept_new_host_keys, known_hosts), labels=labels)
         counts = ", ".join(f"{n} {s}" for s, n in sorted(done.counts.items()) if n)
         console.print(f"Run {done.run_id} submitted: {counts}; `farm serve` controllers run it, "
                       f"`farm status {done.run_id}` shows it.", highlight=False)

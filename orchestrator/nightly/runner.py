@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -40,6 +40,11 @@ class Settings:
     # Judge cells that match a published reference (`farm reference import`) against it, within this band.
     reference_baseline: bool = False
     reference_band: float = 0.30
+    # Trials run again, right away, of a cell that looks regressed or improved; the verdict stands only if it
+    # still holds with them pooled in. Two nights' trials are each a few seconds of one machine state, and with
+    # three a side an A/A pair separates fully one time in twenty per direction; fresh trials of the suspect
+    # cell are the cheapest witness that the change is in the cell, not in the moment. 0 judges at once.
+    confirm: int = 3
 
     @property
     def clean_trials_needed(self) -> int:
@@ -54,6 +59,7 @@ class CellOutcome:
     drift: dict[str, Any] | None = None
     history: list[float] = field(default_factory=list)  # earlier nightly medians, oldest first
     causes: list[dict[str, Any]] = field(default_factory=list)  # toolchain changes that could explain a change
+    becomes_baseline: bool = False  # judged for the first time: tonight's trials become its baseline
 
 
 @dataclass
@@ -115,7 +121,8 @@ def run_nightly(store: Store, spec: MatrixSpec, hosts: list[Host], models: list[
             outcome.run_ids.append(result.run_id)
             _save_runs(store, nightly_id, outcome.run_ids)
         _rerun_disturbed(store, runner, spec, hosts, models, inventory, settings, nightly_id, outcome)
-        outcome.cells = judge(store, spec.name, outcome.run_ids, previous, settings)
+        outcome.cells = _judge_confirmed(store, runner, spec, hosts, models, inventory, settings, nightly_id,
+                                         outcome, previous)
         local_hosts = {host.name for host in hosts if host.transport == "local"}
         for cell in outcome.cells:
             if cell.verdict.state in ("regressed", "improved", "invalid") or cell.drift:
@@ -158,6 +165,38 @@ def _rerun_disturbed(store: Store, runner: Runner, spec: MatrixSpec, hosts: list
         _save_runs(store, nightly_id, outcome.run_ids)
 
 
+def _judge_confirmed(store: Store, runner: Runner, spec: MatrixSpec, hosts: list[Host], models: list[ModelRow],
+                     inventory: str, settings: Settings, nightly_id: int, outcome: NightlyOutcome,
+                     previous: NightlyRow | None) -> list[CellOutcome]:
+    """Judge; run the cells that look regressed or improved ``settings.confirm`` more times; judge again with
+    every trial pooled. Baselines are recorded by the last judgement only."""
+    first = judge(store, spec.name, outcome.run_ids, previous, settings, record_baselines=False)
+    suspects = {cell.cell.cell_key: cell for cell in first if cell.verdict.state in ("regressed", "improved")}
+    if not suspects or not settings.confirm:
+        set_baselines(store, [cell.cell for cell in first if cell.becomes_baseline], "first-run")
+        return first
+    runner.only_cells = set(suspects)
+    try:
+        for round_ in range(1, settings.confirm + 1):
+            result = runner.run(spec, hosts, models, inventory, tags=[
+                "nightly", f"nightly:{nightly_id}", f"confirm:{round_}", "confirm"],
+                labels={"nightly": str(nightly_id), "confirm": str(round_)})
+            outcome.run_ids.append(result.run_id)
+            _save_runs(store, nightly_id, outcome.run_ids)
+    finally:
+        runner.only_cells = None
+    final = judge(store, spec.name, outcome.run_ids, previous, settings, record_baselines=True)
+    for cell in final:
+        before = suspects.get(cell.cell.cell_key)
+        if before is None:
+            continue
+        word = "confirmed" if cell.verdict.state == before.verdict.state else "not reproduced"
+        note = (f"{word} by {settings.confirm} more trial(s): first judged {before.verdict.state} "
+                f"{before.verdict.ratio:.3f}×" if before.verdict.ratio is not None else f"{word}")
+        cell.verdict = replace(cell.verdict, detail="; ".join(x for x in (cell.verdict.detail, note) if x))
+    return final
+
+
 def nightly_labels(nightly_id: int, trial: int, triggers: list[dict[str, Any]]) -> dict[str, str]:
     """The labels of a nightly's run: which nightly and trial, and each toolchain change it saw
     (``toolchain.libedgetpu=nano-1: 15.0 -> 16.0``), so `farm results --label toolchain.libedgetpu` finds them."""
@@ -188,7 +227,8 @@ def run_properties(store: Store, outcome: NightlyOutcome) -> dict[str, str]:
 
 
 def judge(store: Store, matrix: str, run_ids: list[int], previous: NightlyRow | None,
-          settings: Settings) -> list[CellOutcome]:
+          settings: Settings, *, record_baselines: bool = True) -> list[CellOutcome]:
+    """Every cell's verdict; with ``record_baselines`` a cell judged for the first time becomes its baseline."""
     cells = collect_runs(store, run_ids)
     base = baselines(store)
     by_reference = {}
@@ -229,7 +269,8 @@ def judge(store: Store, matrix: str, run_ids: list[int], previous: NightlyRow | 
         drift = detect_drift(series, min_effect=settings.min_effect)
         outcomes.append(CellOutcome(cell, verdict, None if drift is None else {
             "index": drift.index, "p_value": drift.p_value, "before_ms": drift.before_ms, "after_ms": drift.after_ms,
-            "nights_since": len(series) - drift.index}, history.get(key, [])))
+            "nights_since": len(series) - drift.index}, history.get(key, []),
+            becomes_baseline=any(cell is first for first in first_runs)))
     if previous is not None:
         with store.session() as session:
             before = {row.lineage_key: row for row in session.scalars(
@@ -240,7 +281,8 @@ def judge(store: Store, matrix: str, run_ids: list[int], previous: NightlyRow | 
             ghost = CellTrials(key, before[key].cell_key, before[key].cell_key.replace("|", " · "))
             outcomes.append(CellOutcome(ghost, Verdict("missing", baseline_ms=before[key].current_ms,
                                                        detail=f"ran in nightly #{previous.id}, not tonight")))
-    set_baselines(store, first_runs, "first-run")
+    if record_baselines:
+        set_baselines(store, first_runs, "first-run")
     return outcomes
 
 

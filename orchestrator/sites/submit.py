@@ -51,7 +51,7 @@ def _reach_once(runner: Runner, link: HostLink) -> None:
 
 def submit(store: Store, spec: MatrixSpec, hosts: list[Host], models: list[ModelRow], inventory: str,
            tags: list[str] | None = None, transport_options: dict[str, Any] | None = None,
-           observer: RunObserver | None = None) -> Submitted:
+           observer: RunObserver | None = None, labels: dict[str, str] | None = None) -> Submitted:
     require_postgres(store, "farm submit (sites sharing a run)")
     if not hosts:
         raise FarmError("no hosts to submit for: the inventory (or --host/--tag selection) is empty")
@@ -77,7 +77,8 @@ def submit(store: Store, spec: MatrixSpec, hosts: list[Host], models: list[Model
                             "run `farm inventory check` at its site, then submit again")
         facts_from[link.host.name] = "reached"
     run_id = records.create_run(store, spec.name, inventory, tags or [],
-                                plan=plan_document(spec, hosts, models, transport_options or {}, inventory))
+                                plan=plan_document(spec, hosts, models, transport_options or {}, inventory),
+                                labels=labels)
     with store.session() as session:  # shared before any job exists: no `farm run` lane ever owns it
         session.execute(update(RunRow).where(RunRow.id == run_id).values(shared=True, status="submitted"))
         session.commit()
