@@ -90,3 +90,16 @@ def test_wide_keeps_every_column_at_full_width() -> None:
 def test_a_short_table_is_still_richs() -> None:
     lines, _ = printed(rows(RICH_MAX_ROWS), 200)
     assert any(set(line.strip()) <= {"─", " "} and "─" in line for line in lines)
+
+
+def test_every_cell_reads_as_text_of_its_value_whatever_its_column_holds() -> None:
+    from datetime import datetime, timezone
+
+    from orchestrator.cli.tables import _cells, text_of
+
+    columns = {"names": ["a", None, "b"], "ints": [1, None, 30], "floats": [1.5, float("nan"), None],
+               "mixed": [1, 2.25, "x"], "flags": [True, False, None],
+               "times": [datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc), None, None]}
+    table = RowTable(columns)
+    for name, values in columns.items():
+        assert _cells(table, name, ".1f") == [text_of(v, ".1f") for v in values], name

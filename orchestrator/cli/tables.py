@@ -101,23 +101,18 @@ def text_of(value: object, fmt: str | None = None) -> str:
 
 
 def _cells(frame, column: str, fmt: str | None) -> list[str]:  # type: ignore[no-untyped-def]
-    # text_of, with the commonest types first: 10,000 rows of 20 columns are 200,000 cells.
-    spec = fmt or ".3f"
-    out: list[str] = []
-    append = out.append
-    for value in frame[column].tolist():
-        kind = type(value)
-        if kind is str:
-            append(value)
-        elif value is None:
-            append("")
-        elif kind is int:
-            append(str(value))
-        elif kind is float:
-            append("" if math.isnan(value) else format(value, spec))
-        else:
-            append(text_of(value, fmt))
-    return out
+    """text_of for every value of the column; 10,000 rows of 20 columns are 200,000 cells, so a column of one
+    type (the usual case) is converted in one comprehension for that type."""
+    values = frame[column].tolist()
+    kinds = set(map(type, values)) - {type(None)}
+    if kinds <= {str}:
+        return ["" if value is None else value for value in values]
+    if kinds == {int}:
+        return ["" if value is None else str(value) for value in values]
+    if kinds == {float}:
+        spec = fmt or ".3f"
+        return ["" if value is None or math.isnan(value) else format(value, spec) for value in values]
+    return [text_of(value, fmt) for value in values]
 
 
 def build_table(frame, layout: Layout, *, width: int, title: str = "", wide: bool = False,  # type: ignore[no-untyped-def]
