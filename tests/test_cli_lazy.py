@@ -76,3 +76,30 @@ def test_lazy_commands_build_a_command_once_and_only_when_read() -> None:
     assert commands.get("c") is None and built == ["b"]
     commands["c"] = "added"
     assert list(commands) == ["a", "b", "c"] and built == ["b"]
+
+
+def test_the_collector_pauses_for_a_block_and_resumes_as_it_was() -> None:
+    import gc
+
+    from orchestrator.gc_pause import collector_paused
+
+    assert gc.isenabled()
+    with collector_paused():
+        assert not gc.isenabled()
+        with collector_paused():  # nested (farm results' read inside its command): still paused after
+            pass
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with collector_paused():
+            pass
+        assert not gc.isenabled()  # one that was off stays off
+    finally:
+        gc.enable()
+    try:
+        with collector_paused(freeze=True):
+            kept = [[n] for n in range(1000)]
+        assert gc.isenabled() and gc.get_freeze_count() >= len(kept)  # out of every later collection
+    finally:
+        gc.unfreeze()

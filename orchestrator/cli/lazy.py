@@ -19,6 +19,7 @@ from typing import Any, ClassVar, NamedTuple
 import typer
 from typer.core import TyperGroup
 
+from ..gc_pause import collector_paused
 from .quick_values import install
 
 
@@ -51,8 +52,9 @@ def _nothing() -> None:
 
 
 def load(name: str, entry: Entry) -> Any:
-    target = getattr(importlib.import_module(f"{__package__}.{entry.module}"), entry.attribute)
-    return target() if entry.factory else click_command(name, target)
+    with collector_paused():  # an import and typer's build of its options: many objects, no garbage
+        target = getattr(importlib.import_module(f"{__package__}.{entry.module}"), entry.attribute)
+        return target() if entry.factory else click_command(name, target)
 
 
 class LazyCommands(MutableMapping[str, Any]):

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import MetaData, Table, func, select
 
 from ..errors import FarmError
+from ..gc_pause import collector_paused
 from ..store.db import Store
 from .filters import Columns, ResultFilter, missing_runs, select_runs, where
 
@@ -88,8 +89,9 @@ def results_columns(store: Store, selected: ResultFilter | None = None,
         rows = results_rows(store, selected, columns)
         return {name: [record.get(name) for record in rows.records] for name in rows.columns}
     names, fetched = _fetch(store, selected, columns)
-    values = dict(zip(names, map(list, zip(*fetched, strict=True)), strict=True)) if fetched else \
-        {name: [] for name in names}
+    with collector_paused():  # the columns are new lists of the same rows: no cycles either
+        values = dict(zip(names, map(list, zip(*fetched, strict=True)), strict=True)) if fetched else \
+            {name: [] for name in names}
     if "usb_speed" in derived:
         measured, planned = values["usb_speed_measured"], values["usb_speed_planned"]
         values["usb_speed"] = [m if m is not None else p for m, p in zip(measured, planned, strict=True)]
@@ -111,8 +113,9 @@ def _fetch(store: Store, selected: ResultFilter | None, columns: list[str] | Non
         names = [name for name in names if name in wanted]
     query = (select(*[c[name] for name in names]).where(*where(selected, view_columns(table), run_ids))
              .order_by(c.run_id, c.host, c.power_mode, c.model_family, c.model, c.delegate, c.usb_port, c.threads))
-    with store.engine.connect() as connection:
+    with store.engine.connect() as connection, collector_paused():
         return names, connection.execute(query).all()
+
 
 
 def derive(store: Store, rows: Rows, wanted: set[str] | None = None) -> None:
