@@ -8,23 +8,24 @@ from contextlib import contextmanager
 
 
 @contextmanager
-def collector_paused(*, freeze: bool = False) -> Iterator[None]:
+def collector_paused() -> Iterator[None]:
     """No cyclic garbage collection inside the block; it resumes (if it was on) when the block ends.
 
     Each 700 new container objects set off a collection, and every tenth of those scans everything loaded so
     far: reading 10,000 rows (as many row objects) after SQLAlchemy's import cost `farm results` 0.07 s of its
     0.46 s of CPU in collections that found nothing. Rows, their columns and a module's import make no cycles
-    worth collecting on the way; whatever cycles they do make are collected after the block.
+    worth collecting on the way.
 
-    ``freeze``: for a command whose process ends with it. The first collection after the block would scan
-    everything made in it once more (0.02 s there); frozen (``gc.freeze``), the objects still alive are left
-    out of every later collection. Refcounting still frees them; only cycles among them stay until exit."""
+    When the block ends, what it made counts as old (``gc.freeze`` then ``gc.unfreeze`` moves every tracked
+    object into the oldest generation and restarts the young one's count): else the first collection after
+    it would scan all of it at once (0.02 s there). A full collection, which Python runs when enough has
+    outlived the young ones, still finds whatever cycles the block left."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
-        if freeze:
-            gc.freeze()
+        gc.freeze()
+        gc.unfreeze()
         if was_enabled:
             gc.enable()

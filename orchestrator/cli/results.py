@@ -93,9 +93,9 @@ def results(
     The table's "marks" column says "disturbed" (others used the benchmark's CPUs during its timed loop:
     disturbed_reason) and "invalid" (cut short by max_seconds, fewer than min_runs, throttled: invalid_reason).
     """
-    # One read and one print, and `farm` exits: collections while thousands of rows (and SQLAlchemy's import)
-    # are made would find nothing to free (orchestrator/gc_pause.py).
-    with collector_paused(freeze=True):
+    # One read and one print: collections while thousands of rows (and SQLAlchemy's import) are made would find
+    # nothing to free (orchestrator/gc_pause.py).
+    with collector_paused():
         from ..results.filters import STATUSES
         from ..store import open_store
 
