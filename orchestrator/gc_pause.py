@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import gc
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,3 +30,20 @@ def collector_paused() -> Iterator[None]:
         gc.unfreeze()
         if was_enabled:
             gc.enable()
+
+
+_EXIT_COLLECTION_SKIPPED = False
+
+
+def skip_exit_collection() -> None:
+    """Leave every object out of the collection Python runs as the process shuts down (``gc.freeze`` at exit).
+
+    That collection scans all that is still alive, SQLAlchemy's modules and a table's rows included, to free
+    what the exit frees anyway: 0.06-0.1 s of CPU after `farm results`, a fifth of the command here. For a
+    command that closes what it opens (the store, its output file): an object in a cycle whose ``__del__``
+    would still have work to do is not collected at exit. Called again, it registers nothing more; in a
+    process that runs commands in turn (the tests), it acts only when that process exits."""
+    global _EXIT_COLLECTION_SKIPPED
+    if not _EXIT_COLLECTION_SKIPPED:
+        atexit.register(gc.freeze)
+        _EXIT_COLLECTION_SKIPPED = True

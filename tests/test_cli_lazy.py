@@ -107,3 +107,21 @@ def test_the_collector_pauses_for_a_block_and_resumes_as_it_was() -> None:
     del cycle
     gc.collect()
     assert gc.garbage == [] and not any(isinstance(o, list) and len(o) == 1 and o[0] is o for o in gc.get_objects())
+
+
+def test_a_command_that_skips_the_exit_collection_exits_with_its_objects_frozen() -> None:
+    import subprocess
+    import sys
+
+    # The first atexit handler registered runs last: it sees what skip_exit_collection's handler did.
+    probe = ("import atexit, gc, sys\n"
+             "atexit.register(lambda: sys.stdout.write(f'frozen {gc.get_freeze_count()}\\n'))\n"
+             "from orchestrator.gc_pause import skip_exit_collection\n"
+             "skip_exit_collection(); skip_exit_collection()\n"
+             "rows = [[n] for n in range(1000)]\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60)
+    assert int(done.stdout.split()[-1]) >= 1000, done.stdout
+    unfrozen = subprocess.run([sys.executable, "-c", probe.replace("skip_exit_collection(); skip_exit_collection()",
+                                                                     "pass")],
+                              capture_output=True, text=True, check=True, timeout=60)
+    assert unfrozen.stdout.split()[-1] == "0"

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from ..errors import FarmError
-from ..gc_pause import collector_paused
+from ..gc_pause import collector_paused, skip_exit_collection
 from .options import (
     ColumnsOption,
     DbOption,
@@ -93,8 +93,9 @@ def results(
     The table's "marks" column says "disturbed" (others used the benchmark's CPUs during its timed loop:
     disturbed_reason) and "invalid" (cut short by max_seconds, fewer than min_runs, throttled: invalid_reason).
     """
-    # One read and one print: collections while thousands of rows (and SQLAlchemy's import) are made would find
-    # nothing to free (orchestrator/gc_pause.py).
+    # One read and one print: collections while thousands of rows (and SQLAlchemy's import) are made, or when
+    # the process exits, would find nothing to free (orchestrator/gc_pause.py).
+    skip_exit_collection()
     with collector_paused():
         from ..results.filters import STATUSES
         from ..store import open_store
