@@ -33,6 +33,7 @@ import math
 import os
 import random
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -90,9 +91,12 @@ def main(argv: list[str] | None = None) -> int:
     found: dict[str, dict[str, Any]] = {}
     scratch = Path(tempfile.mkdtemp(prefix="farm-bench-store-"))
     os.environ["FARM_DATA_DIR"] = str(scratch / "data")
-    for database in databases:
-        with bench_database(database, scratch, args.pg) as url:
-            found[database] = measure(url, args.scale, args.repeats)
+    try:
+        for database in databases:
+            with bench_database(database, scratch, args.pg) as url:
+                found[database] = measure(url, args.scale, args.repeats)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     report(found, args.scale)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
