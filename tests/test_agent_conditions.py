@@ -169,3 +169,44 @@ def test_power_sampler_uses_the_clock_heuristic_only_for_cpu_bound_runs(board: P
     assert waiting.summary()["throttled"] is False
     assert computing.summary()["throttled"] is True
     assert "below its limit" in computing.summary()["throttle_reasons"][0]
+
+
+class _CountingStop(type(conditions.threading.Event())):
+    """The sampler's stop event, recording how long each of its waits was asked to last."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waits: list[float] = []
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waits.append(timeout)
+        return super().wait(timeout)
+
+
+def _sampled(sampler: conditions.PowerSampler, seconds: float) -> tuple[list[float], float]:
+    sampler._stop = stop = _CountingStop()
+    with sampler:
+        time.sleep(seconds)
+    started = time.monotonic()
+    sampler.stop()
+    return stop.waits, time.monotonic() - started
+
+
+def test_power_sampler_without_rails_wakes_only_for_its_throttling_checks(board: Path) -> None:
+    hardware.install_devboard(board)  # no power monitor
+    waits, _ = _sampled(conditions.PowerSampler(interval=0.01, throttle_every=0.2), 0.5)
+    # Every 0.01 s would be about 50 wake-ups; one per throttling check is about 3.
+    assert 1 <= len(waits) <= 5 and all(w > 0.1 for w in waits[:-1])
+    patient = conditions.PowerSampler(interval=0.01, throttle_every=5.0)
+    waits, stop_s = _sampled(patient, 0.05)
+    assert stop_s < 1.0  # stop() ends a long wait at once
+    assert patient.summary()["throttle_checks"] == 1
+
+
+def test_power_sampler_with_rails_wakes_every_interval(board: Path) -> None:
+    hardware.install_jetson_nano(board)
+    hardware.install_ina3221(board)
+    sampler = conditions.PowerSampler(interval=0.01, throttle_every=0.2)
+    waits, _ = _sampled(sampler, 0.3)
+    assert len(waits) >= 10 and set(waits) == {0.01}
+    assert sampler.summary()["samples"] >= 10

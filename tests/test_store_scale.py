@@ -1,4 +1,5 @@
-"""The store at scale: farm's cell pivot agrees with v_results, the migration's indexes exist and are used,
+"""The store at scale: farm's cell pivot agrees with v_results and reads the cell totals (migration 0024),
+which each stored result is added to once and the migration back-fills,
 the fast revision check agrees with alembic's, and bench/store_scale.py runs end to end at a small scale.
 
 Timings are the bench's business: this checks what it measures is measured, never how fast.
@@ -13,14 +14,18 @@ import sys
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 
+from agent.bench import summarize
 from orchestrator.errors import FarmError
+from orchestrator.inventory import Host
 from orchestrator.own_packages import MIGRATIONS_DIR
 from orchestrator.results.pivot import cell_pivot, cell_pivot_sql
-from orchestrator.store import open_store
-from orchestrator.store.db import head_revision
+from orchestrator.store import open_store, records
+from orchestrator.store.db import Store, head_revision
+from orchestrator.store.jobs import ingest_result
 from orchestrator.store.revisions import head_from_files
+from orchestrator.store.schema import ModelRow
 from tests.seed_data import load_seed, load_seed_threads
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,17 +75,76 @@ def test_a_pivot_by_an_unknown_dimension_is_refused() -> None:
         cell_pivot_sql(("board", "colour"))
 
 
-def test_the_covering_indexes_exist_and_sqlite_answers_the_pivot_from_them(tmp_path: Path) -> None:
+def test_the_pivot_reads_the_cell_totals_not_the_results(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'farm.db'}"
     store = open_store(url)
     try:
         with store.engine.connect() as connection:
-            names = dict(connection.execute(text("SELECT name, tbl_name FROM sqlite_master WHERE type = 'index'")).all())
             plan = " | ".join(r[-1] for r in connection.execute(text("EXPLAIN QUERY PLAN " + cell_pivot_sql())))
     finally:
         store.close()
-    assert names["ix_jobs_status_cell"] == "jobs" and names["ix_results_job_median"] == "results"
-    assert "COVERING INDEX ix_jobs_status_cell" in plan and "COVERING INDEX ix_results_job_median" in plan, plan
+    assert "SCAN c" in plan and "results" not in plan and "jobs" not in plan, plan
+
+
+def cell_totals(store: Store) -> dict[tuple[object, ...], tuple[int, float]]:
+    with store.engine.connect() as connection:
+        rows = connection.execute(text("SELECT host_id, model_id, delegate, threads, power_mode, results, "
+                                       "total_median_ms FROM cell_totals")).all()
+    return {tuple(r[:5]): (r[5], r[6]) for r in rows}
+
+
+def test_each_stored_result_is_counted_once_in_its_cell(db_url: str) -> None:
+    """ingest_result adds to the cell in the result's own transaction: a second delivery adds nothing."""
+    store = open_store(db_url)
+    try:
+        host_id = records.upsert_host(store, Host(name="nano-1", transport="ssh", address="127.0.0.1", board="jetson-nano"))
+        with store.session() as session:
+            model = ModelRow(sha256="a" * 64, name="m1", family="conv_stack", params={}, source="generated",
+                             path="/m1.tflite", size_bytes=1, inputs=[], outputs=[])
+            session.add(model)
+            session.commit()
+            model_id = model.id
+        run_id = records.create_run(store, "m", "inv.yaml", [])
+        cells = [{"host_id": host_id, "model_id": model_id, "cell_key": f"c{i}", "delegate": "cpu", "threads": t,
+                  "timing": {}, "power_mode": mode} for i, (t, mode) in enumerate([(1, None), (1, None), (2, "5W")])]
+        job_ids = records.add_jobs(store, run_id, cells)
+        for job_id, median in zip(job_ids, (4.0, 6.0, 3.0), strict=True):
+            values = [int(median * 1e6)] * 3
+            result = {"job_id": str(job_id), "status": "succeeded", "runtime": {"name": "tflite_runtime"},
+                      "timing": {"samples_ns": values, "summary": summarize(values), "init_ms": 1.0,
+                                 "first_inference_ms": 1.0, "warmup_runs": 1}}
+            assert ingest_result(store, job_id, 1, f"{job_id}.1", None, "3.11", result)
+            assert not ingest_result(store, job_id, 1, f"{job_id}.1", None, "3.11", result)
+        totals = cell_totals(store)
+        pivot = cell_pivot(store, ("threads", "power_mode"))
+    finally:
+        store.close()
+    assert totals == {(host_id, model_id, "cpu", 1, ""): (2, 10.0), (host_id, model_id, "cpu", 2, "5W"): (1, 3.0)}
+    assert pivot == [{"threads": 1, "power_mode": None, "results": 2, "mean_median_ms": 5.0},
+                     {"threads": 2, "power_mode": "5W", "results": 1, "mean_median_ms": 3.0}]
+
+
+def test_migration_0024_back_fills_the_cell_totals_from_the_stored_results(db_url: str) -> None:
+    from alembic import command
+
+    from orchestrator.store.db import _alembic_config
+
+    store = open_store(db_url)
+    try:
+        load_seed(store)
+        load_seed_threads(store)
+        written = cell_totals(store)
+        config = _alembic_config(db_url)
+        command.downgrade(config, "0023")
+        with store.engine.connect() as connection:
+            assert "cell_totals" not in inspect(connection).get_table_names()
+        command.upgrade(config, "head")
+        back_filled = cell_totals(store)
+    finally:
+        store.close()
+    assert len(written) > 5 and back_filled.keys() == written.keys()
+    for key, (count, total) in written.items():
+        assert back_filled[key][0] == count and math.isclose(back_filled[key][1], total, rel_tol=1e-9)
 
 
 def bench_schemas(pg_server: str) -> int:

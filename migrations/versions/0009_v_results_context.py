@@ -40,13 +40,21 @@ def json_field(dialect: str, source: str, path: tuple, kind: str) -> str:
     return f"CAST({expr} AS {SQL_TYPES[kind]})"
 
 
-def view_sql(dialect: str, columns: dict | None = None, extra_selects: tuple = ()) -> str:
+def view_sql(dialect: str, columns: dict | None = None, extra_selects: tuple = (), jsonb_once: bool = False) -> str:
     """The view's CREATE statement; later migrations pass their own columns (a superset of JSON_COLUMNS,
-    lifted from f.facts, res.detail, j.job_doc or r.plan) and whole select expressions ("r.labels AS x")."""
+    lifted from f.facts, res.detail, j.job_doc or r.plan) and whole select expressions ("r.labels AS x").
+
+    ``jsonb_once`` (PostgreSQL, migration 0024 on): the result document and the facts are cast to jsonb once
+    per row and the columns lifted from that; ``->`` on a json column parses the whole text at every step."""
     columns = JSON_COLUMNS if columns is None else columns
     lifted = ",\n    ".join(
         [f"{json_field(dialect, *spec)} AS {name}" for name, spec in columns.items()] + list(extra_selects)
     )
+    once = ""
+    if jsonb_once and dialect == "postgresql":
+        lifted = lifted.replace("res.detail", "res_doc.d").replace("f.facts", "f_doc.d")
+        once = ("LEFT JOIN LATERAL (SELECT CAST(res.detail AS jsonb) AS d) res_doc ON true\n"
+                "LEFT JOIN LATERAL (SELECT CAST(f.facts AS jsonb) AS d) f_doc ON true\n")
     return f"""
 CREATE VIEW v_results AS
 SELECT
@@ -78,7 +86,7 @@ JOIN models m ON m.id = j.model_id
 LEFT JOIN models sm ON sm.id = m.source_model_id
 LEFT JOIN results res ON res.job_id = j.id
 LEFT JOIN host_facts f ON f.id = res.facts_id
-"""
+{once}"""
 
 
 def upgrade() -> None:

@@ -1,7 +1,8 @@
-"""The ``farm`` command line: one module per command group, registered on one app here.
+"""The ``farm`` command line: one module per command group, named here and loaded when it runs (lazy.py).
 
 Commands import what they run lazily, inside the command, so that ``farm --help`` stays fast and
-a command's dependencies (pandas, scipy, paramiko) load only when it runs.
+a command's dependencies (pandas, scipy, paramiko) load only when it runs; this module imports none of
+the command modules, so ``farm results`` does not pay for ``farm report``'s imports either.
 """
 
 from __future__ import annotations
@@ -11,31 +12,56 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from ..errors import FarmError
-from . import (
-    baseline,
-    compare,
-    db,
-    inventory,
-    lab,
-    models,
-    nightly,
-    reference,
-    report,
-    results,
-    run,
-    runs,
-    sites,
-    toolchain,
-)
-from .output import err_console
+from .lazy import Entry, LazyGroup
+
+# The order `farm --help` lists them in. Each help is the first paragraph of the command's own help
+# (tests/test_cli_imports.py holds them to it), so listing the commands loads none of them.
+COMMANDS = {
+    "toolchain": Entry("toolchain", "toolchain", "List toolchain versions per host and on the controller "
+                       "(edgetpu_compiler, libedgetpu, TFLite runtime, pycoral, L4T/JetPack, kernel) and record "
+                       "every change since the last probe as an event."),
+    "report": Entry("report", "report", "Build the seeds' tables and plots from stored results: latency (median, "
+                    "p90), thread sweep, Edge TPU speed-up over CPU, achieved GOPS/TOPS, the compiler report, "
+                    "published references beside the results, and latency-vs-layers and thread-sweep charts with "
+                    "error bars."),
+    "compare": Entry("compare", "compare", "Two runs side by side, cell by cell: medians, ratio B/A, and whether "
+                     "the change is beyond noise."),
+    "run": Entry("run", "run", "Run a benchmark matrix on the inventory's hosts and store every result."),
+    "submit": Entry("sites", "submit", "Store a run and its jobs for `farm serve` controllers to share, and return "
+                    "(needs PostgreSQL)."),
+    "serve": Entry("sites", "serve", "Serve submitted runs: claim the queued jobs of the hosts this inventory "
+                   "reaches and run them."),
+    "runs": Entry("runs", "runs", "List the newest runs: status, shared (submitted for `farm serve`) or not, jobs "
+                  "by status and site."),
+    "status": Entry("runs", "status", "One run's jobs per site and controller, with claim ages, lease left and "
+                    "each controller's heartbeat."),
+    "results": Entry("results", "results", "Show or export stored results, one row per job with its context."),
+    "query": Entry("results", "query", "Run read-only SQL on the store (try the v_results view); writes are "
+                   "refused."),
+    # `farm lab`: the separate farm_lab package's commands, or a stand-in saying how to get them (see lab.py).
+    "lab": Entry("lab", "lab_command", "A simulated lab of real OpenSSH servers on loopback addresses, each posing "
+                 "as a board (package farm_lab).", factory=True),
+    "db": Entry("db", "db_app", "Manage the results database."),
+    "inventory": Entry("inventory", "inventory_app", "Inspect inventories of hosts."),
+    "models": Entry("models", "models_app", "Register, build, inspect, check and compile models."),
+    "nightly": Entry("nightly", "nightly_app", "Nightly regression runs: probe toolchains, run the `nightly` "
+                     "matrix in trials, judge every cell against its baseline."),
+    "baseline": Entry("baseline", "baseline_app", "Accept and list the baselines nightly runs compare against."),
+    "reference": Entry("reference", "reference_app", "Import and list published reference times that `farm "
+                       "report` shows beside results."),
+}
+
+
+class FarmGroup(LazyGroup):
+    table = COMMANDS
+
 
 app = typer.Typer(
     help="farm: run edge-AI benchmark matrices on a farm of devices and keep every result.\n\n"
          "Example: farm run --matrix all   (this machine, default SQLite database)",
-    no_args_is_help=True, pretty_exceptions_enable=False,
+    cls=FarmGroup, no_args_is_help=True, pretty_exceptions_enable=False,
     # typer's own completion: `farm --install-completion` (bash, zsh, fish, PowerShell), `--show-completion`.
     add_completion=True,
 )
@@ -59,20 +85,10 @@ def _farm(version: Annotated[bool, typer.Option("--version", callback=_print_ver
           log_file: Annotated[Path | None, typer.Option(
               "--log-file", help="Append the full debug log (farm's and paramiko's, secrets redacted) to this "
                                  "file")] = None) -> None:
-    from ..logsetup import configure
+    if verbose or log_file is not None:  # else there is nothing to configure, and no need to import it
+        from ..logsetup import configure
 
-    configure(verbose, log_file)
-
-
-# Registration order is the order `farm --help` lists them.
-for name, command in (("toolchain", toolchain.toolchain), ("report", report.report), ("compare", compare.compare),
-                      ("run", run.run), ("submit", sites.submit), ("serve", sites.serve), ("runs", runs.runs),
-                      ("status", runs.status), ("results", results.results), ("query", results.query)):
-    app.command(name)(command)
-for name, group in (("db", db.db_app), ("inventory", inventory.inventory_app), ("models", models.models_app),
-                    ("nightly", nightly.nightly_app), ("baseline", baseline.baseline_app),
-                    ("reference", reference.reference_app)):
-    app.add_typer(group, name=name)
+        configure(verbose, log_file)
 
 
 def _store_or_os_error(exc: BaseException) -> bool:
@@ -85,8 +101,6 @@ def _store_or_os_error(exc: BaseException) -> bool:
 
 
 def main() -> None:
-    # `farm lab`: the separate farm_lab package, loaded only when the command line asks for it (see lab.py).
-    lab.register_lab(app)
     try:
         try:
             app()
@@ -97,7 +111,10 @@ def main() -> None:
 
             raise as_user_error(exc) from exc
     except FarmError as exc:
+        from rich.markup import escape
+
         from ..exit_codes import for_exception
+        from .output import err_console
 
         # escape: "[web:vars]" or "www[01:50]" in a message is the user's text, not Rich markup
         err_console.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False, soft_wrap=True)

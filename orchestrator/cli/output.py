@@ -46,6 +46,17 @@ def result_marks(row: object) -> str:
     return ", ".join(marks)
 
 
+def marks_column(disturbed: list, valid: list) -> list[str]:
+    """result_marks of every row, from its two columns (a few distinct pairs: each judged once)."""
+    judged: dict[tuple, str] = {}
+    out = []
+    for pair in zip(disturbed, valid, strict=True):
+        if pair not in judged:
+            judged[pair] = result_marks({"disturbed": pair[0], "valid": pair[1]})
+        out.append(judged[pair])
+    return out
+
+
 def value_of(row: object, column: str) -> int | None:
     value = row.get(column) if isinstance(row, dict) else getattr(row, column, None)
     try:

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from ..errors import FarmError
+from ..gc_pause import collector_paused, skip_exit_collection
 from .options import (
     ColumnsOption,
     DbOption,
@@ -27,7 +28,7 @@ from .options import (
     check_format,
     result_filter,
 )
-from .output import console, emit, result_marks
+from .output import console, emit, marks_column
 from .tables import Layout, RowTable, parse_columns, print_table
 
 # "simulated": results from the simulated lab's stand-in Edge TPU say so next to their numbers (a column only
@@ -92,51 +93,62 @@ def results(
     The table's "marks" column says "disturbed" (others used the benchmark's CPUs during its timed loop:
     disturbed_reason) and "invalid" (cut short by max_seconds, fewer than min_runs, throttled: invalid_reason).
     """
-    from ..results.filters import STATUSES
-    from ..store import open_store
+    # One read and one print: collections while thousands of rows (and SQLAlchemy's import) are made, or when
+    # the process exits, would find nothing to free (orchestrator/gc_pause.py).
+    skip_exit_collection()
+    with collector_paused():
+        from ..results.filters import STATUSES
+        from ..store import open_store
 
-    if status not in STATUSES:
-        raise FarmError(f"--status must be one of {', '.join(STATUSES)}, not '{status}'")
-    check_format(output_format)
-    selected = result_filter(run_id=run_id, since=since, until=until, tag=tag, host=host, model=model,
-                             delegate=delegate, threads=threads, power_mode=power_mode, usb_speed=usb_speed,
-                             label=label, latest=latest, status=status)
-    if output_format == "table" and not group_by and output is None:
-        # The table needs no pandas: rows straight from the store (orchestrator/results/rows.py).
-        from ..results.rows import results_rows
+        if status not in STATUSES:
+            raise FarmError(f"--status must be one of {', '.join(STATUSES)}, not '{status}'")
+        check_format(output_format)
+        selected = result_filter(run_id=run_id, since=since, until=until, tag=tag, host=host, model=model,
+                                 delegate=delegate, threads=threads, power_mode=power_mode, usb_speed=usb_speed,
+                                 label=label, latest=latest, status=status)
+        if output_format == "table" and not group_by and output is None:
+            # The table needs no pandas: columns straight from the store (orchestrator/results/rows.py).
+            from ..results.rows import results_columns
+
+            store = open_store(db)
+            try:
+                # --columns may name any view column: then every one is read, to check the names against.
+                wanted = None if columns else [*(c for c in TABLE_COLUMNS if c != "marks"), *MARKED_BY]
+                values = results_columns(store, selected, wanted)
+            finally:
+                store.close()
+            values["marks"] = marks_column(values["disturbed"], values["valid"])
+            shown_labels: dict[object, str] = {}  # a run's labels, once per run rather than once per row
+            labels = []
+            for stored in values["run_labels"]:
+                if not isinstance(stored, str):
+                    labels.append(_labels_text(stored))
+                    continue
+                if stored not in shown_labels:
+                    shown_labels[stored] = _labels_text(stored)
+                labels.append(shown_labels[stored])
+            values["run_labels"] = labels
+            chosen = parse_columns(columns, list(values))
+            print_table(console, RowTable(values), RESULTS_LAYOUT, wide=wide, columns=chosen)
+            return
+        from ..results import GROUPS, grouped, results_frame
 
         store = open_store(db)
         try:
-            # --columns may name any view column: then every one is read, to check the names against.
-            wanted = None if columns else [*(c for c in TABLE_COLUMNS if c != "marks"), *MARKED_BY]
-            rows = results_rows(store, selected, wanted)
+            frame = results_frame(store, selected)
         finally:
             store.close()
-        for record in rows.records:
-            record["marks"] = result_marks(record)
-            record["run_labels"] = _labels_text(record.get("run_labels"))
-        chosen = parse_columns(columns, [*rows.columns, "marks"])
-        print_table(console, RowTable([*rows.columns, "marks"], rows.records), RESULTS_LAYOUT, wide=wide,
-                    columns=chosen)
-        return
-    from ..results import GROUPS, grouped, results_frame
-
-    store = open_store(db)
-    try:
-        frame = results_frame(store, selected)
-    finally:
-        store.close()
-    if group_by:
-        bad = [g for g in group_by if g not in GROUPS]
-        if bad:
-            raise FarmError(f"--group-by {bad[0]}: choose from {', '.join(GROUPS)}")
-        frame = grouped(frame, list(group_by))
-        emit(frame, output_format, output)
-        return
-    if columns:  # CSV and JSON: the asked columns, under v_results' names
-        frame = frame[parse_columns(columns, list(frame.columns))]
-    # CSV and JSON keep v_results' names, the same as `farm report --export` writes; the table may be terse.
-    emit(frame, output_format, output, headings={"run_id": "run"})
+        if group_by:
+            bad = [g for g in group_by if g not in GROUPS]
+            if bad:
+                raise FarmError(f"--group-by {bad[0]}: choose from {', '.join(GROUPS)}")
+            frame = grouped(frame, list(group_by))
+            emit(frame, output_format, output)
+            return
+        if columns:  # CSV and JSON: the asked columns, under v_results' names
+            frame = frame[parse_columns(columns, list(frame.columns))]
+        # CSV and JSON keep v_results' names, the same as `farm report --export` writes; the table may be terse.
+        emit(frame, output_format, output, headings={"run_id": "run"})
 
 
 def _labels_text(stored: object) -> str:

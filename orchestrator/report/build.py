@@ -9,6 +9,7 @@ import pandas as pd
 from ..results import ModelInfo, ResultFilter, model_rows, results_frame
 from ..store.db import Store
 from . import cross_runtime, edgetpu, gpu, interference, multitpu, plots, references, tables
+from .columns import REPORT_COLUMNS
 
 
 @dataclass
@@ -62,7 +63,7 @@ def build_report(store: Store, selection: ResultFilter, *, with_plots: bool = Tr
     with its spread; ``reference_band`` is how far (a fraction) a result may sit from its published
     reference before it is flagged; ``include_invalid`` computes speed-ups from invalid results too."""
     centre, spread = tables.stat_columns(stat)
-    every = results_frame(store, replace(selection, status="all"))
+    every = results_frame(store, replace(selection, status="all"), REPORT_COLUMNS)
     succeeded = every[every["status"] == "succeeded"].reset_index(drop=True)
     # Multi-model and pipeline cells have tables of their own: the seeds' older tables compare one model each.
     frame, several = multitpu.split(succeeded)
@@ -85,17 +86,20 @@ def build_report(store: Store, selection: ResultFilter, *, with_plots: bool = Tr
     if frame.empty:
         return report
     words = f"{centre.removesuffix('_ms')} and {spread.removesuffix('_ms')}"
+    # The newest result of each cell, once: most tables read only these (a 20th of 1,000 nightlies' rows), and
+    # newest_per_cell of its own output is that output, so each table's own call is cheap.
+    newest = tables.newest_per_cell(frame)
     add(Section(LATENCY, f"The {words} of the timed invokes (ms), by model × host × power mode × USB speed × "
-                "delegate × threads; the newest result of each cell.", {"": tables.latency(frame, stat)}))
-    sweep = tables.thread_sweep(frame, stat)
+                "delegate × threads; the newest result of each cell.", {"": tables.latency(newest, stat)}))
+    sweep = tables.thread_sweep(newest, stat)
     if sweep:
         add(Section(THREADS, f"The {words} (ms) at each thread count, one block per host (SEEDS §1 layout).",
                     sweep))
-    modes = tables.power_modes(frame)
+    modes = tables.power_modes(newest)
     if not modes.empty:
         add(Section(POWER, "Median latency (ms) at each power mode, each at its fastest thread count, and how many "
                     "times slower a lower mode is than the highest.", {"": modes}))
-    flagged = interference.table(tables.newest_per_cell(frame))
+    flagged = interference.table(newest)
     if not flagged.empty:
         add(Section(DISTURBED, "Results whose timed loop others disturbed (cpu_share: the benchmark's share of the "
                     "CPU it wanted; other_load: cores others used) or that broke a validity rule (cut short by "
@@ -112,12 +116,12 @@ def build_report(store: Store, selection: ResultFilter, *, with_plots: bool = Tr
                     {"": speed}))
     else:
         report.notes.append("No Edge TPU speed-up: the results lack Edge TPU or CPU results of the same models.")
-    across = cross_runtime.cross_runtime(tables.newest_per_cell(frame))
+    across = cross_runtime.cross_runtime(newest)
     if not across.empty:
         add(Section(CROSS_RUNTIME, "One model, one board, each runtime (TFLite, ONNX Runtime, ...) at its fastest "
                     "thread count; the same architecture in each runtime's format. vs_fastest: time over the "
                     "fastest runtime's.", {"": across}))
-    rate = tables.throughput(frame)
+    rate = tables.throughput(newest)
     if not rate.empty:
         add(Section(THROUGHPUT, "Operations per inference (multiply + add = 2) / median time.", {"": rate}))
     _add_gpu_sections(report, frame)
@@ -129,7 +133,7 @@ def build_report(store: Store, selection: ResultFilter, *, with_plots: bool = Tr
     # Compile facts hold whether or not a cell ran: an Edge TPU cell skipped on a host without a TPU still
     # names the compiled model the matrix asked for.
     _add_edgetpu_sections(report, store, _with_segments(store, every["model_sha256"].dropna().unique().tolist()))
-    _add_references(report, store, frame, reference_band)
+    _add_references(report, store, newest, reference_band)
     context = tables.hosts_and_toolchains(frame)
     if not context.empty:
         add(Section(CONTEXT, "What the results were measured with, as each host reported it (several values: the "

@@ -11,12 +11,18 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import JSON, ColumnElement, DateTime, Integer, select
+from sqlalchemy import column as sql_column
+from sqlalchemy import table as sql_table
 
 from ..errors import FarmError
 from ..labels import matches as label_matches
 from ..store.db import Store
-from ..store.schema import RunRow
+
+# The columns of `runs` a filter reads, as a Core table: the ORM's (store/schema.py RunRow, whose types these
+# are; tests/test_cli_imports.py compares them) would cost `farm results` SQLAlchemy's ORM import.
+RUNS = sql_table("runs", sql_column("id", Integer), sql_column("started_at", DateTime(timezone=True)),
+                 sql_column("tags", JSON), sql_column("labels", JSON))
 
 STATUSES = ("succeeded", "failed", "skipped", "cancelled", "queued", "dispatched", "running", "all")
 
@@ -107,9 +113,9 @@ def _utc(moment: datetime) -> datetime:
 
 def select_runs(store: Store, selected: ResultFilter) -> list[int]:
     """The ids of the runs the filter names, oldest first; run ids not in the store are left out."""
-    with store.session() as session:
-        runs = list(session.execute(select(RunRow.id, RunRow.started_at, RunRow.tags, RunRow.labels)
-                                    .order_by(RunRow.id)))
+    c = RUNS.c
+    with store.engine.connect() as connection:
+        runs = list(connection.execute(select(c.id, c.started_at, c.tags, c.labels).order_by(c.id)))
     chosen = []
     for run_id, started_at, tags, labels in runs:
         if selected.runs and run_id not in selected.runs:
@@ -130,6 +136,6 @@ def missing_runs(store: Store, run_ids: tuple[int, ...] | list[int]) -> list[int
     """The run ids of these that the store does not hold."""
     if not run_ids:
         return []
-    with store.session() as session:
-        known = set(session.scalars(select(RunRow.id).where(RunRow.id.in_(list(run_ids)))))
+    with store.engine.connect() as connection:
+        known = set(connection.scalars(select(RUNS.c.id).where(RUNS.c.id.in_(list(run_ids)))))
     return sorted(set(run_ids) - known)

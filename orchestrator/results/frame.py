@@ -25,15 +25,20 @@ __all__ = ["GROUPS", "ModelInfo", "_view", "grouped", "load_results", "model_row
            "view_columns"]
 
 
-def results_frame(store: Store, selected: ResultFilter | None = None) -> pd.DataFrame:
+def results_frame(store: Store, selected: ResultFilter | None = None,
+                  columns: list[str] | tuple[str, ...] | None = None) -> pd.DataFrame:
     """One row per job the filter selects: every column of ``v_results`` plus ``usb_speed`` (measured,
     else planned) and ``layers`` (a stack model's depth). A run id the store lacks is an error.
 
-    The rows are :func:`orchestrator.results.rows.results_rows`'; here they only get pandas' types."""
-    rows = results_rows(store, selected)
+    ``columns``: only these (``farm report`` reads 65 of the view's 97: each JSON column is parsed out of
+    the result document per row, in the database). The rows are
+    :func:`orchestrator.results.rows.results_rows`'; here they only get pandas' types."""
+    rows = results_rows(store, selected, None if columns is None else list(columns))
     frame = pd.DataFrame(rows.records, columns=rows.columns)
-    frame["usb_speed"] = frame["usb_speed"].astype("Int64")
-    frame["layers"] = pd.array(list(frame["layers"]), dtype="Int64")
+    if "usb_speed" in frame:
+        frame["usb_speed"] = frame["usb_speed"].astype("Int64")
+    if "layers" in frame:
+        frame["layers"] = pd.array(list(frame["layers"]), dtype="Int64")
     if "gops" in frame:
         frame["gops"] = pd.to_numeric(frame["gops"], errors="coerce")
     return utc_timestamps(frame)

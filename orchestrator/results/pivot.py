@@ -2,9 +2,9 @@
 board x model family x delegate x threads x power mode (or any subset of those).
 
 Through ``v_results`` the same GROUP BY joins every job to six tables and reads every result row (each
-holding its agent document) before grouping: about 9 ms per 1,000 results on SQLite. Here the jobs are
-grouped by their ids first, reading only the covering indexes of migration 0022, and the few hundred
-groups are joined to hosts and models afterwards: 8x less on the same data (bench/store_scale.py).
+holding its agent document) before grouping: seconds at a year of nightlies. Here it reads ``cell_totals``
+(migration 0024), one row per cell that the store adds each result to as it stores it: a few thousand
+rows whatever the number of results, grouped and joined to hosts and models (bench/store_scale.py).
 """
 
 from __future__ import annotations
@@ -16,46 +16,36 @@ from sqlalchemy import text
 from ..errors import FarmError
 from ..store.db import Store
 
-# Pivot dimension -> (the inner aggregate's column, the outer select's expression).
+# Pivot dimension -> (the cell column, the outer select's expression).
 DIMENSIONS = {
-    "board": ("j.host_id", "h.board"),
-    "host": ("j.host_id", "h.name"),
-    "model_family": ("j.model_id", "m.family"),
-    "model": ("j.model_id", "m.name"),
-    "delegate": ("j.delegate", "c.delegate"),
-    "threads": ("j.threads", "c.threads"),
-    "power_mode": ("j.power_mode", "c.power_mode"),
+    "board": ("host_id", "h.board"),
+    "host": ("host_id", "h.name"),
+    "model_family": ("model_id", "m.family"),
+    "model": ("model_id", "m.name"),
+    "delegate": ("delegate", "c.delegate"),
+    "threads": ("threads", "c.threads"),
+    # A cell without a power mode is keyed '' (a key column cannot be NULL); the view shows NULL.
+    "power_mode": ("power_mode", "NULLIF(c.power_mode, '')"),
 }
 DEFAULT_BY = ("board", "model_family", "delegate", "threads", "power_mode")
 
 
 def cell_pivot_sql(by: tuple[str, ...] = DEFAULT_BY, dialect: str = "sqlite") -> str:
-    """The pivot's SELECT. On SQLite the results' covering index is named: without ANALYZE statistics
-    (farm never runs it) the planner prefers the unique job_id index and reads every result row."""
+    """The pivot's SELECT (the same on both databases; ``dialect`` is kept for callers that pass it)."""
     unknown = [name for name in by if name not in DIMENSIONS]
     if unknown or not by:
         raise FarmError(f"cannot pivot by {unknown[0] if unknown else 'nothing'}: choose from "
                         f"{', '.join(DIMENSIONS)}")
-    inner = list(dict.fromkeys(DIMENSIONS[name][0] for name in by))  # each id column once, in order
-    aliases = {column: column.split(".", 1)[1] for column in inner}
-    outer = []
-    for name in by:
-        column, expression = DIMENSIONS[name]
-        if expression.startswith("c."):
-            expression = f"c.{aliases[column]}"
-        outer.append(f"{expression} AS {name}")
+    expressions = [DIMENSIONS[name][1] for name in by]
     joins = []
-    if any(DIMENSIONS[name][0] == "j.host_id" for name in by):
+    if any(DIMENSIONS[name][0] == "host_id" for name in by):
         joins.append("JOIN hosts h ON h.id = c.host_id")
-    if any(DIMENSIONS[name][0] == "j.model_id" for name in by):
+    if any(DIMENSIONS[name][0] == "model_id" for name in by):
         joins.append("JOIN models m ON m.id = c.model_id")
-    groups = ", ".join(expression.split(" AS ")[0] for expression in outer)
-    hint = " INDEXED BY ix_results_job_median" if dialect == "sqlite" else ""
-    return (f"SELECT {', '.join(outer)}, SUM(c.n) AS results, SUM(c.total_ms) / SUM(c.n) AS mean_median_ms\n"
-            f"FROM (SELECT {', '.join(inner)}, COUNT(*) AS n, SUM(res.median_ms) AS total_ms\n"
-            f"      FROM jobs j JOIN results res{hint} ON res.job_id = j.id WHERE j.status = 'succeeded'\n"
-            f"      GROUP BY {', '.join(inner)}) c\n"
-            f"{' '.join(joins)}\nGROUP BY {groups}\nORDER BY {groups}")
+    outer = ", ".join(f"{expression} AS {name}" for expression, name in zip(expressions, by, strict=True))
+    groups = ", ".join(expressions)
+    return (f"SELECT {outer}, SUM(c.results) AS results, SUM(c.total_median_ms) / SUM(c.results) AS mean_median_ms\n"
+            f"FROM cell_totals c {' '.join(joins)}\nGROUP BY {groups}\nORDER BY {groups}")
 
 
 def cell_pivot(store: Store, by: tuple[str, ...] = DEFAULT_BY) -> list[dict[str, Any]]:

@@ -10,11 +10,9 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import platformdirs
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
-from sqlalchemy.orm import Session, sessionmaker
 
 from ..errors import StoreError
 from ..own_packages import MIGRATIONS_DIR  # by location: a user's migrations/ on sys.path never runs
@@ -22,6 +20,7 @@ from .revisions import head_from_files, stored_revision
 
 if TYPE_CHECKING:
     from alembic.config import Config
+    from sqlalchemy.orm import Session, sessionmaker
 
 # alembic is imported only where a database is created, migrated or at an unexpected revision: a command
 # that opens a current database (farm results, farm report) reads both revisions without it (revisions.py).
@@ -30,7 +29,11 @@ DB_URL_ENV = "FARM_DB_URL"
 
 
 def data_dir() -> Path:
-    return Path(os.environ.get("FARM_DATA_DIR") or platformdirs.user_data_dir("farm"))
+    if os.environ.get("FARM_DATA_DIR"):
+        return Path(os.environ["FARM_DATA_DIR"])
+    import platformdirs  # only where no directory is given: --db and FARM_DATA_DIR need none
+
+    return Path(platformdirs.user_data_dir("farm"))
 
 
 def default_db_url() -> str:
@@ -141,7 +144,16 @@ class Store:
     def __init__(self, url: str, engine: Engine) -> None:
         self.url = url
         self.engine = engine
-        self.sessions = sessionmaker(engine, expire_on_commit=False)
+        self._sessions: sessionmaker[Session] | None = None
+
+    @property
+    def sessions(self) -> sessionmaker[Session]:
+        # The ORM on first use: `farm results` reads its rows with SQLAlchemy Core and never pays its import.
+        if self._sessions is None:
+            from sqlalchemy.orm import sessionmaker
+
+            self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        return self._sessions
 
     def session(self) -> Session:
         return self.sessions()

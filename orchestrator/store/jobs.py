@@ -17,6 +17,7 @@ from agent.result_reader import ResultView
 
 from ..lifecycle import TERMINAL, failure_class
 from ..power_usb import measured_columns
+from .cell_totals import add_result as add_to_cell_totals
 from .db import Store
 from .schema import HostRow, JobRow, ResultRow, SampleRow, utcnow
 
@@ -93,6 +94,7 @@ def ingest_result(store: Store, job_id: int, attempt: int, spool_key: str | None
         session.execute(insert(SampleRow), [
             {"result_id": row.id, "idx": index, "duration_ns": value} for index, value in enumerate(samples)
         ])
+        add_to_cell_totals(session, job_id, row.median_ms)
         session.execute(update(JobRow).where(JobRow.id == job_id).values(
             status="succeeded", finished_at=utcnow(), reason=None, error_kind=None, failure=None,
             attempt=case((JobRow.attempt > attempt, JobRow.attempt), else_=attempt)))

@@ -11,6 +11,7 @@ from agent.result_reader import ResultView
 
 from .. import __version__
 from ..inventory import Host
+from .cell_totals import add_result as add_to_cell_totals
 from .db import Store
 from .jobs import result_columns
 from .schema import HostFactsRow, HostRow, JobRow, ResultRow, RunRow, SampleRow, utcnow
@@ -136,6 +137,7 @@ def store_result(store: Store, job_id: int, facts_id: int | None, python_version
         session.execute(insert(SampleRow), [
             {"result_id": row.id, "idx": index, "duration_ns": value} for index, value in enumerate(samples)
         ])
+        add_to_cell_totals(session, job_id, row.median_ms)
         job = session.get(JobRow, job_id)
         assert job is not None
         job.status, job.finished_at, job.reason, job.error_kind = "succeeded", utcnow(), None, None

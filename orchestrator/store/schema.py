@@ -183,6 +183,22 @@ class ResultRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class CellTotalRow(Base):
+    """Per cell (host, model, delegate, threads, power mode): how many succeeded results and the sum of their
+    medians, added to in the transaction that stores each result (migration 0024), so that the cell pivot over
+    every result reads a few thousand rows, not every result (orchestrator/results/pivot.py)."""
+
+    __tablename__ = "cell_totals"
+    host_id: Mapped[int] = mapped_column(ForeignKey("hosts.id"), primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"), primary_key=True)
+    delegate: Mapped[str] = mapped_column(String(16), primary_key=True)
+    threads: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # '' for a job without one: a key column cannot be NULL (and NULLs never conflict in an upsert).
+    power_mode: Mapped[str] = mapped_column(String(64), primary_key=True)
+    results: Mapped[int] = mapped_column(Integer)
+    total_median_ms: Mapped[float] = mapped_column(Float)
+
+
 class SampleRow(Base):
     """Every timed invoke, in order, so any statistic can be recomputed later."""
 
