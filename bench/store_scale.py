@@ -177,6 +177,8 @@ def drop_ingest_runs(engine: Engine) -> None:
             total_median_ms = total_median_ms - COALESCE((SELECT SUM(median_ms) FROM results
                                                           WHERE id IN ({ids})), 0)
             WHERE host_id = 1 AND model_id = 1 AND delegate = 'cpu' AND threads = 1 AND power_mode = ''"""))
+        # A cell the fill never had is the ingest's alone: gone with it, as if never added to.
+        connection.execute(text("DELETE FROM cell_totals WHERE results <= 0"))
         connection.execute(text(f"DELETE FROM samples WHERE result_id IN ({ids})"))
         connection.execute(text(f"DELETE FROM results WHERE id IN ({ids})"))
         connection.execute(text("DELETE FROM jobs WHERE run_id IN (SELECT id FROM runs WHERE matrix = 'bench-ingest')"))
