@@ -107,7 +107,7 @@ def test_the_runtime_probe_runs_once_per_install_and_again_when_the_install_chan
     assert first["version"] == "1.2.3" and "StandinExecutionProvider" in first["providers"]
     assert import_count() == 1
     assert facts() == first and import_count() == 1, "an unchanged install was imported again"
-    assert (tmp_path / "state" / "backend-probes.json").is_file()
+    assert (tmp_path / "state" / "probe-cache.json").is_file()
 
     standin_onnxruntime(site, "1.2.4")  # an upgrade: the package's file is replaced
     assert facts()["version"] == "1.2.4" and import_count() == 2
@@ -128,9 +128,9 @@ def test_a_corrupt_probe_cache_is_probed_over_not_trusted(tmp_path: Path) -> Non
     standin_onnxruntime(site, "3.1.4")
     state = tmp_path / "state"
     state.mkdir()
-    (state / "backend-probes.json").write_text('{"half a file')
+    (state / "probe-cache.json").write_text('{"half a file')
     env = {"PYTHONPATH": str(site), "ORT_IMPORTS": str(tmp_path / "imports.txt"), "FARM_AGENT_DIR": str(state)}
     done = run(sys.executable, archive, "facts", env=env)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["backends"]["onnxruntime"]["version"] == "3.1.4"
-    assert json.loads((state / "backend-probes.json").read_text())  # rewritten whole
+    assert json.loads((state / "probe-cache.json").read_text())  # rewritten whole

@@ -10,7 +10,7 @@ lack most runtimes).
 
 import importlib
 
-from . import probe_cache
+from .. import probe_cache
 from .base import Backend, JobFailed, LoadOptions
 
 DEFAULT_BACKEND = "tflite"
