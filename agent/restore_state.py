@@ -7,7 +7,6 @@ does, from this file. SIGTERM and SIGHUP become SystemExit while a job runs, so
 """
 
 import contextlib
-import hashlib
 import os
 import signal
 import sys
@@ -36,6 +35,8 @@ def state_dir():
 def root_tag():
     """"root" on real hardware, else a short hash of the device root: simulated boards on one
     machine share a home directory, and each device root gets its own files."""
+    import hashlib  # here: its OpenSSL start is a tenth of an agent start's imports, for simulated boards only
+
     root = os.path.abspath(device_root())
     return "root" if root == "/" else hashlib.sha1(root.encode("utf-8")).hexdigest()[:12]
 

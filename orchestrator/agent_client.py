@@ -14,7 +14,7 @@ from typing_extensions import Self
 
 from agent.schema import SchemaError, validate_result
 
-from .deploy import deploy_agent, ensure_file
+from .deploy import agent_path, deploy_agent, ensure_file
 from .errors import TransportError
 from .transport.base import AgentChannel, Transport
 
@@ -33,11 +33,26 @@ class AgentSession:
         self._models_present: set[str] = set()  # checked or sent on this session: no stat per job
 
     def open(self) -> AgentSession:
-        deployment = deploy_agent(self.transport)
-        self.uploaded_agent = deployment.uploaded
-        self._channel = self.transport.start([self.host.python, deployment.remote_path, "serve"])
-        self.request({"op": "ping"}, timeout=FACTS_TIMEOUT)
+        """Start the agent this controller would deploy; upload it first only if starting it fails for want of it.
+
+        Asking first (an SFTP session and a ``stat``: three round trips and a process on the host) would
+        cost every contact what only the first contact with a new agent needs.
+        """
+        remote = agent_path(self.transport)
+        try:
+            self._start(remote)
+        except TransportError:
+            self.close()
+            if self.transport.exists(remote):
+                raise  # the agent is there: it failed for another reason, which the message says
+            deployment = deploy_agent(self.transport)
+            self.uploaded_agent = deployment.uploaded
+            self._start(deployment.remote_path)
         return self
+
+    def _start(self, remote: str) -> None:
+        self._channel = self.transport.start([self.host.python, remote, "serve"])
+        self.request({"op": "ping"}, timeout=FACTS_TIMEOUT)
 
     def request(self, message: dict[str, Any], timeout: float | None) -> dict[str, Any]:
         if self._channel is None:

@@ -119,6 +119,7 @@ class SshTransport(Transport):
             allow_agent=True,
             banner_timeout=self.connect_timeout,
             auth_timeout=self.connect_timeout,
+            transport_factory=_aead_first_transport,
         )
         connection.connect_kwargs.pop("password", None)
         # Fabric trusts any host key (AutoAddPolicy); every hop, ProxyJump gateways included, must check ours.
@@ -505,6 +506,20 @@ def fingerprint(key: paramiko.PKey) -> str:
 
 def _known_hosts_name(connection: Connection) -> str:
     return connection.host if connection.port == 22 else f"[{connection.host}]:{connection.port}"
+
+
+def _aead_first_transport(sock: Any, **kwargs: Any) -> paramiko.Transport:
+    """A paramiko transport that offers AES-GCM first (every other cipher still offered after it).
+
+    paramiko prefers AES-CTR with an HMAC, whose tag it compares in Python byte by byte for every
+    packet; GCM authenticates inside the cipher, in C: 0.3 ms less controller CPU per connection
+    (bench/ssh_farm.py), and less per agent message. OpenSSH has offered it since 6.2 (2013).
+    """
+    transport = paramiko.Transport(sock, **kwargs)
+    options = transport.get_security_options()
+    aead = [name for name in options.ciphers if name.endswith("-gcm@openssh.com")]
+    options.ciphers = tuple(aead + [name for name in options.ciphers if name not in aead])
+    return transport
 
 
 def _tune_socket(sock: socket.socket) -> None:
