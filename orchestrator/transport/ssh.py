@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import errno
+import functools
 import hashlib
 import logging
 import math
@@ -522,7 +523,12 @@ def _config_paths(value: object) -> list[Path]:
     """An ssh_config file list ("~/.ssh/a %d/.ssh/b", or a list of them) as paths; 'none' means none."""
     if not value:
         return []
-    items = value if isinstance(value, list) else [value]
+    # Every host of an inventory names the same files: shlex and expanduser once per value and home.
+    return list(_parsed_paths(tuple(value) if isinstance(value, list) else (value,), str(Path.home())))
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed_paths(items: tuple[object, ...], _home: str) -> tuple[Path, ...]:
     paths = []
     for item in items:
         for word in shlex.split(str(item)):
@@ -530,7 +536,7 @@ def _config_paths(value: object) -> list[Path]:
                 continue
             word = word.replace("%d", str(Path.home())).replace("%%", "%")
             paths.append(Path(os.path.expanduser(word)))
-    return paths
+    return tuple(paths)
 
 
 def fingerprint(key: paramiko.PKey) -> str:

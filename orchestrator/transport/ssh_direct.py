@@ -26,7 +26,24 @@ _FABRIC_FILES = [f"{prefix}.{suffix}" for prefix in ("/etc/fabric", "~/.fabric")
 _SSH_FILES = ["~/.ssh/config", "/etc/ssh/ssh_config"]
 
 _lock = threading.Lock()
-_cached: tuple[tuple[Any, ...], Config] | None = None
+_cached: tuple[tuple[Any, ...], _Settings] | None = None
+
+
+@dataclass(frozen=True)
+class _Settings:
+    """What ``resolve`` reads of fabric's Config, read out once: each attribute of an invoke config is a
+    walk through its layers (0.1 ms for the handful a connection needs)."""
+
+    ssh_config: paramiko.SSHConfig
+    connect_kwargs: dict[str, Any]
+    port: int
+    user: str
+    needs_fabric: bool  # a gateway or an authentication strategy in fabric's own config
+
+    @classmethod
+    def read(cls, config: Config) -> _Settings:
+        return cls(config.base_ssh_config, dict(config.connect_kwargs), int(config.port), config.user,
+                   bool(config.gateway) or getattr(config.authentication, "strategy_class", None) is not None)
 
 
 def _identity() -> tuple[Any, ...]:
@@ -41,13 +58,13 @@ def _identity() -> tuple[Any, ...]:
     return tuple(found)
 
 
-def base_config() -> Config:
-    """fabric's Config with its files loaded, shared while none of them changes: read it, never write it."""
+def _settings() -> _Settings:
+    """fabric's Config with its files loaded, read out once while none of them changes."""
     global _cached
     identity = _identity()
     with _lock:
         if _cached is None or _cached[0] != identity:
-            _cached = (identity, Config())
+            _cached = (identity, _Settings.read(Config()))
         return _cached[1]
 
 
@@ -81,11 +98,11 @@ def resolve(address: str, user: str | None, port: int | None, connect_timeout: i
     fabric itself (a gateway, an authentication strategy) or the address is fabric's user@host:port shorthand."""
     if "@" in address or address.count(":") == 1:
         return None  # shorthand: fabric parses it (and refuses it beside user or port)
-    config = base_config()
-    if getattr(config.authentication, "strategy_class", None) is not None:
+    config = _settings()
+    if config.needs_fabric:
         return None
-    ssh_config = config.base_ssh_config.lookup(address)
-    if "proxyjump" in ssh_config or "proxycommand" in ssh_config or config.gateway:
+    ssh_config = config.ssh_config.lookup(address)
+    if "proxyjump" in ssh_config or "proxycommand" in ssh_config:
         return None
     keys: list[str] = []
     for value in (config.connect_kwargs.get("key_filename") or [], ssh_config.get("identityfile") or []):
