@@ -3,9 +3,9 @@
 Python imports a zip's modules from source every time (zipimport never writes
 ``.pyc`` files), so each start of an archive compiles the whole agent again:
 130 ms of a simulated board's 150 ms ``serve`` start. The first start unpacks the
-archive into a folder named like it (``agent-HASH.pyz`` -> ``agent-HASH.d``), compiles
-it, and renames it into place in one atomic step, so no process ever sees half a copy;
-from then on a start costs what importing compiled modules costs. Where
+archive into a folder named like it (``agent-HASH.pyz`` -> ``agent-HASH.d``) and renames
+it into place in one atomic step, so no process ever sees half a copy; from then on a
+start costs what importing compiled modules costs. Where
 the folder cannot be written (a read-only home), the agent runs from the archive
 as before.
 
@@ -33,9 +33,11 @@ def unpacked_folder(archive):
         shutil.rmtree(temporary, ignore_errors=True)
         with zipfile.ZipFile(archive) as bundle:
             bundle.extractall(temporary)
-        # Compiled here, not left to the first imports: PYTHONDONTWRITEBYTECODE would stop those from
-        # writing byte code, but not later starts from reading it.
-        compileall.compile_dir(temporary, quiet=1)
+        # Where PYTHONDONTWRITEBYTECODE (or -B) stops imports from writing byte code, it is written here, for
+        # later starts to read; elsewhere each module is compiled by its first import, so a first start
+        # compiles only what that start imports.
+        if sys.dont_write_bytecode:
+            compileall.compile_dir(temporary, quiet=1)
         os.rename(temporary, target)
     except (OSError, IOError, zipfile.BadZipfile):
         # Another agent starting at the same moment may have renamed its copy first: then use that one.

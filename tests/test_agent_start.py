@@ -32,19 +32,20 @@ def run(python: str, archive: Path, *args: str, env: dict[str, str] | None = Non
                           env={**os.environ, **(env or {})}, check=False)
 
 
-@pytest.mark.parametrize("python", ["3.6", "this"])
-def test_the_first_start_unpacks_the_archive_and_later_starts_run_from_byte_code(tmp_path: Path,
-                                                                                python: str) -> None:
+@pytest.mark.parametrize(("python", "no_byte_code"), [("3.6", "1"), ("3.6", ""), ("this", "1"), ("this", "")])
+def test_the_first_start_unpacks_the_archive_and_later_starts_run_from_byte_code(
+        tmp_path: Path, python: str, no_byte_code: str) -> None:
     interpreter = python36() if python == "3.6" else sys.executable
     archive = deployed(tmp_path)
     folder = tmp_path / build_agent().unpacked_name
-    done = run(interpreter, archive, "version")
+    # With PYTHONDONTWRITEBYTECODE the unpack compiles everything; without, the imports write their own.
+    done = run(interpreter, archive, "version", env={"PYTHONDONTWRITEBYTECODE": no_byte_code})
     assert done.returncode == 0, done.stderr
     assert (folder / "agent" / "__init__.py").read_bytes() == (Path("agent") / "__init__.py").read_bytes()
     cached = sorted(p.name for p in (folder / "agent" / "__pycache__").iterdir())
     assert any(name.startswith("__main__.") and name.endswith(".pyc") for name in cached), cached
     inode = folder.stat().st_ino
-    again = run(interpreter, archive, "version")
+    again = run(interpreter, archive, "version", env={"PYTHONDONTWRITEBYTECODE": no_byte_code})
     assert again.returncode == 0 and again.stdout == done.stdout
     assert folder.stat().st_ino == inode, "the second start unpacked the archive again"
     assert sorted(p.name for p in tmp_path.glob("agent-*")) == sorted([archive.name, folder.name])
