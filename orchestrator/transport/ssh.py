@@ -583,6 +583,7 @@ class SshChannel(AgentChannel):
         self.host_name = host_name
         self._lines: queue.Queue[bytes | None] = queue.Queue()
         self._stderr: deque[str] = deque(maxlen=50)
+        self._stderr_done = threading.Event()
         threading.Thread(target=self._pump_stdout, name=f"ssh-stdout-{host_name}", daemon=True).start()
         threading.Thread(target=self._pump_stderr, name=f"ssh-stderr-{host_name}", daemon=True).start()
 
@@ -592,8 +593,11 @@ class SshChannel(AgentChannel):
         self._lines.put(None)
 
     def _pump_stderr(self) -> None:
-        for line in _lines_of(self.channel.recv_stderr):
-            self._stderr.append(line.decode("utf-8", "replace").rstrip())
+        try:
+            for line in _lines_of(self.channel.recv_stderr):
+                self._stderr.append(line.decode("utf-8", "replace").rstrip())
+        finally:
+            self._stderr_done.set()
 
     def send_line(self, line: str) -> None:
         try:
@@ -609,8 +613,10 @@ class SshChannel(AgentChannel):
                                  f"{self.stderr_tail()}") from None
         if line is None:
             self._lines.put(None)
-            # The exit status follows EOF closely; wait briefly so the message can say it.
+            # The exit status and the rest of stderr follow EOF closely; wait briefly so the message can say them
+            # (a process that could not start says why on stderr: "can't open file ...").
             self.channel.status_event.wait(2.0)
+            self._stderr_done.wait(2.0)
             code = self.channel.exit_status if self.channel.status_event.is_set() else None
             transport = self.channel.get_transport()
             if code not in (None, -1):
