@@ -15,6 +15,7 @@ import ipaddress
 import json
 import os
 import shutil
+import subprocess
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,7 +25,9 @@ import yaml
 
 from . import board_hardware, standin_libedgetpu
 from .account import Account, LabError, lab_account
-from .boards import BOARDS, DEFAULT_BOARDS, write_device_root
+from .boards import BOARDS, DEFAULT_BOARDS
+from .device_roots import DeviceRoots
+from .parallel import each_in_order
 from .pythons import PythonEnv, default_cache_dir, file_lock, prepare
 from .sshd import Sshd, generate_key, require_openssh
 
@@ -177,7 +180,7 @@ class Lab:
             self.state_path.write_text(json.dumps({
                 "version": STATE_VERSION, "id": self.id, "user": account.name, "home": str(account.home),
                 "public_dir": str(public), "hosts": [asdict(h) for h in planned]}, indent=2) + "\n")
-            host_keys = {host.name: self._start(host, account, public, say) for host in planned}
+            host_keys = self._start_all(planned, account, public, say)
             self._write_known_hosts(planned, host_keys)
             self._write_ssh_config(planned, account)
             self._write_inventory(planned, account, public)
@@ -221,8 +224,30 @@ class Lab:
         authorized.chmod(0o644)
         return public
 
-    def _start(self, host: LabHost, account: Account, public: Path, say: Callable[[str], None]) -> str:
-        """Bring one host up (if it is not, or runs an old config); returns its public host key."""
+    def _start_all(self, planned: list[LabHost], account: Account, public: Path,
+                   say: Callable[[str], None]) -> dict[str, str]:
+        """Bring every host up, several at once; their public host keys by name.
+
+        Lines come in host order. When a host cannot start, the hosts already started stay up (the
+        state file lists them for `down`, and the next `up` finds them up) and no further host starts.
+        """
+        roots = DeviceRoots(self.dir / "device-templates", account, self._libedgetpu)
+        keys: dict[str, str] = {}
+        failures: list[tuple[LabHost, Exception]] = []
+        for outcome in each_in_order(lambda host: self._start(host, account, public, roots), planned):
+            if outcome.error is not None:
+                failures.append((outcome.item, outcome.error))
+            elif outcome.value is not None:
+                keys[outcome.item.name], line = outcome.value
+                say(line)
+        if failures:
+            raise _start_failure(failures)
+        return keys
+
+    def _start(self, host: LabHost, account: Account, public: Path, roots: DeviceRoots) -> tuple[str, str]:
+        """Bring one host up (if it is not, or runs an old config); its public host key and a line to say.
+
+        Runs beside other hosts' starts: it touches only this host's files and processes."""
         sshd = self._sshd(host, account.name, public)
         host_key = sshd.ensure_host_key()
         changed = sshd.write_config()
@@ -232,17 +257,12 @@ class Lab:
         stale = library is not None and board_hardware.has_edgetpu(BOARDS[host.board]) and \
             board_hardware.library_folder(BOARDS[host.board], device_root) is None
         if running and not changed and device_root.is_dir() and not stale:
-            say(f"{host.name}: already up on {host.address}:{host.port}")
-            return host_key
+            return host_key, f"{host.name}: already up on {host.address}:{host.port}"
         if running:
             sshd.stop()
-        write_device_root(BOARDS[host.board], device_root)
-        # nvpmodel, rails, USB accelerators, and the stand-in libedgetpu where the board has an Edge TPU
-        board_hardware.install(BOARDS[host.board], device_root, library)
-        account.chown(device_root)  # stand-in tools (nvpmodel, governors) may change its files
+        roots.lay_out(BOARDS[host.board], device_root)
         sshd.start()
-        say(f"{host.name}: up on {host.address}:{host.port} as {BOARDS[host.board].description}")
-        return host_key
+        return host_key, f"{host.name}: up on {host.address}:{host.port} as {BOARDS[host.board].description}"
 
     def down(self, *, purge: bool = False) -> list[str]:
         """Stop every sshd of the lab (and the sessions they serve); names of those that were running."""
@@ -315,3 +335,20 @@ class Lab:
         text = yaml.safe_dump({"defaults": defaults, "hosts": entries}, sort_keys=False, default_flow_style=None,
                               width=1000)
         self.inventory_path.write_text(header + text)
+
+
+def _start_failure(failures: list[tuple[LabHost, Exception]]) -> Exception:
+    """One error naming the first host (in host order) that could not start, and any others."""
+    host, error = failures[0]
+    if isinstance(error, LabError):
+        message = str(error) if host.name in str(error) else f"{host.name} could not start: {error}"
+    elif isinstance(error, (OSError, subprocess.SubprocessError)):
+        message = f"{host.name} could not start: {error}"
+    else:
+        return error  # a bug, not the machine: its own traceback says most
+    others = [h.name for h, _ in failures[1:]]
+    if others:
+        message += f" (and {len(others)} more could not start: {', '.join(others)})"
+    failure = LabError(message)
+    failure.__cause__ = error
+    return failure

@@ -14,6 +14,7 @@ import re
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import time
 from dataclasses import dataclass
@@ -154,6 +155,21 @@ class Sshd:
         except OSError:
             return False
 
+    def bound(self, pid: int) -> bool:
+        """Whether a socket listens on our address and port in ``pid``'s network namespace.
+
+        Read from the kernel's table rather than by connecting: sshd forks and re-executes itself for
+        every connection, a cost a 250-host lab paid once per host just to learn it had started.
+        """
+        wanted = f"{struct.unpack('=I', socket.inet_aton(self.address))[0]:08X}:{self.port:04X}"
+        try:
+            table = Path(f"/proc/{pid}/net/tcp").read_text()
+        except OSError:
+            return False
+        # Columns: sl, local_address, rem_address, st (0A: LISTEN), ...
+        return any(fields[1] == wanted and fields[3] == "0A"
+                   for fields in (line.split() for line in table.splitlines()[1:]) if len(fields) > 3)
+
     def start(self) -> int:
         self.pid_path.unlink(missing_ok=True)
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
@@ -166,7 +182,7 @@ class Sshd:
         deadline = time.monotonic() + START_SECONDS
         while time.monotonic() < deadline:
             pid = self.pid()
-            if pid is not None and self.listening(timeout=0.2):
+            if pid is not None and self.bound(pid):
                 return pid
             if pid is None and "Cannot bind any address" in self._log_since(offset):
                 break  # the daemon has already given up
