@@ -8,8 +8,10 @@ on stdout, so a job costs a round trip instead of a Python start-up.
 import json
 import sys
 
-from . import __version__, contact, spool
-from .bench import run_job
+from . import __version__, contact
+
+# The benchmark and the spool are imported by the ops that use them: a ``serve`` that only answers
+# ping and facts (``farm inventory check``) starts without them.
 
 USAGE = """usage: farm-agent COMMAND
   facts         print this device's facts as one JSON document
@@ -54,8 +56,12 @@ def handle(request):
     elif op == "facts":
         reply["facts"] = contact.facts()
     elif op == "run":
+        from .bench import run_job
+
         reply["result"] = run_job(request.get("job"))
     elif op in ("start", "collect", "ack"):
+        from . import spool
+
         try:
             reply.update(_spool_op(op, request))
         except spool.SpoolError as exc:
@@ -66,6 +72,8 @@ def handle(request):
 
 
 def _spool_op(op, request):
+    from . import spool
+
     if op == "ack":
         spool.start_queued()
         return spool.ack(request.get("keys"))
@@ -113,8 +121,12 @@ def main(argv=None):
     if command == "facts":
         _print_json(contact.facts())
     elif command == "run" and len(argv) == 2:
+        from .bench import run_job
+
         _print_json(run_job(_read_job(argv[1])))
     elif command == "spool-run" and len(argv) == 2:
+        from . import spool
+
         return spool.run_detached(argv[1])
     elif command == "serve":
         serve(sys.stdin, sys.stdout)

@@ -6,7 +6,6 @@ see ``sysfs``); the board's name and its family's release come from ``boards``.
 
 import os
 import platform
-import socket
 import sys
 
 from . import __version__, backends, boards
@@ -73,7 +72,7 @@ def gather():
     online = cpus_online()
     return {
         "agent_version": __version__,
-        "hostname": socket.gethostname(),
+        "hostname": os.uname()[1],  # what socket.gethostname() returns on Linux, without importing socket
         "arch": platform.machine(),
         "cpus_online": online,
         "cpu_count": len(online),

@@ -7,7 +7,6 @@ does, from this file. SIGTERM and SIGHUP become SystemExit while a job runs, so
 """
 
 import contextlib
-import hashlib
 import os
 import signal
 import sys
@@ -33,15 +32,25 @@ def state_dir():
     return os.path.join(os.path.expanduser("~"), ".cache", "farm")
 
 
+_root_tags = {}  # device root -> tag: every contact asks for the state file's name several times
+
+
 def root_tag():
     """"root" on real hardware, else a short hash of the device root: simulated boards on one
     machine share a home directory, and each device root gets its own files."""
     root = os.path.abspath(device_root())
-    return "root" if root == "/" else hashlib.sha1(root.encode("utf-8")).hexdigest()[:12]
+    if root == "/":
+        return "root"
+    if root not in _root_tags:
+        import hashlib  # here: its OpenSSL start is a tenth of an agent start's imports, for simulated boards only
+
+        _root_tags[root] = hashlib.sha1(root.encode("utf-8")).hexdigest()[:12]
+    return _root_tags[root]
 
 
 def state_path(folder=None):
-    name = "power-restore.json" if root_tag() == "root" else "power-restore-{}.json".format(root_tag())
+    tag = root_tag()
+    name = "power-restore.json" if tag == "root" else "power-restore-{}.json".format(tag)
     return os.path.join(folder or state_dir(), name)
 
 

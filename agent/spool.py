@@ -84,7 +84,7 @@ def _preload():
     if _preloaded:
         return
     _preloaded.append(True)
-    from . import backends
+    from . import backends, bench  # noqa: F401 - bench too: each forked job would import it again
 
     # A missing runtime is the job's to report (in its result), not the spool's.
     with contextlib.suppress(Exception):

@@ -41,7 +41,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +90,7 @@ class Sample:
     wall: float
     machine_cpu: float
     controller_cpu: float
+    hosts_cpu: float = 0.0  # CPU of the simulated hosts' sshds and all they ran (sessions, agents, tools)
 
 
 @dataclass
@@ -175,11 +176,36 @@ def machine_cpu_seconds() -> float:
     return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
-def measured(action: Callable[..., Any], *args: Any) -> Sample:
+def sshd_cpu_seconds(pids: list[int]) -> float:
+    """CPU spent by these sshds and their reaped descendants: each session, shell and agent a host ran.
+
+    Read from /proc/PID/stat (utime, stime, cutime, cstime): unlike the machine's total, other work on
+    the machine does not add to it, so it stays comparable on a busy machine.
+    """
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += sum(int(v) for v in fields[11:15])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+# sshd reaps a finished session a moment after its channel closes; only then is its CPU in cutime.
+REAP_WAIT_S = 0.3
+
+
+def measured(action: Callable[..., Any], *args: Any, sshd_pids: list[int] | None = None) -> Sample:
+    hosts = sshd_cpu_seconds(sshd_pids or [])
     machine, controller, started = machine_cpu_seconds(), time.process_time(), time.perf_counter()
     action(*args)
     wall = time.perf_counter() - started
-    return Sample(wall, machine_cpu_seconds() - machine, time.process_time() - controller)
+    sample = Sample(wall, machine_cpu_seconds() - machine, time.process_time() - controller)
+    if sshd_pids:
+        time.sleep(REAP_WAIT_S)
+        sample = replace(sample, hosts_cpu=sshd_cpu_seconds(sshd_pids) - hosts)
+    return sample
 
 
 # -- farm inventory check vs the handshake floor --------------------------------------------------------------
@@ -249,16 +275,23 @@ def measure_check(found: Measurements, hosts: list[Host], options: dict[str, Any
         inventory = lab_subset(lab.inventory_path, lab.dir.parent, size)
         db = cli_database(lab.dir.parent) if cli_repeats else ""
         found.floor[size], found.agent_floor[size], found.check[size], found.check_cli[size] = [], [], [], []
+        pids = sshd_pids(lab, subset)
         for repeat in range(max(repeats, cli_repeats)):
             if repeat < repeats:
-                found.floor[size].append(measured(handshake_floor, subset, options))
-                found.agent_floor[size].append(measured(agent_floor, subset, options))
-                found.check[size].append(measured(inventory_check, subset, options, store))
+                found.floor[size].append(measured(handshake_floor, subset, options, sshd_pids=pids))
+                found.agent_floor[size].append(measured(agent_floor, subset, options, sshd_pids=pids))
+                found.check[size].append(measured(inventory_check, subset, options, store, sshd_pids=pids))
             if repeat < cli_repeats:
                 found.check_cli[size].append(timed(cli_check, inventory, lab.known_hosts, db))
         print(f"  {size:3d} hosts: check {median(walls(found.check[size])):.2f} s, "
               f"SSH floor {median(walls(found.floor[size])):.2f} s, "
               f"agent floor {median(walls(found.agent_floor[size])):.2f} s", flush=True)
+
+
+def sshd_pids(lab: Lab, hosts: list[Host]) -> list[int]:
+    """The pids of these hosts' sshds (the lab's own processes, checked by farm_lab)."""
+    names = {h.name for h in hosts}
+    return [pid for sshd in lab._saved_sshds() if sshd.name in names and (pid := sshd.pid()) is not None]
 
 
 def lab_subset(inventory: Path, directory: Path, size: int) -> Path:
@@ -467,9 +500,13 @@ def report(found: Measurements, total_s: float) -> None:
     print("the controller process spent per host during a check (and during the agent floor). Busy: how much of")
     print("the machine's CPU was in use during the checks (controller, simulated hosts, and any other work on it);")
     print("near 100% the check waits for CPU, not for the network: on real boards each host brings its own.")
+    print("host CPU: what each simulated host's sshd and everything it ran (session, Python, agent, tools) spent,")
+    print("per host, during a check (and during the agent floor); CPU chk/agent: (controller + host CPU) of a check")
+    print("over the agent floor's, what the wall ratio is where the machine's CPUs are the bottleneck, as here,")
+    print("but unaffected by other work on the machine.")
     header = (f"{'hosts':>5}  {'SSH s':>6}  {'agent s':>7}  {'check s':>7}  {'chk/agent':>9}  {'chk/SSH':>7}  "
-              f"{'CLI s':>6}  {'CLI/agent':>9}  {'ctrl CPU ms':>11}  {'floor CPU':>9}  {'busy':>5}  {'runs':>4}  "
-              f"{'check min-max s':>15}")
+              f"{'CLI s':>6}  {'CLI/agent':>9}  {'ctrl CPU ms':>11}  {'floor CPU':>9}  {'host CPU':>8}  "
+              f"{'floor':>5}  {'CPU chk/agent':>13}  {'busy':>5}  {'runs':>4}  {'check min-max s':>15}")
     print(header)
     print("-" * len(header))
     verdicts = []
@@ -480,11 +517,14 @@ def report(found: Measurements, total_s: float) -> None:
         cli_text = f"{cli:6.2f}  {cli / agent:9.2f}" if found.check_cli[size] else f"{'-':>6}  {'-':>9}"
         controller = median([s.controller_cpu for s in found.check[size]]) / size * 1e3
         floor_cpu = median([s.controller_cpu for s in found.agent_floor[size]]) / size * 1e3
+        hosts_cpu = median([s.hosts_cpu for s in found.check[size]]) / size * 1e3
+        floor_hosts = median([s.hosts_cpu for s in found.agent_floor[size]]) / size * 1e3
+        cpu_ratio = (controller + hosts_cpu) / (floor_cpu + floor_hosts) if floor_cpu + floor_hosts else float("nan")
         busy = median([s.machine_cpu / (s.wall * cpus) for s in found.check[size]])
         spread = f"{min(walls(found.check[size])):.2f}-{max(walls(found.check[size])):.2f}"
         print(f"{size:5d}  {floor:6.2f}  {agent:7.2f}  {check:7.2f}  {check / agent:9.2f}  {check / floor:7.2f}  "
-              f"{cli_text}  {controller:11.1f}  {floor_cpu:9.1f}  {busy:5.0%}  {len(found.check[size]):4d}  "
-              f"{spread:>15}")
+              f"{cli_text}  {controller:11.1f}  {floor_cpu:9.1f}  {hosts_cpu:8.1f}  {floor_hosts:5.1f}  "
+              f"{cpu_ratio:13.2f}  {busy:5.0%}  {len(found.check[size]):4d}  {spread:>15}")
         ok = check / agent <= CHECK_OVER_AGENT_FLOOR and controller <= CONTROLLER_MS_PER_HOST
         verdicts.append(f"{size} hosts {'meets' if ok else 'MISSES'} (check/agent floor {check / agent:.2f}, "
                         f"controller {controller:.1f} ms/host)")

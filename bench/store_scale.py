@@ -84,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pg", default=PG_SERVER, help=f"PostgreSQL server URL (default {PG_SERVER}); the bench "
                         "works in a schema of its own and drops it at the end")
     parser.add_argument("--json", type=Path, help="also write the measurements to this file")
+    parser.add_argument("--keep", type=Path, help="keep the filled databases in this folder (SQLite) and in a schema "
+                        "named after the scale (PostgreSQL), and reuse them next time instead of filling again: "
+                        "for profiling a change without a refill (remove the folder and the schema by hand)")
     args = parser.parse_args(argv)
     databases = [d.strip() for d in args.databases.split(",") if d.strip()]
     if not 0 < args.scale <= 10 or args.repeats < 1 or not set(databases) <= {"sqlite", "postgresql"}:
@@ -93,8 +96,12 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["FARM_DATA_DIR"] = str(scratch / "data")
     try:
         for database in databases:
+            if args.keep:
+                found[database] = measure_kept(database, args.keep, args.scale, args.pg, args.repeats)
+                continue
             with bench_database(database, scratch, args.pg) as url:
                 found[database] = measure(url, args.scale, args.repeats)
+                found[database].pop("written_all")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     report(found, args.scale)
@@ -129,6 +136,53 @@ class bench_database:
         with engine.begin() as connection:
             connection.execute(text(f'DROP SCHEMA "{self.schema}" CASCADE'))
         engine.dispose()
+
+
+def measure_kept(kind: str, folder: Path, scale: float, pg_server: str, repeats: int) -> dict[str, Any]:
+    """measure() on a database kept from an earlier run of the same scale, filled first if there is none.
+
+    What a fill wrote is remembered beside it (``written`` is what the timed commands select by); a kept
+    database is brought to the newest schema first, so a new migration is measured on it as it would run."""
+    folder.mkdir(parents=True, exist_ok=True)
+    tag = f"{scale:g}".replace(".", "_")
+    if kind == "sqlite":
+        url = f"sqlite:///{(folder / f'store-{tag}.db').resolve()}"
+    else:
+        schema = f"farm_bench_keep_{tag}"
+        engine = create_engine(pg_server)
+        with engine.begin() as connection:
+            connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+        engine.dispose()
+        url = f"{pg_server}?options=-csearch_path%3D{schema}"
+    manifest = folder / f"written-{kind}-{tag}.json"
+    written = json.loads(manifest.read_text()) if manifest.exists() else None
+    if written is not None:
+        upgrade(url)
+        engine = create_engine(url)
+        drop_ingest_runs(engine)
+        engine.dispose()
+        print(f"  {kind}: reusing the database kept in {manifest}", flush=True)
+    found = measure(url, scale, repeats, written)
+    manifest.write_text(json.dumps(found.pop("written_all")) + "\n")
+    return found
+
+
+def drop_ingest_runs(engine: Engine) -> None:
+    """Undo an earlier run's ingest measurement: its run would be the newest, which --latest must not see, and
+    its results are in a cell's totals."""
+    with engine.begin() as connection:
+        ids = "SELECT r.id FROM results r JOIN jobs j ON j.id = r.job_id JOIN runs u ON u.id = j.run_id " \
+              "WHERE u.matrix = 'bench-ingest'"
+        connection.execute(text(f"""UPDATE cell_totals SET results = results - (SELECT COUNT(*) FROM ({ids}) x),
+            total_median_ms = total_median_ms - COALESCE((SELECT SUM(median_ms) FROM results
+                                                          WHERE id IN ({ids})), 0)
+            WHERE host_id = 1 AND model_id = 1 AND delegate = 'cpu' AND threads = 1 AND power_mode = ''"""))
+        # A cell the fill never had is the ingest's alone: gone with it, as if never added to.
+        connection.execute(text("DELETE FROM cell_totals WHERE results <= 0"))
+        connection.execute(text(f"DELETE FROM samples WHERE result_id IN ({ids})"))
+        connection.execute(text(f"DELETE FROM results WHERE id IN ({ids})"))
+        connection.execute(text("DELETE FROM jobs WHERE run_id IN (SELECT id FROM runs WHERE matrix = 'bench-ingest')"))
+        connection.execute(text("DELETE FROM runs WHERE matrix = 'bench-ingest'"))
 
 
 # -- the fill ---------------------------------------------------------------------------------------------------
@@ -262,15 +316,18 @@ def run_start(run: int) -> datetime:
 
 # -- the measurements -------------------------------------------------------------------------------------------
 
-def measure(url: str, scale: float, repeats: int) -> dict[str, Any]:
+def measure(url: str, scale: float, repeats: int, written: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The timings on ``url``, filled first unless ``written`` says what an earlier fill wrote there."""
     upgrade(url)
-    engine = create_engine(url)
-    started = time.perf_counter()
-    written = fill(engine, scale)
-    fill_s = time.perf_counter() - started
-    engine.dispose()
-    print(f"  {url.split(':')[0]}: filled {written['results']:,} results, {written['samples']:,} samples in "
-          f"{fill_s:.0f} s", flush=True)
+    if written is None:
+        engine = create_engine(url)
+        started = time.perf_counter()
+        written = fill(engine, scale)
+        written["fill_s"] = time.perf_counter() - started
+        engine.dispose()
+        print(f"  {url.split(':')[0]}: filled {written['results']:,} results, {written['samples']:,} samples in "
+              f"{written['fill_s']:.0f} s", flush=True)
+    fill_s = written["fill_s"]
     host = written["hosts"][min(7, written["runs"] - 1)]  # a board with runs, at any scale
     last_host = written["hosts"][(written["runs"] - 1) % BOARDS]  # --latest is the newest run of all: its host
     since = (datetime.fromisoformat(written["last_night"]) - timedelta(days=30)).strftime("%Y-%m-%d")
@@ -291,7 +348,8 @@ def measure(url: str, scale: float, repeats: int) -> dict[str, Any]:
         ingest_ms = measure_ingest(store, 200)  # last: its run is the newest, which --latest above must not see
     finally:
         store.close()
-    return {"written": {k: v for k, v in written.items() if k != "hosts"}, "fill_s": fill_s, "ingest_ms": ingest_ms,
+    return {"written": {k: v for k, v in written.items() if k != "hosts"}, "written_all": written, "fill_s": fill_s,
+            "ingest_ms": ingest_ms,
             "pivot_s": pivot_s, "pivot_view_s": pivot_view_s, "same_pivot": same_pivot, "cli_s": cli, "cli_cpu_s": cli_cpu,
             "load": os.getloadavg()}
 

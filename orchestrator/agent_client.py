@@ -14,7 +14,7 @@ from typing_extensions import Self
 
 from agent.schema import SchemaError, validate_result
 
-from .deploy import deploy_agent, ensure_file
+from .deploy import agent_path, deploy_agent, ensure_file
 from .errors import TransportError
 from .transport.base import AgentChannel, Transport
 
@@ -31,13 +31,32 @@ class AgentSession:
         self._ids = itertools.count(1)
         self.uploaded_agent = False
         self._models_present: set[str] = set()  # checked or sent on this session: no stat per job
+        self.first_reply: dict[str, Any] = {}
 
-    def open(self) -> AgentSession:
-        deployment = deploy_agent(self.transport)
-        self.uploaded_agent = deployment.uploaded
-        self._channel = self.transport.start([self.host.python, deployment.remote_path, "serve"])
-        self.request({"op": "ping"}, timeout=FACTS_TIMEOUT)
+    def open(self, first: dict[str, Any] | None = None) -> AgentSession:
+        """Start the agent this controller would deploy; upload it first only if starting it fails for want of it.
+
+        Asking first (an SFTP session and a ``stat``: three round trips and a process on the host) would
+        cost every contact what only the first contact with a new agent needs. The first request (a
+        ``ping`` unless ``first`` names another, e.g. ``facts``) is what shows the agent runs; its reply
+        is kept in ``first_reply``, so a caller that wants facts pays no round trip for a ping.
+        """
+        remote = agent_path(self.transport)
+        request = first or {"op": "ping"}
+        try:
+            self._start(remote, request)
+        except TransportError:
+            self.close()
+            if self.transport.exists(remote):
+                raise  # the agent is there: it failed for another reason, which the message says
+            deployment = deploy_agent(self.transport)
+            self.uploaded_agent = deployment.uploaded
+            self._start(deployment.remote_path, request)
         return self
+
+    def _start(self, remote: str, request: dict[str, Any]) -> None:
+        self._channel = self.transport.start([self.host.python, remote, "serve"])
+        self.first_reply = self.request(request, timeout=FACTS_TIMEOUT)
 
     def request(self, message: dict[str, Any], timeout: float | None) -> dict[str, Any]:
         if self._channel is None:
@@ -75,11 +94,8 @@ class AgentSession:
             raise TransportError(f"{self.host.name}: agent sent a malformed result: {exc}") from None
 
     def close(self) -> None:
+        # No "exit" request: closing the channel ends the agent's stdin, and its serve loop ends there.
         if self._channel is not None:
-            try:
-                self._channel.send_line(json.dumps({"op": "exit", "id": 0}))
-            except TransportError:
-                pass
             self._channel.close()
             self._channel = None
 

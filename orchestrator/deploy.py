@@ -21,7 +21,8 @@ from .transport.base import Transport
 
 # By location, not `import agent`: a user's own agent/ folder on sys.path must never be what is deployed.
 AGENT_SOURCE = AGENT_DIR
-MAIN = "import sys\nfrom agent.__main__ import main\nsys.exit(main())\n"
+# The archive's entry point: unpacks it beside itself once, so later starts import byte code, not source.
+MAIN_SOURCE = AGENT_SOURCE / "zipapp_main.py"
 FIXED_TIME = (2020, 1, 1, 0, 0, 0)
 
 
@@ -34,12 +35,17 @@ class AgentBundle:
     def file_name(self) -> str:
         return f"agent-{self.sha256[:16]}.pyz"
 
+    @property
+    def unpacked_name(self) -> str:
+        """The folder the archive unpacks itself into on its first start (agent/zipapp_main.py)."""
+        return f"agent-{self.sha256[:16]}.d"
+
 
 @functools.lru_cache(maxsize=1)
 def build_agent() -> AgentBundle:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        _add(archive, "__main__.py", MAIN.encode())
+        _add(archive, "__main__.py", MAIN_SOURCE.read_bytes())
         for name, path in agent_sources():
             _add(archive, name, path.read_bytes())
     data = b"#!/usr/bin/env python3\n" + buffer.getvalue()
@@ -81,9 +87,14 @@ def ensure_file(transport: Transport, remote: str, data_path: Path) -> bool:
     return True
 
 
+def agent_path(transport: Transport) -> str:
+    """Where this controller's agent lives on the host, deployed or not."""
+    return f"{transport.host.workdir}/{build_agent().file_name}"
+
+
 def deploy_agent(transport: Transport) -> Deployment:
     bundle = build_agent()
-    remote = f"{transport.host.workdir}/{bundle.file_name}"
+    remote = agent_path(transport)
     if transport.exists(remote):
         return Deployment(remote, uploaded=False)
     with tempfile.TemporaryDirectory() as scratch:

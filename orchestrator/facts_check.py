@@ -38,9 +38,9 @@ def check_host(host: Host, transport_options: dict[str, Any]) -> HostCheck:
     started = time.perf_counter()
     session = None
     try:
-        session = AgentSession(open_transport(host, **transport_options)).open()
+        session = AgentSession(open_transport(host, **transport_options)).open(first={"op": "facts"})
         check.uploaded_agent = session.uploaded_agent
-        check.facts = session.facts()
+        check.facts = session.first_reply["facts"]
         check.reachable = True
         check.contradictions = contradictions(host, check.facts)
     except FarmError as exc:

@@ -354,3 +354,31 @@ def test_power_edgetpu_and_conditions_under_python_36(nano: Path, tmp_path: Path
     assert out["tpu"]["device"] == "usb:0" and out["tpu"]["speed"] == 5000
     assert out["energy"]["available"] is True
     assert_maxn(nano)
+
+
+def test_the_mode_list_is_asked_of_nvpmodel_once_per_config_file(nano: Path, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    # A wrapper first on PATH logs each call, then runs the stand-in: the tool farm runs is still nvpmodel.
+    real = tools.find_tool("nvpmodel")
+    calls = tmp_path / "calls.txt"
+    wrappers = tmp_path / "wrappers"
+    wrappers.mkdir()
+    (wrappers / "nvpmodel").write_text(f'#!/bin/sh\necho "$*" >> {calls}\nexec {real} "$@"\n')
+    (wrappers / "nvpmodel").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{wrappers}{os.pathsep}{os.environ['PATH']}")
+
+    def parses() -> int:
+        return calls.read_text().splitlines().count("-p --verbose") if calls.exists() else 0
+
+    assert JetsonDriver().modes() == [{"id": 0, "name": "MAXN"}, {"id": 1, "name": "5W"}]
+    assert parses() == 1
+    assert JetsonDriver().modes() == [{"id": 0, "name": "MAXN"}, {"id": 1, "name": "5W"}]
+    assert parses() == 1, "an unchanged nvpmodel.conf was parsed again"
+    # The current mode is always asked: it is state, not configuration.
+    assert JetsonDriver().current_mode()["name"] == "MAXN"
+    assert calls.read_text().splitlines().count("-q") >= 1
+
+    conf = nano / "etc" / "nvpmodel.conf"
+    conf.write_text(conf.read_text().replace("NAME=5W", "NAME=5W_LOW"))
+    assert JetsonDriver().modes() == [{"id": 0, "name": "MAXN"}, {"id": 1, "name": "5W_LOW"}]
+    assert parses() == 2

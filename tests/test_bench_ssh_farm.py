@@ -88,6 +88,8 @@ def test_a_small_run_measures_everything_and_leaves_no_lab(tmp_path: Path) -> No
         # which one costs more is the bench's printed result, not this test's: two hosts' worth of CPU is
         # a few clock ticks of /proc/stat, within the noise of a busy machine (CI saw 0.09 s vs 0.10 s).
         assert all(s["machine_cpu"] >= 0 and s["controller_cpu"] > 0 for s in found["agent_floor"][size])
+        # The hosts' own CPU is read from their sshds: a check starts an agent on each (tens of ms, many ticks).
+        assert all(s["hosts_cpu"] > 0 for s in found["check"][size])
     rows = found["per_job"]
     # ping, exec, session: one per job; around the benchmark: one per job; idle, the controller's share
     # of it and total: 3 jobs -> 2; the controller's CPU per job: one per run.
@@ -95,7 +97,7 @@ def test_a_small_run_measures_everything_and_leaves_no_lab(tmp_path: Path) -> No
     assert all(share >= 0 for share in list(rows.values())[5]) and 0 <= found["queued_starts"] <= 2
     assert found["run_jobs"] == 3 and len(found["run_walls"]) == 1
     # The table names every size and its verdict on the per-job target.
-    assert "chk/agent" in done.stdout and "target of 5 ms" in done.stdout and "Goal: check <= 1.5" in done.stdout
+    assert "CPU chk/agent" in done.stdout and "target of 5 ms" in done.stdout and "Goal: check <= 1.5" in done.stdout
     # The agent's work around each benchmark, split by part, from the results' agent_work.
     assert set(found["agent_parts"]) >= {"hash_ms", "conditions_before_ms", "conditions_after_ms"}
     assert all(len(values) == 3 for values in found["agent_parts"].values())

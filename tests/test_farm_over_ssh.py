@@ -87,15 +87,21 @@ def table_line(output: str, host: str) -> str:
 
 
 class CountingTransport(SshTransport):
-    """The real SSH transport, counting what it uploads."""
+    """The real SSH transport, counting what it uploads and the SFTP sessions it opens."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.uploads: list[str] = []
+        self.sftp_sessions = 0
 
     def put(self, local: Path, remote: str) -> None:
         self.uploads.append(remote)
         super().put(local, remote)
+
+    def _sftp_client(self) -> Any:
+        if self._sftp is None:
+            self.sftp_sessions += 1
+        return super()._sftp_client()
 
 
 def test_deploy_to_every_host_at_once_then_again_sends_nothing(running_lab: RunningLab) -> None:
@@ -103,25 +109,29 @@ def test_deploy_to_every_host_at_once_then_again_sends_nothing(running_lab: Runn
     hosts = [dataclasses.replace(h, workdir=f"{h.workdir}/{workdir}") for h in running_lab.inventory.hosts]
     bundle = build_agent()
 
-    def deploy(host: Host) -> tuple[list[str], str]:
+    def deploy(host: Host) -> tuple[list[str], str, int]:
         with CountingTransport(host, known_hosts=running_lab.known_hosts) as transport:
             with AgentSession(transport) as session:
                 assert session.request({"op": "ping"}, timeout=30)["ok"]
             remote = f"{host.workdir}/{bundle.file_name}"
             # Inode and size of the deployed file, and anything else the upload left in the workdir.
             seen = transport.run(["sh", "-c", f'stat -c "%i %s" {remote} && ls -a {host.workdir}']).stdout
-            return transport.uploads, seen
+            return transport.uploads, seen, transport.sftp_sessions
 
     with ThreadPoolExecutor(len(hosts)) as pool:
         first = list(pool.map(deploy, hosts))
         second = list(pool.map(deploy, hosts))
-    for host, (uploads, seen) in zip(hosts, first, strict=True):
+    for host, (uploads, seen, sftp_sessions) in zip(hosts, first, strict=True):
+        assert sftp_sessions == 1, "the first contact needs SFTP, once"
         assert len(uploads) == 1 and uploads[0].startswith(f"{host.workdir}/{bundle.file_name}.tmp-"), uploads
         _, size, *names = seen.split()
         assert size == str(len(bundle.data)), "the deployed agent is not the whole bundle"
-        assert sorted(set(names) - {".", ".."}) == [bundle.file_name], "an upload left a temporary file"
-    for (_, seen_before), (uploads, seen_after) in zip(first, second, strict=True):
-        assert uploads == []
+        # The archive and the folder its first start unpacked it into, nothing half-made.
+        assert sorted(set(names) - {".", ".."}) == [bundle.unpacked_name, bundle.file_name], \
+            "an upload or an unpack left a temporary file"
+    for (_, seen_before, _), (uploads, seen_after, sftp_sessions) in zip(first, second, strict=True):
+        # The agent started at once: no SFTP session asked whether it was there.
+        assert uploads == [] and sftp_sessions == 0
         assert seen_after == seen_before, "the second deploy replaced the file"
 
 

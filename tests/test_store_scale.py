@@ -176,3 +176,27 @@ def test_the_bench_runs_at_a_small_scale_on_both_databases(tmp_path: Path, pg_se
     assert "pivot, farm's shape" in done.stdout and "report --since" in done.stdout
     assert "at scale 0.0003, not the goals' 1" in done.stdout
     assert bench_schemas(pg_server) == schemas_before  # its PostgreSQL schema is gone
+
+
+def test_the_bench_keeps_its_database_and_reuses_it_without_the_last_ingest(tmp_path: Path) -> None:
+    keep = tmp_path / "kept"
+    runs = []
+    for _ in range(2):
+        out = tmp_path / f"store{len(runs)}.json"
+        done = subprocess.run([sys.executable, str(BENCH), "--scale", "0.0003", "--repeats", "1", "--databases",
+                               "sqlite", "--keep", str(keep), "--json", str(out)], capture_output=True, text=True,
+                              timeout=900, check=False, cwd=tmp_path)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        runs.append((done.stdout, json.loads(out.read_text())["sqlite"]))
+    (first_out, first), (second_out, second) = runs
+    assert "reusing" not in first_out and "reusing the database kept in" in second_out
+    assert second["written"] == first["written"] and second["fill_s"] == first["fill_s"]  # not filled again
+    # The first run's ingest run is gone: --latest finds the fill's newest run again, the pivots still agree.
+    assert second["same_pivot"] is True and len(second["ingest_ms"]) == 200
+    store = open_store(f"sqlite:///{keep / 'store-0_0003.db'}")
+    try:
+        with store.engine.connect() as connection:
+            assert connection.execute(text("SELECT COUNT(*) FROM runs WHERE matrix = 'bench-ingest'")).scalar() == 1
+            assert connection.execute(text("SELECT COUNT(*) FROM cell_totals WHERE results <= 0")).scalar() == 0
+    finally:
+        store.close()

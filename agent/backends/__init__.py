@@ -10,6 +10,7 @@ lack most runtimes).
 
 import importlib
 
+from .. import probe_cache
 from .base import Backend, JobFailed, LoadOptions
 
 DEFAULT_BACKEND = "tflite"
@@ -40,8 +41,18 @@ def for_job(job):
 
 
 def available():
-    """{name: {"name", "version", "error"}} for every backend: what this host can run."""
-    return {name: get(name).available() for name in sorted(BACKENDS)}
+    """{name: {"name", "version", "error"}} for every backend: what this host can run.
+
+    A backend whose probe imports its runtime (``runtime_modules``) is asked once per install of it.
+    """
+    found = {}
+    for name in sorted(BACKENDS):
+        backend = get(name)
+        if backend.runtime_modules:
+            found[name] = probe_cache.cached(name, backend.runtime_modules, backend.available)
+        else:
+            found[name] = backend.available()
+    return found
 
 
 def preload():

@@ -74,6 +74,8 @@ class Backend(abc.ABC):
     # The registry's name for it and what a job's "delegate" may be with it.
     name = None
     delegates = ()
+    # Top-level modules ``available`` imports, when that costs a start (``probe_cache``); () probes every time.
+    runtime_modules = ()
     # What the runtime raises when a model fails while invoking.
     invoke_errors = (ValueError, RuntimeError)
 

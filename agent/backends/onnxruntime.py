@@ -108,6 +108,7 @@ def _precision_of(session):
 class OnnxruntimeBackend(Backend):
     name = "onnxruntime"
     delegates = tuple(PROVIDERS)
+    runtime_modules = ("onnxruntime", "numpy")
     # onnxruntime raises its own exception classes (Fail, InvalidArgument, RuntimeException), all RuntimeError.
     invoke_errors = (ValueError, RuntimeError)
 

@@ -36,6 +36,7 @@ def import_tensorrt():
 class TensorrtBackend(Backend):
     name = "tensorrt"
     delegates = ("gpu",)
+    runtime_modules = ("tensorrt", "cuda", "pycuda")
     invoke_errors = (ValueError, RuntimeError)
 
     def __init__(self, options):

@@ -16,7 +16,7 @@ import glob
 import os
 import re
 
-from .. import tools
+from .. import probe_cache, tools
 from ..errors import PowerError
 from ..restore_state import remove, root_tag
 from ..sysfs import cpufreq, cpus_online, governors, int_or_none, read_stripped, read_text, root_path
@@ -109,6 +109,9 @@ def find_rails():
     return ("ina3221", rails) if rails else (None, [])
 
 
+NVPMODEL_CONF = "etc/nvpmodel.conf"  # what nvpmodel parses unless given --conf (a link to the module's file)
+
+
 class JetsonDriver(PowerControl):
     """nvpmodel modes, with jetson_clocks as a separate on/off setting."""
 
@@ -140,11 +143,17 @@ class JetsonDriver(PowerControl):
     def modes(self):
         """[{"id": 0, "name": "MAXN"}, ...] from ``nvpmodel -p --verbose`` (parses, changes nothing)."""
         if self._modes is None:
-            _, out, err = tools.run_tool([self._tool("nvpmodel"), "-p", "--verbose"])
-            # NVPM VERB lines go to stdout on some releases and stderr on others.
-            self._modes = [{"id": int(m.group(1)), "name": m.group(2)}
-                           for m in (self.MODE_LINE.search(line) for line in (out + "\n" + err).splitlines()) if m]
+            nvpmodel = self._tool("nvpmodel")
+            # The list is nvpmodel's parse of its config file: asked again only when either changes.
+            self._modes = probe_cache.cached_for_files(
+                "nvpmodel-modes", [nvpmodel, root_path(NVPMODEL_CONF)], lambda: self._parse_modes(nvpmodel))
         return self._modes
+
+    def _parse_modes(self, nvpmodel):
+        _, out, err = tools.run_tool([nvpmodel, "-p", "--verbose"])
+        # NVPM VERB lines go to stdout on some releases and stderr on others.
+        return [{"id": int(m.group(1)), "name": m.group(2)}
+                for m in (self.MODE_LINE.search(line) for line in (out + "\n" + err).splitlines()) if m]
 
     def query(self):
         """(id, name) from ``nvpmodel -q``: "NV Power Mode: <name>" then the id on the next line.

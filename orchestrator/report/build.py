@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import pandas as pd
 
-from ..results import ModelInfo, ResultFilter, model_rows, results_frame
+from ..results import ModelInfo, ResultFilter, model_rows
 from ..store.db import Store
-from . import cross_runtime, edgetpu, gpu, interference, multitpu, plots, references, tables
-from .columns import REPORT_COLUMNS
+from . import cross_runtime, edgetpu, gpu, inputs, interference, multitpu, plots, references, tables
 
 
 @dataclass
@@ -63,32 +62,28 @@ def build_report(store: Store, selection: ResultFilter, *, with_plots: bool = Tr
     with its spread; ``reference_band`` is how far (a fraction) a result may sit from its published
     reference before it is flagged; ``include_invalid`` computes speed-ups from invalid results too."""
     centre, spread = tables.stat_columns(stat)
-    every = results_frame(store, replace(selection, status="all"), REPORT_COLUMNS)
-    succeeded = every[every["status"] == "succeeded"].reset_index(drop=True)
-    # Multi-model and pipeline cells have tables of their own: the seeds' older tables compare one model each.
-    frame, several = multitpu.split(succeeded)
-    runs = sorted(every["run_id"].unique().tolist()) if not every.empty else []
-    report = Report(_title(runs), runs, len(succeeded))
-    report.notes.extend(_label_notes(every))
-    others = every["status"][every["status"] != "succeeded"].value_counts()
-    if not others.empty:
-        counts = ", ".join(f"{n} {state}" for state, n in sorted(others.items()))
+    read = inputs.read(store, selection, every_row=with_plots, include_invalid=include_invalid)
+    report = Report(_title(read.runs), read.runs, read.succeeded_rows)
+    report.notes.extend(_label_notes(read.run_labels))
+    if read.not_succeeded:
+        counts = ", ".join(f"{n} {state}" for state, n in sorted(read.not_succeeded.items()))
         report.notes.append(f"Not in the tables: {counts} cell(s); `farm results --status all` says why.")
-    if succeeded.empty:
+    if not read.succeeded_rows:
         report.notes.append("No succeeded results match the selection.")
         return report
-    if "simulated" in succeeded and succeeded["simulated"].notna().any():
-        count = int(succeeded["simulated"].notna().sum())
-        report.notes.append(f"{count} Edge TPU result(s) were measured on the simulated lab's stand-in libedgetpu "
-                            "(column `simulated`), not on hardware: their times come from its timing model.")
+    if read.simulated:
+        report.notes.append(f"{read.simulated} Edge TPU result(s) were measured on the simulated lab's stand-in "
+                            "libedgetpu (column `simulated`), not on hardware: their times come from its timing "
+                            "model.")
     add = report.sections.append
-    _add_multitpu_sections(report, succeeded, several)
-    if frame.empty:
+    if read.succeeded is not None:
+        _add_multitpu_sections(report, read.succeeded, read.several)
+    if not read.one_model_rows:
         return report
     words = f"{centre.removesuffix('_ms')} and {spread.removesuffix('_ms')}"
-    # The newest result of each cell, once: most tables read only these (a 20th of 1,000 nightlies' rows), and
-    # newest_per_cell of its own output is that output, so each table's own call is cheap.
-    newest = tables.newest_per_cell(frame)
+    # The newest result of each cell, once (inputs.py): most tables read only these, and newest_per_cell of
+    # its own output is that output, so each table's own call is cheap.
+    newest = read.newest
     add(Section(LATENCY, f"The {words} of the timed invokes (ms), by model × host × power mode × USB speed × "
                 "delegate × threads; the newest result of each cell.", {"": tables.latency(newest, stat)}))
     sweep = tables.thread_sweep(newest, stat)
@@ -105,11 +100,10 @@ def build_report(store: Store, selection: ResultFilter, *, with_plots: bool = Tr
                     "CPU it wanted; other_load: cores others used) or that broke a validity rule (cut short by "
                     "max_seconds, fewer than min_runs, throttled). They are marked in the tables above.",
                     {"": flagged}))
-    speed_from = frame if include_invalid else interference.valid_only(frame)
-    if len(speed_from) < len(frame):
-        report.notes.append(f"Speed-ups leave out {len(frame) - len(speed_from)} invalid result(s) "
+    if read.invalid:
+        report.notes.append(f"Speed-ups leave out {read.invalid} invalid result(s) "
                             "(--include-invalid keeps them).")
-    speed = tables.speedup(speed_from)
+    speed = tables.speedup(read.speed_newest)
     if not speed.empty:
         add(Section(SPEEDUP, "CPU time / Edge TPU time on the same host and power mode (SEEDS §2 layout); the Edge "
                     "TPU runs the compiled model, the CPU its source; each side at its fastest thread count.",
@@ -124,22 +118,23 @@ def build_report(store: Store, selection: ResultFilter, *, with_plots: bool = Tr
     rate = tables.throughput(newest)
     if not rate.empty:
         add(Section(THROUGHPUT, "Operations per inference (multiply + add = 2) / median time.", {"": rate}))
-    _add_gpu_sections(report, frame)
-    models = model_rows(store, frame["model_sha256"].dropna().unique().tolist())
-    compiled = tables.compiler_report(frame, models)
+    if read.frame is not None:
+        _add_gpu_sections(report, read.frame)
+    models = model_rows(store, [sha for sha in dict.fromkeys(read.frame_shas)])
+    compiled = tables.compiler_report(pd.DataFrame({"model_sha256": read.frame_shas}, dtype=object), models)
     if not compiled.empty:
         add(Section(COMPILER, "From edgetpu_compiler's summary: model sizes, parameter memory on and off the chip, "
                     "operations mapped to the Edge TPU and left to the CPU.", {"": compiled}))
     # Compile facts hold whether or not a cell ran: an Edge TPU cell skipped on a host without a TPU still
     # names the compiled model the matrix asked for.
-    _add_edgetpu_sections(report, store, _with_segments(store, every["model_sha256"].dropna().unique().tolist()))
+    _add_edgetpu_sections(report, store, _with_segments(store, read.every_shas))
     _add_references(report, store, newest, reference_band)
-    context = tables.hosts_and_toolchains(frame)
+    context = tables.hosts_and_toolchains(read.context)
     if not context.empty:
         add(Section(CONTEXT, "What the results were measured with, as each host reported it (several values: the "
                     "selection mixes versions).", {"": context}))
-    if with_plots:
-        report.plots = plots.latency_vs_layers(frame, stat) + plots.thread_sweep_panels(frame, stat)
+    if with_plots and read.frame is not None:
+        report.plots = plots.latency_vs_layers(read.frame, stat) + plots.thread_sweep_panels(read.frame, stat)
     return report
 
 
@@ -233,16 +228,14 @@ def _add_edgetpu_sections(report: Report, store: Store, models: dict[str, ModelI
                             "subgraphs, so every operation ran on the CPU.")
 
 
-def _label_notes(every: pd.DataFrame) -> list[str]:
+def _label_notes(run_labels: list[tuple[int, object]]) -> list[str]:
     """"Run 12: commit=abc, firmware=5.1": what each run measured, as `farm run --label` stored it."""
     import json
 
     from ..labels import format_labels
 
-    if every.empty or "run_labels" not in every:
-        return []
     notes = []
-    for run_id, text in every.drop_duplicates("run_id")[["run_id", "run_labels"]].itertuples(index=False):
+    for run_id, text in run_labels:
         labels = json.loads(text) if isinstance(text, str) and text else text
         if isinstance(labels, dict) and labels:
             notes.append(f"Run {run_id}: {format_labels(labels)}")

@@ -12,8 +12,8 @@ from __future__ import annotations
 from ..references.model import SETTING_COLUMNS
 
 REPORT_COLUMNS: tuple[str, ...] = tuple(dict.fromkeys((
-    # cells and their dimensions
-    "run_id", "status", "reason", "host", "board", "model", "model_family", "model_sha256", "source_model",
+    # cells and their dimensions (the job id: which of one cell's results in one run is the newest)
+    "run_id", "job_id", "status", "reason", "host", "board", "model", "model_family", "model_sha256", "source_model",
     "ops_per_inference", "delegate", "threads", "power_mode", "usb_port", "usb_speed", "layers", "backend",
     "precision",
     # the statistics

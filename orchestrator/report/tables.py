@@ -37,7 +37,10 @@ def newest_per_cell(frame: pd.DataFrame) -> pd.DataFrame:
     # Backend and precision are dimensions of a cell too, where the view has them (migration 0017).
     cell = CELL + [c for c in ("backend", "precision") if c in ok]
     keyed = ok.assign(**{k: ok[k].astype("string").fillna("-") for k in cell})
-    keep = keyed.sort_values("run_id").drop_duplicates(cell, keep="last").index
+    # Within one run the later job wins (the same choice as the report's query, results.rows.newest_query);
+    # a frame without job ids keeps its own order among them: the sort is stable.
+    order = ["run_id", *(["job_id"] if "job_id" in ok else [])]
+    keep = keyed.sort_values(order, kind="stable").drop_duplicates(cell, keep="last").index
     return ok.loc[sorted(keep)].reset_index(drop=True)
 
 

@@ -112,21 +112,36 @@ def _utc(moment: datetime) -> datetime:
 
 
 def select_runs(store: Store, selected: ResultFilter) -> list[int]:
-    """The ids of the runs the filter names, oldest first; run ids not in the store are left out."""
+    """The ids of the runs the filter names, oldest first; run ids not in the store are left out.
+
+    The database narrows the runs (ids, a window around since/until, the newest one) so that a year of
+    nightlies is not read to keep a few; the exact checks stay here, where a stored time's format cannot
+    matter (SQLite holds text) and where tags and labels, JSON in the database, are compared alike on both."""
     c = RUNS.c
+    in_python = bool(selected.tags or selected.labels)
+    query = select(c.id, c.started_at, *((c.tags, c.labels) if in_python else ()))
+    if selected.runs:
+        query = query.where(c.id.in_(sorted(set(selected.runs))))
+    # A day's margin each way: on SQLite the bound is compared as text, whatever offset or separator a stored
+    # time was written with; the margin only lets extra runs through to the exact comparison below.
+    if selected.since:
+        query = query.where(c.started_at >= _utc(selected.since).astimezone(timezone.utc) - timedelta(days=1))
+    if selected.until:
+        query = query.where(c.started_at < _utc(selected.until).astimezone(timezone.utc) + timedelta(days=1))
+    exact_in_sql = not (in_python or selected.since or selected.until)
+    query = query.order_by(c.id.desc()).limit(1) if selected.latest and exact_in_sql else query.order_by(c.id)
     with store.engine.connect() as connection:
-        runs = list(connection.execute(select(c.id, c.started_at, c.tags, c.labels).order_by(c.id)))
+        runs = list(connection.execute(query))
     chosen = []
-    for run_id, started_at, tags, labels in runs:
-        if selected.runs and run_id not in selected.runs:
-            continue
+    for run in runs:
+        run_id, started_at = run[0], run[1]
         if selected.since and _utc(started_at) < selected.since:
             continue
         if selected.until and _utc(started_at) >= selected.until:
             continue
-        if selected.tags and not set(selected.tags) <= set(tags or ()):
+        if selected.tags and not set(selected.tags) <= set(run[2] or ()):
             continue
-        if selected.labels and not label_matches(labels, selected.labels):
+        if selected.labels and not label_matches(run[3], selected.labels):
             continue
         chosen.append(run_id)
     return chosen[-1:] if selected.latest else chosen

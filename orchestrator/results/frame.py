@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from ..store.db import Store
 from ..store.schema import ResultRow, SampleRow
-from .columns import utc_timestamps
+from .columns import FLOAT, INTEGER, kind_of, utc_timestamps
 from .filters import ResultFilter
 from .rows import ModelInfo, model_rows, results_rows, view_columns
 from .rows import view as _view
@@ -26,15 +26,23 @@ __all__ = ["GROUPS", "ModelInfo", "_view", "grouped", "load_results", "model_row
 
 
 def results_frame(store: Store, selected: ResultFilter | None = None,
-                  columns: list[str] | tuple[str, ...] | None = None) -> pd.DataFrame:
+                  columns: list[str] | tuple[str, ...] | None = None, *,
+                  newest_per: list[str] | None = None, numeric_kinds: bool = False) -> pd.DataFrame:
     """One row per job the filter selects: every column of ``v_results`` plus ``usb_speed`` (measured,
     else planned) and ``layers`` (a stack model's depth). A run id the store lacks is an error.
 
     ``columns``: only these (``farm report`` reads 65 of the view's 97: each JSON column is parsed out of
     the result document per row, in the database). The rows are
-    :func:`orchestrator.results.rows.results_rows`'; here they only get pandas' types."""
-    rows = results_rows(store, selected, None if columns is None else list(columns))
+    :func:`orchestrator.results.rows.results_rows`'; here they only get pandas' types.
+    ``newest_per``: only the newest row of each cell (see ``results_rows``).
+    ``numeric_kinds``: a numeric column (its kind in ``columns.py``) empty in every row read is float, not
+    object, so that its type does not depend on which rows were read (``farm report``'s newest rows or all)."""
+    rows = results_rows(store, selected, None if columns is None else list(columns), newest_per)
     frame = pd.DataFrame(rows.records, columns=rows.columns)
+    if numeric_kinds:
+        for name in frame.columns:
+            if frame[name].dtype == object and kind_of(name) in (INTEGER, FLOAT) and frame[name].isna().all():
+                frame[name] = frame[name].astype("float64")
     if "usb_speed" in frame:
         frame["usb_speed"] = frame["usb_speed"].astype("Int64")
     if "layers" in frame:

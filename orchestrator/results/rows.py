@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import MetaData, Table, func, select
+from sqlalchemy import MetaData, String, Table, cast, func, select
 
 from ..errors import FarmError
 from ..gc_pause import collector_paused
@@ -62,13 +62,15 @@ DERIVED_FROM = {"usb_speed": ("usb_speed_measured", "usb_speed_planned"), "layer
                 "source_model": ("model_sha256", "model"), "jetpack": ("jetpack", "l4t")}
 
 
-def results_rows(store: Store, selected: ResultFilter | None = None, columns: list[str] | None = None) -> Rows:
+def results_rows(store: Store, selected: ResultFilter | None = None, columns: list[str] | None = None,
+                 newest_per: list[str] | None = None) -> Rows:
     """One row per job the filter selects: every column of ``v_results`` plus ``usb_speed`` (measured,
     else planned) and ``layers`` (a stack model's depth). A run id the store lacks is an error.
 
     ``columns``: only these (and what they are derived from) are read, e.g. a table's 16 of the view's 60:
-    on 10,000 rows, reading and converting the others was most of `farm results`' own time."""
-    names, fetched = _fetch(store, selected, columns)
+    on 10,000 rows, reading and converting the others was most of `farm results`' own time.
+    ``newest_per``: only the newest row of each cell these view columns make (:func:`newest_query`)."""
+    names, fetched = _fetch(store, selected, columns, newest_per)
     rows = Rows(names, [dict(zip(names, row, strict=True)) for row in fetched])
     derive(store, rows, None if columns is None else set(columns))
     return rows
@@ -98,7 +100,8 @@ def results_columns(store: Store, selected: ResultFilter | None = None,
     return values
 
 
-def _fetch(store: Store, selected: ResultFilter | None, columns: list[str] | None) -> tuple[list[str], list[Any]]:
+def _fetch(store: Store, selected: ResultFilter | None, columns: list[str] | None,
+           newest_per: list[str] | None = None) -> tuple[list[str], list[Any]]:
     """The view's columns read (``columns`` and what they derive from, else all) and the selected rows, sorted."""
     selected = selected or ResultFilter()
     missing = missing_runs(store, selected.runs)
@@ -111,10 +114,34 @@ def _fetch(store: Store, selected: ResultFilter | None, columns: list[str] | Non
     if columns is not None:
         wanted = {name for column in columns for name in (column, *DERIVED_FROM.get(column, ()))}
         names = [name for name in names if name in wanted]
-    query = (select(*[c[name] for name in names]).where(*where(selected, view_columns(table), run_ids))
-             .order_by(c.run_id, c.host, c.power_mode, c.model_family, c.model, c.delegate, c.usb_port, c.threads))
+    clauses = where(selected, view_columns(table), run_ids)
+    if newest_per is not None:
+        # The rank over the cell's columns only, then every wanted column of the winners: ranking rows of all
+        # the columns made the database lift every JSON column of every row, winners or not.
+        ranked = newest_query(table, clauses, newest_per)
+        clauses = [c.job_id.in_(select(ranked.c.job_id).where(ranked.c[RANK] == 1))]
+    query = select(*[c[name] for name in names]).where(*clauses).order_by(*_order(table))
     with store.engine.connect() as connection, collector_paused():
         return names, connection.execute(query).all()
+
+
+RANK = "newest_rank"
+
+
+def _order(table: Any) -> list[Any]:
+    # The job id last: rows that tie on everything else (one cell twice in a run) still have one order.
+    c = table.c
+    return [c.run_id, c.host, c.power_mode, c.model_family, c.model, c.delegate, c.usb_port, c.threads, c.job_id]
+
+
+def newest_query(table: Table, clauses: list[Any], cell: list[str]) -> Any:
+    """The selected jobs with their rank within their cell, newest first: the highest run id, and in one run
+    the highest job id (the job planned last). A cell is ``cell``'s columns as text, NULL as '-', the key
+    ``orchestrator.report.tables.newest_per_cell`` groups by, so both choose the same row."""
+    c = table.c
+    keys = [func.coalesce(cast(c[name], String), "-") for name in cell]
+    rank = func.row_number().over(partition_by=keys, order_by=[c.run_id.desc(), c.job_id.desc()]).label(RANK)
+    return select(c.job_id, rank).where(*clauses).subquery("newest")
 
 
 
