@@ -43,20 +43,20 @@ class AgentSession:
         """
         remote = agent_path(self.transport)
         request = first or {"op": "ping"}
+        # A host that cannot be reached fails here, before any channel: asking it whether the agent is
+        # there would only wait for it a second time.
+        self._channel = self.transport.start([self.host.python, remote, "serve"])
         try:
-            self._start(remote, request)
+            self.first_reply = self.request(request, timeout=FACTS_TIMEOUT)
         except TransportError:
             self.close()
             if self.transport.exists(remote):
                 raise  # the agent is there: it failed for another reason, which the message says
             deployment = deploy_agent(self.transport)
             self.uploaded_agent = deployment.uploaded
-            self._start(deployment.remote_path, request)
+            self._channel = self.transport.start([self.host.python, deployment.remote_path, "serve"])
+            self.first_reply = self.request(request, timeout=FACTS_TIMEOUT)
         return self
-
-    def _start(self, remote: str, request: dict[str, Any]) -> None:
-        self._channel = self.transport.start([self.host.python, remote, "serve"])
-        self.first_reply = self.request(request, timeout=FACTS_TIMEOUT)
 
     def request(self, message: dict[str, Any], timeout: float | None) -> dict[str, Any]:
         if self._channel is None:
