@@ -15,7 +15,7 @@ from typing_extensions import Self
 from agent.schema import SchemaError, validate_result
 
 from .deploy import agent_path, deploy_agent, ensure_file
-from .errors import TransportError
+from .errors import AgentTimeout, TransportError
 from .transport.base import AgentChannel, Transport
 
 FACTS_TIMEOUT = 60.0
@@ -48,10 +48,14 @@ class AgentSession:
         self._channel = self.transport.start([self.host.python, remote, "serve"])
         try:
             self.first_reply = self.request(request, timeout=FACTS_TIMEOUT)
+        except AgentTimeout:
+            self.close()
+            raise  # it started and hangs: starting it again would only wait again
         except TransportError:
             self.close()
-            if self.transport.exists(remote):
-                raise  # the agent is there: it failed for another reason, which the message says
+            # Present now, the agent may still have been missing when it was started: another host in the
+            # inventory sharing this home, or another controller, uploaded it in between. One more start
+            # tells that apart from an agent that fails for a reason of its own (whose message is raised).
             deployment = deploy_agent(self.transport)
             self.uploaded_agent = deployment.uploaded
             self._channel = self.transport.start([self.host.python, deployment.remote_path, "serve"])

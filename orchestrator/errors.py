@@ -49,6 +49,10 @@ class TransportError(FarmError):
     exit_code = 4
 
 
+class AgentTimeout(TransportError):
+    """The agent is running (or its process is) but gave no answer in time: asking again would wait again."""
+
+
 class InfrastructureError(FarmError):
     """The machine farm runs on failed it (a full disk, an unwritable data folder, a database error)."""
 

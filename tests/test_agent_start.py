@@ -135,3 +135,22 @@ def test_a_corrupt_probe_cache_is_probed_over_not_trusted(tmp_path: Path) -> Non
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["backends"]["onnxruntime"]["version"] == "3.1.4"
     assert json.loads((state / "probe-cache.json").read_text())  # rewritten whole
+
+
+def test_hosts_sharing_one_home_checked_together_on_a_fresh_home_are_all_reached(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Several inventory hosts may be one login (two CPUs of one machine, two USB ports of one host): each
+    starts the agent, finds it missing, and uploads it, while another's upload lands in between. A start
+    that failed for want of the archive is not an agent that fails: every host is reached."""
+    from orchestrator.facts_check import check_hosts
+    from orchestrator.inventory import Host
+
+    hosts = [Host(name=f"share{i}", transport="local", python=sys.executable) for i in range(6)]
+    for attempt in range(3):  # the race needs a start to fail before another host's upload: each round is fresh
+        home = tmp_path / f"home{attempt}"
+        home.mkdir()
+        monkeypatch.setenv("HOME", str(home))
+        checks = check_hosts(hosts, {})
+        assert [(c.host.name, c.error) for c in checks if not c.reachable] == []
+        assert any(c.uploaded_agent for c in checks)
+        assert sorted(p.name for p in (home / ".cache/farm").glob("agent-*.pyz")) == [build_agent().file_name]

@@ -10,7 +10,7 @@ import threading
 from collections import deque
 from pathlib import Path
 
-from ..errors import TransportError
+from ..errors import AgentTimeout, TransportError
 from ..inventory import Host
 from .base import AgentChannel, CommandResult, Transport
 
@@ -98,7 +98,7 @@ class PipeChannel(AgentChannel):
         try:
             line = self._lines.get(timeout=timeout)
         except queue.Empty:
-            raise TransportError(f"{self.host_name}: no answer from the agent in {timeout} s") from None
+            raise AgentTimeout(f"{self.host_name}: no answer from the agent in {timeout} s") from None
         if line is None:
             self._lines.put(None)
             self.process.wait()

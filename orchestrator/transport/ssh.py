@@ -41,7 +41,7 @@ from typing import Any
 import paramiko
 from fabric import Config, Connection
 
-from ..errors import TransportError
+from ..errors import AgentTimeout, TransportError
 from ..inventory import Host
 from . import ssh_direct
 from .base import AgentChannel, CommandResult, Transport
@@ -609,7 +609,7 @@ class SshChannel(AgentChannel):
         try:
             line = self._lines.get(timeout=timeout)
         except queue.Empty:
-            raise TransportError(f"{self.host_name}: no answer from the agent in {timeout} s; "
+            raise AgentTimeout(f"{self.host_name}: no answer from the agent in {timeout} s; "
                                  f"{self.stderr_tail()}") from None
         if line is None:
             self._lines.put(None)
