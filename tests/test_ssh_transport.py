@@ -178,6 +178,10 @@ def test_agent_channel_reports_timeouts_and_exits(transport: SshTransport) -> No
     with pytest.raises(TransportError, match=r"exited with code 4.*Traceback: boom"):
         failing.read_line(timeout=5)
     failing.close()
+    # Stdout and stderr share the channel's window: stderr beyond it, unread, would stop the reply for good.
+    chatty = transport.start(["sh", "-c", "head -c 5000000 /dev/zero | tr '\\0' e >&2; echo >&2; echo done"])
+    assert chatty.read_line(timeout=60) == "done"
+    chatty.close()
 
 
 def test_unknown_host_key_is_refused_then_accepted_and_saved(running_lab: RunningLab, rpi: Host,

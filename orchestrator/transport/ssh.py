@@ -26,7 +26,6 @@ import logging
 import math
 import os
 import posixpath
-import queue
 import select
 import shlex
 import socket
@@ -34,7 +33,6 @@ import stat
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +50,8 @@ KEEPALIVE_SECONDS = 5
 # link is dead: the kernel then fails the socket instead of retrying for minutes.
 TCP_USER_TIMEOUT_MS = 10_000
 READ_SIZE = 65536
+# A read waiting for the agent wakes this often to drain stderr (an idle lane: one cheap wake a second).
+STDERR_DRAIN_S = 1.0
 
 GLOBAL_KNOWN_HOSTS = "/etc/ssh/ssh_known_hosts /etc/ssh/ssh_known_hosts2"  # OpenSSH's default GlobalKnownHostsFile
 log = logging.getLogger(__name__)
@@ -576,28 +576,35 @@ def _tune_socket(sock: socket.socket) -> None:
 
 
 class SshChannel(AgentChannel):
-    """A process on the host over one SSH exec channel; threads read so reads can time out."""
+    """A process on the host over one SSH exec channel, read in the caller's thread.
+
+    No reader threads: two per host cost more controller CPU than the request they serve (their start,
+    and a hand-off through a queue per line). A read waits in paramiko's own buffer with a timeout, in
+    slices of at most ``STDERR_DRAIN_S``, and stderr is drained at every wake: stdout and stderr share the
+    channel's window, so stderr that nobody read would in the end stop the agent's replies.
+    """
 
     def __init__(self, channel: paramiko.Channel, host_name: str) -> None:
         self.channel = channel
         self.host_name = host_name
-        self._lines: queue.Queue[bytes | None] = queue.Queue()
+        self._out = _LineSplitter()
+        self._lines: deque[bytes] = deque()
+        self._err = _LineSplitter()
         self._stderr: deque[str] = deque(maxlen=50)
-        self._stderr_done = threading.Event()
-        threading.Thread(target=self._pump_stdout, name=f"ssh-stdout-{host_name}", daemon=True).start()
-        threading.Thread(target=self._pump_stderr, name=f"ssh-stderr-{host_name}", daemon=True).start()
+        self._eof = False
 
-    def _pump_stdout(self) -> None:
-        for line in _lines_of(self.channel.recv):
-            self._lines.put(line)
-        self._lines.put(None)
-
-    def _pump_stderr(self) -> None:
+    def _drain_stderr(self) -> None:
         try:
-            for line in _lines_of(self.channel.recv_stderr):
-                self._stderr.append(line.decode("utf-8", "replace").rstrip())
-        finally:
-            self._stderr_done.set()
+            while self.channel.recv_stderr_ready():
+                data = self.channel.recv_stderr(READ_SIZE)
+                if not data:
+                    break
+                self._keep_stderr(self._err.feed(data))
+        except (OSError, EOFError, paramiko.SSHException):
+            pass
+
+    def _keep_stderr(self, lines: list[bytes]) -> None:
+        self._stderr.extend(line.decode("utf-8", "replace").rstrip() for line in lines)
 
     def send_line(self, line: str) -> None:
         try:
@@ -606,29 +613,46 @@ class SshChannel(AgentChannel):
             raise TransportError(f"{self.host_name}: agent is gone ({exc}); {self.stderr_tail()}") from None
 
     def read_line(self, timeout: float | None = None) -> str:
-        try:
-            line = self._lines.get(timeout=timeout)
-        except queue.Empty:
-            raise AgentTimeout(f"{self.host_name}: no answer from the agent in {timeout} s; "
-                                 f"{self.stderr_tail()}") from None
-        if line is None:
-            self._lines.put(None)
-            # The exit status and the rest of stderr follow EOF closely; wait briefly so the message can say them
-            # (a process that could not start says why on stderr: "can't open file ...").
-            self.channel.status_event.wait(2.0)
-            self._stderr_done.wait(2.0)
-            code = self.channel.exit_status if self.channel.status_event.is_set() else None
-            transport = self.channel.get_transport()
-            if code not in (None, -1):
-                how = f"agent exited with code {code}"
-            elif transport is not None and transport.is_active():
-                how = "agent was killed by a signal"  # sshd reports that without an exit status
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._lines and not self._eof:
+            self._drain_stderr()
+            wait = STDERR_DRAIN_S if deadline is None else min(STDERR_DRAIN_S, deadline - time.monotonic())
+            if wait <= 0:
+                raise AgentTimeout(f"{self.host_name}: no answer from the agent in {timeout} s; "
+                                   f"{self.stderr_tail()}")
+            try:
+                self.channel.settimeout(wait)
+                data = self.channel.recv(READ_SIZE)
+            except TimeoutError:
+                continue
+            except (OSError, EOFError, paramiko.SSHException):
+                data = b""  # the connection died: what came before is all there is
+            if data:
+                self._lines.extend(self._out.feed(data))
             else:
-                how = "the SSH connection was lost (the host stopped answering, rebooted or closed it)"
-            raise TransportError(f"{self.host_name}: {how}; {self.stderr_tail()}")
-        return line.decode("utf-8", "replace").rstrip("\r")
+                self._eof = True
+                self._lines.extend(self._out.finish())
+        self._drain_stderr()
+        if self._lines:
+            return self._lines.popleft().decode("utf-8", "replace").rstrip("\r")
+        raise TransportError(f"{self.host_name}: {self._why_it_ended()}; {self.stderr_tail()}")
+
+    def _why_it_ended(self) -> str:
+        # The exit status follows EOF closely: wait briefly so the message can say it. Stderr came before
+        # the EOF (a process that could not start says why there: "can't open file ...").
+        self.channel.status_event.wait(2.0)
+        self._drain_stderr()
+        self._keep_stderr(self._err.finish())
+        code = self.channel.exit_status if self.channel.status_event.is_set() else None
+        transport = self.channel.get_transport()
+        if code not in (None, -1):
+            return f"agent exited with code {code}"
+        if transport is not None and transport.is_active():
+            return "agent was killed by a signal"  # sshd reports that without an exit status
+        return "the SSH connection was lost (the host stopped answering, rebooted or closed it)"
 
     def stderr_tail(self) -> str:
+        self._drain_stderr()
         return " | ".join(list(self._stderr)[-5:]) or "(nothing on stderr)"
 
     def close(self) -> None:
@@ -641,23 +665,25 @@ class SshChannel(AgentChannel):
         self.channel.close()
 
 
-def _lines_of(receive: Callable[[int], bytes]) -> Iterator[bytes]:
-    """Lines from a channel stream until EOF; the last one may lack its newline.
+class _LineSplitter:
+    """Complete lines out of a stream's chunks; at the end, the rest, which may lack its newline.
 
     Chunks of a long line are joined once, when its end arrives: a result line of
     megabytes must not be rescanned for every 64 KiB that comes in.
     """
-    partial: list[bytes] = []
-    try:
-        while data := receive(READ_SIZE):
-            *complete, rest = data.split(b"\n")
-            if complete:
-                complete[0] = b"".join([*partial, complete[0]])
-                partial = []
-                yield from complete
-            if rest:
-                partial.append(rest)
-    except (OSError, EOFError, paramiko.SSHException):
-        pass  # the connection died: what came before is all there is
-    if partial:
-        yield b"".join(partial)
+
+    def __init__(self) -> None:
+        self._partial: list[bytes] = []
+
+    def feed(self, data: bytes) -> list[bytes]:
+        *complete, rest = data.split(b"\n")
+        if complete:
+            complete[0] = b"".join([*self._partial, complete[0]])
+            self._partial = []
+        if rest:
+            self._partial.append(rest)
+        return complete
+
+    def finish(self) -> list[bytes]:
+        rest, self._partial = self._partial, []
+        return [b"".join(rest)] if rest else []
