@@ -10,7 +10,6 @@ the same code.
 
 import glob
 import os
-import threading
 import time
 
 from . import boards
@@ -207,6 +206,9 @@ class PowerSampler(object):
         self._throttle_reasons = []
         self._throttle_checks = 0
         self._total_rail = None
+        # threading here, not at the top: the facts' snapshot of conditions runs no sampler.
+        import threading
+
         self._stop = threading.Event()
         self._thread = None
         self.started = self.stopped = None
@@ -214,6 +216,8 @@ class PowerSampler(object):
     def start(self):
         self.family, self.source, self.rails = boards.power_monitor()
         self.started = time.monotonic()
+        import threading
+
         self._thread = threading.Thread(target=self._run, name="farm-power-sampler")
         self._thread.daemon = True
         self._thread.start()

@@ -10,7 +10,6 @@ import contextlib
 import os
 import signal
 import sys
-import threading
 
 from . import atomic
 from .sysfs import device_root
@@ -94,10 +93,17 @@ def _reinstall(previous):
         signal.signal(number, signal.SIG_DFL if handler is None else handler)
 
 
+def _in_main_thread():
+    # Imported when asked: a contact that only answers facts has no use for threading (traceback with it on 3.6).
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
 @contextlib.contextmanager
 def signals_raise():
     """SIGTERM and SIGHUP (a dropped SSH session) become SystemExit, so ``finally`` blocks run."""
-    if threading.current_thread() is not threading.main_thread():
+    if not _in_main_thread():
         yield
         return
 
@@ -114,7 +120,7 @@ def signals_raise():
 @contextlib.contextmanager
 def signals_deferred():
     """Hold SIGTERM/SIGHUP while restoring (a half-restored board is the worst outcome), then exit."""
-    if threading.current_thread() is not threading.main_thread():
+    if not _in_main_thread():
         yield
         return
     caught = []

@@ -6,7 +6,6 @@ when sudo refuses are the same for every tool a family runs.
 """
 
 import os
-import subprocess
 
 from .errors import PowerError
 from .sysfs import device_root
@@ -67,6 +66,10 @@ def run_tool(argv, privileged=False, remedy_commands=None, stdin_text=None, time
     or FARM_NO_SUDO is set; a refusal raises PowerError with the sudoers line
     that fixes it.
     """
+    # Here, not at the top: a contact that runs no tool (a PC's facts) starts without subprocess,
+    # which brings selectors, signal and threading (traceback on 3.6): a sixth of the facts' imports.
+    import subprocess
+
     command = list(argv)
     via_sudo = privileged and needs_sudo()
     if via_sudo:

@@ -6,6 +6,7 @@ import itertools
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -171,7 +172,7 @@ def test_power_sampler_uses_the_clock_heuristic_only_for_cpu_bound_runs(board: P
     assert "below its limit" in computing.summary()["throttle_reasons"][0]
 
 
-class _CountingStop(type(conditions.threading.Event())):
+class _CountingStop(type(threading.Event())):
     """The sampler's stop event, recording how long each of its waits was asked to last."""
 
     def __init__(self) -> None:

@@ -21,8 +21,11 @@ BACKENDS = {
     "onnxruntime": ("onnxruntime", "OnnxruntimeBackend"),
     "tensorrt": ("tensorrt", "TensorrtBackend"),
 }
+# Each backend class's ``runtime_modules`` (a test holds them equal), named here so that a probe answered
+# from the cache imports no backend module: the TensorRT one alone brought hashlib's OpenSSL start.
+RUNTIME_MODULES = {"onnxruntime": ("onnxruntime",), "tensorrt": ("tensorrt", "cuda", "pycuda")}
 
-__all__ = ["BACKENDS", "DEFAULT_BACKEND", "Backend", "JobFailed", "LoadOptions", "available", "for_job", "get",
+__all__ = ["BACKENDS", "DEFAULT_BACKEND", "RUNTIME_MODULES", "Backend", "JobFailed", "LoadOptions", "available", "for_job", "get",
            "preload"]
 
 
@@ -40,19 +43,25 @@ def for_job(job):
     return get(job.get("backend") or DEFAULT_BACKEND)(LoadOptions.from_job(job))
 
 
-def available():
+def available(known=None):
     """{name: {"name", "version", "error"}} for every backend: what this host can run.
 
     A backend whose probe imports its runtime (``runtime_modules``) is asked once per install of it.
+    ``known``: answers the caller already has ({name: answer}), not asked again.
     """
     found = {}
     for name in sorted(BACKENDS):
-        backend = get(name)
-        if backend.runtime_modules:
-            found[name] = probe_cache.cached(name, backend.runtime_modules, backend.available)
+        if known and name in known:
+            found[name] = known[name]
+        elif RUNTIME_MODULES.get(name):
+            found[name] = probe_cache.cached(name, RUNTIME_MODULES[name], _prober(name))
         else:
-            found[name] = backend.available()
+            found[name] = get(name).available()
     return found
+
+
+def _prober(name):
+    return lambda: get(name).available()
 
 
 def preload():

@@ -16,7 +16,6 @@ timing, which is what farm measures. The TensorRT Python API used:
 ``BuilderFlag.FP16``/``INT8``, ``build_serialized_network`` (8.0 and later).
 """
 
-import hashlib
 import os
 import re
 
@@ -43,6 +42,8 @@ def precision_of(requested):
 
 def cache_key(model_sha256, precision, trt_version, gpu):
     """The hex key of an engine: sha256 over (model sha, precision, TensorRT version, GPU)."""
+    import hashlib  # here: probing for TensorRT (facts) imports this module, and OpenSSL's start is not cheap
+
     text = "\n".join(str(part) for part in (model_sha256, precision, trt_version, gpu))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 

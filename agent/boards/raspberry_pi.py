@@ -4,8 +4,6 @@ The firmware keeps its own throttling flags (``vcgencmd get_throttled``):
 bits 0-3 describe now, bits 16-19 the same events since boot. No power monitor.
 """
 
-import subprocess
-
 from .. import tools
 from ..sysfs import device_tree_compatible
 from .base import BoardFamily
@@ -27,6 +25,8 @@ def vcgencmd_throttled():
     tool = tools.find_tool("vcgencmd")
     if tool is None:
         return None
+    import subprocess  # only where vcgencmd is: see tools.run_tool
+
     try:
         done = subprocess.run([tool, "get_throttled"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               universal_newlines=True, timeout=10, check=False)
