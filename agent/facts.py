@@ -8,7 +8,7 @@ import os
 import sys
 
 from . import __version__, backends, boards
-from .runtime import describe_runtime
+from .backends.tflite_loader import describe_runtime
 from .sysfs import DEVICE_ROOT_ENV, device_root, parse_cpu_list, read_text, root_path
 
 # Kept importable from here: edgetpu and the lab read the device root through these names.

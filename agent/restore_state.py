@@ -8,7 +8,6 @@ does, from this file. SIGTERM and SIGHUP become SystemExit while a job runs, so
 
 import contextlib
 import os
-import signal
 import sys
 
 from . import atomic
@@ -83,11 +82,21 @@ def owner_alive(doc):
 
 # --- signals ---------------------------------------------------------------------------------------------
 
+def _signals():
+    # Imported when signals are handled (a job, a restore): a contact that only answers facts handles
+    # none, and the module builds its enums when imported.
+    import signal
+
+    return signal
+
+
 def _wanted_signals():
+    signal = _signals()
     return [signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
 
 
 def _reinstall(previous):
+    signal = _signals()
     for number, handler in previous.items():
         # None: the handler was set outside Python and cannot be put back; the default is the safe choice.
         signal.signal(number, signal.SIG_DFL if handler is None else handler)
@@ -110,7 +119,7 @@ def signals_raise():
     def _exit(signum, frame):
         raise SystemExit(128 + signum)
 
-    previous = {number: signal.signal(number, _exit) for number in _wanted_signals()}
+    previous = {number: _signals().signal(number, _exit) for number in _wanted_signals()}
     try:
         yield
     finally:
@@ -124,7 +133,7 @@ def signals_deferred():
         yield
         return
     caught = []
-    previous = {number: signal.signal(number, lambda signum, frame: caught.append(signum))
+    previous = {number: _signals().signal(number, lambda signum, frame: caught.append(signum))
                 for number in _wanted_signals()}
     try:
         yield

@@ -24,6 +24,7 @@ AGENT_SOURCE = AGENT_DIR
 # The archive's entry point: unpacks it beside itself once, so later starts import byte code, not source.
 MAIN_SOURCE = AGENT_SOURCE / "zipapp_main.py"
 FIXED_TIME = (2020, 1, 1, 0, 0, 0)
+UTF8_NAME = 0x800  # general purpose flag bit 11: the entry's name is UTF-8
 
 
 @dataclass(frozen=True)
@@ -63,9 +64,22 @@ def agent_sources() -> list[tuple[str, Path]]:
     return sorted(found)
 
 
+class _Utf8Entry(zipfile.ZipInfo):
+    """An entry whose name is marked UTF-8 (bit 11), as zipfile marks only non-ASCII names.
+
+    zipimport decodes unmarked names as cp437, and on Python 3.6 imports that codec to do so at
+    every start from the archive; marked ones it decodes as UTF-8, which needs no import.
+    """
+
+    def _encodeFilenameFlags(self) -> tuple[bytes, int]:  # zipfile's hook for a name and its flags
+        return self.filename.encode("utf-8"), self.flag_bits | UTF8_NAME
+
+
 def _add(archive: zipfile.ZipFile, name: str, data: bytes) -> None:
-    info = zipfile.ZipInfo(name, date_time=FIXED_TIME)
-    info.compress_type = zipfile.ZIP_DEFLATED
+    info = _Utf8Entry(name, date_time=FIXED_TIME)
+    # Every start reads __main__.py from the archive: stored, it is read without loading zlib.
+    # The rest is read only by the first start's unpacking.
+    info.compress_type = zipfile.ZIP_STORED if name == "__main__.py" else zipfile.ZIP_DEFLATED
     info.external_attr = 0o644 << 16
     archive.writestr(info, data)
 
