@@ -23,7 +23,7 @@ BACKENDS = {
 }
 # Each backend class's ``runtime_modules`` (a test holds them equal), named here so that a probe answered
 # from the cache imports no backend module: the TensorRT one alone brought hashlib's OpenSSL start.
-RUNTIME_MODULES = {"onnxruntime": ("onnxruntime",), "tensorrt": ("tensorrt", "cuda", "pycuda")}
+RUNTIME_MODULES = {"onnxruntime": ("onnxruntime", "numpy"), "tensorrt": ("tensorrt", "cuda", "pycuda")}
 
 __all__ = ["BACKENDS", "DEFAULT_BACKEND", "RUNTIME_MODULES", "Backend", "JobFailed", "LoadOptions", "available", "for_job", "get",
            "preload"]
