@@ -8,13 +8,12 @@ of the board's family (``agent/boards``), so a simulated board answers through
 the same code.
 """
 
-import glob
 import os
 import time
 
 from . import boards
 from .boards.raspberry_pi import decode_throttled
-from .sysfs import cpus_online, read_text, root_path
+from .sysfs import cpus_online, find, read_text, root_path
 from .sysfs import int_or_none as _int
 from .sysfs import read_stripped as _read
 
@@ -30,7 +29,7 @@ CLOCK_SLACK = 0.9
 def _zones():
     # /sys/class/thermal links to /sys/devices/virtual/thermal; either may be all a board (or a copy) has.
     for pattern in ("sys/class/thermal/thermal_zone*", "sys/devices/virtual/thermal/thermal_zone*"):
-        found = sorted(glob.glob(root_path(pattern)), key=lambda p: _int(p.rsplit("zone", 1)[1]) or 0)
+        found = sorted(find(root_path(pattern)), key=lambda p: _int(p.rsplit("zone", 1)[1]) or 0)
         if found:
             return found
     return []
@@ -68,7 +67,7 @@ def cpu_frequencies():
 def _cooling_reasons():
     """Thermal cooling devices that act on CPU clocks and are engaged (cur_state > 0)."""
     reasons = []
-    for folder in sorted(glob.glob(root_path("sys/class/thermal/cooling_device*"))):
+    for folder in sorted(find(root_path("sys/class/thermal/cooling_device*"))):
         kind = _read(os.path.join(folder, "type")) or ""
         state = _int(_read(os.path.join(folder, "cur_state")))
         if "cpu" in kind.lower() and state:

@@ -136,8 +136,10 @@ def pci_devices():
 # --- the library --------------------------------------------------------------------------------------
 
 PACKAGE_MARK = "libedgetpu1-"  # in every name of PACKAGES
-PARAGRAPH_END = re.compile(r"\n\s*\n")
-FIELD = re.compile(r"^([A-Za-z-]+):[ \t]*(.*)$", re.MULTILINE)
+# Patterns, not compiled ones: re compiles (and keeps) them the first time a status file names libedgetpu,
+# where compiling them at import was paid by every start.
+PARAGRAPH_END = r"\n\s*\n"
+FIELD = r"^([A-Za-z-]+):[ \t]*(.*)$"
 
 
 def _dpkg_packages():
@@ -149,7 +151,7 @@ def _dpkg_packages():
     text = read_text("var/lib/dpkg/status") or ""
     found = {}
     for paragraph in _paragraphs_with(text, PACKAGE_MARK):
-        fields = dict(FIELD.findall(paragraph))
+        fields = dict(re.findall(FIELD, paragraph, re.MULTILINE))
         if fields.get("Package") in PACKAGES and "installed" in fields.get("Status", "").split():
             found[fields["Package"]] = fields.get("Version")
     return found
@@ -159,7 +161,7 @@ def _paragraphs_with(text, mark):
     """The paragraphs of ``text`` (what ``re.split(PARAGRAPH_END, text)`` yields) that contain ``mark``, in order."""
     paragraphs, at = [], text.find(mark)
     while at >= 0:
-        end = PARAGRAPH_END.search(text, at)
+        end = re.compile(PARAGRAPH_END).search(text, at)
         stop = end.start() if end else len(text)
         paragraphs.append(text[_paragraph_start(text, at):stop])
         at = text.find(mark, end.end()) if end else -1

@@ -99,3 +99,47 @@ def governors():
         if value:
             found[str(cpu)] = value
     return found
+
+
+def find(pattern, _folders_only=False):
+    """What ``glob.glob(pattern)`` finds, for patterns whose one wildcard is ``*``: in the same order, hidden
+    names left out the same way, no name starting with a dot matched.
+
+    Without glob: importing it and fnmatch, then compiling every pattern to a regular expression, was a
+    millisecond of every contact on a PC (a board's facts glob for thermal zones, power monitors, governors).
+    """
+    folder, name = os.path.split(pattern)
+    if "*" not in pattern:
+        return [pattern] if (os.path.lexists(pattern) if name else os.path.isdir(folder)) else []
+    parents = find(folder, True) if "*" in folder else [folder]
+    found = []
+    for parent in parents:
+        if "*" not in name:
+            if os.path.lexists(os.path.join(parent, name)):
+                found.append(os.path.join(parent, name))
+            continue
+        try:
+            names = os.listdir(parent)
+        except OSError:
+            continue
+        for entry in names:
+            path = os.path.join(parent, entry)
+            if (not entry.startswith(".") and _matches(entry, name)
+                    and (not _folders_only or os.path.isdir(path))):
+                found.append(path)
+    return found
+
+
+def _matches(name, pattern):
+    """fnmatch for a pattern whose only wildcard is ``*`` (on POSIX: case matters)."""
+    pieces = pattern.split("*")
+    head, tail = pieces[0], pieces[-1]
+    if len(name) < len(head) + len(tail) or not name.startswith(head) or not name.endswith(tail):
+        return False
+    at, end = len(head), len(name) - len(tail)
+    for piece in pieces[1:-1]:
+        at = name.find(piece, at, end)
+        if at < 0:
+            return False
+        at += len(piece)
+    return True

@@ -26,7 +26,7 @@ FACTS = '{"op": "facts", "id": 1}\n'
 # What a facts contact must not import: tools, hashing, archives and sockets the ops that need them import,
 # the platform module (os.uname and sys answer), and no inference runtime while its probe is cached.
 HEAVY = {"subprocess", "platform", "hashlib", "socket", "shutil", "threading", "signal", "zlib", "zipfile",
-         "compileall", "tempfile", "encodings.cp437", "tflite_runtime", "numpy", "onnxruntime", "tensorrt"}
+         "compileall", "tempfile", "glob", "encodings.cp437", "tflite_runtime", "numpy", "onnxruntime", "tensorrt"}
 # The agent's own modules that only jobs and the spool need, and backends whose probes the cache answers.
 JOB_ONLY = {"agent.bench", "agent.spool", "agent.schema", "agent.hostlock", "agent.backends.tflite",
             "agent.backends.onnxruntime", "agent.backends.tensorrt", "agent.backends.tensorrt_engine"}
@@ -137,3 +137,24 @@ def test_libedgetpu_packages_are_read_from_dpkg_status_as_before(tmp_path: Path,
     if text:
         assert expected, "the case names an installed libedgetpu package"
     assert edgetpu.library()["package"] == (min(expected) if expected else None)
+
+
+def test_sysfs_find_finds_what_glob_finds(tmp_path: Path) -> None:
+    import glob
+
+    from agent.sysfs import find
+
+    for relative in ("cpu0/cpufreq/scaling_governor", "cpu1/cpufreq/other", "cpufreq/x", ".cpu2/cpufreq/scaling_governor",
+                     "thermal_zone10/temp", "thermal_zone2/temp", "i2c/1-0040/iio:device0/rail_name_0",
+                     "site/tflite_runtime-2.14.0.dist-info/METADATA", "site/tflite_runtime-1.egg-info"):
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / relative).write_text("")
+    (tmp_path / "link").symlink_to(tmp_path / "cpu0")
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    patterns = ["*", "cpu*", "cpu*/cpufreq/scaling_governor", "*/cpufreq/*", "thermal_zone*", "*zone*0/temp",
+                "i2c/*/iio:device*", "site/tflite_runtime-*.dist-info/METADATA", "site/tflite_runtime-*.egg-info",
+                "link/*", "dangling", "missing/*", "*/*/*", "c*u*"]
+    for pattern in patterns:
+        path = str(tmp_path / pattern)
+        assert find(path) == glob.glob(path), pattern
+    assert find(str(tmp_path / "cpu*/cpufreq/scaling_governor")) == [str(tmp_path / "cpu0/cpufreq/scaling_governor")]

@@ -4,10 +4,11 @@ Devices carry different runtimes: tflite_runtime on most boards, its
 successor ai_edge_litert on new ones, full TensorFlow on some hosts.
 """
 
-import glob
 import importlib
 import importlib.util
 import os
+
+from ..sysfs import find
 
 # Order matters: the small runtimes are what a device normally has; full
 # TensorFlow is the last resort because importing it takes seconds.
@@ -84,9 +85,9 @@ def _installed_version():
 
 def _metadata_version(site, name):
     """The Version: line of ``name``'s one .dist-info (or Debian's .egg-info) in ``site``, else None."""
-    found = glob.glob(os.path.join(site, name + "-*.dist-info", "METADATA"))
-    found += glob.glob(os.path.join(site, name + "-*.egg-info", "PKG-INFO"))
-    found += [path for path in glob.glob(os.path.join(site, name + "-*.egg-info")) if os.path.isfile(path)]
+    found = find(os.path.join(site, name + "-*.dist-info", "METADATA"))
+    found += find(os.path.join(site, name + "-*.egg-info", "PKG-INFO"))
+    found += [path for path in find(os.path.join(site, name + "-*.egg-info")) if os.path.isfile(path)]
     if len(found) != 1:
         return None  # several installs side by side: only importing says which one loads
     try:

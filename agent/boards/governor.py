@@ -1,15 +1,19 @@
 """The cpufreq governor as a power mode: what every Linux board with cpufreq can set, whatever else its family has."""
 
-import glob
+import os
 
 from .. import tools
 from ..errors import PowerError
-from ..sysfs import CPU_DIR, cpufreq, cpufreq_path, cpus_online, governors, root_path
+from ..sysfs import CPU_DIR, cpufreq, cpufreq_path, cpus_online, find, governors, root_path
 from .base import PowerControl, measure
 
 
 def has_governors():
-    return bool(glob.glob(root_path(CPU_DIR + "/cpu[0-9]*/cpufreq/scaling_governor")))
+    for path in find(root_path(CPU_DIR + "/cpu*/cpufreq/scaling_governor")):
+        digit = os.path.basename(os.path.dirname(os.path.dirname(path)))[3:4]
+        if digit and digit in "0123456789":  # cpu[0-9]*: find knows only "*"
+            return True
+    return False
 
 
 def one_governor(found):

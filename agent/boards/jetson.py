@@ -12,14 +12,13 @@
 - ``l4t_release``: the L4T version results carry, so JetPacks never mix unnoticed.
 """
 
-import glob
 import os
 import re
 
 from .. import probe_cache, tools
 from ..errors import PowerError
 from ..restore_state import remove, root_tag
-from ..sysfs import cpufreq, cpus_online, governors, int_or_none, read_stripped, read_text, root_path
+from ..sysfs import cpufreq, cpus_online, find, governors, int_or_none, read_stripped, read_text, root_path
 from . import jetson_gpu
 from .base import BoardFamily, PowerControl, measure, on_off
 from .governor import GovernorControl, one_governor
@@ -44,12 +43,13 @@ JETPACK_OF_L4T = {
     "35.1.0": "5.0.2", "35.2.1": "5.1", "35.3.1": "5.1.1", "35.4.1": "5.1.2", "35.5.0": "5.1.3",
     "36.3.0": "6.0", "36.4.0": "6.1", "36.4.3": "6.2",
 }
-L4T_LINE = re.compile(r"R(\d+)\s*\(release\),\s*REVISION:\s*([0-9.]+)")
+# Patterns are compiled (and kept by re) when first used: most boards read none of them.
+L4T_LINE = r"R(\d+)\s*\(release\),\s*REVISION:\s*([0-9.]+)"
 
 
 def parse_l4t(text):
     """'32.7.1' from an nv_tegra_release line ('# R32 (release), REVISION: 7.1, ...') anywhere in ``text``."""
-    match = L4T_LINE.search(text or "")
+    match = re.search(L4T_LINE, text or "")
     if not match:
         return None
     release = "{}.{}".format(match.group(1), match.group(2))
@@ -92,7 +92,7 @@ def find_rails():
     driver with ``inN_label``, ``inN_input`` in mV and ``currN_input`` in mA.
     """
     rails = []
-    for folder in sorted(glob.glob(root_path("sys/bus/i2c/drivers/ina3221x/*/iio:device*"))):
+    for folder in sorted(find(root_path("sys/bus/i2c/drivers/ina3221x/*/iio:device*"))):
         for channel in range(3):
             name = read_stripped(os.path.join(folder, "rail_name_{}".format(channel)))
             if name:
@@ -100,7 +100,7 @@ def find_rails():
                                      for kind in ("power", "voltage", "current")}))
     if rails:
         return "ina3221x", rails
-    for folder in sorted(glob.glob(root_path("sys/bus/i2c/drivers/ina3221/*/hwmon/hwmon*"))):
+    for folder in sorted(find(root_path("sys/bus/i2c/drivers/ina3221/*/hwmon/hwmon*"))):
         for channel in (1, 2, 3):
             name = read_stripped(os.path.join(folder, "in{}_label".format(channel)))
             if name and name.upper() != "NC":
@@ -118,7 +118,7 @@ class JetsonDriver(PowerControl):
     name = "nvpmodel"
     spec_types = (("nvpmodel", (int,)), ("jetson_clocks", (bool,)))
     identity_key = "nvpmodel"
-    MODE_LINE = re.compile(r"POWER_MODEL:\s*ID=(\d+)\s+NAME=(\S+)")
+    MODE_LINE = r"POWER_MODEL:\s*ID=(\d+)\s+NAME=(\S+)"
 
     def __init__(self, board=None):
         PowerControl.__init__(self, board)
@@ -153,7 +153,7 @@ class JetsonDriver(PowerControl):
         _, out, err = tools.run_tool([nvpmodel, "-p", "--verbose"])
         # NVPM VERB lines go to stdout on some releases and stderr on others.
         return [{"id": int(m.group(1)), "name": m.group(2)}
-                for m in (self.MODE_LINE.search(line) for line in (out + "\n" + err).splitlines()) if m]
+                for m in (re.search(self.MODE_LINE, line) for line in (out + "\n" + err).splitlines()) if m]
 
     def query(self):
         """(id, name) from ``nvpmodel -q``: "NV Power Mode: <name>" then the id on the next line.

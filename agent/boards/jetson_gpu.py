@@ -17,11 +17,10 @@ hardware steps. The load is the GPU device's ``load`` file, in tenths of a perce
 (0..1000), also reachable as ``/sys/devices/gpu.0/load`` on JetPack 4.
 """
 
-import glob
 import os
 import re
 
-from ..sysfs import device_tree_compatible, device_tree_model, int_or_none, read_stripped, root_path
+from ..sysfs import device_tree_compatible, device_tree_model, find, int_or_none, read_stripped, root_path
 
 # (module, device-tree hints, CUDA cores, max GPU clock in Hz, architecture); the first match wins,
 # so a specific module (Orin Nano: p3767-0003..0005) comes before the family it shares a carrier with.
@@ -39,7 +38,7 @@ GPUS = (
     ("jetson-agx-orin", ("p3701", "agx orin", "agx-orin", "tegra234"), 2048, 1300000000, "Ampere (GA10B)"),
 )
 # Names of the GPU's devfreq node across JetPack releases.
-DEVFREQ_NAME = re.compile(r"\A(57000000\.gpu|17000000\.(gp10b|gv11b|ga10b|gpu))\Z")
+DEVFREQ_NAME = r"\A(57000000\.gpu|17000000\.(gp10b|gv11b|ga10b|gpu))\Z"  # compiled by re when first used
 DEVFREQ_GLOBS = ("sys/class/devfreq/*", "sys/devices/*/devfreq/*", "sys/devices/platform/*/devfreq/*",
                  "sys/devices/platform/*/*/devfreq/*")
 LOAD_FILES = ("sys/devices/gpu.0/load", "sys/devices/platform/gpu.0/load")
@@ -69,8 +68,8 @@ def peak_gflops(cuda_cores, clock_hz, precision="fp32"):
 def devfreq_dir():
     """The GPU's devfreq folder under the device root, or None."""
     for pattern in DEVFREQ_GLOBS:
-        for folder in sorted(glob.glob(root_path(pattern))):
-            if DEVFREQ_NAME.match(os.path.basename(folder)) and os.path.exists(os.path.join(folder, "cur_freq")):
+        for folder in sorted(find(root_path(pattern))):
+            if re.match(DEVFREQ_NAME, os.path.basename(folder)) and os.path.exists(os.path.join(folder, "cur_freq")):
                 return folder
     return None
 
