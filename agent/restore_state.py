@@ -40,10 +40,18 @@ def root_tag():
     if root == "/":
         return "root"
     if root not in _root_tags:
-        import hashlib  # here: its OpenSSL start is a tenth of an agent start's imports, for simulated boards only
-
-        _root_tags[root] = hashlib.sha1(root.encode("utf-8")).hexdigest()[:12]
+        _root_tags[root] = _sha1(root.encode("utf-8")).hexdigest()[:12]
     return _root_tags[root]
+
+
+def _sha1(data):
+    try:
+        # CPython's own SHA-1, the digest hashlib gives: importing hashlib loads OpenSSL first, a fifth
+        # of a simulated board's start beyond Python's own.
+        from _sha1 import sha1
+    except ImportError:
+        from hashlib import sha1
+    return sha1(data)
 
 
 def state_path(folder=None):

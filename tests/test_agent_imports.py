@@ -158,3 +158,13 @@ def test_sysfs_find_finds_what_glob_finds(tmp_path: Path) -> None:
         path = str(tmp_path / pattern)
         assert find(path) == glob.glob(path), pattern
     assert find(str(tmp_path / "cpu*/cpufreq/scaling_governor")) == [str(tmp_path / "cpu0/cpufreq/scaling_governor")]
+
+
+def test_a_simulated_boards_state_files_keep_their_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import hashlib
+
+    from agent import restore_state
+
+    monkeypatch.setenv("FARM_DEVICE_ROOT", str(tmp_path))
+    expected = hashlib.sha1(str(tmp_path).encode("utf-8")).hexdigest()[:12]
+    assert restore_state.state_path("/state") == f"/state/power-restore-{expected}.json"
