@@ -193,10 +193,13 @@ class Lab:
     def _with_pythons(self, planned: list[LabHost], account: Account, say: Callable[[str], None]) -> list[LabHost]:
         cache = self.cache or default_cache_dir(account)
         envs = {h.name: PythonEnv(BOARDS[h.board].python, BOARDS[h.board].runtime) for h in planned}
+        wanted = list({env.key: env for env in envs.values()}.values())
+        # Side by side: a first build is minutes of pip and file copies per venv, each venv under its own lock.
         pythons: dict[str, Path] = {}
-        for env in envs.values():
-            if env.key not in pythons:
-                pythons[env.key] = prepare(env, cache, account, say)
+        for outcome in each_in_order(lambda env: prepare(env, cache, account, say), wanted):
+            if outcome.error is not None:
+                raise outcome.error
+            pythons[outcome.item.key] = outcome.value  # type: ignore[assignment]
         return [dataclasses.replace(h, python=str(pythons[envs[h.name].key])) for h in planned]
 
     def _build_libedgetpu(self, planned: list[LabHost], account: Account, say: Callable[[str], None]) -> Path | None:
