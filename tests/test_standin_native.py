@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 
 from farm_lab import board_hardware, hardware, standin_native
+from farm_lab.account import lab_account
+from farm_lab.lab import Lab
 
 THROTTLED = "sys/devices/platform/soc/soc:firmware/get_throttled"
 THERMAL = "sys/devices/virtual/thermal/thermal_zone0/temp"
@@ -35,7 +37,9 @@ def tools(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def run(command: list[str], root: Path | str | None, cwd: Path | None = None) -> tuple[int, str, str]:
+    # The PATH a lab host has (the python3 both sides exec is the system's, not a version manager's shim).
     env = {k: v for k, v in os.environ.items() if k != "FARM_DEVICE_ROOT"}
+    env["PATH"] = os.pathsep.join(board_hardware.SYSTEM_PATH)
     if root is not None:
         env["FARM_DEVICE_ROOT"] = str(root)
     done = subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True, timeout=30, check=False)
@@ -184,3 +188,20 @@ def test_only_the_per_contact_queries_stay_out_of_python(tools: Path, tmp_path: 
     for tool, root, args in (("vcgencmd", pi, ["unknown_command", "a b"]), ("vcgencmd", pi, []),
                              ("nvpmodel", nano, ["-m", "1"]), ("nvpmodel", nano, ["-p", "--verbose"])):
         assert run([str(marked / tool), *args], root) == (0, f"PYTHON STAND-IN {args!r}\n", "")
+
+
+def test_without_a_c_compiler_the_lab_says_so_once_and_publishes_the_python_stand_ins(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    empty = tmp_path / "no-compiler"
+    empty.mkdir()
+    monkeypatch.delenv("CC", raising=False)
+    monkeypatch.setenv("PATH", str(empty))  # no cc, no gcc: what a machine without a compiler has
+    lines: list[str] = []
+    lab = Lab(tmp_path / "lab", cache=tmp_path / "cache")
+    native = lab._build_native_tools(lab_account(), lines.append)
+    assert native is None
+    assert len(lines) == 1 and lines[0].startswith("warning: ") and "no C compiler" in lines[0]
+    tools = board_hardware.publish_tools(tmp_path / "public", native)
+    for tool in standin_native.TOOLS:
+        assert (tools / tool).read_bytes() == (hardware.standins_dir() / tool).read_bytes()
+        assert not (tools / f"{tool}.py").exists()
