@@ -548,8 +548,8 @@ def report(found: Measurements, total_s: float) -> None:
         print("The agent's own work around the benchmark, by part (ms per job, medians; result.agent_work): "
               + ", ".join(f"{part.removesuffix('_ms')} {median(values):.2f}"
                           for part, values in found.agent_parts.items()) + ". On a simulated board the "
-              "conditions parts are mostly the stand-in tools (vcgencmd, nvpmodel: a Python start each), which a "
-              "real board runs as native binaries.")
+              "conditions parts are mostly the stand-in tools (vcgencmd, nvpmodel): native fronts like a real "
+              "board's binaries where the lab had a C compiler, else a Python start each.")
     lane = median(rows.get(RUN_ROW, []))
     print(f"(farm run rows: {len(found.run_walls)} runs of {found.run_jobs} jobs on that host, read on the host's "
           f"clock; whole runs took {median(found.run_walls):.2f} s. Host idle between jobs: result written and "

@@ -6,7 +6,8 @@ that go offline in 5W, a Raspberry Pi's firmware throttle flags, the x86 PC's
 two Coral USB Accelerators in the kernel's sysfs layout. The stand-in
 ``nvpmodel``, ``jetson_clocks`` and ``vcgencmd`` are copied next to the device
 roots (the lab's login user must be able to run them) and put first on the
-agent's PATH.
+agent's PATH; vcgencmd and nvpmodel as native fronts where a C compiler built
+them (``standin_native``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from . import hardware, standin_libedgetpu
+from . import hardware, standin_libedgetpu, standin_native
 from .boards import Board
 
 # Where login shells and sudo's secure_path look, after the stand-ins.
@@ -81,15 +82,20 @@ def run_at_limit(root: Path) -> None:
             (folder / "cur_freq").write_text((folder / "max_freq").read_text())
 
 
-def publish_tools(public: Path) -> Path:
-    """Copy the stand-in tools under the lab's public directory; returns the folder to put on PATH."""
+def publish_tools(public: Path, native: dict[str, Path] | None = None) -> Path:
+    """Copy the stand-in tools under the lab's public directory; returns the folder to put on PATH.
+
+    With ``native`` (``standin_native.build``), vcgencmd and nvpmodel are their native fronts, the
+    Python stand-ins beside them as TOOL.py."""
     tools = public / "tools"
     if tools.exists():
         shutil.rmtree(tools)
-    shutil.copytree(hardware.standins_dir(), tools, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(hardware.standins_dir(), tools, ignore=shutil.ignore_patterns("__pycache__", "native"))
     tools.chmod(0o755)
     for item in tools.iterdir():
         item.chmod(0o755 if item.is_dir() or not item.suffix else 0o644)
+    if native:
+        standin_native.install(tools, native)
     return tools
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from . import board_hardware, standin_libedgetpu
+from . import board_hardware, standin_libedgetpu, standin_native
 from .account import Account, LabError, lab_account
 from .boards import BOARDS, DEFAULT_BOARDS
 from .device_roots import DeviceRoots
@@ -171,7 +171,7 @@ class Lab:
             planned = self._with_pythons(planned, account, say)
             self._libedgetpu = self._build_libedgetpu(planned, account, say)
             public = self._publish_client_key(account)
-            board_hardware.publish_tools(public)
+            board_hardware.publish_tools(public, self._build_native_tools(account, say))
             wanted = {h.name for h in planned}
             for old in self._saved_sshds():
                 if old.name not in wanted and old.stop():
@@ -193,10 +193,13 @@ class Lab:
     def _with_pythons(self, planned: list[LabHost], account: Account, say: Callable[[str], None]) -> list[LabHost]:
         cache = self.cache or default_cache_dir(account)
         envs = {h.name: PythonEnv(BOARDS[h.board].python, BOARDS[h.board].runtime) for h in planned}
+        wanted = list({env.key: env for env in envs.values()}.values())
+        # Side by side: a first build is minutes of pip and file copies per venv, each venv under its own lock.
         pythons: dict[str, Path] = {}
-        for env in envs.values():
-            if env.key not in pythons:
-                pythons[env.key] = prepare(env, cache, account, say)
+        for outcome in each_in_order(lambda env: prepare(env, cache, account, say), wanted):
+            if outcome.error is not None:
+                raise outcome.error
+            pythons[outcome.item.key] = outcome.value  # type: ignore[assignment]
         return [dataclasses.replace(h, python=str(pythons[envs[h.name].key])) for h in planned]
 
     def _build_libedgetpu(self, planned: list[LabHost], account: Account, say: Callable[[str], None]) -> Path | None:
@@ -207,6 +210,15 @@ class Lab:
         try:
             return standin_libedgetpu.build(self.cache or default_cache_dir(account))
         except standin_libedgetpu.CompilerMissing as exc:
+            say(f"warning: {exc}")
+            return None
+
+    def _build_native_tools(self, account: Account, say: Callable[[str], None]) -> dict[str, Path] | None:
+        """The native vcgencmd and nvpmodel (``standin_native``); None (and one line) without a C compiler:
+        the hosts then run the Python stand-ins on every call, as real boards would not."""
+        try:
+            return standin_native.build(self.cache or default_cache_dir(account))
+        except standin_native.CompilerMissing as exc:
             say(f"warning: {exc}")
             return None
 

@@ -116,7 +116,9 @@ def prepare(env: PythonEnv, cache: Path, account: Account, say: Callable[[str], 
     python = venv / "bin" / "python"
     wanted = json.dumps({"interpreter": str(interpreter),
                          "requirements": list(env.runtime.requirements) if env.runtime else []}, sort_keys=True)
-    with file_lock(cache / ".lock"):
+    # Shared on the cache, exclusive on this venv: the lab's Pythons build side by side (they are mostly
+    # pip's unpacking and the copy's file writes), and two runs never build one venv together.
+    with file_lock(cache / ".lock", shared=True), file_lock(cache / "venvs" / f".{env.key}.lock"):
         marker = venv / READY
         if marker.exists() and marker.read_text() == wanted and account.run([str(python), "-c", "pass"]).returncode == 0:
             return python
@@ -149,6 +151,12 @@ def _base_for(interpreter: Path, version: str, cache: Path, account: Account, sa
     prefix_text, full_version = probe.stdout.splitlines()[:2]
     prefix = Path(prefix_text)
     copy = cache / "base" / full_version
+    with file_lock(cache / "base" / f".{full_version}.lock"):  # venvs of one Python share its copy
+        return _copy_base(prefix, version, full_version, copy, account, say)
+
+
+def _copy_base(prefix: Path, version: str, full_version: str, copy: Path, account: Account,
+               say: Callable[[str], None]) -> Path:
     python = copy / "bin" / f"python{version}"
     if (copy / READY).exists() and account.run([str(python), "-c", "import encodings"]).returncode == 0:
         return python
@@ -233,10 +241,13 @@ def _tail(text: str, lines: int = 3) -> str:
 
 
 @contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """One at a time: two ``lab up`` runs (or test sessions) must not build one venv, or one lab, together."""
+def file_lock(path: Path, shared: bool = False) -> Iterator[None]:
+    """One at a time: two ``lab up`` runs (or test sessions) must not build one venv, or one lab, together.
+
+    ``shared``: beside other shared holders, never beside an exclusive one (an older farm that built every
+    venv under the cache's one exclusive lock)."""
     with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        fcntl.flock(handle, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
         try:
             yield
         finally:

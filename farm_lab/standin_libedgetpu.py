@@ -98,10 +98,18 @@ class CompilerMissing(RuntimeError):
     """No C compiler on this machine: the lab runs without the stand-in (Edge TPU cells are skipped)."""
 
 
-def compiler() -> str:
+def find_compiler() -> str | None:
+    """The C compiler the lab builds its stand-ins with: $CC, cc or gcc; None without one."""
     for candidate in (os.environ.get("CC"), "cc", "gcc"):
         if candidate and shutil.which(candidate):
             return str(shutil.which(candidate))
+    return None
+
+
+def compiler() -> str:
+    found = find_compiler()
+    if found is not None:
+        return found
     raise CompilerMissing("the lab's stand-in Edge TPU (libedgetpu.so.1) is built from C source and this machine "
                           "has no C compiler (tried $CC, cc, gcc): install one (sudo apt-get install gcc) and run "
                           "'farm lab up' again; until then Edge TPU cells in the lab are skipped")

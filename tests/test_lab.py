@@ -206,6 +206,47 @@ def test_lab_pythons_do_not_depend_on_roots_home(running_lab: RunningLab) -> Non
             assert not home.startswith("/root"), config
 
 
+def test_the_pythons_cache_lock_is_shared_by_builds_and_kept_from_an_exclusive_holder(tmp_path: Path) -> None:
+    """Venvs build side by side under the cache's shared lock; an older farm's exclusive one waits for them."""
+    import fcntl
+
+    lock = tmp_path / ".lock"
+    with pythons.file_lock(lock, shared=True), lock.open("a") as other:
+        fcntl.flock(other, fcntl.LOCK_SH | fcntl.LOCK_NB)  # a second build beside this one
+        fcntl.flock(other, fcntl.LOCK_UN)
+        with pytest.raises(BlockingIOError):
+            fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    with lock.open("a") as other:
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released on leaving
+
+
+def test_a_venv_being_built_does_not_hold_up_another(running_lab: RunningLab) -> None:
+    """While one venv's lock is held (its first build under way elsewhere), another, already built, is ready
+    at once; the venv whose lock is held waits for it."""
+    import threading
+
+    from farm_lab.account import lab_account
+
+    account = lab_account()
+    cache = running_lab.lab.cache or pythons.default_cache_dir(account)
+    building, ready = (pythons.PythonEnv(BOARDS[b].python, BOARDS[b].runtime) for b in ("jetson-nano-jp4", "rpi4"))
+    found: list[Path] = []
+    got: list[Path] = []
+    # As a build in another process holds them: the cache's lock shared, its own venv's exclusive.
+    with pythons.file_lock(cache / ".lock", shared=True), pythons.file_lock(cache / "venvs" / f".{building.key}.lock"):
+        waiting = threading.Thread(target=lambda: found.append(pythons.prepare(building, cache, account)),
+                                   daemon=True)
+        waiting.start()
+        other = threading.Thread(target=lambda: got.append(pythons.prepare(ready, cache, account)), daemon=True)
+        other.start()
+        other.join(timeout=300)  # a bound for a broken lock, which would wait for ever; ready is milliseconds
+        assert not other.is_alive(), "a venv already built waited for another venv's build"
+        assert got == [cache / "venvs" / ready.key / "bin" / "python"] and got[0].is_file()
+        assert found == [] and waiting.is_alive()  # still waiting: nothing gives the lock up but this test
+    waiting.join()
+    assert found == [cache / "venvs" / building.key / "bin" / "python"]
+
+
 @pytest.mark.parametrize("command", ["up", "down", "status"])
 def test_every_command_has_an_example_in_its_help(command: str) -> None:
     result = CliRunner().invoke(app, [command, "--help"])

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.model_setup import register_models
 from tests.quiet_core import boosted, boosted_shell
+from tests.store_rows import query_rows
 from tests.test_cli_run import farm
 
 AA_MATRIX = """
@@ -120,8 +122,7 @@ def nightly(db: str, matrix_file: Path, *extra: str) -> subprocess.CompletedProc
 
 
 def verdicts(db: str, nightly_id: int) -> dict[str, str]:
-    rows = json.loads(farm("query", "SELECT cell_key, state FROM cell_verdicts WHERE nightly_id = :n",
-                           "--param", f"n={nightly_id}", "--db", db, "--format", "json").stdout)
+    rows = query_rows(db, "SELECT cell_key, state FROM cell_verdicts WHERE nightly_id = :n", n=nightly_id)
     return {row["cell_key"]: row["state"] for row in rows}
 
 
@@ -144,6 +145,7 @@ def test_aa_nightlies_under_outside_load_find_no_regression_in_twenty_cells(tmp_
     matrix = tmp_path / "m.yaml"
     matrix.write_text(AA_MATRIX)
     inventory = str(boosted_local(tmp_path))
+    # The command itself here (the other tests register in-process, tests/model_setup.py): where it is tested.
     farm("models", "build", "--family", "dense_stack", "--layers", ",".join(map(str, range(1, 21))), "--db", db_url)
     with processes(SPIN, new_session=True):
         first = nightly(db_url, matrix, "--inventory", inventory, "--force", "--retry-disturbed", "1",
@@ -168,8 +170,7 @@ def test_aa_nightlies_under_outside_load_find_no_regression_in_twenty_cells(tmp_
 
 
 def cells_of_run(db: str, run_id: int) -> set[tuple[str, str]]:
-    rows = json.loads(farm("query", "SELECT DISTINCT host, model_sha256 FROM v_results WHERE run_id = :r",
-                           "--param", f"r={run_id}", "--db", db, "--format", "json").stdout)
+    rows = query_rows(db, "SELECT DISTINCT host, model_sha256 FROM v_results WHERE run_id = :r", r=run_id)
     return {(row["host"], row["model_sha256"][:16]) for row in rows}
 
 
@@ -181,7 +182,7 @@ def test_a_slowdown_the_confirmation_trials_do_not_reproduce_is_not_called_a_reg
     db = f"sqlite:///{tmp_path / 'n.db'}"
     matrix = tmp_path / "m.yaml"
     matrix.write_text(HOG_MATRIX.replace("[conv_stack-l1, conv_stack-l2]", "[conv_stack-l1]"))
-    farm("models", "build", "--family", "conv_stack", "--layers", "1", "--db", db)
+    register_models(db, builds=[("conv_stack", [1])])
     base = nightly(db, matrix, "--inventory", str(boosted_local(tmp_path)), "--force")
     assert base.returncode == 0, base.stdout + base.stderr
     runtime = plant_runtime_update(tmp_path / "updated-runtime")
@@ -189,8 +190,7 @@ def test_a_slowdown_the_confirmation_trials_do_not_reproduce_is_not_called_a_reg
                                              f"PLANTED_SLOW_LOADS=3 PLANTED_LOAD_COUNT={tmp_path / 'loads'}"))
     second = nightly(db, matrix, "--inventory", str(inventory), "--force")
     assert second.returncode == 0, second.stdout + second.stderr
-    [row] = json.loads(farm("query", "SELECT state, ratio, detail FROM cell_verdicts WHERE nightly_id = 2",
-                            "--db", db, "--format", "json").stdout)
+    [row] = query_rows(db, "SELECT state, ratio, detail FROM cell_verdicts WHERE nightly_id = 2")
     assert row["state"] == "unchanged", row
     first_ratio = float(row["detail"].split("first judged regressed ")[1].rstrip("×"))
     assert "not reproduced by 3 more trial(s)" in row["detail"] and first_ratio > 1.5, row
@@ -202,8 +202,7 @@ def test_a_slowdown_the_confirmation_trials_do_not_reproduce_is_not_called_a_reg
 
 
 def sha_of(db: str, model: str) -> str:
-    rows = json.loads(farm("query", "SELECT sha256 FROM models WHERE name = :m", "--param", f"m={model}",
-                           "--db", db, "--format", "json").stdout)
+    rows = query_rows(db, "SELECT sha256 FROM models WHERE name = :m", m=model)
     return rows[0]["sha256"]
 
 
@@ -239,7 +238,7 @@ def test_a_cpu_hog_makes_its_hosts_cells_invalid_and_a_real_slowdown_still_regre
     (busy_root / "etc").mkdir(parents=True)
     (busy_root / "etc/nv_tegra_release").write_text(l4t_release("4.4"))
     inventory = pinned_inventory(tmp_path, busy_root)
-    farm("models", "build", "--family", "conv_stack", "--layers", "1,2", "--db", db)
+    register_models(db, builds=[("conv_stack", [1, 2])])
     outside = [SPIN, SPIN] if outside_load else []
     with processes(*outside, new_session=True):
         base = nightly(db, matrix, "--inventory", str(inventory), "--force")
@@ -254,9 +253,8 @@ def test_a_cpu_hog_makes_its_hosts_cells_invalid_and_a_real_slowdown_still_regre
             loaded = nightly(db, matrix, "--inventory", str(inventory), "--force", "--retry-disturbed", "1", "--html",
                              str(tmp_path / "n.html"), "--markdown", str(tmp_path / "n.md"))
     assert loaded.returncode == 1, loaded.stdout + loaded.stderr
-    rows = {row["cell_key"]: row for row in json.loads(farm(
-        "query", "SELECT cell_key, state, ratio, detail FROM cell_verdicts WHERE nightly_id = 2", "--db", db,
-        "--format", "json").stdout)}
+    rows = {row["cell_key"]: row for row in query_rows(
+        db, "SELECT cell_key, state, ratio, detail FROM cell_verdicts WHERE nightly_id = 2")}
     by_cell = {(key.split("|")[0], key.split("|")[1]): row for key, row in rows.items()}
     l1, l2 = sha_of(db, "conv_stack-l1")[:16], sha_of(db, "conv_stack-l2")[:16]
     # The hog's host: invalid with the measured reason, after the bounded re-run; never regressed.
@@ -277,8 +275,7 @@ def test_a_cpu_hog_makes_its_hosts_cells_invalid_and_a_real_slowdown_still_regre
     assert "confirmed by 3 more trial(s)" in by_cell[("calm", l1)]["detail"], by_cell[("calm", l1)]
     # Nightly 2's own runs: 3 trials, 1 round of re-runs for the busy host's cells only, then 3 confirmation
     # runs of the regressed cell only.
-    runs = json.loads(farm("query", "SELECT run_ids FROM nightly_runs WHERE id = 2", "--db", db,
-                           "--format", "json").stdout)[0]["run_ids"]
+    runs = query_rows(db, "SELECT run_ids FROM nightly_runs WHERE id = 2")[0]["run_ids"]
     runs = json.loads(runs) if isinstance(runs, str) else runs
     assert len(runs) == 7, runs
     assert cells_of_run(db, runs[3]) == {("busy", l1), ("busy", l2)}

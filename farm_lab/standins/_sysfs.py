@@ -29,7 +29,8 @@ def device_root():
     """The simulated board's root; a stand-in never acts on this machine's own /sys."""
     root = os.environ.get("FARM_DEVICE_ROOT") or "/"
     if os.path.abspath(root) == "/":
-        tool = os.path.basename(sys.argv[0])
+        # The lab's native front execs this script as TOOL.py beside it; the message names the tool.
+        tool = os.path.splitext(os.path.basename(sys.argv[0]))[0]
         sys.stderr.write(f"{tool}: FARM_DEVICE_ROOT names no simulated board; this stand-in only acts on one\n")
         sys.exit(2)
     return root
