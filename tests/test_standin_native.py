@@ -54,8 +54,12 @@ def same(tools: Path, tool: str, args: list[str], root: Path | str | None, cwd: 
     return front
 
 
-def write(root: Path, relative: str, text: str | bytes) -> None:
+def write(root: Path, relative: str, text: str | bytes | None) -> None:
+    """The file's content, or no file at all (None)."""
     path = root / relative
+    if text is None:
+        path.unlink()
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(text.encode() if isinstance(text, str) else text)
 
@@ -82,10 +86,7 @@ def test_the_front_is_native_and_the_python_stand_in_sits_beside_it(tools: Path)
 @pytest.mark.parametrize("flags", [None, "0\n", "50005\n", "0x50005", "80008\n", "ffffffff\n", "zz\n", "-5\n",
                                    "", "0x\n", "000000000000000000000001\n"])
 def test_vcgencmd_get_throttled(tools: Path, pi: Path, flags: str | None) -> None:
-    if flags is None:
-        (pi / THROTTLED).unlink()
-    else:
-        write(pi, THROTTLED, flags)
+    write(pi, THROTTLED, flags)
     code, out, _ = same(tools, "vcgencmd", ["get_throttled"], pi)
     assert code == 0 and out.startswith("throttled=0x")
 
@@ -127,10 +128,7 @@ def test_vcgencmd_other_commands_are_the_python_stand_ins(tools: Path, pi: Path,
 @pytest.mark.parametrize("status", ["pmode:0000\n", "pmode:0001\n", "pmode:0001 fmode:quiet\n", "fmode:quiet",
                                     "pmode:0007\n", "pmode:x pmode:1", None])
 def test_nvpmodel_query(tools: Path, nano: Path, status: str | None) -> None:
-    if status is None:
-        (nano / STATUS).unlink()
-    else:
-        write(nano, STATUS, status)
+    write(nano, STATUS, status)
     code, out, _ = same(tools, "nvpmodel", ["-q"], nano)
     assert code == 0 and out.startswith("NV Power Mode: ")
     same(tools, "nvpmodel", ["--query"], nano)
