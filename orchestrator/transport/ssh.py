@@ -132,7 +132,7 @@ class SshTransport(Transport):
             allow_agent=True,
             banner_timeout=self.connect_timeout,
             auth_timeout=self.connect_timeout,
-            transport_factory=_aead_first_transport,
+            transport_factory=_farm_transport,
         )
         connection.connect_kwargs.pop("password", None)
         # Fabric trusts any host key (AutoAddPolicy); every hop, ProxyJump gateways included, must check ours.
@@ -549,18 +549,36 @@ def _known_hosts_name(connection: Connection | DirectLink) -> str:
     return connection.host if connection.port == 22 else f"[{connection.host}]:{connection.port}"
 
 
-def _aead_first_transport(sock: Any, **kwargs: Any) -> paramiko.Transport:
-    """A paramiko transport that offers AES-GCM first (every other cipher still offered after it).
+class _FarmTransport(paramiko.Transport):
+    """paramiko's transport with OpenSSH's client choice of ciphers and MACs, AES-GCM first.
 
     paramiko prefers AES-CTR with an HMAC, whose tag it compares in Python byte by byte for every
     packet; GCM authenticates inside the cipher, in C: 0.3 ms less controller CPU per connection
     (bench/ssh_farm.py), and less per agent message. OpenSSH has offered it since 6.2 (2013).
+    CBC modes, 3DES, MD5 and truncated MACs are not offered, as OpenSSH's own client stopped
+    offering them (6.7, 7.4); AES-CTR and the SHA-2 HMACs (OpenSSH 5.9, 2011) stay as fallbacks for
+    a server without GCM. Shorter lists are also less Python per handshake: paramiko filters,
+    joins and logs each list for every connection (bench/ctrl_cpu.py). Key exchange and host key
+    types are paramiko's own (its post-quantum hybrid first where both ends have it).
     """
-    transport = paramiko.Transport(sock, **kwargs)
-    options = transport.get_security_options()
-    aead = [name for name in options.ciphers if name.endswith("-gcm@openssh.com")]
-    options.ciphers = tuple(aead + [name for name in options.ciphers if name not in aead])
-    return transport
+
+    _preferred_ciphers = tuple(name for name in (
+        "aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "aes128-ctr", "aes192-ctr", "aes256-ctr",
+    ) if name in paramiko.Transport._cipher_info)
+    _preferred_macs = tuple(name for name in (  # used only with CTR: GCM carries its own tag
+        "hmac-sha2-256-etm@openssh.com", "hmac-sha2-512-etm@openssh.com", "hmac-sha2-256", "hmac-sha2-512",
+        "hmac-sha1",
+    ) if name in paramiko.Transport._mac_info)
+
+    def _parse_debug(self, m: paramiko.Message) -> None:
+        # sshd sends a debug message per authorized_keys option (`restrict`, `from=`...); paramiko escapes
+        # each byte by byte in Python to log it, logged or not.
+        if self.logger.isEnabledFor(logging.DEBUG):
+            super()._parse_debug(m)
+
+
+def _farm_transport(sock: Any, **kwargs: Any) -> paramiko.Transport:
+    return _FarmTransport(sock, **kwargs)
 
 
 def _tune_socket(sock: socket.socket) -> None:

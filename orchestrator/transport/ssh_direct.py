@@ -11,6 +11,7 @@ fabric config that names an authentication strategy, still go through ``Connecti
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from dataclasses import dataclass, field
@@ -46,11 +47,18 @@ class _Settings:
                    bool(config.gateway) or getattr(config.authentication, "strategy_class", None) is not None)
 
 
+@functools.lru_cache(maxsize=8)
+def _expanded(home: str | None) -> tuple[str, ...]:
+    # Checked for every connection: expanduser per file (a walk through os.environ) cost more than the stat.
+    return tuple(os.path.expanduser(name) for name in _FABRIC_FILES + _SSH_FILES)
+
+
 def _identity() -> tuple[Any, ...]:
-    found: list[Any] = [os.environ.get("HOME"), os.environ.get("FABRIC_RUNTIME_SSH_PATH")]
-    for name in _FABRIC_FILES + _SSH_FILES:
+    home = os.environ.get("HOME")
+    found: list[Any] = [home, os.environ.get("FABRIC_RUNTIME_SSH_PATH")]
+    for path in _expanded(home):
         try:
-            info = os.stat(os.path.expanduser(name))
+            info = os.stat(path)
         except OSError:
             found.append(None)
             continue
