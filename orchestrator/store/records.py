@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from agent.result_reader import ResultView
@@ -62,25 +62,37 @@ def record_checks(store: Store, checks: list[tuple[Host, dict[str, Any] | None]]
 
 
 def _record_checks_once(store: Store, checks: list[tuple[Host, dict[str, Any] | None]]) -> list[int]:
+    # Bulk statements, not ORM objects: the unit of work's bookkeeping per host row cost more CPU than
+    # the statements themselves (bench/ctrl_cpu.py). Rows and defaults are those the ORM would write.
+    names = list(dict.fromkeys(host.name for host, _ in checks))
     with store.session() as session:
-        names = [host.name for host, _ in checks]
-        rows = {row.name: row for row in session.scalars(select(HostRow).where(HostRow.name.in_(names)))}
+        known = {name: (row_id, board) for name, row_id, board in
+                 session.execute(select(HostRow.name, HostRow.id, HostRow.board).where(HostRow.name.in_(names)))}
+        now = utcnow()
+        updates: dict[str, dict[str, Any]] = {}
+        inserts: dict[str, dict[str, Any]] = {}
         for host, facts in checks:
-            row = rows.get(host.name)
-            if row is None:
-                row = rows[host.name] = HostRow(name=host.name, address=host.address, board=host.board,
-                                                transport=host.transport)
-                session.add(row)
+            if host.name in known:
+                row = updates.setdefault(host.name, {"id": known[host.name][0], "board": known[host.name][1]})
+                row.update(address=host.address, transport=host.transport, last_seen=now)
             else:
-                row.address, row.transport, row.last_seen = host.address, host.transport, utcnow()
-                row.board = host.board or row.board
-            if facts is not None and not row.board and facts.get("board"):
-                row.board = facts["board"]
-        session.flush()
-        session.add_all([HostFactsRow(host_id=rows[host.name].id, facts=facts) for host, facts in checks
-                         if facts is not None])
+                row = inserts.setdefault(host.name, {"name": host.name, "board": None})
+                row.update(address=host.address, transport=host.transport)
+            row["board"] = host.board or row["board"]
+            if facts is not None and not row["board"] and facts.get("board"):
+                row["board"] = facts["board"]
+        if updates:
+            session.execute(update(HostRow), list(updates.values()))
+        ids = {name: row_id for name, (row_id, _) in known.items()}
+        if inserts:
+            ids.update((name, row_id) for row_id, name in session.execute(
+                insert(HostRow).returning(HostRow.id, HostRow.name, sort_by_parameter_order=True),
+                list(inserts.values())))
+        snapshots = [{"host_id": ids[host.name], "facts": facts} for host, facts in checks if facts is not None]
+        if snapshots:
+            session.execute(insert(HostFactsRow), snapshots)
         session.commit()
-        return [rows[host.name].id for host, _ in checks]
+        return [ids[host.name] for host, _ in checks]
 
 
 def create_run(store: Store, matrix: str, inventory: str, tags: list[str], plan: dict[str, Any] | None = None,
