@@ -16,6 +16,7 @@ from agent import boards
 
 from .agent_client import AgentSession
 from .errors import FarmError
+from .gc_pause import old_objects_frozen
 from .inventory import Host
 from .store import records
 from .store.db import Store
@@ -55,7 +56,7 @@ def check_host(host: Host, transport_options: dict[str, Any]) -> HostCheck:
 
 def check_hosts(hosts: list[Host], transport_options: dict[str, Any], store: Store | None = None,
                 workers: int = 64) -> list[HostCheck]:
-    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(hosts)))) as pool:
+    with old_objects_frozen(), ThreadPoolExecutor(max_workers=max(1, min(workers, len(hosts)))) as pool:
         checks = list(pool.map(lambda h: check_host(h, transport_options), hosts))
     if store is not None:
         records.record_checks(store, [(c.host, c.facts if c.reachable else None) for c in checks])
