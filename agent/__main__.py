@@ -130,6 +130,8 @@ def _serve_lines(stdin, stdout):
             socket_path = offer.accept(request)
             if socket_path is not None:
                 reply[linger.REPLY_FIELD] = socket_path
+                if request[linger.REQUEST_FIELD].get("probe"):
+                    reply[linger.LISTENING_FIELD] = linger.listening(socket_path)
         _print_json(reply, stdout)
     return offer
 

@@ -28,6 +28,7 @@ from .restore_state import state_dir
 
 REQUEST_FIELD = "linger"  # on a serve session's first request: {"name": NAME, "seconds": N}
 REPLY_FIELD = "linger_socket"  # in the reply: the socket the next contact may use
+LISTENING_FIELD = "linger_listening"  # in the reply to a request with "probe": whether a daemon listens there
 COMMAND = "linger"
 FOLDER = "linger"
 MAX_SECONDS = 86400
@@ -70,6 +71,21 @@ def _private_folder_ok(folder):
         except OSError:
             return False
     return True
+
+
+def listening(path):
+    """Whether a daemon accepts connections on ``path`` (its session child sees the end at once)."""
+    import socket
+
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.settimeout(2.0)
+        probe.connect(path)
+        return True
+    except (OSError, IOError):
+        return False
+    finally:
+        probe.close()
 
 
 class Offer(object):
@@ -223,9 +239,16 @@ def run_daemon(name, seconds):
     mine = _socket_identity(path)
     identity = _identity()
     # What a session imports, imported once here: a child starts with it in memory.
+    import signal
+
     from . import __main__ as entry
     from . import contact  # noqa: F401 - the point is the import
 
+    def stop(*_):
+        raise SystemExit(0)
+
+    # Stopped (farm lab down, a test's cleanup, a shutdown): remove the socket, as an idle exit does.
+    signal.signal(signal.SIGTERM, stop)
     last_contact = time.monotonic()
     children = set()
     try:
@@ -246,6 +269,7 @@ def run_daemon(name, seconds):
             last_contact = time.monotonic()
             pid = os.fork()
             if pid == 0:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 listener.close()
                 os.close(lock)  # the lock is the daemon's alone: a session outliving it must not hold it
                 _session(connection, entry)
@@ -255,6 +279,10 @@ def run_daemon(name, seconds):
         if _socket_identity(path) == mine:
             os.unlink(path)
         listener.close()
+        log = path[:-len(".sock")] + ".log"
+        with contextlib.suppress(OSError):
+            if os.path.getsize(log) == 0:
+                os.unlink(log)
     return 0
 
 

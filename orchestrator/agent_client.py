@@ -12,10 +12,10 @@ from typing import Any
 
 from typing_extensions import Self
 
-from agent.linger import REPLY_FIELD, REQUEST_FIELD
+from agent.linger import LISTENING_FIELD, REPLY_FIELD, REQUEST_FIELD
 from agent.schema import SchemaError, validate_result
 
-from .agent_linger import SOCKETS, daemon_name, linger_seconds
+from .agent_linger import PROHIBITED, SOCKETS, daemon_name, linger_seconds, prohibited_mark, still_prohibited
 from .deploy import agent_path, deploy_agent, ensure_file
 from .errors import AgentTimeout, StreamRefused, TransportError
 from .transport.base import AgentChannel, Transport
@@ -49,28 +49,41 @@ class AgentSession:
         """
         request = first or {"op": "ping"}
         seconds = linger_seconds(self.host) if linger else 0
+        refused = False
         if seconds:
             name = daemon_name(self.host)
-            if self._open_lingering(name, request):
+            reached = self._open_lingering(name, request)
+            if reached:
                 return self
-            request = {**request, REQUEST_FIELD: {"name": name, "seconds": seconds}}
+            refused = reached is None
+            if still_prohibited(SOCKETS.get(name)):
+                seconds = 0  # its sshd would not let us reach a lingering agent: none is asked for
+            else:
+                # After a refused stream the agent is asked whether its daemon listens: if it does, the stream
+                # was refused by sshd itself (AllowStreamLocalForwarding no), which OpenSSH does not tell apart.
+                wish = {"name": name, "seconds": seconds, **({"probe": True} if refused else {})}
+                request = {**request, REQUEST_FIELD: wish}
         self._start(request)
         socket_path = self.first_reply.get(REPLY_FIELD)
         if seconds and isinstance(socket_path, str):
-            SOCKETS.put(name, socket_path)
+            if refused and self.first_reply.get(LISTENING_FIELD) is True:
+                SOCKETS.put(name, prohibited_mark())
+            else:
+                SOCKETS.put(name, socket_path)
         return self
 
-    def _open_lingering(self, name: str, request: dict[str, Any]) -> bool:
-        """Whether the lingering agent answered ``request``; False where there is none to reach (any more)."""
+    def _open_lingering(self, name: str, request: dict[str, Any]) -> bool | None:
+        """True if the lingering agent answered ``request``; None if the stream to it was refused; False where
+        there is none to reach, or it went away."""
         socket_path = SOCKETS.get(name)
-        if socket_path is None:
+        if socket_path is None or socket_path.startswith(PROHIBITED):
             return False
         try:
             # A host that cannot be reached fails here (TransportError), as a start would: no second wait.
             self._channel = self.transport.connect_socket(socket_path)
         except StreamRefused:
             SOCKETS.forget(name)
-            return False
+            return None
         if self._channel is None:
             return False
         try:

@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import threading
+import time
 from pathlib import Path
 
 from .deploy import build_agent
@@ -25,6 +26,10 @@ LINGER_ENV = "FARM_AGENT_LINGER"
 DEFAULT_LINGER_SECONDS = 900
 FILE_NAME = "lingering-agents.json"
 KEEP = 4096  # entries: a large lab under a few setups
+# In the book instead of a socket: the host's sshd forbids streams to sockets (AllowStreamLocalForwarding no),
+# so its agent is not asked to linger. Asked again a day later: the host's configuration may have changed.
+PROHIBITED = "!prohibited@"
+PROHIBITED_FOR_S = 86400
 
 
 def linger_seconds(host: Host) -> int:
@@ -45,6 +50,19 @@ def daemon_name(host: Host) -> str:
     parts = [host.transport, host.address, host.port, host.user, host.python, sorted(host.env), host.workdir,
              build_agent().sha256]
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:24]
+
+
+def prohibited_mark() -> str:
+    return f"{PROHIBITED}{int(time.time())}"
+
+
+def still_prohibited(entry: str | None) -> bool:
+    if not entry or not entry.startswith(PROHIBITED):
+        return False
+    try:
+        return time.time() - int(entry[len(PROHIBITED):]) < PROHIBITED_FOR_S
+    except ValueError:
+        return False
 
 
 class SocketBook:

@@ -6,6 +6,7 @@ sockets, and over SSH the lab's real sshd serving ``direct-streamlocal`` channel
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import socket
@@ -18,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from farm_lab.lingering import lingering_agents, stop_lingering_agents
-from orchestrator.agent_linger import SOCKETS, daemon_name
+from farm_lab.sshd import Sshd
+from orchestrator.agent_linger import PROHIBITED, SOCKETS, daemon_name, still_prohibited
 from orchestrator.facts_check import check_hosts
 from orchestrator.inventory import Host
 from orchestrator.transport.ssh import SshTransport
@@ -46,6 +48,15 @@ def wait_for(condition, what: str) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"no {what} within {WAIT_S} s")
         time.sleep(0.05)
+
+
+def listening(path: str) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(path)
+        except OSError:
+            return False
+    return True
 
 
 def talk(path: str, requests: list[dict]) -> list[dict]:
@@ -79,7 +90,7 @@ def test_a_serve_asked_to_linger_leaves_one_daemon_that_answers_on_its_socket(tm
     first = serve(interpreter, archive, [ask], state)[0]
     path = first["linger_socket"]
     assert first["ok"] and path in (str(state / "linger" / f"{NAME}.sock"), f"/tmp/farm-agent-{os.getuid()}/{NAME}.sock")
-    wait_for(lambda: os.path.exists(path), "socket")
+    wait_for(lambda: listening(path), "socket")
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(state / "linger").st_mode) == 0o700
     facts = talk(path, [{"op": "facts"}, {"op": "ping"}])
@@ -105,7 +116,7 @@ def test_an_idle_daemon_exits_and_removes_its_socket(tmp_path: Path) -> None:
     wait_for(lambda: lingering_agents(str(tmp_path)) == [] and not os.path.exists(path), "exit after 1 s idle")
     # Gone with its lock released: the next session's request starts a new one.
     serve(sys.executable, archive, [{"op": "ping", "linger": {"name": NAME, "seconds": 60}}], state)
-    wait_for(lambda: os.path.exists(path), "new daemon")
+    wait_for(lambda: listening(path), "new daemon")
     assert talk(path, [{"op": "ping"}])[0]["ok"]
 
 
@@ -113,7 +124,7 @@ def test_a_daemon_whose_agent_files_changed_answers_nothing_and_exits(tmp_path: 
     archive, state = deployed(tmp_path / "home"), tmp_path / "state"
     path = serve(sys.executable, archive, [{"op": "ping", "linger": {"name": NAME, "seconds": 120}}],
                  state)[0]["linger_socket"]
-    wait_for(lambda: os.path.exists(path), "socket")
+    wait_for(lambda: listening(path), "socket")
     assert talk(path, [{"op": "ping"}])[0]["ok"]
     # A file added to the unpacked agent: what the daemon has in memory is no longer what is deployed.
     (archive.with_suffix(".d") / "agent" / "added.py").write_text("")
@@ -139,7 +150,7 @@ def test_a_state_folder_too_deep_for_a_socket_path_lingers_in_a_private_folder_o
                  state)[0]["linger_socket"]
     folder = f"/tmp/farm-agent-{os.getuid()}"
     assert path == f"{folder}/{NAME}.sock"
-    wait_for(lambda: os.path.exists(path), "socket")
+    wait_for(lambda: listening(path), "socket")
     assert stat.S_IMODE(os.stat(folder).st_mode) == 0o700 and os.stat(folder).st_uid == os.getuid()
     assert talk(path, [{"op": "ping"}])[0]["ok"]
 
@@ -208,7 +219,10 @@ def test_checks_over_ssh_reach_the_lab_hosts_lingering_agents_through_sshd(runni
     first = check_hosts(hosts, options)
     assert all(c.reachable for c in first), [c.error for c in first]
     marker = f"/farm-lab/{running_lab.lab.id}/"
-    wait_for(lambda: len(lingering_agents(marker)) >= len(hosts), "a daemon per host")
+    sockets = [SOCKETS.get(daemon_name(h)) for h in hosts]
+    assert all(sockets), sockets
+    # The lab's hosts are this machine: their daemons' sockets can be seen here.
+    wait_for(lambda: all(listening(s) for s in sockets), "a listening daemon per host")
     second = check_hosts(hosts, options)
     assert [c.lingering for c in second] == [True] * len(hosts), [c.error for c in second]
     for before, after in zip(first, second, strict=True):
@@ -218,6 +232,8 @@ def test_checks_over_ssh_reach_the_lab_hosts_lingering_agents_through_sshd(runni
     wait_for(lambda: lingering_agents(marker) == [], "daemons to stop")
     third = check_hosts(hosts, options)
     assert all(c.reachable and not c.lingering for c in third), [c.error for c in third]
+    # Refused because nobody listened, not by sshd: each agent offered its socket again, and lingers.
+    assert [SOCKETS.get(daemon_name(h)) for h in hosts] == sockets
 
 
 def test_a_stream_to_a_socket_nobody_listens_on_is_refused_and_the_connection_lives_on(running_lab) -> None:
@@ -229,3 +245,40 @@ def test_a_stream_to_a_socket_nobody_listens_on_is_refused_and_the_connection_li
         assert transport.run(["true"]).ok
     finally:
         transport.close()
+
+
+@dataclasses.dataclass(frozen=True)
+class NoStreamsSshd(Sshd):
+    """The lab's sshd with streams to sockets forbidden, as an administrator may configure one."""
+
+    def config(self) -> str:
+        return super().config() + "AllowStreamLocalForwarding no\n"
+
+
+def test_a_host_whose_sshd_forbids_streams_is_not_asked_to_linger_again(running_lab, tmp_path: Path) -> None:
+    lab_host = running_lab.inventory.hosts[1]
+    state = running_lab.lab.state()
+    port = running_lab.free_port([lab_host.address])
+    sshd = NoStreamsSshd("no-streams", lab_host.address, port, tmp_path / "sshd",
+                         Path(state["public_dir"]) / "authorized_keys", state["user"])
+    sshd.ensure_host_key()
+    sshd.write_config()
+    sshd.start()
+    try:
+        host = dataclasses.replace(lab_host, port=port, known_hosts=None)
+        options = {"known_hosts": tmp_path / "known_hosts", "accept_new_host_keys": True}
+        name = daemon_name(host)
+        assert not check_hosts([host], options)[0].lingering
+        assert SOCKETS.get(name) and not SOCKETS.get(name).startswith(PROHIBITED)  # the agent offered one
+        refused = check_hosts([host], options)[0]
+        assert refused.reachable and not refused.lingering, refused.error
+        assert still_prohibited(SOCKETS.get(name))
+        # From now on the agent is started without being asked to stay: no daemon, no failed stream first.
+        stop_lingering_agents(f"/farm-lab/{running_lab.lab.id}/{host.name}/")
+        wait_for(lambda: lingering_agents(f"/farm-lab/{running_lab.lab.id}/{host.name}/") == [], "daemon to stop")
+        later = check_hosts([host], options)[0]
+        assert later.reachable and not later.lingering
+        time.sleep(1.0)
+        assert lingering_agents(f"/farm-lab/{running_lab.lab.id}/{host.name}/") == []
+    finally:
+        sshd.stop()

@@ -22,7 +22,10 @@ KIND = "direct-streamlocal@openssh.com"
 
 
 class StreamLocalRefused(paramiko.SSHException):
-    """The server would not open the stream: no socket there, nobody listening, or forwarding is off."""
+    """The server would not open the stream: no socket there, nobody listening, or forwarding is off.
+
+    OpenSSH answers all three alike ("open failed", reason 2: connect failed), so the reason says nothing.
+    """
 
 
 def open_streamlocal(transport: paramiko.Transport, path: str, timeout: float) -> paramiko.Channel:
