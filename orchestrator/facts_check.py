@@ -15,6 +15,7 @@ from typing import Any
 from agent import boards
 
 from .agent_client import AgentSession
+from .agent_linger import SOCKETS
 from .errors import FarmError
 from .inventory import Host
 from .store import records
@@ -30,6 +31,7 @@ class HostCheck:
     facts: dict[str, Any] = field(default_factory=dict)
     contradictions: list[str] = field(default_factory=list)
     uploaded_agent: bool = False
+    lingering: bool = False  # answered by an agent still running from an earlier check (agent/linger.py)
     seconds: float = 0.0
 
 
@@ -38,8 +40,9 @@ def check_host(host: Host, transport_options: dict[str, Any]) -> HostCheck:
     started = time.perf_counter()
     session = None
     try:
-        session = AgentSession(open_transport(host, **transport_options)).open(first={"op": "facts"})
+        session = AgentSession(open_transport(host, **transport_options)).open(first={"op": "facts"}, linger=True)
         check.uploaded_agent = session.uploaded_agent
+        check.lingering = session.lingering
         check.facts = session.first_reply["facts"]
         check.reachable = True
         check.contradictions = contradictions(host, check.facts)
@@ -57,6 +60,7 @@ def check_hosts(hosts: list[Host], transport_options: dict[str, Any], store: Sto
                 workers: int = 64) -> list[HostCheck]:
     with ThreadPoolExecutor(max_workers=max(1, min(workers, len(hosts)))) as pool:
         checks = list(pool.map(lambda h: check_host(h, transport_options), hosts))
+    SOCKETS.flush()
     if store is not None:
         records.record_checks(store, [(c.host, c.facts if c.reachable else None) for c in checks])
     return checks
