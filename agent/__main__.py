@@ -21,6 +21,9 @@ USAGE = """usage: farm-agent COMMAND
                 start and collect may carry an 'ack' list too;
                 start may name a running key to run 'after')
   spool-run KEY run the spooled job KEY (what op start runs, detached)
+  linger NAME SECONDS
+                serve sessions on a Unix socket until SECONDS pass without one
+                (what a serve session whose request asked to linger starts)
   version       print the agent version
 """
 
@@ -92,6 +95,17 @@ def _spool_op(op, request):
 
 def serve(stdin, stdout):
     contact.restore_pending()  # reported by the first ping or facts
+    offer = None
+    try:
+        offer = _serve_lines(stdin, stdout)
+    finally:
+        if offer is not None:
+            offer.fulfil()  # after the last answer: the controller is not kept waiting for a daemon's start
+
+
+def _serve_lines(stdin, stdout):
+    """The serve loop; returns the lingering daemon a request asked for (agent/linger.py), if any."""
+    offer = None
     for line in stdin:
         line = line.strip()
         if not line:
@@ -103,13 +117,23 @@ def serve(stdin, stdout):
             continue
         if isinstance(request, dict) and request.get("op") == "exit":
             _print_json({"id": request.get("id"), "ok": True}, stdout)
-            return
+            return offer
         try:
             reply = handle(request)
         except Exception as exc:  # noqa: BLE001 - the session must survive one bad job
             reply = {"id": request.get("id"), "ok": False,
                      "error": "{}: {}".format(type(exc).__name__, exc)}
+        if isinstance(request, dict) and "linger" in request and reply.get("ok"):
+            from . import linger
+
+            offer = offer or linger.Offer()
+            socket_path = offer.accept(request)
+            if socket_path is not None:
+                reply[linger.REPLY_FIELD] = socket_path
+                if request[linger.REQUEST_FIELD].get("probe"):
+                    reply[linger.LISTENING_FIELD] = linger.listening(socket_path)
         _print_json(reply, stdout)
+    return offer
 
 
 def main(argv=None):
@@ -130,6 +154,14 @@ def main(argv=None):
         return spool.run_detached(argv[1])
     elif command == "serve":
         serve(sys.stdin, sys.stdout)
+    elif command == "linger" and len(argv) == 3:
+        from . import linger
+
+        try:
+            seconds = int(argv[2])
+        except ValueError:
+            seconds = 0
+        return linger.run_daemon(argv[1], seconds)
     elif command == "version":
         sys.stdout.write(__version__ + "\n")
     else:

@@ -55,6 +55,7 @@ from farm_lab.boards import BOARDS
 from farm_lab.lab import FIRST_ADDRESS, Lab
 from farm_lab.sshd import free_port
 from orchestrator.agent_client import AgentSession
+from orchestrator.agent_linger import LINGER_ENV
 from orchestrator.facts_check import check_hosts
 from orchestrator.inventory import Host, load_inventory
 from orchestrator.matrix import MatrixSpec
@@ -98,6 +99,8 @@ class Measurements:
     lab_up_s: float = 0.0
     first_check_s: float = 0.0
     check: dict[int, list[Sample]] = field(default_factory=dict)
+    # The same check where no lingering agent runs (FARM_AGENT_LINGER=0): every host's Python is started.
+    check_cold: dict[int, list[Sample]] = field(default_factory=dict)
     check_cli: dict[int, list[float]] = field(default_factory=dict)
     floor: dict[int, list[Sample]] = field(default_factory=dict)
     agent_floor: dict[int, list[Sample]] = field(default_factory=dict)
@@ -134,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     scratch = Path(tempfile.mkdtemp(prefix="farm-bench-ssh-"))
     # A private results database and model cache: farm reads the variable whenever it opens them.
     os.environ["FARM_DATA_DIR"] = str(scratch / "data")
+    os.environ["FARM_CACHE_DIR"] = str(scratch / "cache")  # where the lingering agents' sockets are noted
     # `kill` (SIGTERM) unwinds like Ctrl-C, so the lab is taken down either way.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     lab = Lab(scratch / "lab")
@@ -248,6 +252,15 @@ def inventory_check(hosts: list[Host], options: dict[str, Any], store: Store) ->
         raise RuntimeError("inventory check could not reach every host: " + "; ".join(down[:3]))
 
 
+def cold_check(hosts: list[Host], options: dict[str, Any], store: Store) -> None:
+    """The check where no agent lingers: each host's agent is started, and asked not to stay."""
+    os.environ[LINGER_ENV] = "0"
+    try:
+        inventory_check(hosts, options, store)
+    finally:
+        del os.environ[LINGER_ENV]
+
+
 def farm_cli(*args: str) -> None:
     done = subprocess.run([sys.executable, "-m", "orchestrator", *args], capture_output=True, text=True,
                           check=False, timeout=300)
@@ -275,15 +288,18 @@ def measure_check(found: Measurements, hosts: list[Host], options: dict[str, Any
         inventory = lab_subset(lab.inventory_path, lab.dir.parent, size)
         db = cli_database(lab.dir.parent) if cli_repeats else ""
         found.floor[size], found.agent_floor[size], found.check[size], found.check_cli[size] = [], [], [], []
+        found.check_cold[size] = []
         pids = sshd_pids(lab, subset)
         for repeat in range(max(repeats, cli_repeats)):
             if repeat < repeats:
                 found.floor[size].append(measured(handshake_floor, subset, options, sshd_pids=pids))
                 found.agent_floor[size].append(measured(agent_floor, subset, options, sshd_pids=pids))
                 found.check[size].append(measured(inventory_check, subset, options, store, sshd_pids=pids))
+                found.check_cold[size].append(measured(cold_check, subset, options, store, sshd_pids=pids))
             if repeat < cli_repeats:
                 found.check_cli[size].append(timed(cli_check, inventory, lab.known_hosts, db))
         print(f"  {size:3d} hosts: check {median(walls(found.check[size])):.2f} s, "
+              f"with no lingering agent {median(walls(found.check_cold[size])):.2f} s, "
               f"SSH floor {median(walls(found.floor[size])):.2f} s, "
               f"agent floor {median(walls(found.agent_floor[size])):.2f} s", flush=True)
 
@@ -531,6 +547,26 @@ def report(found: Measurements, total_s: float) -> None:
     print(f"Goal: check <= {CHECK_OVER_AGENT_FLOOR:g} x agent floor and <= {CONTROLLER_MS_PER_HOST:g} ms controller "
           f"CPU per host: {'; '.join(verdicts)}. Load average at the end: "
           f"{' '.join(f'{v:.1f}' for v in os.getloadavg())}.")
+    print()
+    print("check: each host's agent lingers from the check before (agent/linger.py: reached through sshd's")
+    print("direct-streamlocal channel, no process started), as when checks come less than agent_linger (15 min)")
+    print("apart. With no lingering agent (FARM_AGENT_LINGER=0, the first check of the day), each host's")
+    print("Python and agent are started, as before:")
+    header = (f"{'hosts':>5}  {'cold s':>6}  {'cold/agent':>10}  {'ctrl CPU ms':>11}  {'host CPU':>8}  "
+              f"{'CPU cold/agent':>14}  {'cold min-max s':>14}")
+    print(header)
+    print("-" * len(header))
+    for size in sorted(found.check_cold):
+        if not found.check_cold[size]:
+            continue
+        cold, agent = median(walls(found.check_cold[size])), median(walls(found.agent_floor[size]))
+        controller = median([s.controller_cpu for s in found.check_cold[size]]) / size * 1e3
+        hosts_cpu = median([s.hosts_cpu for s in found.check_cold[size]]) / size * 1e3
+        floor_cpu = median([s.controller_cpu for s in found.agent_floor[size]]) / size * 1e3
+        floor_hosts = median([s.hosts_cpu for s in found.agent_floor[size]]) / size * 1e3
+        spread = f"{min(walls(found.check_cold[size])):.2f}-{max(walls(found.check_cold[size])):.2f}"
+        print(f"{size:5d}  {cold:6.2f}  {cold / agent:10.2f}  {controller:11.1f}  {hosts_cpu:8.1f}  "
+              f"{(controller + hosts_cpu) / (floor_cpu + floor_hosts):14.2f}  {spread:>14}")
     print()
     print(f"Per-job overhead on an open connection to {found.job_host}, each job's benchmark (model")
     print(f"load, warm-up, timed runs) taken out. Opening the session once (handshake, deploy check, agent start): "

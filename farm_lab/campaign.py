@@ -32,7 +32,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -203,12 +203,20 @@ class Campaign:
 
     def _setup_database(self) -> None:
         self._admin(f'CREATE DATABASE "{self.db_name}"')
-        for args in (["models", "build", "--family", "dense_stack", "--layers", "10"],
-                     ["models", "build", "--family", "conv_stack", "--layers", "1"]):
-            done = subprocess.run([sys.executable, "-m", "orchestrator", *args, "--db", self.db_url],
-                                  capture_output=True, text=True, env=self.env, cwd=REPO, timeout=300, check=False)
-            if done.returncode != 0:
-                raise RuntimeError(f"farm {' '.join(args)} failed: {done.stdout}{done.stderr}")
+        # The registry functions `farm models build` calls, in this process: the command's own start (a
+        # fresh interpreter's imports, about 2 s each on a shared 2-core machine) is not what the campaign
+        # tests, and test_cli_help / test_nightly_run run the command itself. The model files go where the
+        # rounds' controllers (FARM_DATA_DIR below) would have put them.
+        from orchestrator.models import registry
+        from orchestrator.store import open_store
+
+        with _data_dir(self.env["FARM_DATA_DIR"]):
+            store = open_store(self.db_url)
+            try:
+                for family, layers in (("dense_stack", 10), ("conv_stack", 1)):
+                    registry.build(store, family, [layers])
+            finally:
+                store.close()
 
     def __exit__(self, *exc: object) -> None:
         try:
@@ -480,6 +488,20 @@ class Campaign:
                 self.report.problems.append(f"{where}: cells differ from the fault-free run: "
                                             f"{dict(list(differing.items())[:5])}, missing {sorted(missing)[:5]}")
         return outcome
+
+
+@contextlib.contextmanager
+def _data_dir(folder: str) -> Iterator[None]:
+    """FARM_DATA_DIR set to ``folder`` for a block run before the campaign starts any thread or child."""
+    saved = os.environ.get("FARM_DATA_DIR")
+    os.environ["FARM_DATA_DIR"] = folder
+    try:
+        yield
+    finally:
+        if saved is None:
+            del os.environ["FARM_DATA_DIR"]
+        else:
+            os.environ["FARM_DATA_DIR"] = saved
 
 
 def tcp_connections(pid: int, address: str, port: int = 22) -> set[int]:

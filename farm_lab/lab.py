@@ -27,6 +27,7 @@ from . import board_hardware, standin_libedgetpu, standin_native
 from .account import Account, LabError, lab_account
 from .boards import BOARDS, DEFAULT_BOARDS
 from .device_roots import DeviceRoots
+from .lingering import stop_lingering_agents
 from .parallel import each_in_order
 from .pythons import PythonEnv, default_cache_dir, file_lock, prepare
 from .sshd import Sshd, generate_key, require_openssh
@@ -282,6 +283,7 @@ class Lab:
             return []
         with file_lock(self.dir / ".lock"):
             stopped = [sshd.name for sshd in self._saved_sshds() if sshd.stop()]
+        stop_lingering_agents(f"/farm-lab/{self.id}/")
         if purge:
             state = self.state()
             if state is not None:

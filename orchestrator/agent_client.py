@@ -12,10 +12,12 @@ from typing import Any
 
 from typing_extensions import Self
 
+from agent.linger import LISTENING_FIELD, REPLY_FIELD, REQUEST_FIELD
 from agent.schema import SchemaError, validate_result
 
+from .agent_linger import PROHIBITED, SOCKETS, daemon_name, linger_seconds, prohibited_mark, still_prohibited
 from .deploy import agent_path, deploy_agent, ensure_file
-from .errors import AgentTimeout, TransportError
+from .errors import AgentTimeout, StreamRefused, TransportError
 from .transport.base import AgentChannel, Transport
 
 FACTS_TIMEOUT = 60.0
@@ -32,17 +34,73 @@ class AgentSession:
         self.uploaded_agent = False
         self._models_present: set[str] = set()  # checked or sent on this session: no stat per job
         self.first_reply: dict[str, Any] = {}
+        self.lingering = False  # the session is with a lingering agent, reached without starting one
 
-    def open(self, first: dict[str, Any] | None = None) -> AgentSession:
+    def open(self, first: dict[str, Any] | None = None, *, linger: bool = False) -> AgentSession:
         """Start the agent this controller would deploy; upload it first only if starting it fails for want of it.
 
         Asking first (an SFTP session and a ``stat``: three round trips and a process on the host) would
         cost every contact what only the first contact with a new agent needs. The first request (a
         ``ping`` unless ``first`` names another, e.g. ``facts``) is what shows the agent runs; its reply
         is kept in ``first_reply``, so a caller that wants facts pays no round trip for a ping.
+
+        ``linger``: reach the host's lingering agent (agent/linger.py) if one runs, else start the agent and
+        ask it to linger after this session. For short contacts (a check): a job's session gains nothing.
         """
-        remote = agent_path(self.transport)
         request = first or {"op": "ping"}
+        seconds = linger_seconds(self.host) if linger else 0
+        refused = False
+        if seconds:
+            name = daemon_name(self.host)
+            reached = self._open_lingering(name, request)
+            if reached:
+                return self
+            refused = reached is None
+            if still_prohibited(SOCKETS.get(name)):
+                seconds = 0  # its sshd would not let us reach a lingering agent: none is asked for
+            else:
+                # After a refused stream the agent is asked whether its daemon listens: if it does, the stream
+                # was refused by sshd itself (AllowStreamLocalForwarding no), which OpenSSH does not tell apart.
+                wish = {"name": name, "seconds": seconds, **({"probe": True} if refused else {})}
+                request = {**request, REQUEST_FIELD: wish}
+        self._start(request)
+        socket_path = self.first_reply.get(REPLY_FIELD)
+        if seconds and isinstance(socket_path, str):
+            if refused and self.first_reply.get(LISTENING_FIELD) is True:
+                SOCKETS.put(name, prohibited_mark())
+            else:
+                SOCKETS.put(name, socket_path)
+        return self
+
+    def _open_lingering(self, name: str, request: dict[str, Any]) -> bool | None:
+        """True if the lingering agent answered ``request``; None if the stream to it was refused; False where
+        there is none to reach, or it went away."""
+        socket_path = SOCKETS.get(name)
+        if socket_path is None or socket_path.startswith(PROHIBITED):
+            return False
+        try:
+            # A host that cannot be reached fails here (TransportError), as a start would: no second wait.
+            self._channel = self.transport.connect_socket(socket_path)
+        except StreamRefused:
+            SOCKETS.forget(name)
+            return None
+        if self._channel is None:
+            return False
+        try:
+            self.first_reply = self.request(request, timeout=FACTS_TIMEOUT)
+        except AgentTimeout:
+            self.close()
+            raise
+        except TransportError:
+            # It went stale (its agent or interpreter changed) and closed the socket, or it refused the request.
+            self.close()
+            SOCKETS.forget(name)
+            return False
+        self.lingering = True
+        return True
+
+    def _start(self, request: dict[str, Any]) -> None:
+        remote = agent_path(self.transport)
         # A host that cannot be reached fails here, before any channel: asking it whether the agent is
         # there would only wait for it a second time.
         self._channel = self.transport.start([self.host.python, remote, "serve"])
@@ -60,7 +118,6 @@ class AgentSession:
             self.uploaded_agent = deployment.uploaded
             self._channel = self.transport.start([self.host.python, deployment.remote_path, "serve"])
             self.first_reply = self.request(request, timeout=FACTS_TIMEOUT)
-        return self
 
     def request(self, message: dict[str, Any], timeout: float | None) -> dict[str, Any]:
         if self._channel is None:

@@ -53,6 +53,11 @@ class AgentTimeout(TransportError):
     """The agent is running (or its process is) but gave no answer in time: asking again would wait again."""
 
 
+class StreamRefused(TransportError):
+    """The host is reachable but would not give a stream to a Unix socket: nobody listens there, or its sshd
+    forbids forwarding. A lingering agent's caller starts the agent instead."""
+
+
 class InfrastructureError(FarmError):
     """The machine farm runs on failed it (a full disk, an unwritable data folder, a database error)."""
 

@@ -15,6 +15,7 @@ from typing import Any
 from agent import boards
 
 from .agent_client import AgentSession
+from .agent_linger import SOCKETS
 from .errors import FarmError
 from .gc_pause import old_objects_frozen
 from .inventory import Host
@@ -31,6 +32,7 @@ class HostCheck:
     facts: dict[str, Any] = field(default_factory=dict)
     contradictions: list[str] = field(default_factory=list)
     uploaded_agent: bool = False
+    lingering: bool = False  # answered by an agent still running from an earlier check (agent/linger.py)
     seconds: float = 0.0
 
 
@@ -39,8 +41,9 @@ def check_host(host: Host, transport_options: dict[str, Any]) -> HostCheck:
     started = time.perf_counter()
     session = None
     try:
-        session = AgentSession(open_transport(host, **transport_options)).open(first={"op": "facts"})
+        session = AgentSession(open_transport(host, **transport_options)).open(first={"op": "facts"}, linger=True)
         check.uploaded_agent = session.uploaded_agent
+        check.lingering = session.lingering
         check.facts = session.first_reply["facts"]
         check.reachable = True
         check.contradictions = contradictions(host, check.facts)
@@ -58,6 +61,7 @@ def check_hosts(hosts: list[Host], transport_options: dict[str, Any], store: Sto
                 workers: int = 64) -> list[HostCheck]:
     with old_objects_frozen(), ThreadPoolExecutor(max_workers=max(1, min(workers, len(hosts)))) as pool:
         checks = list(pool.map(lambda h: check_host(h, transport_options), hosts))
+    SOCKETS.flush()
     if store is not None:
         records.record_checks(store, [(c.host, c.facts if c.reachable else None) for c in checks])
     return checks

@@ -74,6 +74,8 @@ def _entry(host: Host) -> dict[str, Any]:
         entry["power_modes"] = host.power_modes
     if host.usb_ports:
         entry["usb_ports"] = host.usb_ports
+    if host.agent_linger is not None:
+        entry["agent_linger"] = host.agent_linger
     return entry
 
 

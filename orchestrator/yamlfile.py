@@ -21,6 +21,11 @@ class YamlDocument:
         self.data = data
         self._lines = lines
 
+    @property
+    def has_lines(self) -> bool:
+        """False for a document read as JSON, which carries no line numbers."""
+        return bool(self._lines)
+
     def line(self, location: Location) -> int | None:
         # Fall back to the enclosing value: a missing key is reported at its parent.
         while location:

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
+from farm_lab.lingering import stop_lingering_agents
+
 IN_CI = os.environ.get("CI", "").lower() == "true"
 PG_SERVER = os.environ.get("FARM_TEST_PG", "postgresql+psycopg://root@127.0.0.1:5432/test")
 REPO = Path(__file__).resolve().parent.parent
@@ -24,14 +26,16 @@ def missing_service(message: str) -> None:
 
 
 @pytest.fixture(autouse=True)
-def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """Each test gets its own data dir and home, so the user's own farm.db is never touched."""
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("FARM_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.delenv("FARM_DB_URL", raising=False)
     monkeypatch.setenv("HOME", str(home))
-    return home
+    yield home
+    # Checks leave their agents lingering (agent/linger.py) under this test's folders: none may outlive it.
+    stop_lingering_agents(str(tmp_path))
 
 
 @pytest.fixture(scope="session")

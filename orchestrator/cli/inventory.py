@@ -65,8 +65,10 @@ def inventory_check(
     """Reach every host at once, deploy the agent, store and show its facts.
 
     Shows per host: reachable or why not, board, OS, Python, TFLite runtime
-    and version, CPUs, its GPU (CUDA cores, current/maximum clock, GPU rail power), whether the agent was uploaded, and what the host
-    says that contradicts the inventory. Exits with 1 if a host is
+    and version, CPUs, its GPU (CUDA cores, current/maximum clock, GPU rail power), the agent (uploaded; started; or lingering: still running from an earlier
+    check, reached without starting Python), and what the host says that contradicts the inventory.
+    After a check the agent stays for 15 minutes (the inventory's agent_linger, or
+    FARM_AGENT_LINGER, in seconds; 0: never). Exits with 1 if a host is
     unreachable. Unknown SSH host keys are refused until you check them and
     pass --accept-new-host-keys once.
 
@@ -100,7 +102,7 @@ def inventory_check(
             table.add_row(check.host.name, "yes", facts.get("board") or f"({check.host.board or '?'})",
                           facts.get("os") or "", (facts.get("python") or {}).get("version", ""), runtime_text,
                           str(facts.get("cpu_count", "")), gpu_text(facts),
-                          "uploaded" if check.uploaded_agent else "present",
+                          "uploaded" if check.uploaded_agent else "lingering" if check.lingering else "started",
                           "; ".join(check.contradictions))
         else:
             table.add_row(check.host.name, "[red]no[/red]", check.host.board or "", "", "", "", "", "", "",

@@ -56,6 +56,9 @@ class Host:
     source: str = field(default="", compare=False)
     # Absolute path; None: the SSH transport's default, ~/.ssh/known_hosts. A command line's --known-hosts wins.
     known_hosts: str | None = field(default=None, compare=False)
+    # Seconds the agent stays running after a check for the next to reach it (agent/linger.py); None: the
+    # default (orchestrator/agent_linger.py), 0: never.
+    agent_linger: int | None = None
 
     @property
     def env_dict(self) -> dict[str, str]:
@@ -102,6 +105,8 @@ FIELDS: dict[str, tuple[tuple[type, ...], str]] = {
     "workdir": ((str,), "a directory, relative to the login home, for the agent and models"),
     "power_modes": ((dict,), "a mapping of mode names to settings, e.g. {5W: {nvpmodel: 1}}"),
     "usb_ports": ((dict,), "a mapping of port names to sysfs port paths, e.g. {usb3-left: {port: 2-1}}"),
+    "agent_linger": ((int,), ("seconds from 0 to 86400 the agent keeps running after a check, so that the next "
+                              "check reaches it without starting Python (0: never; default 900)")),
 }
 # The settings a power mode may hold are the job schema's: an inventory mode becomes a job's power spec.
 POWER_MODE_KEYS = POWER_KEYS
@@ -212,6 +217,9 @@ def _make_host(doc: YamlDocument, location: tuple, entry: dict) -> Host:
         if "port" not in spec:
             raise doc.error(location + ("usb_ports", port_name), "a USB port needs its sysfs port path",
                             field=f"usb_ports.{port_name}.port", expected="e.g. port: 2-1")
+    linger = entry.get("agent_linger")
+    if linger is not None and not 0 <= linger <= 86400:
+        raise fail("agent_linger", f"{linger} seconds is out of range")
     python = entry.get("python")
     if transport == "local" and python in (None, "", "self"):
         # The controller's own interpreter already has a runtime installed with farm.
@@ -232,6 +240,7 @@ def _make_host(doc: YamlDocument, location: tuple, entry: dict) -> Host:
         usb_ports=usb_ports,
         source=f"{doc.path}:{doc.line(location)}",
         known_hosts=_beside(doc.path, entry.get("known_hosts")),
+        agent_linger=linger,
     )
 
 

@@ -71,6 +71,11 @@ class Transport(abc.ABC):
     @abc.abstractmethod
     def start(self, argv: list[str], *, env: dict[str, str] | None = None) -> AgentChannel: ...
 
+    def connect_socket(self, path: str) -> AgentChannel | None:
+        """A stream to the Unix socket ``path`` on the host (a lingering agent's), or None if this transport
+        has no such stream. TransportError where nobody listens there or the host refuses the stream."""
+        return None
+
     @abc.abstractmethod
     def close(self) -> None: ...
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import queue
 import shutil
+import socket
 import subprocess
 import threading
 from collections import deque
 from pathlib import Path
 
-from ..errors import AgentTimeout, TransportError
+from ..errors import AgentTimeout, StreamRefused, TransportError
 from ..inventory import Host
 from .base import AgentChannel, CommandResult, Transport
 
@@ -60,8 +61,56 @@ class LocalTransport(Transport):
             raise TransportError(f"{self.host.name}: cannot start {argv[0]}: {exc}") from None
         return PipeChannel(process, self.host.name)
 
+    def connect_socket(self, path: str) -> AgentChannel:
+        connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            connection.connect(path)
+        except OSError as exc:
+            connection.close()
+            raise StreamRefused(f"{self.host.name}: no stream to {path}: {exc}") from None
+        return UnixSocketChannel(connection, self.host.name)
+
     def close(self) -> None:
         pass
+
+
+class UnixSocketChannel(AgentChannel):
+    """A lingering agent's session on its Unix socket (agent/linger.py), read in the caller's thread."""
+
+    def __init__(self, connection: socket.socket, host_name: str) -> None:
+        self.connection = connection
+        self.host_name = host_name
+        self._reader = connection.makefile("rb")
+
+    def send_line(self, line: str) -> None:
+        try:
+            self.connection.sendall(line.encode("utf-8") + b"\n")
+        except OSError as exc:
+            raise TransportError(f"{self.host_name}: the lingering agent is gone ({exc})") from None
+
+    def read_line(self, timeout: float | None = None) -> str:
+        self.connection.settimeout(timeout)
+        try:
+            line = self._reader.readline()
+        except TimeoutError:
+            raise AgentTimeout(f"{self.host_name}: no answer from the agent in {timeout} s") from None
+        except OSError as exc:
+            raise TransportError(f"{self.host_name}: the lingering agent is gone ({exc})") from None
+        if not line.endswith(b"\n"):
+            raise TransportError(f"{self.host_name}: the lingering agent closed its socket "
+                                 "(it went stale or was stopped)")
+        return line.decode("utf-8", "replace").rstrip("\n")
+
+    def stderr_tail(self) -> str:
+        return "(a lingering agent's stderr goes to its log beside its socket)"
+
+    def close(self) -> None:
+        try:
+            self.connection.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        self._reader.close()
+        self.connection.close()
 
 
 class PipeChannel(AgentChannel):

@@ -39,11 +39,12 @@ from typing import Any
 import paramiko
 from fabric import Config, Connection
 
-from ..errors import AgentTimeout, TransportError
+from ..errors import AgentTimeout, StreamRefused, TransportError
 from ..inventory import Host
 from . import ssh_direct
 from .base import AgentChannel, CommandResult, Transport
 from .ssh_direct import DirectLink
+from .streamlocal import StreamLocalRefused, open_streamlocal
 
 KEEPALIVE_SECONDS = 5
 # With keepalives flowing every 5 s, unacknowledged data for this long means the
@@ -350,6 +351,16 @@ class SshTransport(Transport):
 
     def start(self, argv: list[str], *, env: dict[str, str] | None = None) -> AgentChannel:
         return SshChannel(self._open_channel(argv, env), self.host.name)
+
+    def connect_socket(self, path: str) -> AgentChannel:
+        transport = self._transport()
+        try:
+            channel = open_streamlocal(transport, path, timeout=self.connect_timeout)
+        except StreamLocalRefused as exc:
+            raise StreamRefused(f"{self.host.name}: no stream to {path}: {exc}") from None
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise self._lost(exc, f"opening a stream to {path}") from None
+        return SocketStreamChannel(channel, self.host.name)
 
     # -- files ------------------------------------------------------------------------------------------------
 
@@ -680,6 +691,26 @@ class SshChannel(AgentChannel):
                 self.channel.status_event.wait(5.0)
             except (OSError, EOFError, paramiko.SSHException):
                 pass
+        self.channel.close()
+
+
+class SocketStreamChannel(SshChannel):
+    """A lingering agent's session over a ``direct-streamlocal`` channel: no stderr, no exit status."""
+
+    def _why_it_ended(self) -> str:
+        transport = self.channel.get_transport()
+        if transport is not None and transport.is_active():
+            return "the lingering agent closed its socket (it went stale or was stopped)"
+        return "the SSH connection was lost (the host stopped answering, rebooted or closed it)"
+
+    def stderr_tail(self) -> str:
+        return "(a lingering agent's stderr goes to its log beside its socket)"
+
+    def close(self) -> None:
+        try:
+            self.channel.shutdown_write()  # EOF: the session's serve loop ends by itself
+        except (OSError, EOFError, paramiko.SSHException):
+            pass
         self.channel.close()
 
 

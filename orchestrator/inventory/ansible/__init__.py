@@ -26,14 +26,17 @@ from .vars_dirs import add_vars_directories
 __all__ = ["load_if_ansible", "parse_if_ansible", "read_tree"]
 
 
-def load_if_ansible(path: str | Path) -> Inventory | None:
-    """The inventory in an Ansible file or directory, or None for any other file (farm's own YAML reads it)."""
+def load_if_ansible(path: str | Path, seen: list[YamlDocument] | None = None) -> Inventory | None:
+    """The inventory in an Ansible file or directory, or None for any other file (farm's own YAML reads it).
+
+    ``seen``: where a file that is farm's own YAML leaves its parsed document, so it is not parsed twice.
+    """
     source = Path(path)
     if source.is_dir():
         tree = read_directory(source, _read_file)
         add_vars_directories(tree, source)
         return to_inventory(tree)
-    tree = _read_file(source)
+    tree = _read_file(source, seen)
     if tree is None:
         return None
     if tree.kind != LIST_KIND:  # ansible-inventory has already merged them into --list's hostvars
@@ -41,7 +44,7 @@ def load_if_ansible(path: str | Path) -> Inventory | None:
     return to_inventory(tree)
 
 
-def _read_file(path: Path) -> AnsibleTree | None:
+def _read_file(path: Path, seen: list[YamlDocument] | None = None) -> AnsibleTree | None:
     name = str(path)
     data = read_yaml_file(path)  # regular files of bounded size: a FIFO or a huge file must not hang farm
     try:
@@ -51,7 +54,7 @@ def _read_file(path: Path) -> AnsibleTree | None:
     if text.startswith("#!"):
         raise InputError(name, "is a dynamic inventory script, which farm does not run",
                          expected=f"its hosts as JSON: {name} --list > hosts.json")
-    return read_tree(text.removeprefix("\ufeff"), name)  # an editor's byte-order mark hides "[group]"
+    return read_tree(text.removeprefix("\ufeff"), name, seen)  # an editor's byte-order mark hides "[group]"
 
 
 def parse_if_ansible(text: str, name: str) -> Inventory | None:
@@ -60,7 +63,7 @@ def parse_if_ansible(text: str, name: str) -> Inventory | None:
     return None if tree is None else to_inventory(tree)
 
 
-def read_tree(text: str, name: str) -> AnsibleTree | None:
+def read_tree(text: str, name: str, seen: list[YamlDocument] | None = None) -> AnsibleTree | None:
     if name.endswith(".ini") or _starts_with_section(text):
         return read_ini(text, name)
     doc = _structured(text, name)
@@ -70,6 +73,8 @@ def read_tree(text: str, name: str) -> AnsibleTree | None:
         # Bare host names, one a line, are an INI file of ungrouped hosts; YAML folds them into one string.
         return read_ini(text, name)
     if not isinstance(doc.data, dict) or isinstance(doc.data.get("hosts"), list) or "defaults" in doc.data:
+        if seen is not None and doc.has_lines:  # YAML with its lines (not JSON read without them)
+            seen.append(doc)
         return None
     if isinstance(doc.data.get("plugin"), str):
         raise InputError(name, f"is the configuration of Ansible's '{doc.data['plugin']}' inventory plugin, "

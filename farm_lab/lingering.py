@@ -1,0 +1,42 @@
+"""Stop the lingering agents (agent/linger.py) that a lab's checks left running on its hosts.
+
+They run in their own session, so stopping a host's sshd leaves them; they would exit on their own
+after their idle time, but a lab taken down (or a test done with it) should leave no process behind.
+Found by their command line: the agent's ``linger`` command, under a folder of the lab's.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+
+def lingering_agents(marker: str) -> list[int]:
+    """Pids of lingering agents whose command line names a path containing ``marker``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        words = [w.decode("utf-8", "replace") for w in argv if w]
+        if "linger" in words[1:] and any(marker in w for w in words):
+            found.append(int(entry.name))
+    return found
+
+
+def stop_lingering_agents(marker: str) -> int:
+    """SIGTERM each of them; how many were signalled."""
+    count = 0
+    for pid in lingering_agents(marker):
+        if pid == os.getpid():
+            continue
+        try:
+            os.kill(pid, signal.SIGTERM)
+            count += 1
+        except OSError:
+            pass  # gone already, or not ours to stop
+    return count
