@@ -21,7 +21,7 @@ USAGE = """usage: farm-agent COMMAND
                 start and collect may carry an 'ack' list too;
                 start may name a running key to run 'after')
   spool-run KEY run the spooled job KEY (what op start runs, detached)
-  linger NAME SECONDS
+  linger NAME SECONDS [LAUNCHER]
                 serve sessions on a Unix socket until SECONDS pass without one
                 (what a serve session whose request asked to linger starts)
   version       print the agent version
@@ -154,14 +154,14 @@ def main(argv=None):
         return spool.run_detached(argv[1])
     elif command == "serve":
         serve(sys.stdin, sys.stdout)
-    elif command == "linger" and len(argv) == 3:
+    elif command == "linger" and len(argv) in (3, 4):
         from . import linger
 
         try:
             seconds = int(argv[2])
         except ValueError:
             seconds = 0
-        return linger.run_daemon(argv[1], seconds)
+        return linger.run_daemon(argv[1], seconds, argv[3] if len(argv) == 4 else None)
     elif command == "version":
         sys.stdout.write(__version__ + "\n")
     else:

@@ -94,6 +94,7 @@ class Offer(object):
     def __init__(self):
         self.name = None
         self.seconds = 0
+        self.launcher = None
 
     def accept(self, request):
         """The socket path to reply with, or None where this request asks for no daemon or one cannot be had."""
@@ -110,6 +111,9 @@ class Offer(object):
         if len(path.encode("utf-8")) > MAX_SOCKET_PATH or not _private_folder_ok(folder):
             return None
         self.name, self.seconds = name, int(seconds)
+        # The interpreter as the inventory names it: a wrapper script (env, taskset) whose content changes
+        # starts agents another way, which the daemon must notice, as sys.executable cannot show it.
+        self.launcher = _resolve(wish.get("python"))
         return path
 
     def fulfil(self):
@@ -118,7 +122,7 @@ class Offer(object):
             return
         try:
             if not _running(self.name):
-                _spawn(self.name, self.seconds)
+                _spawn(self.name, self.seconds, self.launcher)
         except (OSError, IOError):
             pass  # no daemon: the next contact starts the agent as this one did
 
@@ -154,9 +158,22 @@ def _entry_argv():
     return [sys.executable, "-m", "agent"]
 
 
-def _spawn(name, seconds):
-    """Start ``linger NAME SECONDS`` detached (double fork, own session), without importing subprocess."""
-    argv = _entry_argv() + [COMMAND, name, str(seconds)]
+def _resolve(command):
+    """The absolute path of a command as a shell would find it, or None."""
+    if not isinstance(command, str) or not command:
+        return None
+    if "/" in command:
+        return os.path.abspath(os.path.expanduser(command))
+    for folder in os.environ.get("PATH", "").split(os.pathsep):
+        candidate = os.path.join(folder, command)
+        if folder and os.access(candidate, os.X_OK) and not os.path.isdir(candidate):
+            return candidate
+    return None
+
+
+def _spawn(name, seconds, launcher=None):
+    """Start ``linger NAME SECONDS [LAUNCHER]`` detached (double fork, own session), without subprocess."""
+    argv = _entry_argv() + [COMMAND, name, str(seconds)] + ([launcher] if launcher else [])
     folder = os.path.dirname(socket_path(name))
     _make_private_folder(folder)
     log = os.path.join(folder, name + ".log")
@@ -188,10 +205,11 @@ def _make_private_folder(folder):
         raise OSError("{} is not a private folder of this user".format(folder))
 
 
-def _identity():
-    """What the daemon runs: its interpreter and its agent files. A change means it must go."""
+def _identity(launcher=None):
+    """What the daemon runs: its interpreter (and the command that started it), its agent files. A change
+    means it must go."""
     found = []
-    for path in (sys.executable, _entry_argv()[1] if _entry_argv()[1] != "-m" else None,
+    for path in (sys.executable, launcher, _entry_argv()[1] if _entry_argv()[1] != "-m" else None,
                  os.path.dirname(os.path.abspath(__file__))):
         if path is None:
             continue
@@ -199,7 +217,7 @@ def _identity():
             info = os.stat(path)
         except OSError:
             return None
-        found.append((info.st_ino, info.st_size, info.st_mtime))
+        found.append((info.st_ino, info.st_size, info.st_mtime_ns))
     return found
 
 
@@ -211,7 +229,7 @@ def _socket_identity(path):
     return info.st_ino, info.st_dev
 
 
-def run_daemon(name, seconds):
+def run_daemon(name, seconds, launcher=None):
     """The ``linger`` command: listen on the socket and fork a serve session per connection, until idle."""
     import fcntl
     import select
@@ -237,7 +255,7 @@ def run_daemon(name, seconds):
         os.umask(mask)
     listener.listen(64)
     mine = _socket_identity(path)
-    identity = _identity()
+    identity = _identity(launcher)
     # What a session imports, imported once here: a child starts with it in memory.
     import signal
 
@@ -258,7 +276,7 @@ def run_daemon(name, seconds):
             if left <= 0:
                 break
             ready, _, _ = select.select([listener], [], [], min(left, CHECK_SECONDS))
-            if _socket_identity(path) != mine or _identity() != identity:
+            if _socket_identity(path) != mine or _identity(launcher) != identity:
                 break  # replaced, removed, or its interpreter or agent changed: the next contact starts afresh
             if not ready:
                 continue

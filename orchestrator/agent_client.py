@@ -61,7 +61,8 @@ class AgentSession:
             else:
                 # After a refused stream the agent is asked whether its daemon listens: if it does, the stream
                 # was refused by sshd itself (AllowStreamLocalForwarding no), which OpenSSH does not tell apart.
-                wish = {"name": name, "seconds": seconds, **({"probe": True} if refused else {})}
+                wish = {"name": name, "seconds": seconds, "python": self.host.python,
+                        **({"probe": True} if refused else {})}
                 request = {**request, REQUEST_FIELD: wish}
         self._start(request)
         socket_path = self.first_reply.get(REPLY_FIELD)

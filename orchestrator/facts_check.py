@@ -36,12 +36,12 @@ class HostCheck:
     seconds: float = 0.0
 
 
-def check_host(host: Host, transport_options: dict[str, Any]) -> HostCheck:
+def check_host(host: Host, transport_options: dict[str, Any], linger: bool = True) -> HostCheck:
     check = HostCheck(host)
     started = time.perf_counter()
     session = None
     try:
-        session = AgentSession(open_transport(host, **transport_options)).open(first={"op": "facts"}, linger=True)
+        session = AgentSession(open_transport(host, **transport_options)).open(first={"op": "facts"}, linger=linger)
         check.uploaded_agent = session.uploaded_agent
         check.lingering = session.lingering
         check.facts = session.first_reply["facts"]
@@ -58,9 +58,11 @@ def check_host(host: Host, transport_options: dict[str, Any]) -> HostCheck:
 
 
 def check_hosts(hosts: list[Host], transport_options: dict[str, Any], store: Store | None = None,
-                workers: int = 64) -> list[HostCheck]:
+                workers: int = 64, *, linger: bool = True) -> list[HostCheck]:
+    """``linger=False``: every host's agent is started, none reached lingering (agent/linger.py), for facts
+    that must be the host's as a new process sees them (a nightly's toolchain)."""
     with old_objects_frozen(), ThreadPoolExecutor(max_workers=max(1, min(workers, len(hosts)))) as pool:
-        checks = list(pool.map(lambda h: check_host(h, transport_options), hosts))
+        checks = list(pool.map(lambda h: check_host(h, transport_options, linger), hosts))
     SOCKETS.flush()
     if store is not None:
         records.record_checks(store, [(c.host, c.facts if c.reachable else None) for c in checks])

@@ -138,7 +138,9 @@ def probe_and_record(store: Store, hosts: list[Host], transport_options: dict[st
     from .facts_check import check_hosts
 
     results = [HostVersions(CONTROLLER, controller_versions(compiler))]
-    checks = check_hosts(list(hosts), transport_options or {}, store) if hosts else []
+    # Started, not reached lingering: the versions decide what a regression is blamed on, and a lingering agent
+    # keeps the environment it was started with (a wrapper's PYTHONPATH, say) until it notices a change.
+    checks = check_hosts(list(hosts), transport_options or {}, store, linger=False) if hosts else []
     for check in checks:
         if check.reachable:
             results.append(HostVersions(check.host.name, versions_from_facts(check.facts)))

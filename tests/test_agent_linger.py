@@ -178,7 +178,8 @@ def test_a_tmp_folder_of_another_user_is_never_used(tmp_path: Path) -> None:
 
 
 def local_host(**fields: object) -> Host:
-    return Host(name="here", transport="local", python=sys.executable, workdir=".cache/farm-linger", **fields)
+    return Host(**{"name": "here", "transport": "local", "python": sys.executable, "workdir": ".cache/farm-linger",
+                   **fields})
 
 
 def test_a_second_local_check_reaches_the_lingering_agent_and_gets_the_same_facts(tmp_path: Path) -> None:
@@ -282,3 +283,26 @@ def test_a_host_whose_sshd_forbids_streams_is_not_asked_to_linger_again(running_
         assert lingering_agents(f"/farm-lab/{running_lab.lab.id}/{host.name}/") == []
     finally:
         sshd.stop()
+
+
+def test_a_rewritten_interpreter_wrapper_retires_the_daemon_it_started(tmp_path: Path) -> None:
+    wrapper = tmp_path / "python-wrapper"
+    wrapper.write_text(f'#!/bin/sh\nexec env FARM_TEST_SETUP=1 "{sys.executable}" "$@"\n')
+    wrapper.chmod(0o755)
+    host = local_host(python=str(wrapper))
+    check_hosts([host], {})
+    wait_for(lambda: listening(SOCKETS.get(daemon_name(host))), "daemon")
+    assert check_hosts([host], {})[0].lingering
+    # The same path, another environment for every agent it starts: the daemon's is not that one any more.
+    wrapper.write_text(f'#!/bin/sh\nexec env FARM_TEST_SETUP=22 "{sys.executable}" "$@"\n')
+    again = check_hosts([host], {})[0]
+    assert again.reachable and not again.lingering, again.error
+    wait_for(lambda: listening(SOCKETS.get(daemon_name(host))), "the new setup's daemon")
+    assert check_hosts([host], {})[0].lingering
+
+
+def test_a_nightlys_toolchain_probe_starts_every_agent(tmp_path: Path) -> None:
+    host = local_host()
+    check_hosts([host], {})
+    wait_for(lambda: listening(SOCKETS.get(daemon_name(host))), "daemon")
+    assert not check_hosts([host], {}, linger=False)[0].lingering

@@ -20,9 +20,9 @@ def test_objects_alive_before_the_fan_out_are_frozen_during_it_only(tmp_path: Pa
     seen: list[int] = []
     real = facts_check.check_host
 
-    def observed(host: Host, options: dict) -> facts_check.HostCheck:
+    def observed(host: Host, options: dict, linger: bool = True) -> facts_check.HostCheck:
         seen.append(gc.get_freeze_count())
-        return real(host, options)
+        return real(host, options, linger)
 
     monkeypatch.setattr(facts_check, "check_host", observed)
     hosts = [Host(name=f"local{i}", transport="local", python=sys.executable) for i in range(3)]
