@@ -30,23 +30,17 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from ssh_farm import agent_floor_once  # beside this file: python runs a script with its folder on sys.path
 from typing_extensions import Self
 
 from orchestrator.facts_check import check_hosts
 from orchestrator.inventory import Host, load_inventory
 from orchestrator.store import open_store
 from orchestrator.store.db import Store
-from orchestrator.transport.ssh import SshTransport
 
 
 def floor_once(host: Host, known_hosts: Path) -> None:
-    transport = SshTransport(host, known_hosts=known_hosts)
-    try:
-        done = transport.run([host.python, "-c", "pass"])
-        if not done.ok:
-            raise RuntimeError(f"{host.name}: '{host.python} -c pass' exited {done.exit_code}: {done.stderr}")
-    finally:
-        transport.close()
+    agent_floor_once(host, {"known_hosts": known_hosts})  # the same floor as bench/ssh_farm.py's
 
 
 def floor_round(hosts: list[Host], known_hosts: Path) -> None:

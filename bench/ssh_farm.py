@@ -230,19 +230,21 @@ def handshake_floor(hosts: list[Host], options: dict[str, Any]) -> None:
         list(pool.map(one, hosts))
 
 
-def agent_floor(hosts: list[Host], options: dict[str, Any]) -> None:
-    """What any agent-based tool pays: connect, authenticate, start the host's Python once, for every host."""
-    def one(host: Host) -> None:
-        transport = SshTransport(host, **options)
-        try:
-            done = transport.run([host.python, "-c", "pass"])
-            if not done.ok:
-                raise RuntimeError(f"{host.name}: '{host.python} -c pass' exited {done.exit_code}: {done.stderr}")
-        finally:
-            transport.close()
+def agent_floor_once(host: Host, options: dict[str, Any]) -> None:
+    """The agent floor for one host: connect, authenticate, start the host's Python once."""
+    transport = SshTransport(host, **options)
+    try:
+        done = transport.run([host.python, "-c", "pass"])
+        if not done.ok:
+            raise RuntimeError(f"{host.name}: '{host.python} -c pass' exited {done.exit_code}: {done.stderr}")
+    finally:
+        transport.close()
 
+
+def agent_floor(hosts: list[Host], options: dict[str, Any]) -> None:
+    """What any agent-based tool pays: the agent floor of every host, all at once."""
     with ThreadPoolExecutor(max_workers=min(len(hosts), MAX_CONNECT_WORKERS)) as pool:
-        list(pool.map(one, hosts))
+        list(pool.map(lambda host: agent_floor_once(host, options), hosts))
 
 
 def inventory_check(hosts: list[Host], options: dict[str, Any], store: Store) -> None:
