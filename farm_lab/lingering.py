@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 
-def lingering_agents(marker: str) -> list[int]:
-    """Pids of lingering agents whose command line names a path containing ``marker``."""
-    found = []
+def processes() -> Iterator[tuple[Path, list[str]]]:
+    """Each running process's /proc folder and command line (those gone while read are skipped)."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -22,10 +22,13 @@ def lingering_agents(marker: str) -> list[int]:
             argv = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        words = [w.decode("utf-8", "replace") for w in argv if w]
-        if "linger" in words[1:] and any(marker in w for w in words):
-            found.append(int(entry.name))
-    return found
+        yield entry, [w.decode("utf-8", "replace") for w in argv if w]
+
+
+def lingering_agents(marker: str) -> list[int]:
+    """Pids of lingering agents whose command line names a path containing ``marker``."""
+    return [int(entry.name) for entry, words in processes()
+            if "linger" in words[1:] and any(marker in w for w in words)]
 
 
 def stop_lingering_agents(marker: str) -> int:

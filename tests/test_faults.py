@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from farm_lab.lingering import processes
 from orchestrator.integrity import check_run
 from orchestrator.inventory import load_inventory
 from orchestrator.lifecycle import RetryPolicy
@@ -98,14 +99,7 @@ def serve_pids() -> list[int]:
     """The agent `serve` processes of this test's home (the controller's end of the link)."""
     home = os.environ["HOME"]
     found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        words = [a.decode(errors="replace") for a in argv]
+    for entry, words in processes():
         try:
             if (entry / "comm").read_text().strip() == "farm-job":  # a detached job, forked from serve
                 continue
