@@ -53,6 +53,7 @@ from agent.result_schema import AGENT_WORK_PARTS
 from agent.schema import make_job
 from farm_lab.boards import BOARDS
 from farm_lab.lab import FIRST_ADDRESS, Lab
+from farm_lab.lingering import processes
 from farm_lab.sshd import free_port
 from orchestrator.agent_client import AgentSession
 from orchestrator.agent_linger import LINGER_ENV
@@ -65,6 +66,7 @@ from orchestrator.scheduler import MAX_CONNECT_WORKERS, Runner
 from orchestrator.store import open_store
 from orchestrator.store.db import Store
 from orchestrator.store.schema import JobRow, ModelRow, ResultRow
+from orchestrator.transport import keeper_link
 from orchestrator.transport.ssh import SshTransport
 
 # One warm-up-free timed invoke: the job's work is a model load and one tiny invoke, all agent-side.
@@ -101,6 +103,8 @@ class Measurements:
     check: dict[int, list[Sample]] = field(default_factory=dict)
     # The same check where no lingering agent runs (FARM_AGENT_LINGER=0): every host's Python is started.
     check_cold: dict[int, list[Sample]] = field(default_factory=dict)
+    # Agents lingering, but no connection kept by the SSH keeper (FARM_SSH_KEEPER=0): a handshake per host.
+    check_unkept: dict[int, list[Sample]] = field(default_factory=dict)
     check_cli: dict[int, list[float]] = field(default_factory=dict)
     floor: dict[int, list[Sample]] = field(default_factory=dict)
     agent_floor: dict[int, list[Sample]] = field(default_factory=dict)
@@ -155,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             store.close()
     finally:
+        keeper_link.ask("stop")  # this run's own keeper (its name follows FARM_CACHE_DIR)
         if args.keep_lab:
             print(f"lab left running in {lab.dir}: farm lab down --dir {lab.dir}")
         else:
@@ -180,35 +185,58 @@ def machine_cpu_seconds() -> float:
     return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
-def sshd_cpu_seconds(pids: list[int]) -> float:
-    """CPU spent by these sshds and their reaped descendants: each session, shell and agent a host ran.
+def host_cpu_seconds(sshd_pids: list[int], marker: str) -> float:
+    """CPU spent by these sshds, their lab's lingering agents, and every process under them, live or reaped:
+    each session (the SSH keeper's long-lived ones included), shell, agent and tool a host ran.
 
-    Read from /proc/PID/stat (utime, stime, cutime, cstime): unlike the machine's total, other work on
-    the machine does not add to it, so it stays comparable on a busy machine.
+    The sum over each process of that tree of /proc/PID/stat's utime, stime, cutime and cstime: a process
+    still running counts its own time, one reaped is in its parent's. Unlike the machine's total, other
+    work on the machine does not add to it, so it stays comparable on a busy machine.
     """
-    total = 0
-    for pid in pids:
+    parents: dict[int, int] = {}
+    ticks: dict[int, int] = {}
+    roots = set(sshd_pids)
+    for entry, words in processes():
         try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += sum(int(v) for v in fields[11:15])
-    return total / os.sysconf("SC_CLK_TCK")
+        pid = int(entry.name)
+        parents[pid], ticks[pid] = int(fields[1]), sum(int(v) for v in fields[11:15])
+        if "linger" in words[1:] and any(marker in w for w in words):
+            roots.add(pid)  # a lingering agent: its own session, not under sshd
+
+    def counted(pid: int) -> bool:
+        seen = 0
+        while pid > 1 and seen < 64:
+            if pid in roots:
+                return True
+            pid, seen = parents.get(pid, 0), seen + 1
+        return False
+
+    return sum(t for pid, t in ticks.items() if counted(pid)) / os.sysconf("SC_CLK_TCK")
 
 
 # sshd reaps a finished session a moment after its channel closes; only then is its CPU in cutime.
 REAP_WAIT_S = 0.3
 
 
-def measured(action: Callable[..., Any], *args: Any, sshd_pids: list[int] | None = None) -> Sample:
-    hosts = sshd_cpu_seconds(sshd_pids or [])
-    machine, controller, started = machine_cpu_seconds(), time.process_time(), time.perf_counter()
+def controller_cpu_seconds() -> float:
+    """This process's CPU, every thread's, and the SSH keeper's (transport/keeper.py): the keeper holds a
+    check's connections and relays its streams, so its work is the controller's."""
+    return time.process_time() + keeper_link.cpu_seconds()
+
+
+def measured(action: Callable[..., Any], *args: Any, sshd_pids: list[int] | None = None,
+             marker: str = "") -> Sample:
+    hosts = host_cpu_seconds(sshd_pids, marker) if sshd_pids else 0.0
+    machine, controller, started = machine_cpu_seconds(), controller_cpu_seconds(), time.perf_counter()
     action(*args)
     wall = time.perf_counter() - started
-    sample = Sample(wall, machine_cpu_seconds() - machine, time.process_time() - controller)
+    sample = Sample(wall, machine_cpu_seconds() - machine, controller_cpu_seconds() - controller)
     if sshd_pids:
         time.sleep(REAP_WAIT_S)
-        sample = replace(sample, hosts_cpu=sshd_cpu_seconds(sshd_pids) - hosts)
+        sample = replace(sample, hosts_cpu=host_cpu_seconds(sshd_pids, marker) - hosts)
     return sample
 
 
@@ -263,6 +291,25 @@ def cold_check(hosts: list[Host], options: dict[str, Any], store: Store) -> None
         del os.environ[LINGER_ENV]
 
 
+def warm_keeper(hosts: list[Host], options: dict[str, Any], store: Store) -> None:
+    """Untimed: a check that leaves every host's agent lingering and its connection kept, as the check of a
+    quarter of an hour before would have (the first check to want a keeper starts it and goes on without)."""
+    inventory_check(hosts, options, store)
+    deadline = time.monotonic() + 10
+    while keeper_link.ask("stats") is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    inventory_check(hosts, options, store)
+
+
+def unkept_check(hosts: list[Host], options: dict[str, Any], store: Store) -> None:
+    """The check where agents linger but no connection is kept (FARM_SSH_KEEPER=0): one handshake per host."""
+    os.environ[keeper_link.KEEPER_ENV] = "0"
+    try:
+        inventory_check(hosts, options, store)
+    finally:
+        del os.environ[keeper_link.KEEPER_ENV]
+
+
 def farm_cli(*args: str) -> None:
     done = subprocess.run([sys.executable, "-m", "orchestrator", *args], capture_output=True, text=True,
                           check=False, timeout=300)
@@ -290,17 +337,23 @@ def measure_check(found: Measurements, hosts: list[Host], options: dict[str, Any
         inventory = lab_subset(lab.inventory_path, lab.dir.parent, size)
         db = cli_database(lab.dir.parent) if cli_repeats else ""
         found.floor[size], found.agent_floor[size], found.check[size], found.check_cli[size] = [], [], [], []
-        found.check_cold[size] = []
-        pids = sshd_pids(lab, subset)
+        found.check_cold[size], found.check_unkept[size] = [], []
+        pids, marker = sshd_pids(lab, subset), f"/farm-lab/{lab.id}/"
+        warm_keeper(subset, options, store)
         for repeat in range(max(repeats, cli_repeats)):
             if repeat < repeats:
-                found.floor[size].append(measured(handshake_floor, subset, options, sshd_pids=pids))
-                found.agent_floor[size].append(measured(agent_floor, subset, options, sshd_pids=pids))
-                found.check[size].append(measured(inventory_check, subset, options, store, sshd_pids=pids))
-                found.check_cold[size].append(measured(cold_check, subset, options, store, sshd_pids=pids))
+                found.floor[size].append(measured(handshake_floor, subset, options, sshd_pids=pids, marker=marker))
+                found.agent_floor[size].append(measured(agent_floor, subset, options, sshd_pids=pids, marker=marker))
+                found.check[size].append(measured(inventory_check, subset, options, store, sshd_pids=pids,
+                                                  marker=marker))
+                found.check_unkept[size].append(measured(unkept_check, subset, options, store, sshd_pids=pids,
+                                                         marker=marker))
+                found.check_cold[size].append(measured(cold_check, subset, options, store, sshd_pids=pids,
+                                                       marker=marker))
             if repeat < cli_repeats:
                 found.check_cli[size].append(timed(cli_check, inventory, lab.known_hosts, db))
         print(f"  {size:3d} hosts: check {median(walls(found.check[size])):.2f} s, "
+              f"with no kept connection {median(walls(found.check_unkept[size])):.2f} s, "
               f"with no lingering agent {median(walls(found.check_cold[size])):.2f} s, "
               f"SSH floor {median(walls(found.floor[size])):.2f} s, "
               f"agent floor {median(walls(found.agent_floor[size])):.2f} s", flush=True)
@@ -551,24 +604,30 @@ def report(found: Measurements, total_s: float) -> None:
           f"{' '.join(f'{v:.1f}' for v in os.getloadavg())}.")
     print()
     print("check: each host's agent lingers from the check before (agent/linger.py: reached through sshd's")
-    print("direct-streamlocal channel, no process started), as when checks come less than agent_linger (15 min)")
-    print("apart. With no lingering agent (FARM_AGENT_LINGER=0, the first check of the day), each host's")
-    print("Python and agent are started, as before:")
-    header = (f"{'hosts':>5}  {'cold s':>6}  {'cold/agent':>10}  {'ctrl CPU ms':>11}  {'host CPU':>8}  "
-              f"{'CPU cold/agent':>14}  {'cold min-max s':>14}")
+    print("direct-streamlocal channel, no process started) and the SSH keeper (transport/keeper.py) kept each")
+    print("host's connection from the check before, as when checks come less than agent_linger (15 min) apart;")
+    print("ctrl CPU counts the keeper's CPU too. Two other checks, side by side with it: agents lingering but")
+    print("no connection kept (FARM_SSH_KEEPER=0: a handshake per host), and no lingering agent either")
+    print("(FARM_AGENT_LINGER=0, the first check of the day: each host's Python and agent are started):")
+    header = (f"{'hosts':>5}  {'which check':<22}  {'wall s':>6}  {'/agent':>6}  {'ctrl CPU ms':>11}  "
+              f"{'host CPU':>8}  {'CPU /agent':>10}  {'min-max s':>11}")
     print(header)
     print("-" * len(header))
-    for size in sorted(found.check_cold):
-        if not found.check_cold[size]:
-            continue
-        cold, agent = median(walls(found.check_cold[size])), median(walls(found.agent_floor[size]))
-        controller = median([s.controller_cpu for s in found.check_cold[size]]) / size * 1e3
-        hosts_cpu = median([s.hosts_cpu for s in found.check_cold[size]]) / size * 1e3
+    for size in sorted(found.check):
         floor_cpu = median([s.controller_cpu for s in found.agent_floor[size]]) / size * 1e3
         floor_hosts = median([s.hosts_cpu for s in found.agent_floor[size]]) / size * 1e3
-        spread = f"{min(walls(found.check_cold[size])):.2f}-{max(walls(found.check_cold[size])):.2f}"
-        print(f"{size:5d}  {cold:6.2f}  {cold / agent:10.2f}  {controller:11.1f}  {hosts_cpu:8.1f}  "
-              f"{(controller + hosts_cpu) / (floor_cpu + floor_hosts):14.2f}  {spread:>14}")
+        agent = median(walls(found.agent_floor[size]))
+        for label, samples in (("kept connection", found.check[size]),
+                               ("no kept connection", found.check_unkept.get(size, [])),
+                               ("no lingering agent", found.check_cold.get(size, []))):
+            if not samples:
+                continue
+            wall = median(walls(samples))
+            controller = median([s.controller_cpu for s in samples]) / size * 1e3
+            hosts_cpu = median([s.hosts_cpu for s in samples]) / size * 1e3
+            spread = f"{min(walls(samples)):.2f}-{max(walls(samples)):.2f}"
+            print(f"{size:5d}  {label:<22}  {wall:6.2f}  {wall / agent:6.2f}  {controller:11.1f}  {hosts_cpu:8.1f}  "
+                  f"{(controller + hosts_cpu) / (floor_cpu + floor_hosts):10.2f}  {spread:>11}")
     print()
     print(f"Per-job overhead on an open connection to {found.job_host}, each job's benchmark (model")
     print(f"load, warm-up, timed runs) taken out. Opening the session once (handshake, deploy check, agent start): "

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from farm_lab.lingering import stop_lingering_agents
+from farm_lab.lingering import stop_keepers, stop_lingering_agents
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 PG_SERVER = os.environ.get("FARM_TEST_PG", "postgresql+psycopg://root@127.0.0.1:5432/test")
@@ -36,6 +36,7 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[P
     yield home
     # Checks leave their agents lingering (agent/linger.py) under this test's folders: none may outlive it.
     stop_lingering_agents(str(tmp_path))
+    stop_keepers(str(tmp_path))  # and the SSH keepers that kept their connections
 
 
 @pytest.fixture(scope="session")

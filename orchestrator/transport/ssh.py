@@ -39,10 +39,12 @@ from typing import Any
 import paramiko
 from fabric import Config, Connection
 
+from ..agent_linger import linger_seconds
 from ..errors import AgentTimeout, StreamRefused, TransportError
 from ..inventory import Host
-from . import ssh_direct
+from . import keeper_link, ssh_direct
 from .base import AgentChannel, CommandResult, Transport
+from .local import UnixSocketChannel
 from .ssh_direct import DirectLink
 from .streamlocal import StreamLocalRefused, open_streamlocal
 
@@ -353,14 +355,36 @@ class SshTransport(Transport):
         return SshChannel(self._open_channel(argv, env), self.host.name)
 
     def connect_socket(self, path: str) -> AgentChannel:
+        """Through the SSH keeper's kept connection where it has one (keeper_link.py), else over this one."""
+        if self._connection is None and keeper_link.enabled():
+            seconds = linger_seconds(self.host)
+            request = keeper_link.host_request(self.host, self.known_hosts if self.known_hosts_chosen else None,
+                                               self.accept_new_host_keys, self.connect_timeout)
+            kept = keeper_link.open_kept_stream(request, path, seconds) if seconds else None
+            if kept is not None:
+                return KeptStreamChannel(*kept, self.host.name)
+        return SocketStreamChannel(self.open_stream(path), self.host.name)
+
+    def open_stream(self, path: str, timeout: float | None = None) -> paramiko.Channel:
+        """A ``direct-streamlocal`` channel to the Unix socket ``path`` on the host (connecting if need be)."""
         transport = self._transport()
         try:
-            channel = open_streamlocal(transport, path, timeout=self.connect_timeout)
+            return open_streamlocal(transport, path, timeout=timeout or self.connect_timeout)
         except StreamLocalRefused as exc:
             raise StreamRefused(f"{self.host.name}: no stream to {path}: {exc}") from None
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise self._lost(exc, f"opening a stream to {path}") from None
-        return SocketStreamChannel(channel, self.host.name)
+
+    def connected(self) -> bool:
+        """Whether a live connection is open now (none is made to tell)."""
+        with self._lock:
+            return self._is_active()
+
+    def set_keepalive(self, seconds: int) -> None:
+        with self._lock:
+            if self._is_active():
+                assert self._connection is not None and self._connection.transport is not None
+                self._connection.transport.set_keepalive(seconds)
 
     # -- files ------------------------------------------------------------------------------------------------
 
@@ -712,6 +736,24 @@ class SocketStreamChannel(SshChannel):
         except (OSError, EOFError, paramiko.SSHException):
             pass
         self.channel.close()
+
+
+class KeptStreamChannel(UnixSocketChannel):
+    """A lingering agent's session relayed by the SSH keeper: a Unix socket here, a channel of its connection
+    there. ``first`` is what arrived with the keeper's answer (nothing, as an agent speaks only when asked)."""
+
+    def __init__(self, connection: socket.socket, first: bytes, host_name: str) -> None:
+        super().__init__(connection, host_name)
+        self._first = first
+
+    def read_line(self, timeout: float | None = None) -> str:
+        if not self._first:
+            return super().read_line(timeout)
+        if b"\n" in self._first:
+            line, _, self._first = self._first.partition(b"\n")
+            return line.decode("utf-8", "replace")
+        head, self._first = self._first, b""
+        return head.decode("utf-8", "replace") + super().read_line(timeout)
 
 
 class _LineSplitter:
