@@ -114,6 +114,7 @@ class Measurements:
     run_jobs: int = 0  # jobs in each of those runs
     session_open_s: float = 0.0
     queued_starts: int = 0  # jobs the agent started on its own once the one before was done
+    keeper: dict[int, dict[str, Any]] = field(default_factory=dict)  # size -> the SSH keeper's own figures
     lab_dir: str = ""
     job_host: str = ""
 
@@ -159,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             store.close()
     finally:
-        keeper_link.ask("stop")  # this run's own keeper (its name follows FARM_CACHE_DIR)
+        keeper_link.stop()  # this run's own keeper (its name follows FARM_CACHE_DIR)
         if args.keep_lab:
             print(f"lab left running in {lab.dir}: farm lab down --dir {lab.dir}")
         else:
@@ -291,6 +292,24 @@ def cold_check(hosts: list[Host], options: dict[str, Any], store: Store) -> None
         del os.environ[LINGER_ENV]
 
 
+def keeper_figures() -> dict[str, Any]:
+    """What the SSH keeper holds: connections, threads, resident memory, sockets."""
+    stats = keeper_link.ask("stats") or {}
+    pid = stats.get("pid")
+    figures: dict[str, Any] = {"kept": len(stats.get("kept") or []), "connections made": stats.get("connections")}
+    if pid:
+        status = Path(f"/proc/{pid}/status").read_text()
+        for line in status.splitlines():
+            if line.startswith(("VmRSS:", "Threads:")):
+                name, value = line.split(":", 1)
+                figures[name] = value.strip()
+        try:
+            figures["fds"] = len(os.listdir(f"/proc/{pid}/fd"))
+        except OSError:
+            pass
+    return figures
+
+
 def warm_keeper(hosts: list[Host], options: dict[str, Any], store: Store) -> None:
     """Untimed: a check that leaves every host's agent lingering and its connection kept, as the check of a
     quarter of an hour before would have (the first check to want a keeper starts it and goes on without)."""
@@ -352,6 +371,7 @@ def measure_check(found: Measurements, hosts: list[Host], options: dict[str, Any
                                                        marker=marker))
             if repeat < cli_repeats:
                 found.check_cli[size].append(timed(cli_check, inventory, lab.known_hosts, db))
+        found.keeper[size] = keeper_figures()
         print(f"  {size:3d} hosts: check {median(walls(found.check[size])):.2f} s, "
               f"with no kept connection {median(walls(found.check_unkept[size])):.2f} s, "
               f"with no lingering agent {median(walls(found.check_cold[size])):.2f} s, "
@@ -628,6 +648,9 @@ def report(found: Measurements, total_s: float) -> None:
             spread = f"{min(walls(samples)):.2f}-{max(walls(samples)):.2f}"
             print(f"{size:5d}  {label:<22}  {wall:6.2f}  {wall / agent:6.2f}  {controller:11.1f}  {hosts_cpu:8.1f}  "
                   f"{(controller + hosts_cpu) / (floor_cpu + floor_hosts):10.2f}  {spread:>11}")
+    print()
+    for size, figures in sorted(found.keeper.items()):
+        print(f"SSH keeper after the {size}-host checks: " + ", ".join(f"{k} {v}" for k, v in figures.items()))
     print()
     print(f"Per-job overhead on an open connection to {found.job_host}, each job's benchmark (model")
     print(f"load, warm-up, timed runs) taken out. Opening the session once (handshake, deploy check, agent start): "

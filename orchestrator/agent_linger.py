@@ -11,6 +11,7 @@ in a small file per controller user: ``$FARM_CACHE_DIR`` or the platform's cache
 from __future__ import annotations
 
 import atexit
+import functools
 import hashlib
 import json
 import os
@@ -75,12 +76,7 @@ class SocketBook:
         self._loaded_from: Path | None = None
 
     def path(self) -> Path:
-        folder = os.environ.get(CACHE_ENV)
-        if not folder:
-            import platformdirs  # only here: the CLI's short commands never need it
-
-            folder = platformdirs.user_cache_dir("farm")
-        return Path(folder) / FILE_NAME
+        return _book_path(os.environ.get(CACHE_ENV), os.environ.get("XDG_CACHE_HOME"), os.environ.get("HOME"))
 
     def _read(self) -> dict[str, str]:
         try:
@@ -142,6 +138,16 @@ class SocketBook:
                 return
             self._changed.clear()
             self._entries = entries
+
+
+@functools.lru_cache(maxsize=16)
+def _book_path(farm_cache: str | None, xdg_cache: str | None, home: str | None) -> Path:
+    # Asked per host of a check: platformdirs reads the environment it is keyed on here.
+    if farm_cache:
+        return Path(farm_cache) / FILE_NAME
+    import platformdirs  # only here: the CLI's short commands never need it
+
+    return Path(platformdirs.user_cache_dir("farm")) / FILE_NAME
 
 
 SOCKETS = SocketBook()

@@ -17,7 +17,7 @@ import pytest
 
 from farm_lab import sshd as lab_sshd
 from farm_lab.lab import Lab
-from farm_lab.lingering import lingering_agents
+from farm_lab.lingering import keepers, lingering_agents
 from tests.conftest import missing_service
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -84,7 +84,9 @@ def test_a_small_run_measures_everything_and_leaves_no_lab(tmp_path: Path) -> No
     for size in ("2", "3"):
         assert len(found["check"][size]) == 2 and len(found["floor"][size]) == 2
         assert len(found["agent_floor"][size]) == 2 and len(found["check_cli"][size]) == 1
-        assert len(found["check_cold"][size]) == 2
+        assert len(found["check_cold"][size]) == 2 and len(found["check_unkept"][size]) == 2
+        # The checks went through the SSH keeper, which held a connection per host of the size.
+        assert found["keeper"][size]["kept"] == int(size), found["keeper"]
         # Started agents cost their hosts a Python start each; the lingering ones are reached without one.
         assert all(s["hosts_cpu"] > 0 for s in found["check_cold"][size])
         assert all(sample["wall"] > 0 for sample in
@@ -102,7 +104,8 @@ def test_a_small_run_measures_everything_and_leaves_no_lab(tmp_path: Path) -> No
     assert all(share >= 0 for share in list(rows.values())[5]) and 0 <= found["queued_starts"] <= 2
     assert found["run_jobs"] == 3 and len(found["run_walls"]) == 1
     # The table names every size and its verdict on the per-job target.
-    assert "with no lingering agent" in done.stdout and "cold/agent" in done.stdout
+    assert "no lingering agent" in done.stdout and "no kept connection" in done.stdout
+    assert "SSH keeper after the 3-host checks: kept 3" in done.stdout
     assert "CPU chk/agent" in done.stdout and "target of 5 ms" in done.stdout and "Goal: check <= 1.5" in done.stdout
     # The agent's work around each benchmark, split by part, from the results' agent_work.
     assert set(found["agent_parts"]) >= {"hash_ms", "conditions_before_ms", "conditions_after_ms"}
@@ -112,6 +115,8 @@ def test_a_small_run_measures_everything_and_leaves_no_lab(tmp_path: Path) -> No
     assert [cmd for cmd in Path("/proc").glob("[0-9]*/cmdline") if found["lab_dir"] in _read(cmd)] == []
     # Nor a lingering agent of its hosts: they live in the lab user's home, not in the lab's directory.
     assert lingering_agents(f"/farm-lab/{Lab(Path(found['lab_dir'])).id}/") == []
+    # Nor its SSH keeper, which served the bench's own cache folder beside the lab's.
+    assert keepers(str(Path(found["lab_dir"]).parent)) == []
 
 
 def _read(path: Path) -> str:

@@ -24,6 +24,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,8 @@ PROTOCOL = 1
 REPLY_MARGIN_S = 5.0
 
 _spawn_lock = threading.Lock()
-_spawned: set[str] = set()
+_spawned: dict[str, float] = {}  # socket path -> when this process last started a keeper for it
+RESPAWN_AFTER_S = 60.0  # a keeper that went away (stopped, idle) is started again, but not for every host
 
 # Files whose change makes another keeper: one started from older code must not serve newer callers.
 _CODE_FILES = ("keeper.py", "keeper_link.py", "ssh.py", "ssh_direct.py", "streamlocal.py")
@@ -50,12 +52,18 @@ def enabled() -> bool:
 
 
 def _cache_folder() -> Path:
-    folder = os.environ.get("FARM_CACHE_DIR")
-    if not folder:
-        import platformdirs  # only here: the CLI's short commands never need it
+    return _cache_folder_for(os.environ.get("FARM_CACHE_DIR"), os.environ.get("XDG_CACHE_HOME"),
+                             os.environ.get("HOME"))
 
-        folder = platformdirs.user_cache_dir("farm")
-    return Path(folder)
+
+@functools.lru_cache(maxsize=16)
+def _cache_folder_for(farm_cache: str | None, xdg_cache: str | None, home: str | None) -> Path:
+    # Asked per host of a check: platformdirs reads the environment it is keyed on here.
+    if farm_cache:
+        return Path(farm_cache)
+    import platformdirs  # only here: the CLI's short commands never need it
+
+    return Path(platformdirs.user_cache_dir("farm"))
 
 
 def keeper_name() -> str:
@@ -81,8 +89,12 @@ def _name(home: str | None, agent_socket: str | None, cache: str) -> str:
 
 def socket_path(name: str | None = None) -> Path:
     """Under the cache folder; where that is too long for a Unix socket path, a private folder of /tmp."""
-    name = name or keeper_name()
-    path = _cache_folder() / FOLDER / f"{name}.sock"
+    return _socket_path(name or keeper_name(), _cache_folder())
+
+
+@functools.lru_cache(maxsize=16)
+def _socket_path(name: str, cache: Path) -> Path:
+    path = cache / FOLDER / f"{name}.sock"
     if len(str(path).encode()) <= MAX_SOCKET_PATH:
         return path
     return Path(SHORT_FOLDER.format(uid=os.getuid())) / f"{name}.sock"
@@ -154,6 +166,25 @@ def ask(op: str, path: Path | None = None, timeout: float = 5.0) -> dict[str, An
     return answer if isinstance(answer, dict) else None
 
 
+def stop(path: Path | None = None, wait_s: float = 10.0) -> bool:
+    """Ask the running keeper to stop and wait until it has (its connections closed); False if none ran."""
+    stats = ask("stats", path)
+    if stats is None or ask("stop", path) is None:
+        return False
+    deadline = time.monotonic() + wait_s
+    while _running(int(stats["pid"])) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return True
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (a keeper this process started stays one until this process reaps it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
 def cpu_seconds(path: Path | None = None) -> float:
     """CPU seconds the running keeper has used, every thread's (0 where none runs): a controller's CPU per
     check must count its keeper's too. Asked of the keeper: its process clock is exact, /proc's ticks are not."""
@@ -185,11 +216,11 @@ def _read_line(connection: socket.socket) -> tuple[bytes, bytes]:
 
 def _spawn(path: Path) -> None:
     """Start a keeper for ``path`` in its own session, once per process; it exits by itself when idle."""
-    key = str(path)
+    key, now = str(path), time.monotonic()
     with _spawn_lock:
-        if key in _spawned:
+        if now - _spawned.get(key, -RESPAWN_AFTER_S) < RESPAWN_AFTER_S:
             return
-        _spawned.add(key)
+        _spawned[key] = now
     from agent.linger import _private_folder_ok  # the agent's check of a private folder, shared
 
     if not _private_folder_ok(str(path.parent)):
