@@ -64,13 +64,19 @@ def inventory_check(
 ) -> None:
     """Reach every host at once, deploy the agent, store and show its facts.
 
-    Shows per host: reachable or why not, board, OS, Python, TFLite runtime
-    and version, CPUs, its GPU (CUDA cores, current/maximum clock, GPU rail power), the agent (uploaded; started; or lingering: still running from an earlier
-    check, reached without starting Python), and what the host says that contradicts the inventory.
-    After a check the agent stays for 15 minutes (the inventory's agent_linger, or
-    FARM_AGENT_LINGER, in seconds; 0: never). Exits with 1 if a host is
-    unreachable. Unknown SSH host keys are refused until you check them and
-    pass --accept-new-host-keys once.
+    Shows per host: reachable or why not, board, OS, Python, TFLite
+    runtime and version, CPUs, its GPU (CUDA cores, current/maximum clock,
+    GPU rail power), the agent (uploaded; started; or lingering: still
+    running from an earlier check, reached without starting Python), and
+    what the host says that contradicts the inventory.
+
+    After a check the agent stays for 15 minutes (the inventory's
+    agent_linger, or FARM_AGENT_LINGER, in seconds; 0: never), and a
+    background process of yours, the SSH keeper, keeps each host's SSH
+    connection for the next check, as OpenSSH's ControlPersist does
+    (FARM_SSH_KEEPER=0: off). Exits with 1 if a host is unreachable.
+    Unknown SSH host keys are refused until you check them and pass
+    --accept-new-host-keys once.
 
     Example: farm inventory check -i lab.yaml
              farm inventory check -i "$(farm lab up --hosts 6 | tail -n 1)"
