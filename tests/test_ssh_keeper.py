@@ -25,6 +25,8 @@ from orchestrator.facts_check import check_hosts
 from orchestrator.inventory import Host
 from orchestrator.transport import keeper_link
 
+pytest_plugins = ["tests.lab_support"]
+
 
 def wait_for(condition, what: str, seconds: float = 20.0) -> None:
     deadline = time.monotonic() + seconds
@@ -65,6 +67,22 @@ def test_a_check_reaches_lingering_agents_over_the_connections_the_keeper_kept(r
     assert after["relaying"] == 0  # every stream ended with its check
     for old, new in zip(first, again, strict=True):
         assert (new.facts["board"], new.facts["python"]) == (old.facts["board"], old.facts["python"])
+
+
+def test_the_same_known_hosts_file_named_by_the_inventory_or_by_the_caller_shares_one_connection(
+        running_lab) -> None:
+    # `farm inventory check --known-hosts F` on an inventory that names no file, then a caller whose
+    # inventory names F: one kept connection each would cost every host a handshake per alternation.
+    named = [dataclasses.replace(h, known_hosts=str(running_lab.known_hosts), agent_linger=600)
+             for h in list(running_lab.inventory.hosts)[:2]]
+    unnamed = [dataclasses.replace(h, known_hosts=None, agent_linger=None) for h in named]
+    warmed(unnamed, {"known_hosts": running_lab.known_hosts})
+    made = stats()["connections"]
+    for hosts, options in ((named, {}), (unnamed, {"known_hosts": running_lab.known_hosts}),
+                           (named, {"known_hosts": running_lab.known_hosts})):
+        checks = check_hosts(hosts, options)
+        assert all(c.reachable and c.lingering for c in checks), [c.error for c in checks]
+    assert stats()["connections"] == made == len(named)
 
 
 def test_the_keeper_is_off_with_farm_ssh_keeper_0(running_lab, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -87,7 +87,8 @@ def connection_key(request: dict[str, Any]) -> str:
     # Looked at for every stream: a key removed from known_hosts a moment ago must fail the next check.
     files = dict.fromkeys((request.get("known_hosts"), host.get("known_hosts"), "~/.ssh/known_hosts",
                            host.get("identity_file")))
-    return json.dumps([host, request.get("known_hosts"), bool(request.get("accept_new_host_keys")),
+    made_from = {k: v for k, v in host.items() if k != "agent_linger"}  # how long to keep it is not how it is made
+    return json.dumps([made_from, request.get("known_hosts"), bool(request.get("accept_new_host_keys")),
                        [_file_identity(f) for f in files], ssh_direct._identity()], sort_keys=True, default=str)
 
 

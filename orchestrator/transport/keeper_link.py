@@ -102,10 +102,15 @@ def _socket_path(name: str, cache: Path) -> Path:
 
 def host_request(host: Host, known_hosts: Path | None, accept_new_host_keys: bool,
                  connect_timeout: float) -> dict[str, Any]:
-    """What the keeper needs to connect to ``host`` exactly as this controller would."""
+    """What the keeper needs to connect to ``host`` exactly as this controller would.
+
+    ``known_hosts`` is the file this controller chose (the caller's, else the inventory's); the inventory's is
+    then left out, as the chosen one wins: a CLI run given ``--known-hosts`` and a caller whose inventory names
+    the same file reach the same kept connection, not one each.
+    """
     return {"host": {"name": host.name, "address": host.address, "port": host.port, "user": host.user,
-                     "identity_file": host.identity_file, "known_hosts": host.known_hosts,
-                     "agent_linger": host.agent_linger},
+                     "identity_file": host.identity_file,
+                     "known_hosts": None if known_hosts else host.known_hosts, "agent_linger": host.agent_linger},
             "known_hosts": str(known_hosts) if known_hosts else None,
             "accept_new_host_keys": accept_new_host_keys, "connect_timeout": connect_timeout}
 
