@@ -67,11 +67,25 @@ class AgentSession:
         self._start(request)
         socket_path = self.first_reply.get(REPLY_FIELD)
         if seconds and isinstance(socket_path, str):
-            if refused and self.first_reply.get(LISTENING_FIELD) is True:
+            if refused and self.first_reply.get(LISTENING_FIELD) is True and not self._stream_opens(socket_path):
                 SOCKETS.put(name, prohibited_mark())
             else:
                 SOCKETS.put(name, socket_path)
         return self
+
+    def _stream_opens(self, socket_path: str) -> bool:
+        """Whether a stream to the daemon that listens now opens: refused again, sshd itself forbids it.
+
+        Asked once, after a refusal: the daemon may not have listened yet when the stream was tried (one
+        that the contact just before asked for binds its socket a moment after that contact ended).
+        """
+        try:
+            self.transport.connect_socket(socket_path).close()
+        except StreamRefused:
+            return False
+        except TransportError:
+            pass  # the link, not the stream: nothing learnt, the next contact tries the stream again
+        return True
 
     def _open_lingering(self, name: str, request: dict[str, Any]) -> bool | None:
         """True if the lingering agent answered ``request``; None if the stream to it was refused; False where

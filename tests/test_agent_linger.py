@@ -20,9 +20,12 @@ import pytest
 
 from farm_lab.lingering import lingering_agents, stop_lingering_agents
 from farm_lab.sshd import Sshd
+from orchestrator.agent_client import AgentSession
 from orchestrator.agent_linger import PROHIBITED, SOCKETS, daemon_name, still_prohibited
+from orchestrator.errors import StreamRefused
 from orchestrator.facts_check import check_hosts
 from orchestrator.inventory import Host
+from orchestrator.transport.local import LocalTransport
 from orchestrator.transport.ssh import SshTransport
 from orchestrator.transport.streamlocal import StreamLocalRefused, open_streamlocal
 from tests.test_agent import python36
@@ -203,6 +206,41 @@ def test_a_stale_socket_in_the_book_costs_one_start_and_is_corrected(tmp_path: P
     assert check.reachable and not check.lingering, check.error
     assert SOCKETS.get(daemon_name(host)) != str(tmp_path / "nobody-listens.sock")
     wait_for(lambda: listening(SOCKETS.get(daemon_name(host))), "daemon")
+    assert check_hosts([host], {})[0].lingering
+
+
+class LateDaemonTransport(LocalTransport):
+    """This machine, where the lingering daemon binds its socket only just after a stream to it was refused:
+    as when a check follows the one that asked for the daemon before the daemon has started (a loaded host)."""
+
+    started = False
+
+    def connect_socket(self, path: str):
+        try:
+            return super().connect_socket(path)
+        except StreamRefused:
+            if not self.started:
+                self.started = True
+                # Another contact asks for the daemon; it binds when that contact ends, before this one's probe.
+                AgentSession(LocalTransport(self.host)).open(linger=True).close()
+                wait_for(lambda: listening(path), "the late daemon")
+            raise
+
+
+def test_a_daemon_that_listens_only_after_a_refused_stream_does_not_mark_the_host_as_forbidding_streams(
+        tmp_path: Path) -> None:
+    host = local_host()
+    name = daemon_name(host)
+    assert not check_hosts([host], {})[0].lingering
+    path = SOCKETS.get(name)
+    wait_for(lambda: listening(path), "daemon")
+    stop_lingering_agents(str(tmp_path))
+    wait_for(lambda: not listening(path), "the daemon to stop")
+    session = AgentSession(LateDaemonTransport(host)).open(first={"op": "facts"}, linger=True)
+    session.close()
+    assert session.transport.started and not session.lingering  # refused, then started with a probe
+    # The probe found a daemon listening; a second stream to it opened: nothing forbids streams here.
+    assert SOCKETS.get(name) == path and not still_prohibited(SOCKETS.get(name))
     assert check_hosts([host], {})[0].lingering
 
 
