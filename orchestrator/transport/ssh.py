@@ -164,7 +164,8 @@ class SshTransport(Transport):
         hop = connection
         while isinstance(hop, (Connection, DirectLink)) and hop.transport is not None:
             hop.transport.set_keepalive(KEEPALIVE_SECONDS)
-            hop.transport.sock.settimeout(IDLE_POLL_S)
+            with contextlib.suppress(AttributeError, OSError):  # a ProxyCommand or channel may not take one
+                hop.transport.sock.settimeout(IDLE_POLL_S)
             if isinstance(hop.transport.sock, socket.socket):  # behind a gateway it is a channel, not TCP
                 _tune_socket(hop.transport.sock)
             hop = hop.gateway
